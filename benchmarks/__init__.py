@@ -1,0 +1,1 @@
+"""MobKit benchmarks: each prints its figures next to a baseline measured in the same run."""

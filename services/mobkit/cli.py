@@ -1,0 +1,69 @@
+"""The ``mobkit`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from mobkit.core.errors import MobKitError
+from mobkit.server.config import add_arguments, load_settings, with_port
+from mobkit.server.logs import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mobkit", description="Durable identity-addressed agents."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one service (or all) in this process")
+    serve.add_argument(
+        "service",
+        help="lease, continuity, roster, topology, customizer, runtime, orchestrator or all",
+    )
+    add_arguments(serve)
+
+    up = sub.add_parser("up", help="the whole suite on its embedded default (local etcd included)")
+    up.add_argument("--split", action="store_true", help="one process per service")
+    add_arguments(up)
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from mobkit.server.app import serve_until_signalled
+    from mobkit.server.host import expand, start_services
+
+    settings = load_settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    keys = expand([args.service])
+    server, resources = await start_services(keys, settings)
+    print(f"listening on {with_port(settings.listen, server.port)}", file=sys.stderr, flush=True)
+    try:
+        await serve_until_signalled([server], settings.grace)
+    finally:
+        await resources.close()
+    return 0
+
+
+async def _up(args: argparse.Namespace) -> int:
+    from mobkit.up import run_up
+
+    return await run_up(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"serve": _serve, "up": _up}[args.command]
+    try:
+        return asyncio.run(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except (MobKitError, ValueError, OSError) as exc:
+        print(f"mobkit {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

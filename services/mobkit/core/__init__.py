@@ -1,0 +1,1 @@
+"""Domain types, identity rules and errors shared by every MobKit service (no gRPC here)."""

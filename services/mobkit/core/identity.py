@@ -1,0 +1,63 @@
+"""Identity validation, mirroring the seeds' ``validate_identity_string``.
+
+Identities are kept as plain ``str`` at run time (``NewType``) so that batches of
+thousands cost nothing extra; validation happens once, at the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NewType
+
+from mobkit.core.errors import InvalidArgument, InvalidIdentity
+
+AgentIdentity = NewType("AgentIdentity", str)
+"""The stable, app-facing name of a durable agent (e.g. ``planner``)."""
+
+AgentRuntimeId = NewType("AgentRuntimeId", str)
+"""Runtime-level id minted when an identity is first created."""
+
+SessionId = NewType("SessionId", str)
+
+
+def identity_problem(value: str) -> str | None:
+    """The reason ``value`` is not a valid identity, or None when it is."""
+    if not value:
+        return "must not be empty"
+    if any(ch.isspace() for ch in value):
+        return "must not contain whitespace"
+    if "/" in value:
+        return "must not contain slashes"
+    return None
+
+
+def parse_identity(value: str) -> AgentIdentity:
+    """Validate an identity: non-empty, no whitespace, no ``/``."""
+    problem = identity_problem(value)
+    if problem is not None:
+        raise InvalidIdentity(value, problem)
+    return AgentIdentity(value)
+
+
+def parse_runtime_id(value: str) -> AgentRuntimeId:
+    """Runtime ids follow the identity rules (the seeds share one macro)."""
+    return AgentRuntimeId(parse_identity(value))
+
+
+def parse_identities(values: Iterable[str], *, field: str = "identities") -> list[AgentIdentity]:
+    """Validate a batch: every identity valid and none repeated (API.md batch rule)."""
+    out: list[AgentIdentity] = []
+    seen: set[str] = set()
+    for value in values:
+        out.append(parse_identity(value))
+        if value in seen:
+            raise InvalidArgument(field, f"duplicate identity {value!r} in one request")
+        seen.add(value)
+    return out
+
+
+def parse_display_name(value: str) -> str:
+    """Display names are free text but never empty."""
+    if not value:
+        raise InvalidIdentity(value, "display name must not be empty")
+    return value

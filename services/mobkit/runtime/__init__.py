@@ -1,0 +1,1 @@
+"""The reference agent runtime: hosts sessions and runs their turns."""

@@ -1,0 +1,9 @@
+"""Built-in agents: ``echo`` and the deterministic ``notebook``."""
+
+from __future__ import annotations
+
+from mobkit.runtime.agents.echo import EchoAgent
+from mobkit.runtime.agents.notebook import NotebookAgent
+from mobkit.runtime.sdk import AgentFactory
+
+BUILTIN_AGENTS: dict[str, AgentFactory] = {a.kind: a for a in (EchoAgent, NotebookAgent)}

@@ -1,0 +1,43 @@
+"""``notebook``: a deterministic agent whose reply shows its continuity.
+
+Each reply says how many turns the session has seen and what the notebook
+holds, so a restart or failover that lost state is visible from outside.
+
+Commands (anything else is just noted):
+  ``remember TEXT``  add a note
+  ``recall``         list the notes
+  ``forget``         clear the notes
+  ``ask PEER TEXT``  message a managed peer and note its answer
+"""
+
+from __future__ import annotations
+
+from mobkit.runtime.sdk import Agent, TurnContext
+
+
+class NotebookAgent(Agent):
+    kind = "notebook"
+
+    async def on_turn(self, ctx: TurnContext, message: str) -> str:
+        turns = int(self.state.get("turns", 0)) + 1
+        self.state["turns"] = turns
+        notes: list[str] = self.state.setdefault("notes", [])
+        command, _, rest = message.strip().partition(" ")
+        if command == "remember" and rest:
+            notes.append(rest)
+            said = f"noted {rest!r}"
+        elif command == "forget":
+            notes.clear()
+            said = "forgot everything"
+        elif command == "ask" and rest:
+            peer, _, text = rest.partition(" ")
+            answer = await ctx.send_to_peer(peer, text or "hello")
+            notes.append(f"{peer} said: {answer}")
+            said = f"asked {peer}"
+        elif command == "recall":
+            said = "recalling"
+        else:
+            self.state["last_message"] = message
+            said = f"heard {message!r}"
+        memory = "; ".join(notes) if notes else "nothing yet"
+        return f"[{self.identity} turn {turns}] {said}. I remember: {memory}"

@@ -1,0 +1,81 @@
+"""The agent runtime port: the seam between the orchestrator and whatever runs agents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from mobkit.core.errors import MobKitError
+from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
+from mobkit.runtime.sdk import PeerSender, ToolCaller
+
+
+class SessionNotFound(MobKitError):
+    reason = "SESSION_NOT_FOUND"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no open session {session_id!r} in this runtime", session_id=session_id)
+        self.session_id = session_id
+
+
+class SessionClosed(MobKitError):
+    """The session's teardown gate is closed: a stale handle failed closed."""
+
+    reason = "SESSION_CLOSED"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} was torn down", session_id=session_id)
+        self.session_id = session_id
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    session_id: str
+    agent_runtime_id: str
+    turns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    output: str
+    turn: int
+    structured_output: Any = None
+
+
+@runtime_checkable
+class AgentRuntime(Protocol):
+    """Creates, resumes and runs sessions. Implementations: in-process and gRPC."""
+
+    async def create_session(
+        self,
+        identity: str,
+        profile: str,
+        draft: AgentBuildDraft,
+        *,
+        session_id: str | None = None,
+        agent_runtime_id: str | None = None,
+    ) -> SessionInfo: ...
+
+    async def resume_session(
+        self,
+        identity: str,
+        profile: str,
+        session_id: str,
+        agent_runtime_id: str,
+        snapshot: SessionSnapshot,
+        draft: AgentBuildDraft,
+    ) -> SessionInfo: ...
+
+    async def run_turn(
+        self,
+        session_id: str,
+        message: DispatchInput,
+        *,
+        peers: tuple[str, ...] = (),
+        peer_sender: PeerSender | None = None,
+        tool_caller: ToolCaller | None = None,
+    ) -> TurnOutcome: ...
+
+    async def export_snapshot(self, session_id: str) -> SessionSnapshot: ...
+
+    async def close_session(self, session_id: str) -> None: ...

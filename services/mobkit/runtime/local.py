@@ -1,0 +1,152 @@
+"""The in-process reference runtime (the default ``AgentRuntime``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+
+from mobkit.core.errors import InvalidArgument, StoreCorruption
+from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
+from mobkit.runtime.agents import BUILTIN_AGENTS
+from mobkit.runtime.domain import SessionInfo, SessionNotFound, TurnOutcome
+from mobkit.runtime.sdk import Agent, AgentFactory, PeerSender, ToolCaller, TurnContext
+
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass
+class _Session:
+    identity: str
+    profile: str
+    session_id: str
+    agent_runtime_id: str
+    agent: Agent
+    turns: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LocalAgentRuntime:
+    """Hosts agent sessions in this process.
+
+    ``profiles`` maps a roster profile to an agent kind (``{"coordinator": "notebook"}``);
+    a profile that names a kind directly needs no entry.
+    """
+
+    def __init__(
+        self,
+        agents: dict[str, AgentFactory] | None = None,
+        profiles: dict[str, str] | None = None,
+    ) -> None:
+        self._agents = dict(BUILTIN_AGENTS if agents is None else agents)
+        self._profiles = dict(profiles or {})
+        self._sessions: dict[str, _Session] = {}
+
+    def knows_profile(self, profile: str) -> bool:
+        return self._profiles.get(profile, profile) in self._agents
+
+    def _factory(self, profile: str) -> AgentFactory:
+        kind = self._profiles.get(profile, profile)
+        try:
+            return self._agents[kind]
+        except KeyError:
+            known = ", ".join(sorted({*self._agents, *self._profiles}))
+            raise InvalidArgument(
+                "profile", f"unknown profile {profile!r} (known: {known})"
+            ) from None
+
+    async def create_session(
+        self,
+        identity: str,
+        profile: str,
+        draft: AgentBuildDraft,
+        *,
+        session_id: str | None = None,
+        agent_runtime_id: str | None = None,
+    ) -> SessionInfo:
+        agent = self._factory(profile)(identity, draft)
+        sid = session_id or f"sess-{uuid.uuid4().hex}"
+        rid = agent_runtime_id or f"rt-{uuid.uuid4().hex[:16]}"
+        await agent.on_start()
+        self._sessions[sid] = _Session(identity, profile, sid, rid, agent)
+        return SessionInfo(sid, rid, 0)
+
+    async def resume_session(
+        self,
+        identity: str,
+        profile: str,
+        session_id: str,
+        agent_runtime_id: str,
+        snapshot: SessionSnapshot,
+        draft: AgentBuildDraft,
+    ) -> SessionInfo:
+        try:
+            body = json.loads(snapshot.data)
+            state, turns = body["state"], int(body["turns"])
+            if body.get("format") != SNAPSHOT_FORMAT or not isinstance(state, dict):
+                raise ValueError("unknown snapshot format")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorruption(f"undecodable session snapshot: {exc}", identity) from exc
+        agent = self._factory(profile)(identity, draft, state)
+        await agent.on_start()
+        self._sessions[session_id] = _Session(
+            identity, profile, session_id, agent_runtime_id, agent, turns
+        )
+        return SessionInfo(session_id, agent_runtime_id, turns)
+
+    def _get(self, session_id: str) -> _Session:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise SessionNotFound(session_id) from None
+
+    async def run_turn(
+        self,
+        session_id: str,
+        message: DispatchInput,
+        *,
+        peers: tuple[str, ...] = (),
+        peer_sender: PeerSender | None = None,
+        tool_caller: ToolCaller | None = None,
+    ) -> TurnOutcome:
+        session = self._get(session_id)
+        async with session.lock:
+            ctx = TurnContext(
+                identity=session.identity,
+                session_id=session_id,
+                turn=session.turns + 1,
+                draft=session.agent.draft,
+                peers=peers,
+                origin=message.origin.value,
+                correlation_id=message.correlation_id,
+                _send_to_peer=peer_sender,
+                _call_tool=tool_caller,
+            )
+            before = json.dumps(session.agent.state)
+            try:
+                output = await session.agent.on_turn(ctx, message.content)
+            except BaseException:
+                # A failed turn leaves no trace: the state is what the last checkpoint holds.
+                session.agent.state = json.loads(before)
+                raise
+            session.turns += 1
+            return TurnOutcome(output=output, turn=session.turns)
+
+    async def export_snapshot(self, session_id: str) -> SessionSnapshot:
+        session = self._get(session_id)
+        body = {
+            "format": SNAPSHOT_FORMAT,
+            "identity": session.identity,
+            "profile": session.profile,
+            "turns": session.turns,
+            "state": session.agent.state,
+        }
+        return SessionSnapshot(json.dumps(body, sort_keys=True).encode())
+
+    async def close_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,1 @@
+"""The server scaffold every MobKit service shares."""

@@ -1,0 +1,171 @@
+"""Settings from flags, ``MOBKIT_*`` environment variables and a TOML file.
+
+Precedence, lowest first: defaults, the TOML file given by ``--config``, the
+environment (``MOBKIT_ETCD_ENDPOINTS`` for ``--etcd-endpoints``), flags. Every
+option is declared once, in ``Settings``; flags and variable names derive
+from the field names. Sections of the TOML file other than the top-level keys
+(``[topology]``, ``[customizer]``, ...) are provider configuration, kept as-is
+in ``Settings.sections``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+import tomllib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mobkit.core.errors import InvalidArgument
+
+CONTINUITY_BACKENDS = ("etcd", "sqlite", "memory")
+PROVIDERS = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
+
+
+@dataclass
+class Settings:
+    listen: str = "127.0.0.1:7700"
+    data_dir: str = ".mobkit"
+    etcd_endpoints: list[str] = field(default_factory=list)
+    etcd_prefix: str = "/mobkit"
+    etcd_username: str | None = None
+    etcd_password: str | None = field(default=None, repr=False)
+    etcd_ca: str | None = None
+    etcd_cert: str | None = None
+    etcd_key: str | None = None
+    continuity_backend: str = "sqlite"
+    sqlite_path: str | None = None
+    snapshot_limit_bytes: int = 1024 * 1024
+    roster: str | None = None
+    lease_ttl: float = 10.0
+    runtime_instance: str | None = None
+    advertise: str | None = None
+    lease_addr: str | None = None
+    continuity_addr: str | None = None
+    roster_addr: str | None = None
+    topology_addr: str | None = None
+    customizer_addr: str | None = None
+    runtime_addr: str | None = None
+    reconcile_interval: float = 30.0
+    resume_concurrency: int = 16
+    log_level: str = "INFO"
+    log_format: str = "json"
+    grace: float = 5.0
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def instance_id(self) -> str:
+        """This replica's runtime instance id (stable when configured)."""
+        if self.runtime_instance is None:
+            self.runtime_instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        return self.runtime_instance
+
+    def resolved_sqlite_path(self) -> Path:
+        if self.sqlite_path:
+            return Path(self.sqlite_path)
+        return Path(self.data_dir) / "continuity.sqlite3"
+
+    def provider_addr(self, provider: str) -> str | None:
+        value: str | None = getattr(self, f"{provider}_addr")
+        return value
+
+    def validate(self) -> Settings:
+        if self.continuity_backend not in CONTINUITY_BACKENDS:
+            raise InvalidArgument(
+                "continuity_backend", f"must be one of {', '.join(CONTINUITY_BACKENDS)}"
+            )
+        if not 0.5 <= self.lease_ttl <= 3600:
+            raise InvalidArgument("lease_ttl", "must be between 0.5 and 3600 seconds")
+        return self
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sections"}
+
+
+def _is_list(name: str) -> bool:
+    return "list" in str(_FIELDS[name].type)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = str(_FIELDS[name].type)
+    if value is None:
+        return None
+    if _is_list(name):
+        items = value if isinstance(value, list) else str(value).split(",")
+        return [str(v).strip() for v in items if str(v).strip()]
+    try:
+        if kind.startswith("float"):
+            return float(value)
+        if kind.startswith("int"):
+            return int(value)
+    except ValueError as exc:
+        raise InvalidArgument(name, f"not a number: {value!r}") from exc
+    return str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per setting (default None so unset flags do not override)."""
+    parser.add_argument("--config", help="TOML configuration file")
+    for name in _FIELDS:
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            help=f"(env MOBKIT_{name.upper()})",
+        )
+
+
+def load_settings(
+    args: argparse.Namespace | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+    config_path = getattr(args, "config", None) or env.get("MOBKIT_CONFIG")
+    if config_path:
+        try:
+            data = tomllib.loads(Path(config_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument("config", f"{config_path}: {exc}") from exc
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name in _FIELDS:
+                values[name] = _coerce(name, value)
+            elif isinstance(value, dict):
+                sections[name] = value
+            else:
+                raise InvalidArgument("config", f"unknown setting {key!r} in {config_path}")
+    for name in _FIELDS:
+        raw = env.get(f"MOBKIT_{name.upper()}")
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    if args is not None:
+        for name in _FIELDS:
+            raw = getattr(args, name, None)
+            if raw is not None:
+                values[name] = _coerce(name, raw)
+    for name, value in (overrides or {}).items():
+        values[name] = value
+    return Settings(**values, sections=sections).validate()
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidArgument("listen", f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def with_port(listen: str, port: int) -> str:
+    host, _ = split_hostport(listen)
+    return f"{host}:{port}"
+
+
+def parse_endpoints(values: Sequence[str]) -> list[str]:
+    return [v for v in values if v]

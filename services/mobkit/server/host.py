@@ -1,0 +1,57 @@
+"""Host one or more catalog services in this process."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from mobkit.server.app import MobKitServer, ServerConfig, ServiceRegistration, build_server
+from mobkit.server.catalog import CATALOG, ServiceSpec
+from mobkit.server.config import Settings
+from mobkit.server.resources import Resources
+
+# Build order matters for `all`: the orchestrator composes the providers built before it.
+ORDER = ("lease", "continuity", "roster", "topology", "customizer", "runtime", "orchestrator")
+
+IMPLEMENTATIONS: dict[str, str] = {}
+"""Service key -> module exposing ``async def build(settings, resources) -> ServiceRegistration``."""
+
+
+def unimplemented(spec: ServiceSpec) -> ServiceRegistration:
+    """The generated base servicer: every RPC answers UNIMPLEMENTED."""
+    base = spec.base_servicer()
+    add = spec.add_function()
+    return ServiceRegistration(spec.full_name, lambda server: add(base(), server), errors={})
+
+
+async def registration(key: str, settings: Settings, resources: Resources) -> ServiceRegistration:
+    spec = CATALOG[key]
+    module = IMPLEMENTATIONS.get(key)
+    if module is None:
+        return unimplemented(spec)
+    reg: ServiceRegistration = await importlib.import_module(module).build(settings, resources)
+    return reg
+
+
+def expand(keys: Sequence[str]) -> list[str]:
+    if "all" in keys:
+        return list(ORDER)
+    unknown = [k for k in keys if k not in CATALOG]
+    if unknown:
+        raise ValueError(f"unknown service {unknown[0]!r}; choose from {', '.join(ORDER)} or all")
+    return [k for k in ORDER if k in keys]
+
+
+async def start_services(
+    keys: Sequence[str], settings: Settings, resources: Resources | None = None
+) -> tuple[MobKitServer, Resources]:
+    """Build and start the services; the caller stops the server then closes resources."""
+    resources = resources or Resources(settings)
+    try:
+        regs = [await registration(k, settings, resources) for k in expand(keys)]
+        server, _ = build_server(ServerConfig(regs, listen=settings.listen, grace=settings.grace))
+        await server.start()
+    except BaseException:
+        await resources.close()
+        raise
+    return server, resources

@@ -1,0 +1,129 @@
+"""One server interceptor for every MobKit service.
+
+Per call it: sets the request id (from ``x-request-id`` metadata, else a new
+one) for structured logs and echoes it back; validates identity fields; and
+turns domain errors into ``google.rpc.Status`` through the service's error
+table. Cancellation and explicit aborts pass through untouched; any other
+exception is logged and becomes INTERNAL without leaking its text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from mobkit.core.errors import MobKitError
+from mobkit.server import context as callctx
+from mobkit.server.errors import ErrorTable, internal_status, status_for_error
+from mobkit.server.validation import validate_identities
+
+log = logging.getLogger("mobkit.rpc")
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def _service_of(method: str) -> str:
+    # "/mobkit.lease.v1.LeaseService/AcquireLeases" -> "mobkit.lease.v1.LeaseService"
+    return method.rsplit("/", 1)[0].lstrip("/")
+
+
+class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self, tables: Mapping[str, ErrorTable], *, observers: list[Any] | None = None
+    ) -> None:
+        self._tables = tables
+        self._observers = observers or []
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        service = _service_of(method)
+        if handler is None or service not in self._tables:
+            return handler  # health, reflection and unknown methods
+        table = self._tables[service]
+        rid = next(
+            (v for k, v in (details.invocation_metadata or ()) if k == REQUEST_ID_HEADER), None
+        )
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, table, rid),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, table, rid),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _begin(self, method: str, rid: Any, ctx: grpc.aio.ServicerContext) -> None:
+        request_id = rid if isinstance(rid, str) and rid else uuid.uuid4().hex
+        callctx.request_id.set(request_id)
+        callctx.rpc_method.set(method)
+        ctx.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
+
+    async def _fail(
+        self, exc: BaseException, method: str, table: ErrorTable, ctx: grpc.aio.ServicerContext
+    ) -> None:
+        status = status_for_error(exc, table) if isinstance(exc, MobKitError) else None
+        if status is None:
+            log.exception("unhandled error in %s", method, exc_info=exc)
+            status = internal_status()
+        else:
+            log.info("%s failed: %s", method, exc)
+        await ctx.abort_with_status(rpc_status.to_status(status))
+
+    def _finish(self, method: str, started: float, code: str) -> None:
+        elapsed = time.perf_counter() - started
+        for obs in self._observers:
+            obs(method, code, elapsed)
+
+    def _wrap_unary(self, inner: Any, method: str, table: ErrorTable, rid: Any) -> Any:
+        async def call(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            self._begin(method, rid, ctx)
+            code = "OK"
+            try:
+                validate_identities(request)
+                return await inner(request, ctx)
+            except (grpc.aio.AbortError, GeneratorExit):
+                code = "ABORTED_BY_HANDLER"
+                raise
+            except Exception as exc:  # translated, never a crash
+                code = type(exc).__name__
+                await self._fail(exc, method, table, ctx)
+            finally:
+                self._finish(method, started, code)
+
+        return call
+
+    def _wrap_stream(self, inner: Any, method: str, table: ErrorTable, rid: Any) -> Any:
+        async def call(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            self._begin(method, rid, ctx)
+            code = "OK"
+            try:
+                validate_identities(request)
+                async for item in inner(request, ctx):
+                    yield item
+            except (grpc.aio.AbortError, GeneratorExit):
+                raise
+            except Exception as exc:
+                code = type(exc).__name__
+                await self._fail(exc, method, table, ctx)
+            finally:
+                self._finish(method, started, code)
+
+        return call

@@ -1,0 +1,53 @@
+"""Structured logging: one JSON object per line, with the call's request id.
+
+Identity and fencing token travel as ``extra={"identity": ..., "fencing_token": ...}``.
+Secrets never reach a record: known secret-bearing keys are masked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from mobkit.server import context as callctx
+
+_EXTRA_KEYS = ("identity", "fencing_token", "session_id", "runtime_instance", "service", "event")
+_SECRET_KEYS = ("password", "token", "authorization", "secret", "key")
+
+
+def _masked(key: str, value: Any) -> Any:
+    secret = key != "fencing_token" and any(s in key.lower() for s in _SECRET_KEYS)
+    return "***" if secret else value
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": callctx.request_id.get(),
+            "method": callctx.rpc_method.get(),
+        }
+        for key in _EXTRA_KEYS:
+            if hasattr(record, key):
+                out[key] = _masked(key, getattr(record, key))
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,54 @@
+"""Process-wide resources shared by the services hosted in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from mobkit.core.errors import InvalidArgument
+from mobkit.server.config import Settings
+
+if TYPE_CHECKING:
+    from mobkit.etcd.client import EtcdClient
+
+
+class Resources:
+    """Lazily opened shared clients (one etcd connection per process), and the
+    in-process provider instances, so ``serve all`` composes without gRPC hops."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._etcd: EtcdClient | None = None
+        self._lock = asyncio.Lock()
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.providers: dict[str, Any] = {}
+
+    async def etcd(self) -> EtcdClient:
+        async with self._lock:
+            if self._etcd is None:
+                if not self.settings.etcd_endpoints:
+                    raise InvalidArgument("etcd_endpoints", "no etcd endpoints configured")
+                from mobkit.etcd.client import EtcdClient, EtcdTLS
+
+                s = self.settings
+                tls = (
+                    EtcdTLS(ca_file=s.etcd_ca, cert_file=s.etcd_cert, key_file=s.etcd_key)
+                    if s.etcd_ca or s.etcd_cert
+                    else None
+                )
+                self._etcd = await EtcdClient.connect(
+                    s.etcd_endpoints, tls=tls, username=s.etcd_username, password=s.etcd_password
+                )
+            return self._etcd
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    async def close(self) -> None:
+        for closer in reversed(self._closers):
+            await closer()
+        self._closers.clear()
+        if self._etcd is not None:
+            await self._etcd.close()
+            self._etcd = None

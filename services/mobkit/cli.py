@@ -32,16 +32,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from mobkit.server.app import serve_until_signalled
+    from mobkit.server.app import serve_until_signalled, stop_on_signals
     from mobkit.server.host import expand, start_services
 
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
     keys = expand([args.service])
+    stop = stop_on_signals()
     server, resources = await start_services(keys, settings)
     print(f"listening on {with_port(settings.listen, server.port)}", file=sys.stderr, flush=True)
     try:
-        await serve_until_signalled([server], settings.grace)
+        await serve_until_signalled([server], settings.grace, stop)
     finally:
         await resources.close()
     return 0

@@ -67,7 +67,11 @@ class _UnaryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
                 timeout=max(deadline - time.monotonic(), 0.0),
                 metadata=grpc.aio.Metadata(*metadata),
                 credentials=details.credentials,
-                wait_for_ready=details.wait_for_ready,
+                wait_for_ready=(
+                    client.wait_for_ready
+                    if details.wait_for_ready is None
+                    else details.wait_for_ready
+                ),
             )
             try:
                 call = await continuation(call_details, request)
@@ -103,7 +107,8 @@ class _KeepAliveStream:
                 for attempt in range(2):
                     if self._call is None:
                         self._call = self._client.lease.LeaseKeepAlive(
-                            metadata=self._client.auth_metadata()
+                            metadata=self._client.auth_metadata(),
+                            wait_for_ready=self._client.wait_for_ready,
                         )
                     try:
                         await self._call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
@@ -174,12 +179,14 @@ class EtcdClient:
         timeout: float = 5.0,
         keepalive_time: float = 6.0,
         keepalive_timeout: float = 3.0,
+        wait_for_ready: bool = True,
     ) -> None:
         """Internal: use :meth:`connect`, which also authenticates (needs a running loop)."""
         if (username is None) != (password is None):
             raise ValueError("username and password go together")
         self.endpoints = list(endpoints)
         self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
         #: Unary etcd RPCs issued (plus keepalive_once exchanges), retries not included.
         self.round_trips = 0
         self._username = username
@@ -214,12 +221,17 @@ class EtcdClient:
         timeout: float = 5.0,
         keepalive_time: float = 6.0,
         keepalive_timeout: float = 3.0,
+        wait_for_ready: bool = True,
     ) -> EtcdClient:
         """Open a channel to ``endpoints`` (``http://h:p``, ``https://h:p`` or ``h:p``).
 
         Connecting is lazy unless credentials are given: then the user authenticates now
         and a failure raises :class:`EtcdAuthError` or :class:`EtcdUnavailable`.
-        ``timeout`` is the default deadline of every unary call.
+        ``timeout`` is the default deadline of every unary call. With ``wait_for_ready``
+        (etcd's own client does the same) a call made while no member is reachable waits
+        for one until its deadline instead of failing at once, which rides out a member
+        restart or a leader failover; either way an outage ends in :class:`EtcdUnavailable`
+        by the deadline.
         """
         client = cls(
             endpoints,
@@ -229,6 +241,7 @@ class EtcdClient:
             timeout=timeout,
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
+            wait_for_ready=wait_for_ready,
         )
         if username is not None:
             try:

@@ -57,7 +57,8 @@ def map_rpc_error(err: grpc.RpcError, method: str = "") -> EtcdError:
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return EtcdCompacted(message, compact_revision=0, code=name)
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or (
-        code == grpc.StatusCode.INVALID_ARGUMENT and "authentication failed" in details
+        code == grpc.StatusCode.INVALID_ARGUMENT
+        and ("authentication failed" in details or "user name is empty" in details)
     ):
         return EtcdAuthError(message, code=name)
     return EtcdError(message, code=name)

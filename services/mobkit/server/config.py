@@ -56,7 +56,20 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     grace: float = 5.0
+    # TLS: serve it with tls_cert + tls_key; tls_client_ca also demands client certs (mTLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # CA verifying the MobKit servers this process calls (default: tls_client_ca).
+    tls_ca: str | None = None
+    # Accepted bearer tokens (SHA-256 + scopes, see mobkit.security.auth); unset: no auth.
+    auth_tokens_file: str | None = None
+    # File holding the bearer token this process presents to other MobKit services.
+    call_token_file: str | None = None
+    # HOST:PORT serving Prometheus /metrics; unset: no metrics endpoint.
+    metrics_listen: str | None = None
     sections: dict[str, Any] = field(default_factory=dict)
+    config_path: str | None = None
 
     def instance_id(self) -> str:
         """This replica's runtime instance id (stable when configured)."""
@@ -83,7 +96,9 @@ class Settings:
         return self
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sections"}
+_FIELDS = {
+    f.name: f for f in dataclasses.fields(Settings) if f.name not in ("sections", "config_path")
+}
 
 
 def _is_list(name: str) -> bool:
@@ -152,7 +167,7 @@ def load_settings(
                 values[name] = _coerce(name, raw)
     for name, value in (overrides or {}).items():
         values[name] = value
-    return Settings(**values, sections=sections).validate()
+    return Settings(**values, sections=sections, config_path=config_path).validate()
 
 
 def split_hostport(value: str) -> tuple[str, int]:

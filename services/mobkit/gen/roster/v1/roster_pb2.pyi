@@ -305,3 +305,50 @@ class RosterContext(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RosterContext: _TypeAlias = RosterContext  # noqa: Y015
+
+@_typing.final
+class RosterProblem(_message.Message):
+    """Why the latest version of the roster source was rejected. The provider
+    keeps serving the last valid roster meanwhile; it never serves part of a
+    rejected one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    UNREADABLE_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """The ErrorInfo reason the problem would carry as an error: ROSTER_INVALID."""
+    entry: _builtins.str
+    """The offending entry (`agents[2]` in a file, the key of an etcd entry);
+    empty when the source as a whole is at fault (unreadable, malformed).
+    """
+    field: _builtins.str
+    """The offending field of the entry (`profile`, `labels.team`); empty when
+    the whole entry or source is at fault.
+    """
+    message: _builtins.str
+    """Human-readable explanation, with the location when known."""
+    unreadable: _builtins.bool
+    """True when the source could not be read at all (missing file, bad
+    encoding) rather than read and found invalid.
+    """
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        entry: _builtins.str = ...,
+        field: _builtins.str = ...,
+        message: _builtins.str = ...,
+        unreadable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "field", b"field", "message", b"message", "reason", b"reason", "unreadable", b"unreadable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RosterProblem: _TypeAlias = RosterProblem  # noqa: Y015

@@ -64,10 +64,11 @@ class RosterServiceServicer:
 
     def GetRoster(self, request, context):
         """Returns the current roster and its revision. Not paginated: a roster of
-        a few thousand specs fits one message.
+        a few thousand specs fits one message. When the source's latest version
+        is invalid, the last valid roster is returned with `problem` set.
 
-        Errors: ROSTER_INVALID, INVALID_IDENTITY (in previous_identities),
-        BACKEND_UNAVAILABLE.
+        Errors: ROSTER_INVALID when the source has never held a valid roster,
+        INVALID_IDENTITY (in previous_identities), BACKEND_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,9 +76,11 @@ class RosterServiceServicer:
 
     def WatchRoster(self, request, context):
         """Streams the roster: the current one first, then one message each time
-        the source changes, with a strictly larger roster_revision. A change
-        that fails validation is not sent (the last valid roster stays current;
-        GetRoster reports ROSTER_INVALID meanwhile).
+        the source changes. A valid change comes with a strictly larger
+        roster_revision. A change that fails validation never replaces the
+        roster: it is reported by a message that repeats the last valid roster
+        and its roster_revision with `problem` set; the next valid change clears
+        it.
 
         Errors: as GetRoster for the first message; BACKEND_UNAVAILABLE ends the
         stream when the source is lost.

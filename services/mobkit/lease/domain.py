@@ -1,0 +1,129 @@
+"""The lease provider port (CONTRACT-02) and the rules every backend shares.
+
+A lease says which runtime instance may act on an identity right now. Each grant
+carries a fencing token that is strictly larger for every new holder of the
+identity, so a store remembering the highest token it has seen can refuse a
+previous holder's writes. No gRPC here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol, runtime_checkable
+
+from mobkit.core.errors import InvalidArgument
+from mobkit.core.identity import AgentIdentity, parse_identities
+from mobkit.core.types import LeaseAcquireResult, LeaseGrant, LeaseRenewResult
+
+# Same bounds as ``Settings.lease_ttl`` (``--lease-ttl``).
+MIN_TTL = timedelta(seconds=0.5)
+MAX_TTL = timedelta(hours=1)
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+_PAGE_TOKEN_PREFIX = b"lease-after:"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One currently held lease, for operators (``ListLeases``)."""
+
+    identity: AgentIdentity
+    holder: str
+    fencing_token: int
+    ttl_remaining: timedelta
+
+
+@runtime_checkable
+class LeaseProvider(Protocol):
+    """Live ownership of identities with monotonic fencing tokens.
+
+    Implementations: :class:`~mobkit.lease.memory.MemoryLeaseProvider`,
+    :class:`~mobkit.lease.etcd_backend.EtcdLeaseProvider` and the gRPC client adapter
+    :class:`~mobkit.lease.client.GrpcLeaseProvider`. Batch calls return one result per
+    input, in input order; invalid input raises before any state changes.
+    """
+
+    async def acquire_leases(
+        self, identities: Sequence[str], runtime_instance: str, ttl: timedelta
+    ) -> list[LeaseAcquireResult]:
+        """``Acquired`` or ``AlreadyHeld`` per identity. An identity this very
+        ``runtime_instance`` already holds comes back ``Acquired`` with its current grant."""
+        ...
+
+    async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
+        """``Renewed`` while the identity still has the grant's token, else ``Lost``."""
+        ...
+
+    async def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
+        """Give up grants that are still current; stale ones are a no-op."""
+        ...
+
+    async def list_leases(
+        self, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Lease], str]:
+        """Held leases ordered by identity, and the next page's token (``""`` at the end)."""
+        ...
+
+
+# -- validation shared by the backends ------------------------------------------------
+
+
+def check_ttl(ttl: timedelta) -> timedelta:
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise InvalidArgument(
+            "ttl",
+            f"{ttl.total_seconds()}s is outside [{MIN_TTL.total_seconds()}s, "
+            f"{MAX_TTL.total_seconds()}s]",
+        )
+    return ttl
+
+
+def check_runtime_instance(runtime_instance: str) -> str:
+    if not runtime_instance or runtime_instance.strip() != runtime_instance:
+        raise InvalidArgument(
+            "runtime_instance", "must be non-empty without surrounding whitespace"
+        )
+    return runtime_instance
+
+
+def check_grants(grants: Sequence[LeaseGrant]) -> list[LeaseGrant]:
+    """Valid identities, none repeated, positive tokens (etcd revisions start at 1)."""
+    parse_identities((g.identity for g in grants), field="grants")
+    for g in grants:
+        if g.fencing_token <= 0:
+            raise InvalidArgument("fencing_token", f"must be positive for {g.identity!r}")
+    return list(grants)
+
+
+def check_page_size(page_size: int) -> int:
+    """0 means the default; values above the maximum are coerced to it (AIP-158)."""
+    if page_size < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(last_identity: str) -> str:
+    """An opaque token resuming a listing after ``last_identity``."""
+    return base64.urlsafe_b64encode(_PAGE_TOKEN_PREFIX + last_identity.encode()).decode()
+
+
+def decode_page_token(token: str) -> str | None:
+    """The identity a listing resumes after, or None for the first page."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise InvalidArgument("page_token", "not a token returned by ListLeases") from exc
+    if not raw.startswith(_PAGE_TOKEN_PREFIX):
+        raise InvalidArgument("page_token", "not a token returned by ListLeases")
+    try:
+        return raw[len(_PAGE_TOKEN_PREFIX) :].decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument("page_token", "not a token returned by ListLeases") from exc

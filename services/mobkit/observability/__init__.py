@@ -1,0 +1,1 @@
+"""Prometheus metrics (RPCs, leases, identities, checkpoints, etcd round trips)."""

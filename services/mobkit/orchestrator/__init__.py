@@ -1,0 +1,1 @@
+"""The orchestrator: composes the providers and hosts durable identities."""

@@ -1,0 +1,685 @@
+"""The orchestrator: reconciles the roster into Active identities it owns, keeps
+their leases, runs their turns under fencing, and reports what happens.
+
+One instance is one replica (``instance`` is its runtime instance / lease holder
+string). Domain only: the servicer turns RPCs into these calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from mobkit.core.errors import (
+    BackendUnavailable,
+    IdentityNotFound,
+    InvalidArgument,
+    InvalidTransition,
+    MobKitError,
+    NotActive,
+    NotAddressable,
+    StaleCheckpointVersion,
+    StaleFencingToken,
+    TopologyViolation,
+)
+from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId, parse_identity
+from mobkit.core.types import (
+    Acquired,
+    AgentAddressability,
+    AgentBuildContext,
+    AgentBuildDraft,
+    Broken,
+    ContinuityFailure,
+    ContinuityFailureKind,
+    ContinuityHealth,
+    ContinuityRecord,
+    DispatchInput,
+    DispatchOrigin,
+    DispatchReceipt,
+    DurableAgentSpec,
+    IdentityLifecycleState,
+    IdentityStatus,
+    LeaseGrant,
+    LeaseInfo,
+    Lost,
+    ManagedPeerEdge,
+    Ready,
+    RosterContext,
+    SyncWriteThrough,
+    TopologyContext,
+    Uninitialized,
+)
+from mobkit.orchestrator import checkpoint
+from mobkit.orchestrator.gate import TeardownGate
+from mobkit.orchestrator.lifecycle import check_transition
+from mobkit.orchestrator.ports import (
+    Continuity,
+    Customizer,
+    Events,
+    Leases,
+    Roster,
+    Topology,
+    resolve_states,
+)
+from mobkit.orchestrator.slot import IdentitySlot
+from mobkit.runtime.domain import AgentRuntime
+
+log = logging.getLogger("mobkit.orchestrator")
+
+S = IdentityLifecycleState
+PEER_CALL_TIMEOUT = 30.0
+
+
+@dataclass
+class ReconcileReport:
+    roster_revision: int = 0
+    activated: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    respawned: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # identity, reason, message
+    edges_added: list[ManagedPeerEdge] = field(default_factory=list)
+    edges_removed: list[ManagedPeerEdge] = field(default_factory=list)
+
+
+@dataclass
+class Providers:
+    leases: Leases
+    continuity: Continuity
+    roster: Roster
+    topology: Topology
+    customizer: Customizer
+    runtime: AgentRuntime
+    events: Events
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        providers: Providers,
+        *,
+        instance: str,
+        lease_ttl: timedelta = timedelta(seconds=10),
+        resume_concurrency: int = 16,
+        mob_id: str = "mobkit",
+    ) -> None:
+        self.p = providers
+        self.instance = instance
+        self.lease_ttl = lease_ttl
+        self.mob_id = mob_id
+        self._resume_slots = asyncio.Semaphore(max(1, resume_concurrency))
+        self.slots: dict[str, IdentitySlot] = {}
+        self.roster_revision = 0
+        self.edges: set[ManagedPeerEdge] = set()
+        self._reconcile_lock = asyncio.Lock()
+        self._durability: ContinuityHealth | None = None
+        self._store_reachable = True
+
+    # -- reconcile --------------------------------------------------------------------
+
+    async def reconcile(self) -> ReconcileReport:
+        async with self._reconcile_lock:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> ReconcileReport:
+        report = ReconcileReport()
+        previous = list(self.slots)
+        roster = await self.p.roster.get_roster(
+            RosterContext(previous_identities=tuple(AgentIdentity(i) for i in previous))
+        )
+        specs, revision = _roster_parts(roster)
+        report.roster_revision = self.roster_revision = revision
+        desired = {s.identity: s for s in specs}
+
+        for identity in [i for i in previous if i not in desired]:
+            await self._retire(self.slots[identity], forget=True)
+            report.retired.append(identity)
+
+        for identity, spec in desired.items():
+            slot = self.slots.get(identity)
+            if slot is None:
+                self.slots[identity] = IdentitySlot(spec)
+            elif slot.spec.profile != spec.profile:
+                if slot.state is S.ACTIVE:
+                    await self._deactivate(slot, release=False)
+                    report.respawned.append(identity)
+                slot.spec = spec
+            elif slot.spec != spec:
+                slot.spec = spec  # hot reload: the running session keeps going
+
+        targets = sorted(i for i, s in self.slots.items() if not s.retired)
+        new_edges = set(
+            await self.p.topology.compute_edges(targets, TopologyContext(roster=tuple(specs)))
+        )
+        report.edges_added = sorted(new_edges - self.edges)
+        report.edges_removed = sorted(self.edges - new_edges)
+        self.edges = new_edges
+        for edge in report.edges_added:
+            await self._event("edge_added", None, {"a": edge.a, "b": edge.b})
+        for edge in report.edges_removed:
+            await self._event("edge_removed", None, {"a": edge.a, "b": edge.b})
+
+        wanted = [
+            s
+            for s in self.slots.values()
+            if not s.retired and s.state in (S.DORMANT, S.UNINITIALIZED, S.BROKEN)
+        ]
+        activated, failed = await self._activate(wanted)
+        report.activated = activated
+        report.failed = failed
+        return report
+
+    async def _activate(
+        self, slots: list[IdentitySlot]
+    ) -> tuple[list[str], list[tuple[str, str, str]]]:
+        if not slots:
+            return [], []
+        ids = [s.identity for s in slots]
+        results = await self.p.leases.acquire_leases(ids, self.instance, self.lease_ttl)
+        now = time.monotonic()
+        mine: list[IdentitySlot] = []
+        for slot, result in zip(slots, results, strict=True):
+            if isinstance(result, Acquired):
+                slot.grant, slot.renewed_at, slot.lease_healthy = result.grant, now, True
+                mine.append(slot)
+        if not mine:
+            return [], []
+        # Resolve after acquiring: from here on no previous owner can write.
+        states = resolve_states(await self.p.continuity.resolve_many([s.identity for s in mine]))
+        activated: list[str] = []
+        failed: list[tuple[str, str, str]] = []
+
+        async def one(slot: IdentitySlot) -> None:
+            async with self._resume_slots, slot.lock:
+                try:
+                    await self._materialise(slot, states[slot.identity])
+                    activated.append(slot.identity)
+                except MobKitError as exc:
+                    failed.append((slot.identity, exc.reason, exc.message))
+                    await self._give_up(slot)
+                except Exception as exc:
+                    log.exception("activating %s failed", slot.identity)
+                    failed.append((slot.identity, "INTERNAL", str(exc)))
+                    await self._give_up(slot)
+
+        await asyncio.gather(*(one(s) for s in mine))
+        return sorted(activated), sorted(failed)
+
+    async def _give_up(self, slot: IdentitySlot) -> None:
+        grant = slot.grant
+        slot.clear_session()
+        slot.grant = None
+        if grant is not None:
+            with contextlib.suppress(MobKitError):
+                await self.p.leases.release_leases([grant])
+
+    async def _materialise(self, slot: IdentitySlot, state: Any) -> None:
+        grant = slot.grant
+        assert grant is not None
+        spec = slot.spec
+        draft = await self._build_draft(spec)
+        if isinstance(state, Broken):
+            slot.failure = state.failure
+            if slot.state is not S.BROKEN:
+                slot.move(S.BROKEN)
+                await self._event(
+                    "broken",
+                    spec.identity,
+                    {"kind": state.failure.kind.value, "detail": state.failure.detail},
+                )
+            raise _BrokenIdentity(state.failure)
+        if isinstance(state, Uninitialized):
+            info = await self.p.runtime.create_session(spec.identity, spec.profile, draft)
+            record = ContinuityRecord(
+                identity=spec.identity,
+                agent_runtime_id=AgentRuntimeId(info.agent_runtime_id),
+                session_id=SessionId(info.session_id),
+                generation=0,
+                checkpoint_version=0,
+            )
+            try:
+                # The record (and our token) lands before the session is ever used.
+                await self.p.continuity.upsert_continuity_record(record, grant.fencing_token)
+            except BaseException:
+                await self.p.runtime.close_session(info.session_id)
+                raise
+            receipts: OrderedDict[str, DispatchReceipt] = OrderedDict()
+            with contextlib.suppress(MobKitError):
+                await self.p.customizer.after_create(spec.identity, info.session_id, {})
+        elif isinstance(state, Ready):
+            record = state.record
+            # Fence first: our token becomes the highest this identity has seen.
+            await self.p.continuity.upsert_continuity_record(record, grant.fencing_token)
+            record, receipts = await self._resume(spec, record, draft)
+        else:
+            raise InvalidArgument("continuity", f"unexpected resolve state {state!r}")
+        slot.agent_runtime_id = record.agent_runtime_id
+        slot.session_id = record.session_id
+        slot.generation = record.generation
+        slot.checkpoint_version = record.checkpoint_version
+        slot.draft = draft
+        slot.receipts = receipts
+        slot.gate = TeardownGate(spec.identity)
+        slot.failure = None
+        slot.move(S.ACTIVE)
+        await self._event(
+            "activated",
+            spec.identity,
+            {
+                "session_id": record.session_id,
+                "fencing_token": grant.fencing_token,
+                "generation": record.generation,
+                "checkpoint_version": record.checkpoint_version,
+                "owner": self.instance,
+            },
+        )
+
+    async def _resume(
+        self, spec: DurableAgentSpec, record: ContinuityRecord, draft: AgentBuildDraft
+    ) -> tuple[ContinuityRecord, OrderedDict[str, DispatchReceipt]]:
+        receipts: OrderedDict[str, DispatchReceipt] = OrderedDict()
+        if record.checkpoint_version == 0:
+            # Created but never checkpointed: nothing to restore beyond the ids.
+            await self.p.runtime.create_session(
+                spec.identity,
+                spec.profile,
+                draft,
+                session_id=record.session_id,
+                agent_runtime_id=record.agent_runtime_id,
+            )
+            return record, receipts
+        snapshot = await self.p.continuity.load_session_snapshot(record.session_id)
+        if snapshot is None:
+            raise _BrokenIdentity(
+                ContinuityFailure(
+                    spec.identity,
+                    ContinuityFailureKind.SNAPSHOT_MISSING,
+                    record,
+                    f"no snapshot for session {record.session_id}",
+                )
+            )
+        runtime_snapshot, receipts = checkpoint.decode(spec.identity, snapshot)
+        await self.p.runtime.resume_session(
+            spec.identity,
+            spec.profile,
+            record.session_id,
+            record.agent_runtime_id,
+            runtime_snapshot,
+            draft,
+        )
+        return record, receipts
+
+    async def _build_draft(self, spec: DurableAgentSpec) -> AgentBuildDraft:
+        edges = tuple(sorted(e for e in self.edges if spec.identity in (e.a, e.b)))
+        peers = tuple(sorted(AgentIdentity(p) for e in edges if (p := e.other(spec.identity))))
+        context = AgentBuildContext(spec.identity, active_peers=peers, managed_edges=edges)
+        return await self.p.customizer.customize_build(context, spec, AgentBuildDraft())
+
+    # -- lease upkeep -----------------------------------------------------------------
+
+    async def renew_once(self) -> list[str]:
+        """Renew every held grant; tear down what was lost. Returns the lost identities."""
+        held = [s for s in self.slots.values() if s.grant is not None]
+        if not held:
+            return []
+        try:
+            results = await self.p.leases.renew_leases([s.grant for s in held if s.grant])
+        except BackendUnavailable:
+            for slot in held:
+                slot.lease_healthy = False
+            # Past the TTL we can no longer prove ownership: stand down on our own.
+            expired = [s for s in held if s.ttl_remaining() <= 0]
+            for slot in expired:
+                await self._lose(slot, "lease expired while the lease provider was unreachable")
+            return [s.identity for s in expired]
+        now = time.monotonic()
+        lost: list[str] = []
+        for slot, result in zip(held, results, strict=True):
+            if isinstance(result, Lost):
+                await self._lose(slot, "lease lost")
+                lost.append(slot.identity)
+            else:
+                slot.grant, slot.renewed_at, slot.lease_healthy = result.grant, now, True
+        return lost
+
+    async def _lose(self, slot: IdentitySlot, why: str) -> None:
+        # Close the gate at once, before waiting for an in-flight turn to finish.
+        if slot.gate is not None:
+            slot.gate.close()
+        async with slot.lock:
+            await self._lose_locked(slot, why)
+
+    async def _lose_locked(self, slot: IdentitySlot, why: str) -> None:
+        token = slot.grant.fencing_token if slot.grant else None
+        session_id = slot.session_id
+        slot.clear_session()
+        slot.grant = None
+        slot.state = S.DORMANT  # losing a lease is always allowed
+        if session_id:
+            with contextlib.suppress(Exception):
+                await self.p.runtime.close_session(session_id)
+        log.warning("%s: %s; torn down", slot.identity, why, extra={"identity": slot.identity})
+        await self._event("lease_lost", slot.identity, {"fencing_token": token, "detail": why})
+
+    # -- turns ------------------------------------------------------------------------
+
+    def _slot(self, identity: str) -> IdentitySlot:
+        parse_identity(identity)
+        slot = self.slots.get(identity)
+        if slot is None:
+            raise IdentityNotFound(identity)
+        return slot
+
+    async def send(self, identity: str, message: DispatchInput) -> DispatchReceipt:
+        slot = self._slot(identity)
+        if slot.spec.addressability is AgentAddressability.INTERNAL_ONLY:
+            raise NotAddressable(identity)
+        return await self.dispatch(identity, message)
+
+    async def dispatch(self, identity: str, message: DispatchInput) -> DispatchReceipt:
+        slot = self._slot(identity)
+        async with slot.lock:
+            key = message.idempotency_key
+            if key and key in slot.receipts:
+                return slot.receipts[key]
+            return await self._turn(slot, message)
+
+    async def _turn(self, slot: IdentitySlot, message: DispatchInput) -> DispatchReceipt:
+        if slot.state is not S.ACTIVE or slot.gate is None or slot.grant is None:
+            raise NotActive(slot.identity, slot.state.value)
+        gate, grant = slot.gate, slot.grant
+        session_id, identity = slot.session_id, slot.identity
+        assert session_id is not None and slot.generation is not None
+        version = (slot.checkpoint_version or 0) + 1
+        outcome = await self.p.runtime.run_turn(
+            session_id,
+            message,
+            peers=tuple(p for e in self.edges if (p := e.other(identity))),
+            peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
+        )
+        gate.ensure_open()
+        receipt = DispatchReceipt(
+            identity=AgentIdentity(identity),
+            session_id=SessionId(session_id),
+            fencing_token=grant.fencing_token,
+            checkpoint_version=version,
+            output=outcome.output,
+            structured_output=outcome.structured_output,
+            correlation_id=message.correlation_id,
+        )
+        receipts = OrderedDict(slot.receipts)
+        if message.idempotency_key:
+            checkpoint.remember(receipts, message.idempotency_key, receipt)
+        snapshot = checkpoint.encode(await self.p.runtime.export_snapshot(session_id), receipts)
+        try:
+            await self.p.continuity.save_session_snapshot(
+                identity, session_id, slot.generation, version, grant.fencing_token, snapshot
+            )
+        except StaleFencingToken:
+            # Someone else owns this identity now: never act on it again here.
+            await self._lose_locked(slot, "checkpoint refused: stale fencing token")
+            raise NotActive(identity, "lease_lost") from None
+        except (StaleCheckpointVersion, MobKitError):
+            await self._rewind(slot)
+            raise
+        self._store_reachable = True
+        slot.checkpoint_version = version
+        slot.receipts = receipts
+        await self._event(
+            "turn_completed",
+            identity,
+            {
+                "session_id": session_id,
+                "checkpoint_version": version,
+                "correlation_id": message.correlation_id,
+                "origin": message.origin.value,
+            },
+        )
+        return receipt
+
+    async def _rewind(self, slot: IdentitySlot) -> None:
+        """A turn ran but its checkpoint did not land: reload the last checkpoint so
+        the session never runs ahead of what the store holds."""
+        session_id = slot.session_id
+        if session_id is None or slot.agent_runtime_id is None:
+            return
+        await self.p.runtime.close_session(session_id)
+        try:
+            record = ContinuityRecord(
+                AgentIdentity(slot.identity),
+                AgentRuntimeId(slot.agent_runtime_id),
+                SessionId(session_id),
+                slot.generation or 0,
+                slot.checkpoint_version or 0,
+            )
+            _, receipts = await self._resume(slot.spec, record, slot.draft or AgentBuildDraft())
+            slot.receipts = receipts
+        except Exception:
+            log.exception("%s: could not reload the last checkpoint", slot.identity)
+            await self._lose_locked(slot, "session could not be restored after a failed checkpoint")
+
+    async def _peer_message(self, sender: str, peer: str, text: str) -> str:
+        if sender == peer or ManagedPeerEdge.new(sender, peer) not in self.edges:
+            raise TopologyViolation(sender, peer)
+        message = DispatchInput(text, origin=DispatchOrigin.FLOW, correlation_id=f"peer:{sender}")
+        receipt = await asyncio.wait_for(self.dispatch(peer, message), PEER_CALL_TIMEOUT)
+        return receipt.output
+
+    # -- operator commands -------------------------------------------------------------
+
+    async def reset(self, identity: str) -> IdentityStatus:
+        """Start a new generation: fresh session, checkpoint version 0."""
+        slot = self._slot(identity)
+        async with slot.lock:
+            if slot.state is not S.ACTIVE or slot.grant is None:
+                raise NotActive(identity, slot.state.value)
+            slot.move(S.ACTIVE)
+            old_session = slot.session_id
+            generation = (slot.generation or 0) + 1
+            draft = slot.draft or await self._build_draft(slot.spec)
+            info = await self.p.runtime.create_session(identity, slot.spec.profile, draft)
+            record = ContinuityRecord(
+                AgentIdentity(identity),
+                AgentRuntimeId(info.agent_runtime_id),
+                SessionId(info.session_id),
+                generation,
+                0,
+            )
+            try:
+                await self.p.continuity.upsert_continuity_record(record, slot.grant.fencing_token)
+            except BaseException:
+                await self.p.runtime.close_session(info.session_id)
+                raise
+            if slot.gate is not None:
+                slot.gate.close()
+            if old_session:
+                await self.p.runtime.close_session(old_session)
+            slot.gate = TeardownGate(identity)
+            slot.session_id, slot.agent_runtime_id = info.session_id, info.agent_runtime_id
+            slot.generation, slot.checkpoint_version = generation, 0
+            slot.receipts = OrderedDict()
+        await self._event(
+            "reset", identity, {"generation": generation, "session_id": info.session_id}
+        )
+        return self.status(identity)
+
+    async def retire(self, identity: str) -> IdentityStatus:
+        slot = self._slot(identity)
+        await self._retire(slot, forget=False)
+        return self.status(identity)
+
+    async def _retire(self, slot: IdentitySlot, *, forget: bool) -> None:
+        """Stop hosting the identity and release its lease. The continuity record is
+        kept: adding the identity back resumes where it left off (ResetIdentity
+        starts over on purpose)."""
+        async with slot.lock:
+            slot.move(S.RETIRING)
+            await self._deactivate(slot, release=True)
+            slot.state = S.DORMANT
+            slot.retired = True
+        if forget:
+            self.slots.pop(slot.identity, None)
+        await self._event("retired", slot.identity, {})
+
+    async def _deactivate(self, slot: IdentitySlot, *, release: bool) -> None:
+        session_id, grant = slot.session_id, slot.grant
+        slot.clear_session()
+        if session_id:
+            await self.p.runtime.close_session(session_id)
+        if release and grant is not None:
+            slot.grant = None
+            with contextlib.suppress(MobKitError):
+                await self.p.leases.release_leases([grant])
+        if slot.state is S.ACTIVE:
+            slot.state = S.DORMANT
+
+    async def suspend(self, identity: str) -> IdentityStatus:
+        """Close the session but keep the lease, so no other replica takes it over."""
+        slot = self._slot(identity)
+        async with slot.lock:
+            check_transition(identity, slot.state, S.SUSPENDED)
+            await self._deactivate(slot, release=False)
+            slot.state = S.SUSPENDED
+        await self._event("suspended", identity, {})
+        return self.status(identity)
+
+    async def resume(self, identity: str) -> IdentityStatus:
+        """Bring a suspended, retired or broken identity back to Active."""
+        slot = self._slot(identity)
+        if slot.state is S.ACTIVE:
+            raise InvalidTransition(identity, S.ACTIVE.value, S.ACTIVE.value)
+        check_transition(identity, slot.state, S.ACTIVE)
+        slot.retired = False
+        if slot.state is S.SUSPENDED and slot.grant is not None:
+            states = resolve_states(await self.p.continuity.resolve_many([identity]))
+            async with slot.lock:
+                slot.state = S.DORMANT
+                try:
+                    await self._materialise(slot, states[identity])
+                except MobKitError:
+                    await self._give_up(slot)
+                    raise
+        else:
+            if slot.state is S.SUSPENDED:
+                slot.state = S.DORMANT
+            _, failed = await self._activate([slot])
+            if slot.state is not S.ACTIVE:
+                detail = f"{failed[0][1]}: {failed[0][2]}" if failed else "held by another replica"
+                raise NotActive(identity, f"{slot.state.value} ({detail})")
+        await self._event("resumed", identity, {})
+        return self.status(identity)
+
+    # -- status -----------------------------------------------------------------------
+
+    def status(self, identity: str) -> IdentityStatus:
+        slot = self._slot(identity)
+        lease = None
+        if slot.grant is not None:
+            lease = LeaseInfo(
+                fencing_token=slot.grant.fencing_token,
+                ttl_remaining=timedelta(seconds=slot.ttl_remaining()),
+                healthy=slot.lease_healthy,
+            )
+        spec = slot.spec
+        health = ContinuityHealth(
+            store_reachable=self._store_reachable,
+            durability_policy=(
+                self._durability.durability_policy if self._durability else SyncWriteThrough()
+            ),
+            last_checkpoint_version=slot.checkpoint_version,
+        )
+        return IdentityStatus(
+            identity=AgentIdentity(identity),
+            state=slot.state,
+            agent_runtime_id=AgentRuntimeId(slot.agent_runtime_id)
+            if slot.agent_runtime_id
+            else None,
+            session_id=SessionId(slot.session_id) if slot.session_id else None,
+            profile=spec.profile,
+            runtime_mode=spec.runtime_mode_override,
+            addressability=spec.addressability,
+            display_name=spec.display_name,
+            labels=dict(spec.labels),
+            generation=slot.generation,
+            checkpoint_version=slot.checkpoint_version,
+            lease=lease,
+            continuity_health=health,
+            owner=self.instance if slot.grant is not None else None,
+            failure=slot.failure,
+        )
+
+    def statuses(
+        self, *, state: IdentityLifecycleState | None = None, labels: dict[str, str] | None = None
+    ) -> list[IdentityStatus]:
+        out = []
+        for identity in sorted(self.slots):
+            slot = self.slots[identity]
+            if state is not None and slot.state is not state:
+                continue
+            if labels and any(slot.spec.labels.get(k) != v for k, v in labels.items()):
+                continue
+            out.append(self.status(identity))
+        return out
+
+    async def refresh_durability(self) -> None:
+        try:
+            self._durability = await self.p.continuity.health(None)
+            self._store_reachable = self._durability.store_reachable
+        except MobKitError:
+            self._store_reachable = False
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def shutdown(self, *, release: bool = True) -> None:
+        """Close every session; release leases so a successor need not wait for the TTL."""
+        grants: list[LeaseGrant] = []
+        for slot in self.slots.values():
+            async with slot.lock:
+                if slot.grant is not None:
+                    grants.append(slot.grant)
+                session_id = slot.session_id
+                slot.clear_session()
+                slot.grant = None
+                if session_id:
+                    with contextlib.suppress(Exception):
+                        await self.p.runtime.close_session(session_id)
+        if release and grants:
+            with contextlib.suppress(MobKitError):
+                await self.p.leases.release_leases(grants)
+
+    async def _event(self, kind: str, identity: str | None, data: dict[str, Any]) -> None:
+        try:
+            await self.p.events.append(kind, identity=identity, data=data)
+        except MobKitError:
+            log.warning("event %s for %s not recorded", kind, identity)
+
+
+class _BrokenIdentity(MobKitError):
+    reason = "BROKEN"
+
+    def __init__(self, failure: ContinuityFailure) -> None:
+        super().__init__(
+            f"{failure.identity} is broken: {failure.kind.value}: {failure.detail}",
+            identity=failure.identity,
+            kind=failure.kind.value,
+        )
+        self.failure = failure
+
+
+def _roster_parts(roster: Any) -> tuple[list[DurableAgentSpec], int]:
+    if isinstance(roster, tuple):
+        specs, revision = roster
+        return list(specs), int(revision)
+    return list(roster.specs), int(
+        getattr(roster, "revision", getattr(roster, "roster_revision", 0))
+    )
+
+
+def new_instance_id() -> str:
+    return f"orch-{uuid.uuid4().hex[:8]}"

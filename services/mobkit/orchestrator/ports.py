@@ -1,0 +1,104 @@
+"""What the orchestrator needs from each provider (structural Protocols).
+
+Each provider package defines its own port; these are the slices the
+orchestrator calls, so an in-process provider and its gRPC client adapter are
+interchangeable here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+from mobkit.core.types import (
+    AgentBuildContext,
+    AgentBuildDraft,
+    ContinuityHealth,
+    ContinuityRecord,
+    ContinuityResolveState,
+    DurableAgentSpec,
+    LeaseAcquireResult,
+    LeaseGrant,
+    LeaseRenewResult,
+    ManagedPeerEdge,
+    MobStructuralEventEnvelope,
+    RosterContext,
+    SessionSnapshot,
+    TopologyContext,
+)
+
+
+class Leases(Protocol):
+    async def acquire_leases(
+        self, identities: Sequence[str], runtime_instance: str, ttl: timedelta
+    ) -> list[LeaseAcquireResult]: ...
+
+    async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]: ...
+
+    async def release_leases(self, grants: Sequence[LeaseGrant]) -> None: ...
+
+
+class Continuity(Protocol):
+    async def resolve_many(self, identities: Sequence[str]) -> Any: ...
+
+    async def load_session_snapshot(self, session_id: str) -> SessionSnapshot | None: ...
+
+    async def save_session_snapshot(
+        self,
+        identity: str,
+        session_id: str,
+        generation: int,
+        version: int,
+        fencing_token: int,
+        snapshot: SessionSnapshot,
+    ) -> Any: ...
+
+    async def upsert_continuity_record(
+        self, record: ContinuityRecord, fencing_token: int
+    ) -> Any: ...
+
+    async def health(self, identity: str | None = None) -> ContinuityHealth: ...
+
+
+class Roster(Protocol):
+    async def get_roster(self, context: RosterContext) -> Any: ...
+
+    def watch_roster(self, context: RosterContext) -> AsyncIterator[Any]: ...
+
+
+class Topology(Protocol):
+    async def compute_edges(
+        self, target_identities: Sequence[str], context: TopologyContext
+    ) -> list[ManagedPeerEdge]: ...
+
+
+class Customizer(Protocol):
+    async def customize_build(
+        self, context: AgentBuildContext, spec: DurableAgentSpec, draft: AgentBuildDraft
+    ) -> AgentBuildDraft: ...
+
+    async def after_create(
+        self, identity: str, session_id: str, context: dict[str, Any]
+    ) -> None: ...
+
+
+class Events(Protocol):
+    async def append(
+        self, kind: str, *, identity: str | None, data: dict[str, Any]
+    ) -> MobStructuralEventEnvelope: ...
+
+    async def list(
+        self, after_seq: int, page_size: int
+    ) -> tuple[list[MobStructuralEventEnvelope], int]: ...
+
+    def watch(self, after_seq: int) -> AsyncIterator[MobStructuralEventEnvelope]: ...
+
+    async def latest_cursor(self) -> int: ...
+
+
+def resolve_states(result: Any) -> dict[str, ContinuityResolveState]:
+    """Normalise a resolve_many answer (mapping or (identity, state) pairs)."""
+    if isinstance(result, dict):
+        return dict(result)
+    return {identity: state for identity, state in result}

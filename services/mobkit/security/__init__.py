@@ -1,0 +1,1 @@
+"""TLS / mutual TLS, the dev CA, and bearer-token authentication with scopes."""

@@ -1,0 +1,1 @@
+"""Pytest plugins and helpers for MobKit's tests."""

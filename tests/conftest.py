@@ -1,0 +1,3 @@
+"""Shared pytest configuration: fixture plugins used across the suite."""
+
+pytest_plugins = ["mobkit.testing.etcd_fixtures"]

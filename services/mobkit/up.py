@@ -22,7 +22,7 @@ from pathlib import Path
 from mobkit.server.config import Settings, load_settings, split_hostport, with_port
 from mobkit.server.logs import configure_logging
 
-EXAMPLE_ROSTER = Path(__file__).parent / "examples" / "roster.toml"
+EXAMPLE_ROSTER = Path(__file__).resolve().parents[2] / "examples" / "roster.toml"
 SPLIT_SERVICES = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
 
 

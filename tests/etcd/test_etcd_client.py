@@ -136,7 +136,9 @@ async def test_lease_keepalive_and_expiry(etcd_client: EtcdClient, etcd_prefix: 
     assert lease_id in await etcd_client.leases()
 
     async with asyncio.timeout(WAIT):  # no more keepalives: etcd expires it
-        while (await etcd_client.lease_time_to_live(lease_id)).TTL != -1:
+        while True:
+            if (await etcd_client.lease_time_to_live(lease_id)).TTL == -1:
+                break
             await asyncio.sleep(0.1)
     assert await etcd_client.keepalive_once(lease_id) <= 0
     assert await etcd_client.get(key) is None

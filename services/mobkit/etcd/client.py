@@ -102,36 +102,55 @@ class _KeepAliveStream:
             self._call = None
 
     async def once(self, lease_id: int, timeout: float) -> int:
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            async with asyncio.timeout(timeout), self._lock:
-                for attempt in range(2):
-                    if self._call is None:
-                        self._call = self._client.lease.LeaseKeepAlive(
-                            metadata=self._client.auth_metadata(),
-                            wait_for_ready=self._client.wait_for_ready,
-                        )
-                    try:
-                        await self._call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
-                        reply = await self._call.read()
-                    except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as err:
-                        self._reset()
-                        if attempt == 1:
-                            if isinstance(err, grpc.aio.AioRpcError):
-                                raise map_rpc_error(err, "LeaseKeepAlive") from None
-                            raise EtcdUnavailable("LeaseKeepAlive: stream closed") from None
-                        continue
-                    if reply is grpc.aio.EOF:
-                        self._reset()
-                        if attempt == 1:
-                            raise EtcdUnavailable("LeaseKeepAlive: stream closed")
-                        continue
-                    return int(reply.TTL)
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
         except TimeoutError:
-            # A reply may still be in flight; a fresh stream keeps pairing exact.
+            raise self._timed_out(timeout) from None
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._exchange(lease_id)
+        except TimeoutError:
             self._reset()
-            raise EtcdUnavailable(
-                f"LeaseKeepAlive: no reply within {timeout}s", code="DEADLINE_EXCEEDED"
-            ) from None
+            raise self._timed_out(timeout) from None
+        except BaseException:
+            # Cancelled mid-exchange: a reply may still be in flight, so pairing on this
+            # stream is no longer exact; the next call opens a fresh one.
+            self._reset()
+            raise
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _timed_out(timeout: float) -> EtcdUnavailable:
+        return EtcdUnavailable(
+            f"LeaseKeepAlive: no reply within {timeout}s", code="DEADLINE_EXCEEDED"
+        )
+
+    async def _exchange(self, lease_id: int) -> int:
+        for attempt in range(2):
+            if self._call is None:
+                self._call = self._client.lease.LeaseKeepAlive(
+                    metadata=self._client.auth_metadata(),
+                    wait_for_ready=self._client.wait_for_ready,
+                )
+            try:
+                await self._call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
+                reply = await self._call.read()
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as err:
+                self._reset()
+                if attempt == 0:
+                    continue
+                if isinstance(err, grpc.aio.AioRpcError):
+                    raise map_rpc_error(err, "LeaseKeepAlive") from None
+                raise EtcdUnavailable("LeaseKeepAlive: stream closed") from None
+            if reply is grpc.aio.EOF:
+                self._reset()
+                if attempt == 0:
+                    continue
+                raise EtcdUnavailable("LeaseKeepAlive: stream closed")
+            return int(reply.TTL)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -345,7 +364,11 @@ class EtcdClient:
         start, end = to_bytes(prefix), prefix_end(prefix)
         while True:
             reply = await self.range(
-                start, end, limit=page_size, revision=revision, keys_only=keys_only,
+                start,
+                end,
+                limit=page_size,
+                revision=revision,
+                keys_only=keys_only,
                 timeout=timeout,
             )
             revision = revision or reply.header.revision
@@ -418,7 +441,9 @@ class EtcdClient:
     async def keepalive_once(self, lease_id: int, *, timeout: float | None = None) -> int:
         """Renew the lease once; returns its remaining TTL, ``<= 0`` when it has expired."""
         self.round_trips += 1
-        return await self._keepalive.once(lease_id, timeout if timeout is not None else self.timeout)
+        return await self._keepalive.once(
+            lease_id, timeout if timeout is not None else self.timeout
+        )
 
     async def revoke_lease(self, lease_id: int, *, timeout: float | None = None) -> bool:
         """Revoke the lease (deleting its keys); False if it no longer existed."""

@@ -144,7 +144,9 @@ def put_op(key: Key, value: Key, *, lease: int = 0, prev_kv: bool = False) -> rp
     )
 
 
-def delete_op(key: Key, range_end: Key | None = None, *, prev_kv: bool = False) -> rpc_pb2.RequestOp:
+def delete_op(
+    key: Key, range_end: Key | None = None, *, prev_kv: bool = False
+) -> rpc_pb2.RequestOp:
     return rpc_pb2.RequestOp(
         request_delete_range=rpc_pb2.DeleteRangeRequest(
             key=to_bytes(key),

@@ -507,7 +507,9 @@ class EtcdProcess:
 
     def __repr__(self) -> str:
         port = self._client_port if self._client_port is not None else "-"
-        return f"EtcdProcess(name={self.name!r}, port={port}, pid={self.pid}, running={self.running})"
+        return (
+            f"EtcdProcess(name={self.name!r}, port={port}, pid={self.pid}, running={self.running})"
+        )
 
 
 class EtcdCluster:

@@ -46,11 +46,16 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from mobkit.core.errors import BackendUnavailable, InvalidArgument, StaleEventCursor, StoreCorruption
+from mobkit.core.errors import (
+    BackendUnavailable,
+    InvalidArgument,
+    StaleEventCursor,
+    StoreCorruption,
+)
 from mobkit.core.types import MobStructuralEventEnvelope
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError, EtcdUnavailable
@@ -115,10 +120,10 @@ class EventLog(Protocol):
         latest cursor at the time of the read (0 when the log is empty)."""
         ...
 
-    def watch(self, after_seq: int) -> AsyncIterator[Envelope]:
+    def watch(self, after_seq: int) -> AsyncGenerator[Envelope, None]:
         """Every event with ``cursor > after_seq``: the catch-up, then the live tail, in
         cursor order without gaps or duplicates. ``StaleEventCursor`` is raised before
-        the first event."""
+        the first event. ``aclose()`` it when done: it holds a backend subscription."""
         ...
 
     async def latest_cursor(self) -> int:
@@ -209,7 +214,7 @@ class MemoryEventLog:
         _check_cursor(after_seq, self._latest, self._floor)
         return self._after(after_seq, page_size), self._latest
 
-    async def watch(self, after_seq: int) -> AsyncIterator[Envelope]:
+    async def watch(self, after_seq: int) -> AsyncGenerator[Envelope, None]:
         _check_args(after_seq)
         _check_cursor(after_seq, self._latest, self._floor)
         last = after_seq
@@ -239,6 +244,7 @@ class MemoryEventLog:
 
 
 # -- etcd -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class _Read:
@@ -351,7 +357,11 @@ class EtcdEventLog:
                 item_size = len(json.dumps(item))
             except (TypeError, ValueError) as exc:
                 raise InvalidArgument("data", f"not JSON-serialisable: {exc}") from exc
-            if not batches or len(batches[-1]) >= MAX_BATCH_EVENTS or size + item_size > MAX_BATCH_BYTES:
+            if (
+                not batches
+                or len(batches[-1]) >= MAX_BATCH_EVENTS
+                or size + item_size > MAX_BATCH_BYTES
+            ):
                 batches.append([])
                 size = 0
             batches[-1].append(item)
@@ -456,7 +466,7 @@ class EtcdEventLog:
         latest, _, _ = await self._frontier()
         return latest
 
-    async def watch(self, after_seq: int) -> AsyncIterator[Envelope]:
+    async def watch(self, after_seq: int) -> AsyncGenerator[Envelope, None]:
         _check_args(after_seq)
         latest, floor, _ = await self._frontier()
         _check_cursor(after_seq, latest, floor)
@@ -496,12 +506,16 @@ class EtcdEventLog:
 
     async def _raise_floor(self, cursor: int) -> None:
         while True:
-            reply = await self._txn(txn_request(success=[range_op(self._floor_key)]), read_only=True)
+            reply = await self._txn(
+                txn_request(success=[range_op(self._floor_key)]), read_only=True
+            )
             kvs = reply.responses[0].response_range.kvs
             if kvs and int(json.loads(kvs[0].value)["cursor"]) >= cursor:
                 return
             request = txn_request(
-                compare=[compare_mod_revision(self._floor_key, "=", kvs[0].mod_revision if kvs else 0)],
+                compare=[
+                    compare_mod_revision(self._floor_key, "=", kvs[0].mod_revision if kvs else 0)
+                ],
                 success=[put_op(self._floor_key, json.dumps({"cursor": cursor}))],
             )
             if (await self._txn(request)).succeeded:

@@ -120,6 +120,11 @@ class Orchestrator:
         self._reconcile_lock = asyncio.Lock()
         self._durability: ContinuityHealth | None = None
         self._store_reachable = True
+        self.profiles: dict[str, str] = {}
+
+    def _kind(self, spec: DurableAgentSpec) -> str:
+        """The runtime's agent kind for a roster profile (the roster's [profiles] map)."""
+        return self.profiles.get(spec.profile, spec.profile)
 
     # -- reconcile --------------------------------------------------------------------
 
@@ -134,6 +139,7 @@ class Orchestrator:
             RosterContext(previous_identities=tuple(AgentIdentity(i) for i in previous))
         )
         specs, revision = _roster_parts(roster)
+        self.profiles = dict(getattr(roster, "profiles", {}) or {})
         report.roster_revision = self.roster_revision = revision
         desired = {s.identity: s for s in specs}
 
@@ -165,15 +171,27 @@ class Orchestrator:
         for edge in report.edges_removed:
             await self._event("edge_removed", None, {"a": edge.a, "b": edge.b})
 
-        wanted = [
-            s
-            for s in self.slots.values()
-            if not s.retired and s.state in (S.DORMANT, S.UNINITIALIZED, S.BROKEN)
-        ]
-        activated, failed = await self._activate(wanted)
+        activated, failed = await self._activate(self._vacant())
         report.activated = activated
         report.failed = failed
         return report
+
+    def _vacant(self, *, broken: bool = True) -> list[IdentitySlot]:
+        """Desired identities this replica does not host (held elsewhere, or by no one)."""
+        states = (S.DORMANT, S.UNINITIALIZED, S.BROKEN) if broken else (S.DORMANT, S.UNINITIALIZED)
+        return [
+            s
+            for s in self.slots.values()
+            if not s.retired and s.grant is None and s.state in states
+        ]
+
+    async def claim(self) -> list[str]:
+        """Try to take over vacant identities (e.g. a dead replica's, once its leases
+        expire) without a full reconcile. Broken identities wait for the next reconcile.
+        Returns what was activated."""
+        async with self._reconcile_lock:
+            activated, _ = await self._activate(self._vacant(broken=False))
+        return activated
 
     async def _activate(
         self, slots: list[IdentitySlot]
@@ -235,7 +253,7 @@ class Orchestrator:
                 )
             raise _BrokenIdentity(state.failure)
         if isinstance(state, Uninitialized):
-            info = await self.p.runtime.create_session(spec.identity, spec.profile, draft)
+            info = await self.p.runtime.create_session(spec.identity, self._kind(spec), draft)
             record = ContinuityRecord(
                 identity=spec.identity,
                 agent_runtime_id=AgentRuntimeId(info.agent_runtime_id),
@@ -288,14 +306,14 @@ class Orchestrator:
             # Created but never checkpointed: nothing to restore beyond the ids.
             await self.p.runtime.create_session(
                 spec.identity,
-                spec.profile,
+                self._kind(spec),
                 draft,
                 session_id=record.session_id,
                 agent_runtime_id=record.agent_runtime_id,
             )
             return record, receipts
-        snapshot = await self.p.continuity.load_session_snapshot(record.session_id)
-        if snapshot is None:
+        loaded = await self.p.continuity.load_session_snapshot(record.session_id)
+        if loaded is None:
             raise _BrokenIdentity(
                 ContinuityFailure(
                     spec.identity,
@@ -304,10 +322,10 @@ class Orchestrator:
                     f"no snapshot for session {record.session_id}",
                 )
             )
-        runtime_snapshot, receipts = checkpoint.decode(spec.identity, snapshot)
+        runtime_snapshot, receipts = checkpoint.decode(spec.identity, loaded.snapshot)
         await self.p.runtime.resume_session(
             spec.identity,
-            spec.profile,
+            self._kind(spec),
             record.session_id,
             record.agent_runtime_id,
             runtime_snapshot,
@@ -483,7 +501,7 @@ class Orchestrator:
             old_session = slot.session_id
             generation = (slot.generation or 0) + 1
             draft = slot.draft or await self._build_draft(slot.spec)
-            info = await self.p.runtime.create_session(identity, slot.spec.profile, draft)
+            info = await self.p.runtime.create_session(identity, self._kind(slot.spec), draft)
             record = ContinuityRecord(
                 AgentIdentity(identity),
                 AgentRuntimeId(info.agent_runtime_id),

@@ -41,6 +41,7 @@ class OrchestratorRunner:
             log.error("initial reconcile failed: %s", exc)
         self._tasks = [
             asyncio.create_task(self._loop(self.o.renew_once, self.renew_interval), name="renew"),
+            asyncio.create_task(self._loop(self.o.claim, self.renew_interval), name="claim"),
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self._watch_roster(), name="roster-watch"),
         ]

@@ -1,7 +1,7 @@
 """Roster documents: parsing and validation, shared by the file and etcd sources.
 
-The format (TOML for files, the same fields as JSON for etcd entries) is
-documented by ``schemas/roster.schema.json``::
+The format is TOML (files; etcd also accepts the same document as JSON) and
+is documented by ``schemas/roster.schema.json``::
 
     [profiles]                 # profile name -> agent kind of the runtime
     coordinator = "notebook"
@@ -25,6 +25,7 @@ errors too: a typo must not silently drop a setting.
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from collections.abc import Mapping
@@ -57,22 +58,43 @@ def parse_roster_toml(
     source: str | bytes, *, configured_profiles: Mapping[str, str] | None = None
 ) -> RosterDocument:
     """Parse and validate a TOML roster file's content."""
-    if isinstance(source, bytes):
-        try:
-            source = source.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RosterUnreadable(f"not UTF-8 text: {exc}") from exc
+    text = _decode(source)
     try:
-        data = tomllib.loads(source)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RosterInvalid(f"malformed TOML: {exc}") from exc
     return parse_roster_data(data, configured_profiles=configured_profiles)
+
+
+def parse_roster_text(
+    source: str | bytes, *, configured_profiles: Mapping[str, str] | None = None
+) -> RosterDocument:
+    """A roster in TOML, or in JSON when the text starts with ``{`` (the etcd source)."""
+    text = _decode(source)
+    if not text.lstrip().startswith("{"):
+        return parse_roster_toml(text, configured_profiles=configured_profiles)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RosterInvalid(f"malformed JSON: {exc}") from exc
+    return parse_roster_data(data, configured_profiles=configured_profiles)
+
+
+def _decode(source: str | bytes) -> str:
+    if isinstance(source, str):
+        return source
+    try:
+        return source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RosterUnreadable(f"not UTF-8 text: {exc}") from exc
 
 
 def parse_roster_data(
     data: Mapping[str, Any], *, configured_profiles: Mapping[str, str] | None = None
 ) -> RosterDocument:
     """Validate a decoded roster document (a TOML or JSON object)."""
+    if not isinstance(data, Mapping):
+        raise RosterInvalid("a roster document must be an object (a table)")
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise RosterInvalid(
@@ -94,7 +116,9 @@ def parse_roster_data(
 def parse_profiles(value: Any, *, entry: str | None = None) -> dict[str, str]:
     """``{profile name: agent kind}``; both non-empty strings."""
     if not isinstance(value, Mapping):
-        raise RosterInvalid("must be a table of profile = agent kind", entry=entry, field="profiles")
+        raise RosterInvalid(
+            "must be a table of profile = agent kind", entry=entry, field="profiles"
+        )
     out: dict[str, str] = {}
     for name, kind in value.items():
         where = f"profiles.{name}"
@@ -102,7 +126,7 @@ def parse_profiles(value: Any, *, entry: str | None = None) -> dict[str, str]:
             raise RosterInvalid("profile names must be non-empty", entry=entry, field=where)
         if not isinstance(kind, str) or not kind:
             raise RosterInvalid(
-                "must name an agent kind (e.g. \"notebook\")", entry=entry, field=where
+                'must name an agent kind (e.g. "notebook")', entry=entry, field=where
             )
         out[name] = kind
     return out
@@ -129,13 +153,9 @@ def parse_entries(
 
 
 def parse_entry(
-    raw: Mapping[str, Any],
-    *,
-    entry: str,
-    profiles: Mapping[str, str],
-    identity: str | None = None,
+    raw: Mapping[str, Any], *, entry: str, profiles: Mapping[str, str]
 ) -> DurableAgentSpec:
-    """One spec. ``identity`` is given by sources that name entries themselves (etcd keys)."""
+    """One validated spec; ``entry`` names it in errors (``agents[2]``)."""
     for key in raw:
         if key not in ENTRY_KEYS:
             raise RosterInvalid(f"unknown field {key!r}", entry=entry, field=str(key))
@@ -153,11 +173,7 @@ def parse_entry(
             raise fail(field, f"must be a string, got {type(value).__name__}")
         return value
 
-    ident = text("identity", required=identity is None)
-    if identity is not None:
-        if ident is not None and ident != identity:
-            raise fail("identity", f"{ident!r} does not match the entry's key {identity!r}")
-        ident = identity
+    ident = text("identity", required=True)
     assert ident is not None
     problem = identity_problem(ident)
     if problem is not None:

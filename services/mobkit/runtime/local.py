@@ -6,11 +6,12 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-from mobkit.core.errors import InvalidArgument, StoreCorruption
+from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
 from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
 from mobkit.runtime.agents import BUILTIN_AGENTS
-from mobkit.runtime.domain import SessionInfo, SessionNotFound, TurnOutcome
+from mobkit.runtime.domain import CallbackUnavailable, SessionInfo, SessionNotFound, TurnOutcome
 from mobkit.runtime.sdk import Agent, AgentFactory, PeerSender, ToolCaller, TurnContext
 
 SNAPSHOT_FORMAT = 1
@@ -65,6 +66,9 @@ class LocalAgentRuntime:
         session_id: str | None = None,
         agent_runtime_id: str | None = None,
     ) -> SessionInfo:
+        if session_id is not None and session_id in self._sessions:
+            # A repeat (e.g. a retried reconcile) returns the open session unchanged.
+            return self._existing(self._sessions[session_id], identity)
         agent = self._factory(profile)(identity, draft)
         sid = session_id or f"sess-{uuid.uuid4().hex}"
         rid = agent_runtime_id or f"rt-{uuid.uuid4().hex[:16]}"
@@ -88,12 +92,27 @@ class LocalAgentRuntime:
                 raise ValueError("unknown snapshot format")
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreCorruption(f"undecodable session snapshot: {exc}", identity) from exc
+        open_session = self._sessions.get(session_id)
+        if open_session is not None:
+            info = self._existing(open_session, identity)
+            if await self.export_snapshot(session_id) == snapshot:
+                return info
+        # The gRPC ResumeSession carries no profile: the snapshot names it.
+        profile = profile or str(body.get("profile") or "")
         agent = self._factory(profile)(identity, draft, state)
         await agent.on_start()
         self._sessions[session_id] = _Session(
             identity, profile, session_id, agent_runtime_id, agent, turns
         )
         return SessionInfo(session_id, agent_runtime_id, turns)
+
+    @staticmethod
+    def _existing(session: _Session, identity: str) -> SessionInfo:
+        if session.identity != identity:
+            raise InvalidArgument(
+                "session_id", f"session {session.session_id!r} belongs to another identity"
+            )
+        return SessionInfo(session.session_id, session.agent_runtime_id, session.turns)
 
     def _get(self, session_id: str) -> _Session:
         try:
@@ -111,6 +130,20 @@ class LocalAgentRuntime:
         tool_caller: ToolCaller | None = None,
     ) -> TurnOutcome:
         session = self._get(session_id)
+
+        async def send_to_peer(peer: str, text: str) -> str:
+            # Enforced here too, so a runtime behind gRPC reports TOPOLOGY_VIOLATION.
+            if peer not in peers:
+                raise TopologyViolation(session.identity, peer)
+            if peer_sender is None:
+                raise CallbackUnavailable(session_id, "peer messaging")
+            return await peer_sender(peer, text)
+
+        async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
+            if tool_caller is None:
+                raise CallbackUnavailable(session_id, "tool calls")
+            return await tool_caller(name, arguments)
+
         async with session.lock:
             ctx = TurnContext(
                 identity=session.identity,
@@ -120,8 +153,8 @@ class LocalAgentRuntime:
                 peers=peers,
                 origin=message.origin.value,
                 correlation_id=message.correlation_id,
-                _send_to_peer=peer_sender,
-                _call_tool=tool_caller,
+                _send_to_peer=send_to_peer,
+                _call_tool=call_tool,
             )
             before = json.dumps(session.agent.state)
             try:

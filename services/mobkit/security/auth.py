@@ -204,7 +204,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _denying(handler: grpc.RpcMethodHandler, exc: MobKitError) -> grpc.RpcMethodHandler:
-    status = rpc_status.to_status(status_for(_status_code(exc), exc.reason, exc.message, exc.metadata))
+    status = rpc_status.to_status(
+        status_for(_status_code(exc), exc.reason, exc.message, exc.metadata)
+    )
 
     async def deny(_request: Any, ctx: grpc.aio.ServicerContext) -> Any:
         await ctx.abort_with_status(status)
@@ -300,7 +302,7 @@ def issue_token(
     The token is shown once to whoever asked; only its hash is stored.
     """
     path = Path(path)
-    if not name.strip() or any(c in name for c in "\"\\\n"):
+    if not name.strip() or any(c in name for c in '"\\\n'):
         raise InvalidArgument("name", "must be non-empty, without quotes or backslashes")
     try:
         checked = sorted({Scope(s).value for s in scopes})

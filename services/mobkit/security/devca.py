@@ -215,9 +215,7 @@ def make_dev_ca(
     ca = Issuer.create(days=max(days, 1) + 1)
     now = datetime.now(UTC)
     until = now + timedelta(days=days)
-    server, server_key = ca.issue(
-        "mobkit-server", hosts=[*DEFAULT_HOSTS, *hosts], not_after=until
-    )
+    server, server_key = ca.issue("mobkit-server", hosts=[*DEFAULT_HOSTS, *hosts], not_after=until)
     client, client_key = ca.issue("mobkit-client", server=False, not_after=until)
     write_pem(files.ca_cert, _pem_cert(ca.cert), private=False)
     write_pem(files.ca_key, _pem_key(ca.key), private=True)

@@ -115,11 +115,11 @@ def secure_channel(
     gRPC refuses call credentials on plaintext channels) — fine on loopback,
     not across a network.
     """
-    from mobkit.security.auth import BearerTokenInterceptor, bearer_call_credentials
+    from mobkit.security.auth import bearer_call_credentials, bearer_token_interceptors
 
     opts = [*options, *(tls.options() if tls else [])]
     if tls is None:
-        extra = [BearerTokenInterceptor(token)] if token else []
+        extra = bearer_token_interceptors(token) if token else []
         return grpc.aio.insecure_channel(target, options=opts, interceptors=[*interceptors, *extra])
     call_creds = bearer_call_credentials(token) if token else None
     return grpc.aio.secure_channel(

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mobkit.server.errors import ErrorTable
-from mobkit.server.interceptor import ServiceCallInterceptor
+from mobkit.server.interceptor import Authorizer, ServiceCallInterceptor
 
 log = logging.getLogger("mobkit.server")
 
@@ -47,6 +47,8 @@ class ServerConfig:
     credentials: grpc.ServerCredentials | None = None
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
     observers: list[Any] = field(default_factory=list)
+    # Checks each call's credentials first (e.g. TokenRegistry.authorize); None: no auth.
+    authorizer: Authorizer | None = None
 
 
 class MobKitServer:
@@ -102,7 +104,9 @@ def build_server(config: ServerConfig) -> tuple[MobKitServer, int]:
     tables = {s.name: s.errors for s in config.services}
     server = grpc.aio.server(
         interceptors=[
-            ServiceCallInterceptor(tables, observers=config.observers),
+            ServiceCallInterceptor(
+                tables, observers=config.observers, authorizer=config.authorizer
+            ),
             *config.interceptors,
         ],
         options=[

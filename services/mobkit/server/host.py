@@ -7,13 +7,22 @@ from collections.abc import Sequence
 
 from mobkit.server.app import MobKitServer, ServerConfig, ServiceRegistration, build_server
 from mobkit.server.catalog import CATALOG, ServiceSpec
-from mobkit.server.config import Settings
+from mobkit.server.config import Settings, split_hostport
 from mobkit.server.resources import Resources
+from mobkit.server.wiring import secure_and_observe
 
 # Build order matters for `all`: the orchestrator composes the providers built before it.
 ORDER = ("lease", "continuity", "roster", "topology", "customizer", "runtime", "orchestrator")
 
-IMPLEMENTATIONS: dict[str, str] = {}
+IMPLEMENTATIONS: dict[str, str] = {
+    "lease": "mobkit.lease.service",
+    "continuity": "mobkit.continuity.service",
+    "runtime": "mobkit.runtime.service",
+    "roster": "mobkit.roster.service",
+    "topology": "mobkit.topology.service",
+    "customizer": "mobkit.customizer.service",
+    "orchestrator": "mobkit.orchestrator.service",
+}
 """Service key -> module exposing ``async def build(settings, resources) -> ServiceRegistration``."""
 
 
@@ -47,9 +56,16 @@ async def start_services(
 ) -> tuple[MobKitServer, Resources]:
     """Build and start the services; the caller stops the server then closes resources."""
     resources = resources or Resources(settings)
+    host, port = split_hostport(settings.listen)
+    if port == 0:
+        # Fix the port before building: the orchestrator advertises it as lease holder.
+        from mobkit.etcd.process import free_ports
+
+        settings.listen = f"{host}:{free_ports(1)[0]}"
     try:
         regs = [await registration(k, settings, resources) for k in expand(keys)]
-        server, _ = build_server(ServerConfig(regs, listen=settings.listen, grace=settings.grace))
+        config = ServerConfig(regs, listen=settings.listen, grace=settings.grace)
+        server, _ = build_server(await secure_and_observe(config, settings, resources))
         await server.start()
     except BaseException:
         await resources.close()

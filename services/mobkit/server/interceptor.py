@@ -1,18 +1,22 @@
 """One server interceptor for every MobKit service.
 
 Per call it: sets the request id (from ``x-request-id`` metadata, else a new
-one) for structured logs and echoes it back; validates identity fields; and
-turns domain errors into ``google.rpc.Status`` through the service's error
-table. Cancellation and explicit aborts pass through untouched; any other
-exception is logged and becomes INTERNAL without leaking its text.
+one) for structured logs and echoes it back; checks the caller's credentials
+(when an authorizer is configured) before anything reads the request;
+validates identity fields; turns domain errors into ``google.rpc.Status``
+through the service's error table; and reports (method, status code name,
+seconds) to the observers (metrics). Cancellation and explicit aborts pass
+through untouched; any other exception is logged and becomes INTERNAL without
+leaking its text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -20,12 +24,30 @@ from grpc_status import rpc_status
 
 from mobkit.core.errors import MobKitError
 from mobkit.server import context as callctx
-from mobkit.server.errors import ErrorTable, internal_status, status_for_error
+from mobkit.server.errors import ErrorTable, code_for, internal_status, status_for_error
 from mobkit.server.validation import validate_identities
 
 log = logging.getLogger("mobkit.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
+
+Authorizer = Callable[[str, Sequence[tuple[str, Any]]], object]
+"""(method, invocation metadata) -> raises a MobKitError (UNAUTHENTICATED, ...) to refuse."""
+
+
+def _code_name(exc: Exception, table: ErrorTable) -> str:
+    code = code_for(exc, table) if isinstance(exc, MobKitError) else None
+    return (code or grpc.StatusCode.INTERNAL).name
+
+
+def _ctx_code_name(ctx: grpc.aio.ServicerContext, default: str) -> str:
+    """The code a handler set or aborted with (``ctx.code()``), else ``default``."""
+    code = ctx.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), default)
+    return default
 
 
 def _service_of(method: str) -> str:
@@ -35,10 +57,15 @@ def _service_of(method: str) -> str:
 
 class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, tables: Mapping[str, ErrorTable], *, observers: list[Any] | None = None
+        self,
+        tables: Mapping[str, ErrorTable],
+        *,
+        observers: list[Any] | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self._tables = tables
         self._observers = observers or []
+        self._authorizer = authorizer
 
     async def intercept_service(
         self,
@@ -51,18 +78,23 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or service not in self._tables:
             return handler  # health, reflection and unknown methods
         table = self._tables[service]
-        rid = next(
-            (v for k, v in (details.invocation_metadata or ()) if k == REQUEST_ID_HEADER), None
-        )
+        metadata = details.invocation_metadata or ()
+        rid = next((v for k, v in metadata if k == REQUEST_ID_HEADER), None)
+        denied: MobKitError | None = None
+        if self._authorizer is not None:
+            try:
+                self._authorizer(method, metadata)
+            except MobKitError as exc:  # raised inside the call, so it is translated and counted
+                denied = exc
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, table, rid),
+                self._wrap_unary(handler.unary_unary, method, table, rid, denied),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, table, rid),
+                self._wrap_stream(handler.unary_stream, method, table, rid, denied),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -90,38 +122,56 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         for obs in self._observers:
             obs(method, code, elapsed)
 
-    def _wrap_unary(self, inner: Any, method: str, table: ErrorTable, rid: Any) -> Any:
+    def _wrap_unary(
+        self, inner: Any, method: str, table: ErrorTable, rid: Any, denied: MobKitError | None
+    ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             self._begin(method, rid, ctx)
-            code = "OK"
+            code = "UNKNOWN"
             try:
+                if denied is not None:
+                    raise denied
                 validate_identities(request)
-                return await inner(request, ctx)
-            except (grpc.aio.AbortError, GeneratorExit):
-                code = "ABORTED_BY_HANDLER"
+                reply = await inner(request, ctx)
+                code = _ctx_code_name(ctx, "OK")
+                return reply
+            except grpc.aio.AbortError:
+                code = _ctx_code_name(ctx, "UNKNOWN")
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
                 raise
             except Exception as exc:  # translated, never a crash
-                code = type(exc).__name__
+                code = _code_name(exc, table)
                 await self._fail(exc, method, table, ctx)
             finally:
                 self._finish(method, started, code)
 
         return call
 
-    def _wrap_stream(self, inner: Any, method: str, table: ErrorTable, rid: Any) -> Any:
+    def _wrap_stream(
+        self, inner: Any, method: str, table: ErrorTable, rid: Any, denied: MobKitError | None
+    ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             self._begin(method, rid, ctx)
-            code = "OK"
+            code = "UNKNOWN"
             try:
+                if denied is not None:
+                    raise denied
                 validate_identities(request)
                 async for item in inner(request, ctx):
                     yield item
-            except (grpc.aio.AbortError, GeneratorExit):
+                code = _ctx_code_name(ctx, "OK")
+            except grpc.aio.AbortError:
+                code = _ctx_code_name(ctx, "UNKNOWN")
+                raise
+            except (asyncio.CancelledError, GeneratorExit):  # the client went away
+                code = "CANCELLED"
                 raise
             except Exception as exc:
-                code = type(exc).__name__
+                code = _code_name(exc, table)
                 await self._fail(exc, method, table, ctx)
             finally:
                 self._finish(method, started, code)

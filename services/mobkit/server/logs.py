@@ -1,13 +1,16 @@
 """Structured logging: one JSON object per line, with the call's request id.
 
 Identity and fencing token travel as ``extra={"identity": ..., "fencing_token": ...}``.
-Secrets never reach a record: known secret-bearing keys are masked.
+Secrets never reach a record: known secret-bearing keys are masked, and bearer
+tokens (``Bearer ...``, MobKit's ``mbk_...``) are blotted out of messages and
+tracebacks in case one slips into an exception text.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -16,6 +19,11 @@ from mobkit.server import context as callctx
 
 _EXTRA_KEYS = ("identity", "fencing_token", "session_id", "runtime_instance", "service", "event")
 _SECRET_KEYS = ("password", "token", "authorization", "secret", "key")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+|\bmbk_[A-Za-z0-9_-]+")
+
+
+def redact(text: str) -> str:
+    return _BEARER.sub(lambda m: f"{m.group(1)}***" if m.group(1) else "mbk_***", text)
 
 
 def _masked(key: str, value: Any) -> Any:
@@ -30,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
             "request_id": callctx.request_id.get(),
             "method": callctx.rpc_method.get(),
         }
@@ -38,8 +46,13 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, key):
                 out[key] = _masked(key, getattr(record, key))
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
@@ -47,7 +60,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,0 +1,167 @@
+"""``GrpcContinuityStore``: the :class:`~mobkit.continuity.domain.ContinuityStore` port over
+gRPC, raising the same domain exceptions as the in-process stores.
+
+Numbers are range-checked here (a negative one cannot even be encoded as uint64);
+everything else is validated by the service.
+
+Calls that are safe to repeat (reads, upserts, saves: a re-sent save that committed
+succeeds unchanged) are retried on UNAVAILABLE; deletes are not (a repeated record
+delete answers CONTINUITY_RECORD_NOT_FOUND, so the caller must decide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from mobkit.continuity.domain import (
+    IncompleteResolve,
+    LoadedSnapshot,
+    ResolveEntry,
+    SessionRecord,
+    check_counter,
+    check_fencing_token,
+    check_resolve_entries,
+)
+from mobkit.continuity.memory import UNBOUNDED_LOSS_WINDOW_MS
+from mobkit.core.errors import BackendUnavailable, StoreUnavailable
+from mobkit.core.types import (
+    BufferedExport,
+    ContinuityHealth,
+    ContinuityRecord,
+    DurabilityPolicy,
+    SessionSnapshot,
+)
+from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
+from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
+from mobkit.wire import continuity as wire
+from mobkit.wire.errors import error_from_rpc
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
+
+
+class GrpcContinuityStore:
+    """A remote continuity store. The channel belongs to the caller."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout: float | None = 30.0,
+        retries: int = 2,
+        retry_backoff: float = 0.1,
+    ) -> None:
+        self._stub = svc_grpc.ContinuityStoreServiceStub(channel)
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = retry_backoff
+        self._policy: DurabilityPolicy | None = None
+
+    async def _call(
+        self, method: Callable[..., Awaitable[R]], request: Any, *, idempotent: bool
+    ) -> R:
+        attempts = 1 + (self._retries if idempotent else 0)
+        for attempt in range(attempts):
+            try:
+                return await method(request, timeout=self._timeout)
+            except grpc.RpcError as err:
+                if attempt + 1 < attempts and err.code() in _RETRY_CODES:
+                    await asyncio.sleep(self._backoff * 2**attempt)
+                    continue
+                raise error_from_rpc(err, StoreUnavailable, IncompleteResolve) from None
+        raise AssertionError("unreachable")
+
+    async def resolve_many(self, identities: Sequence[str]) -> list[ResolveEntry]:
+        requested = list(identities)
+        reply = await self._call(
+            self._stub.ResolveMany,
+            svc.ResolveManyRequest(identities=requested),
+            idempotent=True,
+        )
+        return check_resolve_entries(requested, wire.entries_from_proto(reply))
+
+    async def load_session_snapshot(self, session_id: str) -> LoadedSnapshot | None:
+        reply = await self._call(
+            self._stub.LoadSessionSnapshot,
+            svc.LoadSessionSnapshotRequest(session_id=session_id),
+            idempotent=True,
+        )
+        return wire.loaded_from_proto(reply)
+
+    async def save_session_snapshot(
+        self,
+        identity: str,
+        session_id: str,
+        generation: int,
+        version: int,
+        fencing_token: int,
+        snapshot: SessionSnapshot,
+    ) -> str:
+        request = svc.SaveSessionSnapshotRequest(
+            identity=identity,
+            session_id=session_id,
+            generation=check_counter("generation", generation),
+            checkpoint_version=check_counter("checkpoint_version", version, minimum=1),
+            fencing_token=check_fencing_token(fencing_token),
+            snapshot=wire.snapshot_to_proto(snapshot),
+        )
+        reply = await self._call(self._stub.SaveSessionSnapshot, request, idempotent=True)
+        return str(reply.revision)
+
+    async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
+        check_counter("record.generation", record.generation)
+        check_counter("record.checkpoint_version", record.checkpoint_version)
+        request = svc.UpsertContinuityRecordRequest(
+            record=wire.record_to_proto(record), fencing_token=check_fencing_token(fencing_token)
+        )
+        await self._call(self._stub.UpsertContinuityRecord, request, idempotent=True)
+
+    async def delete_continuity_record(self, identity: str, fencing_token: int) -> None:
+        request = svc.DeleteContinuityRecordRequest(
+            identity=identity, fencing_token=check_fencing_token(fencing_token)
+        )
+        await self._call(self._stub.DeleteContinuityRecord, request, idempotent=False)
+
+    async def delete_session_snapshot_if_current_revision(
+        self, session_id: str, expected_current_revision: str
+    ) -> bool:
+        request = svc.DeleteSessionSnapshotIfCurrentRevisionRequest(
+            session_id=session_id, expected_current_revision=expected_current_revision
+        )
+        reply = await self._call(
+            self._stub.DeleteSessionSnapshotIfCurrentRevision, request, idempotent=False
+        )
+        return bool(reply.deleted)
+
+    async def resolve_record_by_session(self, session_id: str) -> SessionRecord | None:
+        reply = await self._call(
+            self._stub.ResolveRecordBySession,
+            svc.ResolveRecordBySessionRequest(session_id=session_id),
+            idempotent=True,
+        )
+        return wire.session_record_from_proto(reply)
+
+    async def health(self, identity: str | None = None) -> ContinuityHealth:
+        """The service's answer; if the service itself cannot be reached,
+        ``store_reachable=False`` with the policy it last reported (before any answer,
+        the weakest promise: an unbounded loss window)."""
+        request = svc.GetContinuityHealthRequest()
+        if identity is not None:
+            request.identity = identity
+        try:
+            reply = await self._call(self._stub.GetContinuityHealth, request, idempotent=True)
+        except BackendUnavailable as exc:
+            log.warning("continuity service unreachable: %s", exc)
+            policy = self._policy or BufferedExport(UNBOUNDED_LOSS_WINDOW_MS)
+            return ContinuityHealth(False, policy, None)
+        health = wire.health_from_proto(reply.health)
+        self._policy = health.durability_policy
+        return health

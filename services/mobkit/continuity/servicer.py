@@ -1,0 +1,98 @@
+"""gRPC servicer of ``mobkit.continuity.v1.ContinuityStoreService``: convert, call the
+store, convert back. Errors are domain exceptions, translated by the scaffold's
+interceptor through :data:`ERRORS`."""
+
+from __future__ import annotations
+
+import grpc
+
+from mobkit.continuity.domain import ContinuityStore, check_resolve_entries
+from mobkit.core import errors as e
+from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
+from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
+from mobkit.server.errors import ErrorTable, common_errors
+from mobkit.wire import continuity as wire
+
+SERVICE_NAME = "mobkit.continuity.v1.ContinuityStoreService"
+
+ERRORS: ErrorTable = {
+    **common_errors(),
+    e.StaleFencingToken: grpc.StatusCode.FAILED_PRECONDITION,
+    e.StaleCheckpointVersion: grpc.StatusCode.FAILED_PRECONDITION,
+    e.GenerationMismatch: grpc.StatusCode.FAILED_PRECONDITION,
+    e.ContinuityRecordNotFound: grpc.StatusCode.NOT_FOUND,
+    e.StoreCorruption: grpc.StatusCode.DATA_LOSS,
+    e.SnapshotTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    e.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class ContinuityServicer(svc_grpc.ContinuityStoreServiceServicer):
+    def __init__(self, store: ContinuityStore) -> None:
+        self.store = store
+
+    async def ResolveMany(
+        self, request: svc.ResolveManyRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ResolveManyResponse:
+        identities = list(request.identities)
+        entries = await self.store.resolve_many(identities)
+        return wire.entries_to_proto(check_resolve_entries(identities, entries))
+
+    async def LoadSessionSnapshot(
+        self, request: svc.LoadSessionSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> svc.LoadSessionSnapshotResponse:
+        return wire.loaded_to_proto(await self.store.load_session_snapshot(request.session_id))
+
+    async def SaveSessionSnapshot(
+        self, request: svc.SaveSessionSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> svc.SaveSessionSnapshotResponse:
+        if not request.HasField("snapshot"):
+            raise e.InvalidArgument("snapshot", "is required")
+        revision = await self.store.save_session_snapshot(
+            request.identity,
+            request.session_id,
+            request.generation,
+            request.checkpoint_version,
+            request.fencing_token,
+            wire.snapshot_from_proto(request.snapshot),
+        )
+        return svc.SaveSessionSnapshotResponse(revision=revision)
+
+    async def UpsertContinuityRecord(
+        self, request: svc.UpsertContinuityRecordRequest, context: grpc.aio.ServicerContext
+    ) -> svc.UpsertContinuityRecordResponse:
+        if not request.HasField("record"):
+            raise e.InvalidArgument("record", "is required")
+        await self.store.upsert_continuity_record(
+            wire.record_from_proto(request.record), request.fencing_token
+        )
+        return svc.UpsertContinuityRecordResponse()
+
+    async def DeleteContinuityRecord(
+        self, request: svc.DeleteContinuityRecordRequest, context: grpc.aio.ServicerContext
+    ) -> svc.DeleteContinuityRecordResponse:
+        await self.store.delete_continuity_record(request.identity, request.fencing_token)
+        return svc.DeleteContinuityRecordResponse()
+
+    async def DeleteSessionSnapshotIfCurrentRevision(
+        self,
+        request: svc.DeleteSessionSnapshotIfCurrentRevisionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> svc.DeleteSessionSnapshotIfCurrentRevisionResponse:
+        deleted = await self.store.delete_session_snapshot_if_current_revision(
+            request.session_id, request.expected_current_revision
+        )
+        return svc.DeleteSessionSnapshotIfCurrentRevisionResponse(deleted=deleted)
+
+    async def ResolveRecordBySession(
+        self, request: svc.ResolveRecordBySessionRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ResolveRecordBySessionResponse:
+        found = await self.store.resolve_record_by_session(request.session_id)
+        return wire.session_record_to_proto(found)
+
+    async def GetContinuityHealth(
+        self, request: svc.GetContinuityHealthRequest, context: grpc.aio.ServicerContext
+    ) -> svc.GetContinuityHealthResponse:
+        identity = request.identity if request.HasField("identity") else None
+        health = await self.store.health(identity)
+        return svc.GetContinuityHealthResponse(health=wire.health_to_proto(health))

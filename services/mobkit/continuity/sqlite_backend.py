@@ -1,0 +1,198 @@
+"""SQLite engine: the embedded single-node default.
+
+One table of logical keys (see :mod:`mobkit.continuity.codec`) in a WAL-mode database
+with ``synchronous=FULL``: every commit is fsynced before it is acknowledged, so the
+store reports ``SyncWriteThrough`` (checked by reading the pragmas back). Each operation
+is one transaction (``BEGIN IMMEDIATE`` for writes), so a record and its snapshot change
+together or not at all, also across a crash.
+
+SQLite calls block, so they run on one dedicated thread owning the one connection; the
+event loop (and the gRPC server on it) stays responsive, and operations are serialised
+in the order they were submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Self, TypeVar
+
+from mobkit.continuity.domain import DEFAULT_SNAPSHOT_LIMIT_BYTES
+from mobkit.continuity.operations import (
+    Commit,
+    Plan,
+    PlanStore,
+    Read,
+    ReadResult,
+    StoredValue,
+    drive,
+)
+from mobkit.continuity.rules import Unreadable
+from mobkit.core.errors import StoreCorruption, StoreUnavailable
+from mobkit.core.types import DurabilityPolicy, SyncWriteThrough
+from mobkit.etcd.ops import prefix_end
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_PARAMS_PER_SELECT = 500  # below SQLITE_MAX_VARIABLE_NUMBER on every build
+_BUSY_TIMEOUT_MS = 5000  # another process holding the write lock (not normal, but safe)
+_FULL = 2
+
+
+class SqliteContinuityStore(PlanStore):
+    """Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(
+        self,
+        path: Path,
+        executor: ThreadPoolExecutor,
+        conn: sqlite3.Connection,
+        *,
+        snapshot_limit_bytes: int,
+    ) -> None:
+        super().__init__(snapshot_limit_bytes=snapshot_limit_bytes)
+        self.path = path
+        self._executor = executor
+        self._conn = conn
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, *, snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES
+    ) -> Self:
+        path = Path(path)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobkit-continuity-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, _connect, path)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, executor, conn, snapshot_limit_bytes=snapshot_limit_bytes)
+
+    @property
+    def durability_policy(self) -> DurabilityPolicy:
+        return SyncWriteThrough()  # _connect refuses to open without synchronous=FULL
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def _execute(self, make_plan: Callable[[], Plan[T]], *, writes: bool) -> T:
+        if self._closed:
+            raise StoreUnavailable("store is closed", backend="sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._transaction, make_plan, writes)
+        except RuntimeError as exc:  # executor shut down under us
+            raise StoreUnavailable(str(exc), backend="sqlite") from exc
+
+    # -- on the connection's thread -------------------------------------------------
+
+    def _transaction(self, make_plan: Callable[[], Plan[T]], writes: bool) -> T:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+            try:
+                commit = drive(make_plan(), self._read)
+                if commit.writes:
+                    self._apply(commit)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise _backend_error(exc) from exc
+        return commit.result
+
+    def _read(self, request: Read) -> ReadResult:
+        try:
+            return ReadResult(self._select(request.keys))
+        except sqlite3.OperationalError as exc:
+            if not request.tolerate_unavailable:
+                raise
+            return ReadResult([Unreadable(f"sqlite: {exc}")] * len(request.keys))
+
+    def _select(self, keys: Sequence[bytes]) -> list[StoredValue]:
+        found: dict[bytes, bytes] = {}
+        for start in range(0, len(keys), _PARAMS_PER_SELECT):
+            chunk = keys[start : start + _PARAMS_PER_SELECT]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT key, value FROM continuity_kv WHERE key IN ({marks})", chunk
+            )
+            found.update(rows)
+        return [found.get(k) for k in keys]
+
+    def _apply(self, commit: Commit[T]) -> None:
+        conn = self._conn
+        for prefix in commit.delete_prefixes:
+            conn.execute(
+                "DELETE FROM continuity_kv WHERE key >= ? AND key < ?",
+                (prefix, prefix_end(prefix)),
+            )
+        conn.executemany("DELETE FROM continuity_kv WHERE key = ?", [(k,) for k in commit.deletes])
+        conn.executemany(
+            "INSERT INTO continuity_kv (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            list(commit.puts.items()),
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"cannot open {path}: {exc}", backend="sqlite") from exc
+    try:
+        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        if str(mode).lower() != "wal":  # e.g. a filesystem without shared memory
+            log.warning("%s: journal_mode is %s, not wal (still fsynced)", path, mode)
+        conn.execute("PRAGMA synchronous=FULL")
+        synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+        if synchronous < _FULL:
+            raise StoreUnavailable(
+                f"{path}: synchronous={synchronous}, need FULL for write-through durability",
+                backend="sqlite",
+            )
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"{path} has schema version {version}, this build knows {SCHEMA_VERSION}",
+                backend="sqlite",
+            )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS continuity_kv "
+            "(key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise _backend_error(exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _backend_error(exc: sqlite3.DatabaseError) -> StoreUnavailable | StoreCorruption:
+    """Locked/busy/unopenable files are outages; a malformed file is corruption."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(str(exc), backend="sqlite")
+    if "malformed" in str(exc) or "not a database" in str(exc):
+        return StoreCorruption(f"sqlite: {exc}")
+    return StoreUnavailable(str(exc), backend="sqlite")

@@ -1,0 +1,52 @@
+"""gRPC client adapter: an :class:`~mobkit.customizer.domain.AgentCustomizer` over any
+AgentCustomizerService — MobKit's own or a user's, in any language — raising the
+same domain exceptions as an in-process customizer (CUSTOMIZER_FAILED included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from mobkit.core.errors import CustomizerUnavailable
+from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec
+from mobkit.gen.customizer.v1 import customizer_service_pb2 as pb
+from mobkit.gen.customizer.v1 import customizer_service_pb2_grpc as pb_grpc
+from mobkit.wire import customizer as wire
+from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.roster import spec_to_proto
+
+
+class GrpcAgentCustomizer:
+    """Calls a remote AgentCustomizerService. ``timeout`` bounds each call (seconds)."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+        self._stub = pb_grpc.AgentCustomizerServiceStub(channel)
+        self._timeout = timeout
+
+    async def customize_build(
+        self, context: AgentBuildContext, spec: DurableAgentSpec, draft: AgentBuildDraft
+    ) -> AgentBuildDraft:
+        request = pb.CustomizeBuildRequest(
+            context=wire.build_context_to_proto(context),
+            spec=spec_to_proto(spec),
+            draft=wire.draft_to_proto(draft),
+        )
+        try:
+            reply = await self._stub.CustomizeBuild(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, CustomizerUnavailable) from None
+        return wire.draft_from_proto(reply.draft)
+
+    async def after_create(
+        self, identity: str, session_id: str, context: dict[str, Any] | None = None
+    ) -> None:
+        request = pb.AfterCreateRequest(
+            identity=identity,
+            session_id=session_id,
+            context=wire.session_context_to_proto(context),
+        )
+        try:
+            await self._stub.AfterCreate(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, CustomizerUnavailable) from None

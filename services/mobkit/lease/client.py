@@ -1,0 +1,64 @@
+"""gRPC client adapter: a :class:`~mobkit.lease.domain.LeaseProvider` over the
+LeaseService, raising the same domain exceptions as an in-process provider."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import grpc
+
+from mobkit.core.errors import LeaseProviderUnavailable
+from mobkit.core.types import LeaseAcquireResult, LeaseGrant, LeaseRenewResult
+from mobkit.gen.lease.v1 import lease_service_pb2 as pb
+from mobkit.gen.lease.v1 import lease_service_pb2_grpc as pb_grpc
+from mobkit.lease.domain import Lease
+from mobkit.wire import lease as wire
+from mobkit.wire.errors import error_from_rpc
+
+
+class GrpcLeaseProvider:
+    """Calls a remote LeaseService. ``timeout`` bounds each call (seconds)."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+        self._stub = pb_grpc.LeaseServiceStub(channel)
+        self._timeout = timeout
+
+    async def acquire_leases(
+        self, identities: Sequence[str], runtime_instance: str, ttl: timedelta
+    ) -> list[LeaseAcquireResult]:
+        request = pb.AcquireLeasesRequest(
+            identities=list(identities),
+            runtime_instance=runtime_instance,
+            ttl=wire.duration_to_proto(ttl),
+        )
+        try:
+            reply = await self._stub.AcquireLeases(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, LeaseProviderUnavailable) from None
+        return [wire.acquire_result_from_proto(r) for r in reply.results]
+
+    async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
+        request = pb.RenewLeasesRequest(grants=[wire.grant_to_proto(g) for g in grants])
+        try:
+            reply = await self._stub.RenewLeases(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, LeaseProviderUnavailable) from None
+        return [wire.renew_result_from_proto(r) for r in reply.results]
+
+    async def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
+        request = pb.ReleaseLeasesRequest(grants=[wire.grant_to_proto(g) for g in grants])
+        try:
+            await self._stub.ReleaseLeases(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, LeaseProviderUnavailable) from None
+
+    async def list_leases(
+        self, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Lease], str]:
+        request = pb.ListLeasesRequest(page_size=page_size, page_token=page_token)
+        try:
+            reply = await self._stub.ListLeases(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, LeaseProviderUnavailable) from None
+        return [wire.lease_from_proto(m) for m in reply.leases], reply.next_page_token

@@ -1,0 +1,61 @@
+"""gRPC surface of a :class:`~mobkit.lease.domain.LeaseProvider`: convert, call, convert.
+
+Errors are raised as domain exceptions; the server interceptor turns them into a
+status with one ErrorInfo through :data:`ERRORS`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import grpc
+
+from mobkit.gen.lease.v1 import lease_service_pb2 as pb
+from mobkit.gen.lease.v1 import lease_service_pb2_grpc as pb_grpc
+from mobkit.lease.domain import LeaseProvider
+from mobkit.server.errors import common_errors
+from mobkit.wire import lease as wire
+
+SERVICE_NAME = "mobkit.lease.v1.LeaseService"
+
+# LeaseProviderUnavailable is a BackendUnavailable: UNAVAILABLE through the base entry.
+ERRORS: dict[type[BaseException], grpc.StatusCode] = {**common_errors()}
+
+
+class LeaseServicer(pb_grpc.LeaseServiceServicer):
+    def __init__(self, provider: LeaseProvider, default_ttl: timedelta) -> None:
+        self._provider = provider
+        self._default_ttl = default_ttl
+
+    async def AcquireLeases(
+        self, request: pb.AcquireLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AcquireLeasesResponse:
+        ttl = (
+            wire.duration_from_proto(request.ttl) if request.HasField("ttl") else self._default_ttl
+        )
+        results = await self._provider.acquire_leases(
+            list(request.identities), request.runtime_instance, ttl
+        )
+        return pb.AcquireLeasesResponse(results=[wire.acquire_result_to_proto(r) for r in results])
+
+    async def RenewLeases(
+        self, request: pb.RenewLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RenewLeasesResponse:
+        results = await self._provider.renew_leases(
+            [wire.grant_from_proto(g) for g in request.grants]
+        )
+        return pb.RenewLeasesResponse(results=[wire.renew_result_to_proto(r) for r in results])
+
+    async def ReleaseLeases(
+        self, request: pb.ReleaseLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReleaseLeasesResponse:
+        await self._provider.release_leases([wire.grant_from_proto(g) for g in request.grants])
+        return pb.ReleaseLeasesResponse()
+
+    async def ListLeases(
+        self, request: pb.ListLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLeasesResponse:
+        leases, next_token = await self._provider.list_leases(request.page_size, request.page_token)
+        return pb.ListLeasesResponse(
+            leases=[wire.lease_to_proto(lease) for lease in leases], next_page_token=next_token
+        )

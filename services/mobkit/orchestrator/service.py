@@ -1,0 +1,51 @@
+"""``mobkit serve orchestrator``: compose the providers, run the loops, serve the API."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.orchestrator.composition import compose
+from mobkit.orchestrator.orchestrator import Orchestrator
+from mobkit.orchestrator.runner import OrchestratorRunner
+from mobkit.orchestrator.servicer import ERRORS, SERVICE_NAME, OrchestratorServicer
+from mobkit.server.app import ServiceRegistration
+from mobkit.server.config import Settings
+from mobkit.server.resources import Resources
+
+
+def holder(settings: Settings) -> str:
+    """The lease holder string ``<instance>~<incarnation>@<address>``.
+
+    The address lets other replicas forward calls to the owner. The incarnation is
+    new for every process: a replica restarted under the same instance id must not
+    be handed its dead predecessor's grants (same fencing token), or a paused
+    predecessor that wakes up could write under the token the successor uses.
+    """
+    address = settings.advertise or settings.listen
+    return f"{settings.instance_id()}~{secrets.token_hex(4)}@{address}"
+
+
+async def build(settings: Settings, resources: Resources) -> ServiceRegistration:
+    providers, closers = await compose(settings, resources)
+    orchestrator = Orchestrator(
+        providers,
+        instance=holder(settings),
+        lease_ttl=timedelta(seconds=settings.lease_ttl),
+        resume_concurrency=settings.resume_concurrency,
+    )
+    runner = OrchestratorRunner(orchestrator, reconcile_interval=settings.reconcile_interval)
+    resources.providers["orchestrator"] = orchestrator
+    servicer = OrchestratorServicer(orchestrator, providers.events)
+
+    def add(server: object) -> None:
+        svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
+
+    async def stop() -> None:
+        await runner.stop(release=True)
+        for close in reversed(closers):
+            await close()
+
+    await runner.start()
+    return ServiceRegistration(SERVICE_NAME, add, ERRORS, on_stop=[stop])

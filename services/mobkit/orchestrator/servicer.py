@@ -1,0 +1,166 @@
+"""OrchestratorService: proto <-> domain and error translation only."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from mobkit.core import errors as e
+from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
+from mobkit.orchestrator.ports import Events
+from mobkit.runtime.domain import SessionNotFound
+from mobkit.server.errors import ErrorTable, common_errors
+from mobkit.wire.orchestrator import (
+    dispatch_input_from_proto,
+    event_to_proto,
+    receipt_to_proto,
+    state_from_proto,
+    status_to_proto,
+)
+from mobkit.wire.topology import edge_to_proto
+
+SERVICE_NAME = "mobkit.orchestrator.v1.OrchestratorService"
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+C = grpc.StatusCode
+
+ERRORS: ErrorTable = {
+    **common_errors(),
+    e.IdentityNotFound: C.NOT_FOUND,
+    e.NotAddressable: C.FAILED_PRECONDITION,
+    e.NotActive: C.FAILED_PRECONDITION,
+    e.InvalidTransition: C.FAILED_PRECONDITION,
+    e.StaleEventCursor: C.OUT_OF_RANGE,
+    e.TopologyViolation: C.PERMISSION_DENIED,
+    e.CustomizerFailed: C.FAILED_PRECONDITION,
+    e.RosterInvalid: C.FAILED_PRECONDITION,
+    e.SelfEdge: C.INVALID_ARGUMENT,
+    e.StaleFencingToken: C.FAILED_PRECONDITION,
+    e.StaleCheckpointVersion: C.FAILED_PRECONDITION,
+    e.GenerationMismatch: C.FAILED_PRECONDITION,
+    e.ContinuityRecordNotFound: C.NOT_FOUND,
+    e.StoreCorruption: C.DATA_LOSS,
+    e.SnapshotTooLarge: C.RESOURCE_EXHAUSTED,
+    SessionNotFound: C.NOT_FOUND,
+}
+
+
+def _page(page_size: int) -> int:
+    if page_size < 0:
+        raise e.InvalidArgument("page_size", "must not be negative")
+    return min(page_size or DEFAULT_PAGE, MAX_PAGE)
+
+
+def _offset(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(token.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise e.InvalidArgument("page_token", "not a token this server issued") from None
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode()
+
+
+def report_to_proto(r: ReconcileReport) -> svc.ReconcileResponse:
+    return svc.ReconcileResponse(
+        roster_revision=r.roster_revision,
+        activated=r.activated,
+        retired=r.retired,
+        respawned=r.respawned,
+        failed=[pb.ReconcileFailure(identity=i, reason=c, message=m) for i, c, m in r.failed],
+        edges_added=[edge_to_proto(x) for x in r.edges_added],
+        edges_removed=[edge_to_proto(x) for x in r.edges_removed],
+    )
+
+
+class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
+    def __init__(self, orchestrator: Orchestrator, events: Events) -> None:
+        self.o = orchestrator
+        self.events = events
+
+    async def Reconcile(self, request: Any, context: Any) -> svc.ReconcileResponse:
+        return report_to_proto(await self.o.reconcile())
+
+    async def GetIdentityStatus(self, request: Any, context: Any) -> Any:
+        return svc.GetIdentityStatusResponse(
+            status=status_to_proto(self.o.status(request.identity))
+        )
+
+    async def ListIdentityStatuses(self, request: Any, context: Any) -> Any:
+        size, start = _page(request.page_size), _offset(request.page_token)
+        state = state_from_proto(request.state) if request.HasField("state") else None
+        statuses = self.o.statuses(state=state, labels=dict(request.label_selector))
+        chunk = statuses[start : start + size]
+        more = start + size < len(statuses)
+        return svc.ListIdentityStatusesResponse(
+            statuses=[status_to_proto(s) for s in chunk],
+            next_page_token=_token(start + size) if more else "",
+        )
+
+    async def Send(self, request: Any, context: Any) -> Any:
+        receipt = await self.o.send(request.identity, dispatch_input_from_proto(request.input))
+        return svc.SendResponse(receipt=receipt_to_proto(receipt))
+
+    async def Dispatch(self, request: Any, context: Any) -> Any:
+        receipt = await self.o.dispatch(request.identity, dispatch_input_from_proto(request.input))
+        return svc.DispatchResponse(receipt=receipt_to_proto(receipt))
+
+    async def ResetIdentity(self, request: Any, context: Any) -> Any:
+        return svc.ResetIdentityResponse(
+            status=status_to_proto(await self.o.reset(request.identity))
+        )
+
+    async def RetireIdentity(self, request: Any, context: Any) -> Any:
+        return svc.RetireIdentityResponse(
+            status=status_to_proto(await self.o.retire(request.identity))
+        )
+
+    async def SuspendIdentity(self, request: Any, context: Any) -> Any:
+        status = await self.o.suspend(request.identity)
+        return svc.SuspendIdentityResponse(status=status_to_proto(status))
+
+    async def ResumeIdentity(self, request: Any, context: Any) -> Any:
+        status = await self.o.resume(request.identity)
+        return svc.ResumeIdentityResponse(status=status_to_proto(status))
+
+    async def ListEvents(self, request: Any, context: Any) -> Any:
+        after = request.after_seq
+        if request.page_token:
+            after = _offset(request.page_token)
+        size = _page(request.page_size)
+        events, latest = await self.events.list(after, size)
+        more = len(events) == size and events[-1].cursor < latest
+        return svc.ListEventsResponse(
+            events=[event_to_proto(x) for x in events],
+            next_page_token=_token(events[-1].cursor) if more else "",
+            latest_cursor=latest,
+        )
+
+    async def WatchEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        async for event in self.events.watch(request.after_seq):
+            yield svc.WatchEventsResponse(structural=event_to_proto(event))
+
+    async def GetTopology(self, request: Any, context: Any) -> Any:
+        size, start = _page(request.page_size), _offset(request.page_token)
+        edges = sorted(self.o.edges)
+        if request.HasField("identity"):
+            edges = [x for x in edges if request.identity in (x.a, x.b)]
+        chunk = edges[start : start + size]
+        more = start + size < len(edges)
+        return svc.GetTopologyResponse(
+            edges=[edge_to_proto(x) for x in chunk],
+            next_page_token=_token(start + size) if more else "",
+            total_edges=len(edges),
+        )
+
+    async def ListModules(self, request: Any, context: Any) -> Any:
+        _page(request.page_size)
+        return svc.ListModulesResponse()

@@ -1,0 +1,117 @@
+"""gRPC client adapter: an :class:`~mobkit.runtime.domain.AgentRuntime` over the
+AgentRuntimeService, raising the same domain exceptions as the in-process runtime.
+
+Limits of the remote seam (the protos carry data, not callbacks):
+
+* ``peer_sender`` and ``tool_caller`` stay in this process and are never called: an
+  agent that messages a peer (or calls a tool) during a remote turn fails the turn
+  with :class:`~mobkit.runtime.domain.CallbackUnavailable` (reason
+  CALLBACK_UNAVAILABLE), or ``TopologyViolation`` if the target is not a peer. Host
+  agents that talk to peers in the orchestrator's process.
+* until the protos carry them (see :mod:`mobkit.wire.runtime`), ``agent_runtime_id``
+  on create is not sent (the runtime mints one: use the returned ``SessionInfo``),
+  and :class:`~mobkit.runtime.domain.TurnOutcome` ``turn`` and ``SessionInfo.turns``
+  read 0.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
+from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
+from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
+from mobkit.runtime.domain import (
+    CallbackUnavailable,
+    SessionClosed,
+    SessionInfo,
+    SessionNotFound,
+    TurnOutcome,
+)
+from mobkit.runtime.sdk import PeerSender, ToolCaller
+from mobkit.wire import runtime as wire
+from mobkit.wire.errors import error_from_rpc
+
+# Errors defined by the runtime itself, beyond the shared ones wire.errors knows.
+_SPECIFIC = (SessionNotFound, SessionClosed, CallbackUnavailable)
+
+
+class GrpcAgentRuntime:
+    """Calls a remote AgentRuntimeService. ``timeout`` bounds each call (seconds)."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+        self._stub = pb_grpc.AgentRuntimeServiceStub(channel)
+        self._timeout = timeout
+
+    async def create_session(
+        self,
+        identity: str,
+        profile: str,
+        draft: AgentBuildDraft,
+        *,
+        session_id: str | None = None,
+        agent_runtime_id: str | None = None,
+    ) -> SessionInfo:
+        request = wire.create_request_to_proto(
+            wire.CreateSessionCall(
+                identity, profile, draft, session_id=session_id, agent_runtime_id=agent_runtime_id
+            )
+        )
+        try:
+            reply = await self._stub.CreateSession(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, *_SPECIFIC) from None
+        return wire.create_response_from_proto(reply)
+
+    async def resume_session(
+        self,
+        identity: str,
+        profile: str,
+        session_id: str,
+        agent_runtime_id: str,
+        snapshot: SessionSnapshot,
+        draft: AgentBuildDraft,
+    ) -> SessionInfo:
+        request = wire.resume_request_to_proto(
+            wire.ResumeSessionCall(
+                identity, session_id, agent_runtime_id, snapshot, draft, profile=profile
+            )
+        )
+        try:
+            reply = await self._stub.ResumeSession(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, *_SPECIFIC) from None
+        return wire.resume_response_from_proto(reply)
+
+    async def run_turn(
+        self,
+        session_id: str,
+        message: DispatchInput,
+        *,
+        peers: tuple[str, ...] = (),
+        peer_sender: PeerSender | None = None,
+        tool_caller: ToolCaller | None = None,
+    ) -> TurnOutcome:
+        # peer_sender / tool_caller cannot cross the wire: see the module docstring.
+        request = wire.run_turn_request_to_proto(wire.RunTurnCall(session_id, message, peers))
+        try:
+            reply = await self._stub.RunTurn(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, *_SPECIFIC) from None
+        return wire.turn_outcome_from_proto(reply)
+
+    async def export_snapshot(self, session_id: str) -> SessionSnapshot:
+        request = pb.ExportSnapshotRequest(session_id=session_id)
+        try:
+            reply = await self._stub.ExportSnapshot(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, *_SPECIFIC) from None
+        return wire.snapshot_from_proto(reply.snapshot)
+
+    async def close_session(self, session_id: str) -> None:
+        try:
+            await self._stub.CloseSession(
+                pb.CloseSessionRequest(session_id=session_id), timeout=self._timeout
+            )
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, *_SPECIFIC) from None

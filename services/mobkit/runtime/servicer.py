@@ -1,0 +1,84 @@
+"""gRPC surface of an :class:`~mobkit.runtime.domain.AgentRuntime`: convert, call, convert.
+
+Turns run without callbacks: an agent hosted behind this service that messages a
+peer or calls a tool fails its turn with CALLBACK_UNAVAILABLE (FAILED_PRECONDITION;
+TOPOLOGY_VIOLATION first when the target is not one of the turn's peers) and its
+state is left as the last turn left it. Peer messaging needs the in-process runtime.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
+from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
+from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
+from mobkit.runtime.domain import AgentRuntime, CallbackUnavailable, SessionClosed, SessionNotFound
+from mobkit.server.errors import common_errors
+from mobkit.wire import runtime as wire
+
+SERVICE_NAME = "mobkit.runtime.v1.AgentRuntimeService"
+
+ERRORS: dict[type[BaseException], grpc.StatusCode] = {
+    **common_errors(),
+    SessionNotFound: grpc.StatusCode.NOT_FOUND,
+    SessionClosed: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreCorruption: grpc.StatusCode.DATA_LOSS,
+    TopologyViolation: grpc.StatusCode.PERMISSION_DENIED,
+    CallbackUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class AgentRuntimeServicer(pb_grpc.AgentRuntimeServiceServicer):
+    def __init__(self, runtime: AgentRuntime) -> None:
+        self._runtime = runtime
+
+    async def CreateSession(
+        self, request: pb.CreateSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateSessionResponse:
+        call = wire.create_request_from_proto(request)
+        info = await self._runtime.create_session(
+            call.identity,
+            call.profile,
+            call.draft,
+            session_id=call.session_id,
+            agent_runtime_id=call.agent_runtime_id,
+        )
+        return wire.create_response_to_proto(info)
+
+    async def ResumeSession(
+        self, request: pb.ResumeSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeSessionResponse:
+        call = wire.resume_request_from_proto(request)
+        info = await self._runtime.resume_session(
+            call.identity,
+            call.profile,
+            call.session_id,
+            call.agent_runtime_id,
+            call.snapshot,
+            call.draft,
+        )
+        return wire.resume_response_to_proto(info)
+
+    async def RunTurn(
+        self, request: pb.RunTurnRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunTurnResponse:
+        call = wire.run_turn_request_from_proto(request)
+        outcome = await self._runtime.run_turn(call.session_id, call.message, peers=call.peers)
+        return wire.turn_outcome_to_proto(outcome)
+
+    async def ExportSnapshot(
+        self, request: pb.ExportSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExportSnapshotResponse:
+        if not request.session_id:
+            raise InvalidArgument("session_id", "must not be empty")
+        snapshot = await self._runtime.export_snapshot(request.session_id)
+        return pb.ExportSnapshotResponse(snapshot=wire.snapshot_to_proto(snapshot))
+
+    async def CloseSession(
+        self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CloseSessionResponse:
+        if not request.session_id:
+            raise InvalidArgument("session_id", "must not be empty")
+        await self._runtime.close_session(request.session_id)
+        return pb.CloseSessionResponse()

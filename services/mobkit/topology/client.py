@@ -1,0 +1,49 @@
+"""gRPC client adapter: a :class:`~mobkit.topology.domain.TopologyProvider` over the
+TopologyService, raising the same domain exceptions as an in-process provider."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from mobkit.core.errors import TopologyUnavailable
+from mobkit.core.types import ManagedPeerEdge, TopologyContext
+from mobkit.gen.topology.v1 import topology_service_pb2 as pb
+from mobkit.gen.topology.v1 import topology_service_pb2_grpc as pb_grpc
+from mobkit.topology.domain import EdgePage, iter_edges
+from mobkit.wire import topology as wire
+from mobkit.wire.errors import error_from_rpc
+
+
+class GrpcTopologyProvider:
+    """Calls a remote TopologyService. ``timeout`` bounds each page (seconds)."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+        self._stub = pb_grpc.TopologyServiceStub(channel)
+        self._timeout = timeout
+
+    async def compute_edges_page(
+        self,
+        target_identities: Sequence[str],
+        context: TopologyContext,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> EdgePage:
+        request = pb.ComputeEdgesRequest(
+            target_identities=list(target_identities),
+            context=wire.topology_context_to_proto(context),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        try:
+            reply = await self._stub.ComputeEdges(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, TopologyUnavailable) from None
+        return wire.page_from_proto(reply)
+
+    async def compute_edges(
+        self, target_identities: Sequence[str], context: TopologyContext
+    ) -> list[ManagedPeerEdge]:
+        """Every page, collected (use :func:`~mobkit.topology.domain.iter_edges` to stream)."""
+        return [e async for e in iter_edges(self, target_identities, context)]

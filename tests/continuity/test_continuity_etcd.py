@@ -1,0 +1,263 @@
+"""What only the etcd engine does: the lease fence inside the write txn, CAS retries,
+O(pages) batch reads, the request-size limit, and an etcd outage."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from continuity_support import record, snapshot
+
+from mobkit.continuity.client import GrpcContinuityStore
+from mobkit.continuity.codec import RecordState, encode_record, record_key
+from mobkit.continuity.etcd_backend import EtcdContinuityStore
+from mobkit.core.errors import (
+    BackendUnavailable,
+    InvalidArgument,
+    StaleCheckpointVersion,
+    StaleFencingToken,
+    StoreUnavailable,
+)
+from mobkit.core.identity import AgentIdentity
+from mobkit.core.types import Ready, SyncWriteThrough, Uninitialized
+from mobkit.etcd.client import EtcdClient
+from mobkit.etcd.ops import put_op, txn_request
+from mobkit.etcd.process import EtcdProcess
+from mobkit.server.config import Settings
+from mobkit.server.host import start_services
+from mobkit.server.resources import Resources
+
+pytestmark = pytest.mark.timeout(90)
+
+ID = "planner"
+
+
+@pytest_asyncio.fixture
+async def store(etcd_client: EtcdClient, etcd_prefix: str) -> EtcdContinuityStore:
+    return EtcdContinuityStore(etcd_client, prefix=etcd_prefix)
+
+
+async def take_lease(store: EtcdContinuityStore, identity: str = ID) -> int:
+    """What the lease service does for a new holder: (re)create the lease key."""
+    await store.client.delete(store.lease_key(identity))
+    reply = await store.client.put(store.lease_key(identity), b"holder")
+    return int(reply.header.revision)
+
+
+async def test_keys_live_under_the_shared_prefix(store: EtcdContinuityStore, etcd_prefix: str) -> None:
+    token = await take_lease(store)
+    await store.upsert_continuity_record(record(), token)
+    await store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x"))
+    root = etcd_prefix.rstrip("/")
+    keys = sorted([bytes(kv.key) async for kv in store.client.range_prefix(root + "/")])
+    assert keys == [
+        f"{root}/continuity/records/{ID}".encode(),
+        f"{root}/continuity/sessions/s-1".encode(),
+        f"{root}/continuity/snapshots/{ID}/s-1".encode(),
+        f"{root}/leases/{ID}".encode(),
+    ]
+
+
+async def test_lease_fence_rejects_a_writer_whose_lease_moved_before_any_new_write(
+    store: EtcdContinuityStore,
+) -> None:
+    a = await take_lease(store)
+    await store.upsert_continuity_record(record(), a)
+    await store.save_session_snapshot(ID, "s-1", 0, 1, a, snapshot("A1"))
+    b = await take_lease(store)  # B holds the lease but has written nothing yet
+    with pytest.raises(StaleFencingToken) as info:
+        await store.save_session_snapshot(ID, "s-1", 0, 2, a, snapshot("A2"))
+    assert info.value.metadata == {"identity": ID, "presented": str(a), "current": str(b)}
+    # Lease released or expired: nobody may write, current = 0.
+    await store.client.delete(store.lease_key(ID))
+    with pytest.raises(StaleFencingToken) as info:
+        await store.upsert_continuity_record(record(version=1), a)
+    assert info.value.metadata["current"] == "0"
+    with pytest.raises(StaleFencingToken):
+        await store.upsert_continuity_record(record(version=1), b)
+    [(_, state)] = await store.resolve_many([ID])
+    assert state == Ready(record(version=1))
+
+
+async def test_lease_is_checked_in_the_same_txn_as_the_write(
+    store: EtcdContinuityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await take_lease(store)
+    await store.upsert_continuity_record(record(), a)
+    real_commit = store._commit
+    moved: list[int] = []
+
+    async def commit_after_the_lease_moves(commit: Any, reader: Any) -> bool:
+        if not moved:  # the lease changes hands between our read and our txn
+            moved.append(await take_lease(store))
+        return await real_commit(commit, reader)
+
+    monkeypatch.setattr(store, "_commit", commit_after_the_lease_moves)
+    with pytest.raises(StaleFencingToken) as info:
+        await store.save_session_snapshot(ID, "s-1", 0, 1, a, snapshot("late"))
+    assert info.value.metadata["current"] == str(moved[0])
+    assert await store.load_session_snapshot("s-1") is None
+
+
+async def test_a_conflicting_write_makes_the_operation_decide_again(
+    store: EtcdContinuityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await take_lease(store)
+    await store.upsert_continuity_record(record(), token)
+    other = EtcdContinuityStore(store.client, prefix=store.namespace.decode()[: -len("continuity/")])
+    real_commit = store._commit
+    calls: list[int] = []
+
+    async def commit_after_a_competitor(commit: Any, reader: Any) -> bool:
+        calls.append(1)
+        if len(calls) == 1:  # a competitor commits version 5 between our read and txn
+            await other.save_session_snapshot(ID, "s-1", 0, 5, token, snapshot("five"))
+        return await real_commit(commit, reader)
+
+    monkeypatch.setattr(store, "_commit", commit_after_a_competitor)
+    await store.save_session_snapshot(ID, "s-1", 0, 7, token, snapshot("seven"))
+    assert len(calls) == 2  # first txn failed its compare, the retry committed
+    loaded = await store.load_session_snapshot("s-1")
+    assert loaded is not None and (loaded.checkpoint_version, loaded.snapshot.data) == (7, b"seven")
+    calls.clear()
+    # Decided again, a now-stale version is refused instead of overwriting.
+    with pytest.raises(StaleCheckpointVersion):
+        await store.save_session_snapshot(ID, "s-1", 0, 6, token, snapshot("six"))
+
+
+async def test_writers_racing_with_lease_handovers(store: EtcdContinuityStore) -> None:
+    tokens = [await take_lease(store)]
+    await store.upsert_continuity_record(record(), tokens[0])
+    versions = itertools.count(1)
+    accepted: list[tuple[int, int]] = []
+
+    async def writer(token: int) -> None:
+        for _ in range(5):
+            version = next(versions)
+            try:
+                await store.save_session_snapshot(
+                    ID, "s-1", 0, version, token, snapshot(f"{token}:{version}")
+                )
+            except StaleFencingToken as exc:
+                assert int(exc.metadata["current"]) > token
+            except StaleCheckpointVersion:
+                pass
+            else:
+                accepted.append((version, token))
+            await asyncio.sleep(0)
+
+    writers = [asyncio.create_task(writer(tokens[0]))]
+    for _ in range(10):  # the lease changes hands while earlier holders keep writing
+        await asyncio.sleep(0.002)
+        tokens.append(await take_lease(store))
+        writers.append(asyncio.create_task(writer(tokens[-1])))
+    await asyncio.gather(*writers)
+
+    assert accepted
+    in_commit_order = [token for _, token in sorted(accepted)]
+    assert in_commit_order == sorted(in_commit_order)
+    last_version, last_token = max(accepted)
+    loaded = await store.load_session_snapshot("s-1")
+    assert loaded is not None
+    assert loaded.snapshot.data == f"{last_token}:{last_version}".encode()
+    for token in tokens[:-1]:  # only the current holder may still write
+        with pytest.raises(StaleFencingToken) as info:
+            await store.save_session_snapshot(ID, "s-1", 0, 10_000, token, snapshot("stale"))
+        assert info.value.metadata["current"] == str(tokens[-1])
+    await store.save_session_snapshot(ID, "s-1", 0, 10_000, tokens[-1], snapshot("current"))
+
+
+async def test_resolve_many_costs_round_trips_per_page_not_per_identity(
+    etcd_client: EtcdClient, etcd_prefix: str
+) -> None:
+    store = EtcdContinuityStore(etcd_client, prefix=etcd_prefix, lease_fence=False)
+    ids = [f"agent-{i:05d}" for i in range(2000)]
+    # Seed records directly, 100 per txn (seeding is not what is measured).
+    for start in range(0, len(ids), 100):
+        ops = [
+            put_op(
+                store.etcd_key(record_key(i)),
+                encode_record(RecordState(AgentIdentity(i), record(i, f"s-{i}"), 1)),
+            )
+            for i in ids[start : start + 100]
+        ]
+        await etcd_client.txn(txn_request(success=ops))
+    asked = [*ids, *(f"missing-{i}" for i in range(500))]
+    before = etcd_client.round_trips
+    entries = await store.resolve_many(asked)
+    used = etcd_client.round_trips - before
+    assert [i for i, _ in entries] == asked
+    assert sum(isinstance(s, Ready) for _, s in entries) == 2000
+    assert sum(isinstance(s, Uninitialized) for _, s in entries) == 500
+    assert used == math.ceil(len(asked) / store.max_txn_ops)  # no snapshots at version 0
+
+
+async def test_a_snapshot_limit_beyond_the_etcd_request_limit_is_refused(
+    etcd_client: EtcdClient,
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        EtcdContinuityStore(etcd_client, snapshot_limit_bytes=2 * 1024 * 1024)
+    assert info.value.metadata["field"] == "snapshot_limit_bytes"
+    # With etcd started with a larger --max-request-bytes, the caller says so.
+    EtcdContinuityStore(
+        etcd_client, snapshot_limit_bytes=2 * 1024 * 1024, max_request_bytes=3 * 1024 * 1024
+    )
+
+
+# -- an etcd outage ------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def served(etcd: EtcdProcess, etcd_prefix: str) -> AsyncIterator[tuple[Any, Any]]:
+    """The continuity service on port 0 over a per-test etcd that the test may kill."""
+    settings = Settings(
+        listen="127.0.0.1:0",
+        continuity_backend="etcd",
+        etcd_endpoints=[etcd.endpoint],
+        etcd_prefix=etcd_prefix,
+        grace=0.0,
+    )
+    resources = Resources(settings)
+    server, _ = await start_services(["continuity"], settings, resources)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield resources.providers["continuity"], GrpcContinuityStore(
+            channel, timeout=20.0, retries=0
+        )
+    finally:
+        await channel.close()
+        await server.stop(0)
+        await resources.close()
+
+
+async def test_etcd_down_is_unavailable_not_a_crash(
+    etcd: EtcdProcess, served: tuple[EtcdContinuityStore, GrpcContinuityStore]
+) -> None:
+    engine, remote = served
+    token = await take_lease(engine)
+    await remote.upsert_continuity_record(record(), token)
+    await remote.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("before"))
+    etcd.kill()
+    # Each call below waits for the etcd client's deadline, so only a few are made.
+    with pytest.raises(StoreUnavailable):
+        await engine.save_session_snapshot(ID, "s-1", 0, 2, token, snapshot("lost"))
+    with pytest.raises(BackendUnavailable) as info:
+        await remote.resolve_many([ID])
+    assert info.value.reason == "BACKEND_UNAVAILABLE"
+    for store in (engine, remote):
+        health = await store.health(ID)
+        assert not health.store_reachable and health.durability_policy == SyncWriteThrough()
+    await etcd.restart_async(graceful=False)
+    deadline = asyncio.get_running_loop().time() + 20
+    while not (await remote.health(ID)).store_reachable:
+        assert asyncio.get_running_loop().time() < deadline, "etcd never came back"
+        await asyncio.sleep(0.2)
+    [(_, state)] = await remote.resolve_many([ID])
+    assert state == Ready(record(version=1))
+    await remote.save_session_snapshot(ID, "s-1", 0, 2, token, snapshot("after"))

@@ -1,0 +1,115 @@
+"""docker-compose.yml and the Dockerfile, checked by parsing (no Docker engine here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from deploy_support import ENV_NAMES, ROOT, hostport, parse_mobkit, settings_for
+
+from mobkit.roster.document import parse_roster_toml
+from mobkit.server.catalog import CATALOG
+
+HEALTHCHECK = ["CMD", "python", "-m", "mobkit.server.healthcheck"]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def _mobkit_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in compose["services"].items() if not k.startswith("etcd")}
+
+
+def test_every_catalog_service_has_a_container(compose: dict[str, Any]) -> None:
+    services = _mobkit_services(compose)
+    assert set(services) == set(CATALOG)
+    for key, service in services.items():
+        args = parse_mobkit(service["command"])
+        assert (args.command, args.service) == ("serve", key)
+
+
+def test_every_container_is_health_checked_and_restarted(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        assert service.get("restart") in ("unless-stopped", "always", "on-failure"), name
+        assert service["healthcheck"]["test"][0] == "CMD", name
+    for key, service in _mobkit_services(compose).items():
+        test = service["healthcheck"]["test"]
+        assert test[:4] == HEALTHCHECK, key
+        listen = settings_for(service["command"], _env(service)).listen
+        assert hostport(test[4])[1] == hostport(listen)[1], f"{key} checks another port"
+
+
+def test_environment_and_commands_are_real_settings(compose: dict[str, Any]) -> None:
+    for key, service in _mobkit_services(compose).items():
+        env = _env(service)
+        assert set(env) <= ENV_NAMES, key
+        settings = settings_for(service["command"], env)  # validates values too
+        assert len(settings.etcd_endpoints) == 3, key
+        assert settings.metrics_listen, key
+    assert settings_for(
+        compose["services"]["continuity"]["command"], _env(compose["services"]["continuity"])
+    ).continuity_backend == "etcd"
+
+
+def test_orchestrator_reaches_each_provider_where_it_listens(compose: dict[str, Any]) -> None:
+    services = _mobkit_services(compose)
+    orch = settings_for(services["orchestrator"]["command"], _env(services["orchestrator"]))
+    for key in CATALOG:
+        if key == "orchestrator":
+            continue
+        host, port = hostport(orch.provider_addr(key) or "")
+        assert host == key, f"--{key}-addr names {host}"
+        listen = settings_for(services[key]["command"], _env(services[key])).listen
+        assert hostport(listen) == ("0.0.0.0", port)
+        assert services["orchestrator"]["depends_on"][key]["condition"] == "service_healthy"
+
+
+def test_three_member_etcd_cluster(compose: dict[str, Any]) -> None:
+    etcd = {k: v for k, v in compose["services"].items() if k.startswith("etcd")}
+    assert len(etcd) == 3
+    clusters = set()
+    for name, member in etcd.items():
+        assert member["image"].startswith("quay.io/coreos/etcd:v3.5.")
+        flags = dict(a.split("=", 1) for a in member["command"][1:])
+        assert flags["--name"] == name
+        assert flags["--initial-advertise-peer-urls"] == f"http://{name}:2380"
+        assert flags["--initial-cluster-state"] == "new"
+        clusters.add(flags["--initial-cluster"])
+    assert len(clusters) == 1
+    members = dict(m.split("=", 1) for m in clusters.pop().split(","))
+    assert members == {name: f"http://{name}:2380" for name in etcd}
+    endpoints = settings_for(["serve", "lease"], _env(compose["services"]["lease"])).etcd_endpoints
+    assert endpoints == [f"http://{name}:2379" for name in sorted(etcd)]
+
+
+def test_mounted_roster_is_valid(compose: dict[str, Any]) -> None:
+    roster = compose["services"]["roster"]
+    source, target, _ = roster["volumes"][0].split(":")
+    assert target == _env(roster)["MOBKIT_ROSTER"]
+    document = parse_roster_toml((ROOT / source).read_text())
+    assert document.specs
+
+
+def test_dockerfile_is_slim_non_root_and_runs_mobkit() -> None:
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()]
+    froms = [ln.split()[1] for ln in lines if ln.startswith("FROM ")]
+    assert froms and all(f == "python:3.11-slim" for f in froms)
+    final = lines[max(i for i, ln in enumerate(lines) if ln.startswith("FROM "))]
+    tail = lines[lines.index(final):]
+    users = [ln.split()[1] for ln in tail if ln.startswith("USER ")]
+    assert users and not users[-1].startswith(("root", "0"))
+    assert 'ENTRYPOINT ["mobkit"]' in tail
+    assert any("pip install" in ln for ln in tail)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored

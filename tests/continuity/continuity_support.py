@@ -93,9 +93,7 @@ class Harness:
 
             def read(request: Any) -> Any:
                 if request.tolerate_unavailable:
-                    return type(real_read(request))(
-                        [Unreadable("injected") for _ in request.keys]
-                    )
+                    return type(real_read(request))([Unreadable("injected") for _ in request.keys])
                 return real_read(request)
 
             monkeypatch.setattr(engine, "_read", read)
@@ -140,14 +138,18 @@ def _sqlite_raw(path: Path) -> tuple[Any, Any, Any]:
     async def put(key: bytes, value: bytes) -> None:
         conn = connect()
         try:
-            conn.execute("INSERT OR REPLACE INTO continuity_kv (key, value) VALUES (?, ?)", (key, value))
+            conn.execute(
+                "INSERT OR REPLACE INTO continuity_kv (key, value) VALUES (?, ?)", (key, value)
+            )
         finally:
             conn.close()
 
     async def dump() -> dict[bytes, bytes]:
         conn = connect()
         try:
-            return {bytes(k): bytes(v) for k, v in conn.execute("SELECT key, value FROM continuity_kv")}
+            return {
+                bytes(k): bytes(v) for k, v in conn.execute("SELECT key, value FROM continuity_kv")
+            }
         finally:
             conn.close()
 
@@ -164,8 +166,7 @@ def _etcd_raw(client: EtcdClient, engine: EtcdContinuityStore) -> tuple[Any, Any
 
     async def dump() -> dict[bytes, bytes]:
         return {
-            bytes(kv.key): bytes(kv.value)
-            async for kv in client.range_prefix(engine.namespace)
+            bytes(kv.key): bytes(kv.value) async for kv in client.range_prefix(engine.namespace)
         }
 
     return get, put, dump
@@ -256,7 +257,9 @@ async def make_harness(
             free_store = GrpcContinuityStore(f_channel, timeout=20.0)
         else:
             free_store = EtcdContinuityStore(
-                engine.client, prefix=etcd_prefix, lease_fence=False,
+                engine.client,
+                prefix=etcd_prefix,
+                lease_fence=False,
                 snapshot_limit_bytes=SNAPSHOT_LIMIT,
             )
     get, put, dump = raw

@@ -133,12 +133,14 @@ async def test_upsert_never_moves_generation_or_checkpoint_back(h: Harness) -> N
     token = await started(h, gen=2)
     await h.store.save_session_snapshot(ID, "s-1", 2, 3, token, snapshot("v3"))
     err = await unchanged(
-        h, lambda: h.store.upsert_continuity_record(record(gen=1, version=9), token),
+        h,
+        lambda: h.store.upsert_continuity_record(record(gen=1, version=9), token),
         GenerationMismatch,
     )
     assert (err.metadata["presented"], err.metadata["current"]) == ("1", "2")
     err = await unchanged(
-        h, lambda: h.store.upsert_continuity_record(record(gen=2, version=2), token),
+        h,
+        lambda: h.store.upsert_continuity_record(record(gen=2, version=2), token),
         StaleCheckpointVersion,
     )
     assert (err.metadata["presented"], err.metadata["current"]) == ("2", "3")
@@ -153,7 +155,8 @@ async def test_a_session_belongs_to_one_identity(h: Harness) -> None:
     await started(h, "first", "shared")
     other = await h.token("second")
     err = await unchanged(
-        h, lambda: h.store.upsert_continuity_record(record("second", "shared"), other),
+        h,
+        lambda: h.store.upsert_continuity_record(record("second", "shared"), other),
         InvalidArgument,
     )
     assert err.metadata["field"] == "record.session_id"
@@ -173,8 +176,9 @@ async def test_delete_removes_record_and_snapshots(h: Harness) -> None:
     assert not await h.store.delete_session_snapshot_if_current_revision("s-1", rev)
     assert (await h.store.health(ID)).last_checkpoint_version is None
     # A retry of the delete: the record is gone.
-    err = await unchanged(h, lambda: h.store.delete_continuity_record(ID, token),
-                          ContinuityRecordNotFound)
+    err = await unchanged(
+        h, lambda: h.store.delete_continuity_record(ID, token), ContinuityRecordNotFound
+    )
     assert err.metadata["identity"] == ID
     # The identity can start over, and its sessions are free again.
     await h.store.upsert_continuity_record(record(session_id="s-1"), token)
@@ -183,8 +187,9 @@ async def test_delete_removes_record_and_snapshots(h: Harness) -> None:
 
 async def test_delete_of_unknown_identity_is_not_found(h: Harness) -> None:
     token = await h.token("ghost")
-    await unchanged(h, lambda: h.store.delete_continuity_record("ghost", token),
-                    ContinuityRecordNotFound)
+    await unchanged(
+        h, lambda: h.store.delete_continuity_record("ghost", token), ContinuityRecordNotFound
+    )
 
 
 async def test_the_fence_survives_a_delete(h: Harness) -> None:
@@ -192,8 +197,9 @@ async def test_the_fence_survives_a_delete(h: Harness) -> None:
     new = await h.token(ID)
     await h.store.upsert_continuity_record(record(), new)
     await h.store.delete_continuity_record(ID, new)
-    err = await unchanged(h, lambda: h.store.upsert_continuity_record(record(), old),
-                          StaleFencingToken)
+    err = await unchanged(
+        h, lambda: h.store.upsert_continuity_record(record(), old), StaleFencingToken
+    )
     assert (err.metadata["presented"], err.metadata["current"]) == (str(old), str(new))
     assert await state_of(h) == Uninitialized()
 
@@ -227,7 +233,8 @@ async def test_a_resent_save_succeeds_without_change(h: Harness) -> None:
     assert again == first and await h.dump() == before
     # Same version, different content: not a retry but a stale write.
     err = await unchanged(
-        h, lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("other")),
+        h,
+        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("other")),
         StaleCheckpointVersion,
     )
     assert (err.metadata["presented"], err.metadata["current"]) == ("1", "1")
@@ -248,16 +255,19 @@ async def test_save_needs_a_higher_checkpoint_version(h: Harness) -> None:
 async def test_save_needs_the_record_generation_and_session(h: Harness) -> None:
     token = await started(h, gen=1)
     err = await unchanged(
-        h, lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x")),
+        h,
+        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x")),
         GenerationMismatch,
     )
     assert (err.metadata["presented"], err.metadata["current"]) == ("0", "1")
     await unchanged(
-        h, lambda: h.store.save_session_snapshot(ID, "s-1", 2, 1, token, snapshot("x")),
+        h,
+        lambda: h.store.save_session_snapshot(ID, "s-1", 2, 1, token, snapshot("x")),
         GenerationMismatch,
     )
     err = await unchanged(
-        h, lambda: h.store.save_session_snapshot(ID, "s-other", 1, 1, token, snapshot("x")),
+        h,
+        lambda: h.store.save_session_snapshot(ID, "s-other", 1, 1, token, snapshot("x")),
         InvalidArgument,
     )
     assert err.metadata["field"] == "session_id"
@@ -266,7 +276,8 @@ async def test_save_needs_the_record_generation_and_session(h: Harness) -> None:
 async def test_save_needs_a_record(h: Harness) -> None:
     token = await h.token("nobody")
     err = await unchanged(
-        h, lambda: h.store.save_session_snapshot("nobody", "s-1", 0, 1, token, snapshot("x")),
+        h,
+        lambda: h.store.save_session_snapshot("nobody", "s-1", 0, 1, token, snapshot("x")),
         ContinuityRecordNotFound,
     )
     assert err.metadata["identity"] == "nobody"
@@ -372,7 +383,8 @@ async def test_corrupt_record_is_broken_and_refuses_writes(h: Harness) -> None:
     assert state.failure.record is None
     await unchanged(h, lambda: h.store.upsert_continuity_record(record(), token), StoreCorruption)
     await unchanged(
-        h, lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x")),
+        h,
+        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x")),
         StoreCorruption,
     )
     health = await h.store.health(ID)
@@ -451,41 +463,82 @@ async def test_bad_input_is_refused_and_changes_nothing(h: Harness) -> None:
         (InvalidIdentity, None, lambda: s.save_session_snapshot("a b", "s-1", 0, 2, token, data)),
         (InvalidIdentity, None, lambda: s.save_session_snapshot("a/b", "s-1", 0, 2, token, data)),
         (InvalidArgument, "session_id", lambda: s.save_session_snapshot(ID, "", 0, 2, token, data)),
-        (InvalidArgument, "session_id",
-         lambda: s.save_session_snapshot(ID, "s 1", 0, 2, token, data)),
-        (InvalidArgument, "session_id",
-         lambda: s.save_session_snapshot(ID, "s" * 300, 0, 2, token, data)),
-        (InvalidArgument, "checkpoint_version",
-         lambda: s.save_session_snapshot(ID, "s-1", 0, 0, token, data)),
-        (InvalidArgument, "checkpoint_version",
-         lambda: s.save_session_snapshot(ID, "s-1", 0, -3, token, data)),
-        (InvalidArgument, "checkpoint_version",
-         lambda: s.save_session_snapshot(ID, "s-1", 0, 2**63, token, data)),
-        (InvalidArgument, "generation",
-         lambda: s.save_session_snapshot(ID, "s-1", -1, 2, token, data)),
-        (InvalidArgument, "fencing_token",
-         lambda: s.save_session_snapshot(ID, "s-1", 0, 2, 0, data)),
-        (InvalidArgument, "fencing_token",
-         lambda: s.upsert_continuity_record(record(), 0)),
+        (
+            InvalidArgument,
+            "session_id",
+            lambda: s.save_session_snapshot(ID, "s 1", 0, 2, token, data),
+        ),
+        (
+            InvalidArgument,
+            "session_id",
+            lambda: s.save_session_snapshot(ID, "s" * 300, 0, 2, token, data),
+        ),
+        (
+            InvalidArgument,
+            "checkpoint_version",
+            lambda: s.save_session_snapshot(ID, "s-1", 0, 0, token, data),
+        ),
+        (
+            InvalidArgument,
+            "checkpoint_version",
+            lambda: s.save_session_snapshot(ID, "s-1", 0, -3, token, data),
+        ),
+        (
+            InvalidArgument,
+            "checkpoint_version",
+            lambda: s.save_session_snapshot(ID, "s-1", 0, 2**63, token, data),
+        ),
+        (
+            InvalidArgument,
+            "generation",
+            lambda: s.save_session_snapshot(ID, "s-1", -1, 2, token, data),
+        ),
+        (
+            InvalidArgument,
+            "fencing_token",
+            lambda: s.save_session_snapshot(ID, "s-1", 0, 2, 0, data),
+        ),
+        (InvalidArgument, "fencing_token", lambda: s.upsert_continuity_record(record(), 0)),
         (InvalidIdentity, None, lambda: s.upsert_continuity_record(record("x y"), token)),
-        (InvalidArgument, "record.agent_runtime_id",
-         lambda: s.upsert_continuity_record(record(runtime_id="rt x"), token)),
-        (InvalidArgument, "record.session_id",
-         lambda: s.upsert_continuity_record(record(session_id=""), token)),
-        (InvalidArgument, "record.generation",
-         lambda: s.upsert_continuity_record(record(gen=-1), token)),
-        (InvalidArgument, "record.checkpoint_version",
-         lambda: s.upsert_continuity_record(record(version=2**64), token)),
+        (
+            InvalidArgument,
+            "record.agent_runtime_id",
+            lambda: s.upsert_continuity_record(record(runtime_id="rt x"), token),
+        ),
+        (
+            InvalidArgument,
+            "record.session_id",
+            lambda: s.upsert_continuity_record(record(session_id=""), token),
+        ),
+        (
+            InvalidArgument,
+            "record.generation",
+            lambda: s.upsert_continuity_record(record(gen=-1), token),
+        ),
+        (
+            InvalidArgument,
+            "record.checkpoint_version",
+            lambda: s.upsert_continuity_record(record(version=2**64), token),
+        ),
         (InvalidIdentity, None, lambda: s.delete_continuity_record(" ", token)),
         (InvalidArgument, "fencing_token", lambda: s.delete_continuity_record(ID, -1)),
         (InvalidArgument, "session_id", lambda: s.load_session_snapshot("")),
         (InvalidArgument, "session_id", lambda: s.resolve_record_by_session("\x00")),
-        (InvalidArgument, "session_id",
-         lambda: s.delete_session_snapshot_if_current_revision("", sha(b"ok"))),
-        (InvalidArgument, "expected_current_revision",
-         lambda: s.delete_session_snapshot_if_current_revision("s-1", "not-a-sha")),
-        (InvalidArgument, "expected_current_revision",
-         lambda: s.delete_session_snapshot_if_current_revision("s-1", sha(b"ok").upper())),
+        (
+            InvalidArgument,
+            "session_id",
+            lambda: s.delete_session_snapshot_if_current_revision("", sha(b"ok")),
+        ),
+        (
+            InvalidArgument,
+            "expected_current_revision",
+            lambda: s.delete_session_snapshot_if_current_revision("s-1", "not-a-sha"),
+        ),
+        (
+            InvalidArgument,
+            "expected_current_revision",
+            lambda: s.delete_session_snapshot_if_current_revision("s-1", sha(b"ok").upper()),
+        ),
         (InvalidIdentity, None, lambda: s.health("bad/identity")),
     ]
     for error, field, action in cases:

@@ -11,11 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import descriptor_pool
-from security_support import RecordingLeases, error_reason
+from security_support import RecordingLeases, RecordingOrchestrator, error_reason, registrations
 
 from mobkit.core.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from mobkit.gen.lease.v1 import lease_service_pb2 as lease_pb
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as lease_grpc
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as orch_pb
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as orch_grpc
 from mobkit.security.auth import (
     AuthInterceptor,
     Principal,
@@ -27,7 +29,12 @@ from mobkit.security.auth import (
 )
 from mobkit.security.commands import parse_lifetime, run_token_create
 from mobkit.security.scopes import REQUIRED_SCOPES, Scope, required_scope
+from mobkit.security.tls import channel_for
+from mobkit.server.app import ServerConfig, build_server
 from mobkit.server.catalog import CATALOG
+from mobkit.server.config import load_settings
+from mobkit.server.resources import Resources
+from mobkit.server.wiring import secure_and_observe
 
 ACQUIRE = "/mobkit.lease.v1.LeaseService/AcquireLeases"
 LIST = "/mobkit.lease.v1.LeaseService/ListLeases"
@@ -175,3 +182,40 @@ async def test_standalone_interceptor_refuses_before_the_handler(tmp_path: Path)
         assert leases.calls == ["ListLeases"]
     finally:
         await server.stop(0)
+
+
+async def test_in_suite_channel_sends_the_call_token_over_plaintext(tmp_path: Path) -> None:
+    """``channel_for`` (orchestrator -> provider) presents ``call_token_file`` even
+    without TLS, on unary and server-streaming calls alike."""
+    tokens = tmp_path / "tokens.toml"
+    token = issue_token(tokens, "orchestrator", ["write"])
+    (tmp_path / "call-token").write_text(token + "\n")
+    settings = load_settings(
+        env={},
+        overrides={
+            "listen": "127.0.0.1:0",
+            "auth_tokens_file": str(tokens),
+            "call_token_file": str(tmp_path / "call-token"),
+        },
+    )
+    resources = Resources(settings)
+    leases, orchestrator = RecordingLeases(), RecordingOrchestrator()
+    config = ServerConfig(registrations(leases, orchestrator), grace=0)
+    server, port = build_server(await secure_and_observe(config, settings, resources))
+    await server.start()
+    try:
+        async with channel_for(f"127.0.0.1:{port}", settings) as channel:
+            stub = lease_grpc.LeaseServiceStub(channel)
+            request = lease_pb.AcquireLeasesRequest(identities=["a"], runtime_instance="x")
+            await stub.AcquireLeases(request, timeout=5)
+            watch = orch_grpc.OrchestratorServiceStub(channel).WatchEvents
+            assert len([e async for e in watch(orch_pb.WatchEventsRequest(), timeout=5)]) == 1
+            with pytest.raises(grpc.aio.AioRpcError) as info:  # admin is beyond write
+                await orch_grpc.OrchestratorServiceStub(channel).ResetIdentity(
+                    orch_pb.ResetIdentityRequest(identity="a"), timeout=5
+                )
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert leases.held == {"a": "x"}
+    finally:
+        await server.stop(0)
+        await resources.close()

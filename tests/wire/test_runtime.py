@@ -51,7 +51,10 @@ drafts = st.builds(
     additional_instructions=st.lists(text, max_size=3),
     labels=st.dictionaries(text, text, max_size=3),
     app_context=st.none() | json_object,
-    external_tools=st.lists(st.builds(ExternalToolDef, text, text, json_object), max_size=2),
+    # A tool needs a name (tool_from_proto refuses an empty one).
+    external_tools=st.lists(
+        st.builds(ExternalToolDef, text.filter(bool), text, json_object), max_size=2
+    ),
 )
 snapshots = st.builds(SessionSnapshot, st.binary(max_size=64))
 nonempty = st.text(min_size=1, max_size=10)

@@ -53,3 +53,24 @@ def test_context_round_trip(names: list[str]) -> None:
         tuple(DurableAgentSpec(identity=n, profile="p", labels={"team": n[:1]}) for n in names)  # type: ignore[arg-type]
     )
     assert wire.topology_context_from_proto(wire.topology_context_to_proto(context)) == context
+
+
+def test_page_from_a_server_is_checked_against_the_requested_targets() -> None:
+    from mobkit.core.errors import InvalidArgument
+
+    msg = topology_service_pb2.ComputeEdgesResponse(
+        edges=[topology_pb2.ManagedPeerEdge(a="a", b="b")], total_edges=1
+    )
+    assert wire.page_from_proto(msg, targets={"a", "b"}).edges == (ManagedPeerEdge.new("a", "b"),)
+    with pytest.raises(InvalidArgument):
+        wire.page_from_proto(msg, targets={"a"})
+    backwards = topology_service_pb2.ComputeEdgesResponse(
+        edges=[topology_pb2.ManagedPeerEdge(a="b", b="a")]
+    )
+    with pytest.raises(InvalidArgument):
+        wire.page_from_proto(backwards, targets={"a", "b"})
+    selfish = topology_service_pb2.ComputeEdgesResponse(
+        edges=[topology_pb2.ManagedPeerEdge(a="a", b="a")]
+    )
+    with pytest.raises(SelfEdge):
+        wire.page_from_proto(selfish, targets={"a"})

@@ -130,8 +130,11 @@ class SqliteContinuityStore(PlanStore):
         for start in range(0, len(keys), _PARAMS_PER_SELECT):
             chunk = keys[start : start + _PARAMS_PER_SELECT]
             marks = ",".join("?" * len(chunk))
+            # CAST: a value tampered into TEXT must reach the checksum as bytes, not fail
+            # UTF-8 decoding here (that would look like an outage, not corruption).
             rows = self._conn.execute(
-                f"SELECT key, value FROM continuity_kv WHERE key IN ({marks})", chunk
+                f"SELECT key, CAST(value AS BLOB) FROM continuity_kv WHERE key IN ({marks})",
+                chunk,
             )
             found.update(rows)
         return [found.get(k) for k in keys]

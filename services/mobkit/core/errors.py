@@ -14,6 +14,9 @@ class MobKitError(Exception):
     """Base of every error MobKit reports to callers."""
 
     reason: ClassVar[str] = "INTERNAL"
+    # ErrorInfo domain of every MobKit reason (AIP-193); a client may overwrite it on
+    # an instance built from another domain's error.
+    domain: str = "mobkit.dev"
 
     def __init__(self, message: str, **metadata: object) -> None:
         super().__init__(message)

@@ -9,6 +9,12 @@ included, goes through one interceptor that
 * attaches the auth token and re-authenticates once when etcd rejects it as stale,
 * turns :class:`grpc.aio.AioRpcError` into :class:`~mobkit.etcd.errors.EtcdError`.
 
+Reads (Range, Status, LeaseTimeToLive, ...) are retried on ``UNAVAILABLE`` by gRPC on
+another member. Writes (Put, DeleteRange, Txn, LeaseGrant, ...) are never retried: when
+a member dies under a write, its outcome is unknown, so it fails with
+:class:`~mobkit.etcd.errors.EtcdUnavailable` and the caller re-reads or retries under
+its own compare guards. Later calls avoid the dead member.
+
 Streams (watch, keepalive) are long-lived and have no deadline; raw stream callers pass
 ``metadata=client.auth_metadata()``.
 """
@@ -270,6 +276,8 @@ class EtcdClient:
                 raise
         log.debug("etcd client for %s (auth=%s)", client.endpoints, username is not None)
         return client
+
+    prefix_end = staticmethod(prefix_end)
 
     # -- lifecycle -------------------------------------------------------------------
 

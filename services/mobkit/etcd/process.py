@@ -24,17 +24,20 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 import grpc
 
+from mobkit.etcd.channel import EtcdTLS
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 __all__ = [
     "EtcdCluster",
     "EtcdProcess",
+    "EtcdServerTLS",
     "EtcdStartError",
     "find_etcd_binary",
     "free_ports",
@@ -45,6 +48,25 @@ _PORT_IN_USE = "address already in use"
 _START_ATTEMPTS = 3
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class EtcdServerTLS:
+    """Serve clients over TLS: certificate and key files, plus the CA that client
+    certificates must chain to when ``client_cert_auth`` is on."""
+
+    cert_file: str | Path
+    key_file: str | Path
+    ca_file: str | Path | None = None
+    client_cert_auth: bool = False
+
+    def flags(self) -> list[str]:
+        out = [f"--cert-file={self.cert_file}", f"--key-file={self.key_file}"]
+        if self.ca_file is not None:
+            out.append(f"--trusted-ca-file={self.ca_file}")
+        if self.client_cert_auth:
+            out.append("--client-cert-auth")
+        return out
 
 
 class EtcdStartError(RuntimeError):
@@ -174,7 +196,12 @@ class EtcdProcess:
         extra_args: Sequence[str] = (),
         initial_cluster: str | None = None,
         cluster_token: str | None = None,
+        tls: EtcdServerTLS | None = None,
+        health_tls: EtcdTLS | None = None,
     ) -> None:
+        """``tls`` serves clients over https; the health check then connects with
+        ``health_tls`` (default: trust ``tls.ca_file``), which needs a client certificate
+        when ``tls.client_cert_auth`` is on."""
         self.base_dir = Path(base_dir)
         self.name = name
         self.binary = Path(binary) if binary is not None else find_etcd_binary()
@@ -192,6 +219,8 @@ class EtcdProcess:
         self._log: IO[bytes] | None = None
         self._log_offset = 0
         self._paused = False
+        self.tls = tls
+        self.health_tls = health_tls or (EtcdTLS(ca_file=tls.ca_file) if tls else None)
         self._finalizer: weakref.finalize[..., EtcdProcess] | None = None
 
     # -- properties ------------------------------------------------------------------
@@ -223,8 +252,9 @@ class EtcdProcess:
 
     @property
     def endpoint(self) -> str:
-        """``http://127.0.0.1:<client port>``, for :meth:`EtcdClient.connect`."""
-        return f"http://{self.address}"
+        """``http://127.0.0.1:<client port>`` (``https`` with TLS), for
+        :meth:`EtcdClient.connect`."""
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
     @property
     def peer_url(self) -> str:
@@ -270,6 +300,8 @@ class EtcdProcess:
         ]
         if self.unsafe_no_fsync:
             args.append("--unsafe-no-fsync")
+        if self.tls is not None:
+            args += self.tls.flags()
         return args + self.extra_args
 
     def spawn(self) -> None:
@@ -347,9 +379,14 @@ class EtcdProcess:
         """Whether the current run failed to bind one of its ports."""
         return _PORT_IN_USE in self.log_tail(200_000)
 
+    def _health_channel(self) -> grpc.Channel:
+        if self.health_tls is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, self.health_tls.credentials())
+
     def status(self, timeout: float = 1.0) -> rpc_pb2.StatusResponse:
         """This member's Maintenance.Status (blocking); raises grpc.RpcError if it is down."""
-        with grpc.insecure_channel(self.address) as channel:
+        with self._health_channel() as channel:
             return rpc_pb2_grpc.MaintenanceStub(channel).Status(
                 rpc_pb2.StatusRequest(), timeout=timeout
             )
@@ -362,7 +399,7 @@ class EtcdProcess:
         timeout = self.startup_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
-        with grpc.insecure_channel(self.address) as channel:
+        with self._health_channel() as channel:
             maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
             while True:
                 if not self.running:

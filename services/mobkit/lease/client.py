@@ -36,18 +36,20 @@ class GrpcLeaseProvider:
             reply = await self._stub.AcquireLeases(request, timeout=self._timeout)
         except grpc.RpcError as err:
             raise error_from_rpc(err, LeaseProviderUnavailable) from None
-        return [wire.acquire_result_from_proto(r) for r in reply.results]
+        return wire.acquire_results_from_proto(reply.results)
 
     async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
-        request = pb.RenewLeasesRequest(grants=[wire.grant_to_proto(g) for g in grants])
+        request = pb.RenewLeasesRequest()
+        wire.add_grants(request.grants, grants)
         try:
             reply = await self._stub.RenewLeases(request, timeout=self._timeout)
         except grpc.RpcError as err:
             raise error_from_rpc(err, LeaseProviderUnavailable) from None
-        return [wire.renew_result_from_proto(r) for r in reply.results]
+        return wire.renew_results_from_proto(reply.results)
 
     async def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
-        request = pb.ReleaseLeasesRequest(grants=[wire.grant_to_proto(g) for g in grants])
+        request = pb.ReleaseLeasesRequest()
+        wire.add_grants(request.grants, grants)
         try:
             await self._stub.ReleaseLeases(request, timeout=self._timeout)
         except grpc.RpcError as err:

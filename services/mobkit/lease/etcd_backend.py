@@ -50,7 +50,6 @@ from mobkit.etcd.ops import (
     compare_value,
     delete_op,
     prefix_end,
-    put_op,
     range_op,
     to_bytes,
     txn_op,
@@ -95,6 +94,25 @@ def _etcd_unavailable() -> Iterator[None]:
 def etcd_ttl_seconds(ttl: timedelta) -> int:
     """etcd leases have whole-second TTLs: round up so a grant never lasts less."""
     return max(1, math.ceil(ttl.total_seconds()))
+
+
+def acquire_request(keys: Sequence[bytes], holder: bytes, lease_id: int) -> rpc_pb2.TxnRequest:
+    """One Txn of nested txns, per key ``If(create_revision == 0) Then(put holder on the
+    lease) Else(range)``. Filled in place: building it from
+    :mod:`mobkit.etcd.ops` messages copies each one twice, which costs more than etcd
+    takes to apply the chunk."""
+    request = rpc_pb2.TxnRequest()
+    for key in keys:
+        sub = request.success.add().request_txn
+        cmp = sub.compare.add()
+        cmp.key = key
+        cmp.target = rpc_pb2.Compare.CREATE
+        cmp.result = rpc_pb2.Compare.EQUAL
+        cmp.create_revision = 0
+        put = sub.success.add().request_put
+        put.key, put.value, put.lease = key, holder, lease_id
+        sub.failure.add().request_range.key = key
+    return request
 
 
 class EtcdLeaseProvider:
@@ -174,10 +192,17 @@ class EtcdLeaseProvider:
         chunks = self._chunks(ids)
         session.acquiring += 1
         try:
-            outcomes = await asyncio.gather(
-                *(self._acquire_chunk(chunk, session) for chunk in chunks),
-                return_exceptions=True,
-            )
+            outcomes: list[list[tuple[LeaseAcquireResult, bool]] | BaseException]
+            if len(chunks) == 1:  # the common single-chunk call: no task per chunk
+                try:
+                    outcomes = [await self._acquire_chunk(chunks[0], session)]
+                except Exception as exc:
+                    outcomes = [exc]
+            else:
+                outcomes = await asyncio.gather(
+                    *(self._acquire_chunk(chunk, session) for chunk in chunks),
+                    return_exceptions=True,
+                )
         finally:
             session.acquiring -= 1
         results: list[LeaseAcquireResult] = []
@@ -201,28 +226,16 @@ class EtcdLeaseProvider:
     async def _acquire_chunk(
         self, chunk: Sequence[AgentIdentity], session: InstanceLease
     ) -> list[tuple[LeaseAcquireResult, bool]]:
-        """One Txn: per identity ``If(absent) Then(put on the lease) Else(read)``.
-
-        Returns each result and whether this txn created the key.
-        """
+        """One Txn for the chunk; each result, and whether this txn created the key."""
         holder = session.holder
-        request = txn_request(
-            success=[
-                txn_op(
-                    [compare_create_revision(key, "=", 0)],
-                    [put_op(key, holder, lease=session.lease_id)],
-                    [range_op(key)],
-                )
-                for key in map(self.key, chunk)
-            ]
-        )
+        request = acquire_request(list(map(self.key, chunk)), to_bytes(holder), session.lease_id)
         reply = await self._txn(request)
+        token = reply.header.revision  # every key created by the txn has it as create_revision
         out: list[tuple[LeaseAcquireResult, bool]] = []
         for identity, op in zip(chunk, reply.responses, strict=True):
             sub = op.response_txn
-            if sub.succeeded:  # created now: its create_revision is this txn's revision
-                grant = LeaseGrant(identity, reply.header.revision, session.granted)
-                out.append((Acquired(grant), True))
+            if sub.succeeded:
+                out.append((Acquired(LeaseGrant(identity, token, session.granted)), True))
                 continue
             kv = sub.responses[0].response_range.kvs[0]
             current = kv.value.decode(errors="replace")
@@ -295,9 +308,10 @@ class EtcdLeaseProvider:
         grants = check_grants(grants)
         if not grants:
             return []
+        keys = [self.key(g.identity) for g in grants]
         with _etcd_unavailable():
-            current = await self._read_keys([self.key(g.identity) for g in grants])
-            held = [current.get(self.key(g.identity)) for g in grants]
+            current = await self._read_keys(keys)
+            held = [current.get(key) for key in keys]
             lease_ids = sorted(
                 {
                     kv.lease

@@ -36,20 +36,22 @@ class LeaseServicer(pb_grpc.LeaseServiceServicer):
         results = await self._provider.acquire_leases(
             list(request.identities), request.runtime_instance, ttl
         )
-        return pb.AcquireLeasesResponse(results=[wire.acquire_result_to_proto(r) for r in results])
+        response = pb.AcquireLeasesResponse()
+        wire.add_acquire_results(response.results, results)
+        return response
 
     async def RenewLeases(
         self, request: pb.RenewLeasesRequest, context: grpc.aio.ServicerContext
     ) -> pb.RenewLeasesResponse:
-        results = await self._provider.renew_leases(
-            [wire.grant_from_proto(g) for g in request.grants]
-        )
-        return pb.RenewLeasesResponse(results=[wire.renew_result_to_proto(r) for r in results])
+        results = await self._provider.renew_leases(wire.grants_from_proto(request.grants))
+        response = pb.RenewLeasesResponse()
+        wire.add_renew_results(response.results, results)
+        return response
 
     async def ReleaseLeases(
         self, request: pb.ReleaseLeasesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseLeasesResponse:
-        await self._provider.release_leases([wire.grant_from_proto(g) for g in request.grants])
+        await self._provider.release_leases(wire.grants_from_proto(request.grants))
         return pb.ReleaseLeasesResponse()
 
     async def ListLeases(

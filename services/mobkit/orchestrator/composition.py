@@ -11,10 +11,9 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
-
 from mobkit.orchestrator.events import EtcdEventLog
 from mobkit.orchestrator.orchestrator import Providers
+from mobkit.security.tls import channel_for
 from mobkit.server.config import Settings
 from mobkit.server.host import IMPLEMENTATIONS
 from mobkit.server.resources import Resources
@@ -37,7 +36,7 @@ async def _provider(
     addr = settings.provider_addr(key)
     if addr:
         module, name = _CLIENTS[key]
-        channel = grpc.aio.insecure_channel(addr)
+        channel = channel_for(addr, settings)
         closers.append(channel.close)
         return getattr(importlib.import_module(module), name)(channel)
     if key not in resources.providers:

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -57,12 +57,14 @@ from mobkit.core.types import (
     Uninitialized,
 )
 from mobkit.orchestrator import checkpoint
+from mobkit.orchestrator.fleet import fair_share, preference
 from mobkit.orchestrator.gate import TeardownGate
 from mobkit.orchestrator.lifecycle import check_transition
 from mobkit.orchestrator.ports import (
     Continuity,
     Customizer,
     Events,
+    Fleet,
     Leases,
     Roster,
     Topology,
@@ -75,6 +77,7 @@ log = logging.getLogger("mobkit.orchestrator")
 
 S = IdentityLifecycleState
 PEER_CALL_TIMEOUT = 30.0
+ROUTE_POLL = 0.1
 
 
 @dataclass
@@ -108,8 +111,10 @@ class Orchestrator:
         lease_ttl: timedelta = timedelta(seconds=10),
         resume_concurrency: int = 16,
         mob_id: str = "mobkit",
+        fleet: Fleet | None = None,
     ) -> None:
         self.p = providers
+        self.fleet = fleet
         self.instance = instance
         self.lease_ttl = lease_ttl
         self.mob_id = mob_id
@@ -187,15 +192,48 @@ class Orchestrator:
 
     async def claim(self) -> list[str]:
         """Try to take over vacant identities (e.g. a dead replica's, once its leases
-        expire) without a full reconcile. Broken identities wait for the next reconcile.
-        Returns what was activated."""
+        expire) without a full reconcile, up to this replica's fair share; shed what is
+        above it. Broken identities wait for the next reconcile. Returns what was
+        activated."""
         async with self._reconcile_lock:
+            await self._shed_excess()
             activated, _ = await self._activate(self._vacant(broken=False))
         return activated
+
+    async def _share(self) -> int | None:
+        """How many identities this replica may hold (None: no limit, single replica)."""
+        if self.fleet is None:
+            return None
+        members = await self.fleet.members()
+        if len(members) <= 1:
+            return None
+        desired = sum(1 for s in self.slots.values() if not s.retired)
+        return fair_share(desired, len(members))
+
+    async def _shed_excess(self) -> None:
+        """A replica joined: hand identities above the fair share back (drain)."""
+        share = await self._share()
+        held = [s for s in self.slots.values() if s.grant is not None and s.state is S.ACTIVE]
+        if share is None or len(held) <= share:
+            return
+        order = preference([s.identity for s in held], self.instance)
+        for identity in reversed(order[share:]):  # least wanted first
+            slot = self.slots[identity]
+            async with slot.lock:
+                if slot.state is not S.ACTIVE:
+                    continue
+                await self._deactivate(slot, release=True)
+            await self._event("drained", identity, {"owner": self.instance})
 
     async def _activate(
         self, slots: list[IdentitySlot]
     ) -> tuple[list[str], list[tuple[str, str, str]]]:
+        share = await self._share()
+        if share is not None:
+            held = sum(1 for s in self.slots.values() if s.grant is not None)
+            by_id = {s.identity: s for s in slots}
+            wanted = preference(by_id, self.instance)[: max(0, share - held)]
+            slots = [by_id[i] for i in wanted]
         if not slots:
             return [], []
         ids = [s.identity for s in slots]
@@ -394,19 +432,80 @@ class Orchestrator:
             raise IdentityNotFound(identity)
         return slot
 
-    async def send(self, identity: str, message: DispatchInput) -> DispatchReceipt:
+    async def send(
+        self,
+        identity: str,
+        message: DispatchInput,
+        *,
+        forwarded: bool = False,
+        timeout: float | None = None,
+    ) -> DispatchReceipt:
         slot = self._slot(identity)
         if slot.spec.addressability is AgentAddressability.INTERNAL_ONLY:
             raise NotAddressable(identity)
-        return await self.dispatch(identity, message)
+        return await self._deliver(
+            slot, message, dispatch=False, forwarded=forwarded, timeout=timeout
+        )
 
-    async def dispatch(self, identity: str, message: DispatchInput) -> DispatchReceipt:
+    async def dispatch(
+        self,
+        identity: str,
+        message: DispatchInput,
+        *,
+        forwarded: bool = False,
+        timeout: float | None = None,
+    ) -> DispatchReceipt:
         slot = self._slot(identity)
-        async with slot.lock:
-            key = message.idempotency_key
-            if key and key in slot.receipts:
-                return slot.receipts[key]
-            return await self._turn(slot, message)
+        return await self._deliver(
+            slot, message, dispatch=True, forwarded=forwarded, timeout=timeout
+        )
+
+    async def _deliver(
+        self,
+        slot: IdentitySlot,
+        message: DispatchInput,
+        *,
+        dispatch: bool,
+        forwarded: bool,
+        timeout: float | None,
+    ) -> DispatchReceipt:
+        """Run the turn here if this replica hosts the identity; otherwise forward it to
+        the owner. Between owners (a failover or a drain) the call waits, bounded by its
+        deadline (default: one lease TTL plus 2 s), then fails NOT_ACTIVE with
+        ``retry_after_ms``."""
+        loop = asyncio.get_running_loop()
+        wait = timeout if timeout is not None else self.lease_ttl.total_seconds() + 2
+        deadline = loop.time() + wait
+        while True:
+            if slot.grant is not None:
+                async with slot.lock:
+                    key = message.idempotency_key
+                    if key and key in slot.receipts:
+                        return slot.receipts[key]
+                    if slot.state is S.ACTIVE and slot.grant is not None:
+                        return await self._turn(slot, message)
+                if slot.grant is not None:  # hosted here but suspended
+                    raise NotActive(slot.identity, slot.state.value)
+            if forwarded or self.fleet is None:
+                raise NotActive(slot.identity, slot.state.value)
+            try:
+                holder = await self.fleet.owner(slot.identity)
+                if holder is not None and holder != self.instance:
+                    return await self.fleet.send(
+                        holder,
+                        slot.identity,
+                        message,
+                        dispatch=dispatch,
+                        timeout=max(0.1, deadline - loop.time()),
+                    )
+            except (NotActive, BackendUnavailable):
+                pass  # the owner is gone or going: wait for the next one
+            if holder is None and (slot.retired or slot.state is S.BROKEN):
+                raise NotActive(slot.identity, slot.state.value)
+            if loop.time() + ROUTE_POLL >= deadline:
+                retry_ms = int(self.lease_ttl.total_seconds() * 1000 / 3)
+                raise NotActive(slot.identity, "between_owners", retry_after_ms=retry_ms)
+            await asyncio.sleep(ROUTE_POLL)
 
     async def _turn(self, slot: IdentitySlot, message: DispatchInput) -> DispatchReceipt:
         if slot.state is not S.ACTIVE or slot.gate is None or slot.grant is None:
@@ -594,6 +693,52 @@ class Orchestrator:
         return self.status(identity)
 
     # -- status -----------------------------------------------------------------------
+
+    async def get_status(self, identity: str, *, forwarded: bool = False) -> IdentityStatus:
+        """This replica's view if it hosts the identity, else the owner's."""
+        slot = self._slot(identity)
+        if slot.grant is None and not forwarded and self.fleet is not None:
+            holder = await self.fleet.owner(identity)
+            if holder is not None and holder != self.instance:
+                try:
+                    return await self.fleet.status(holder, identity, timeout=5.0)
+                except (MobKitError, ValueError):
+                    return replace(self.status(identity), owner=holder)
+        return self.status(identity)
+
+    async def fleet_statuses(
+        self,
+        *,
+        state: IdentityLifecycleState | None = None,
+        labels: dict[str, str] | None = None,
+        local_only: bool = False,
+    ) -> list[IdentityStatus]:
+        """Every identity of the roster, each as reported by the replica hosting it."""
+        merged = {s.identity: s for s in self.statuses()}
+        if not local_only and self.fleet is not None:
+            fleet = self.fleet
+            others = [m for m in await fleet.members() if m != self.instance]
+            answers = await asyncio.gather(
+                *(fleet.local_statuses(m, timeout=5.0) for m in others), return_exceptions=True
+            )
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    continue  # a replica going away: its identities show as not hosted
+                for remote in answer:
+                    mine = merged.get(remote.identity)
+                    if remote.lease is not None and (mine is None or mine.lease is None):
+                        merged[remote.identity] = remote
+        out = []
+        for identity in sorted(merged):
+            status = merged[identity]
+            if local_only and status.lease is None:
+                continue
+            if state is not None and status.state is not state:
+                continue
+            if labels and any(status.labels.get(k) != v for k, v in labels.items()):
+                continue
+            out.append(status)
+        return out
 
     def status(self, identity: str) -> IdentityStatus:
         slot = self._slot(identity)

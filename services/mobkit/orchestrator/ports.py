@@ -17,7 +17,10 @@ from mobkit.core.types import (
     ContinuityHealth,
     ContinuityRecord,
     ContinuityResolveState,
+    DispatchInput,
+    DispatchReceipt,
     DurableAgentSpec,
+    IdentityStatus,
     LeaseAcquireResult,
     LeaseGrant,
     LeaseRenewResult,
@@ -102,3 +105,25 @@ def resolve_states(result: Any) -> dict[str, ContinuityResolveState]:
     if isinstance(result, dict):
         return dict(result)
     return {identity: state for identity, state in result}
+
+
+class Fleet(Protocol):
+    """The other replicas: who owns what, and a way to forward calls to them."""
+
+    async def owner(self, identity: str) -> str | None: ...
+
+    async def members(self) -> list[str]: ...
+
+    async def send(
+        self,
+        holder: str,
+        identity: str,
+        message: DispatchInput,
+        *,
+        dispatch: bool,
+        timeout: float | None,
+    ) -> DispatchReceipt: ...
+
+    async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus: ...
+
+    async def local_statuses(self, holder: str, timeout: float | None) -> list[IdentityStatus]: ...

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import timedelta
 
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.composition import compose
+from mobkit.orchestrator.fleet import ReplicaRegistry
 from mobkit.orchestrator.orchestrator import Orchestrator
+from mobkit.orchestrator.routing import Router
 from mobkit.orchestrator.runner import OrchestratorRunner
 from mobkit.orchestrator.servicer import ERRORS, SERVICE_NAME, OrchestratorServicer
+from mobkit.security.tls import channel_for
 from mobkit.server.app import ServiceRegistration
 from mobkit.server.config import Settings
 from mobkit.server.resources import Resources
@@ -29,11 +33,18 @@ def holder(settings: Settings) -> str:
 
 async def build(settings: Settings, resources: Resources) -> ServiceRegistration:
     providers, closers = await compose(settings, resources)
+    instance = holder(settings)
+    registry = ReplicaRegistry(
+        await resources.etcd(), settings.etcd_prefix, instance, math.ceil(settings.lease_ttl)
+    )
+    router = Router(registry, lambda address: channel_for(address, settings))
+    await registry.start()
     orchestrator = Orchestrator(
         providers,
-        instance=holder(settings),
+        instance=instance,
         lease_ttl=timedelta(seconds=settings.lease_ttl),
         resume_concurrency=settings.resume_concurrency,
+        fleet=router,
     )
     runner = OrchestratorRunner(orchestrator, reconcile_interval=settings.reconcile_interval)
     resources.providers["orchestrator"] = orchestrator
@@ -44,6 +55,8 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
 
     async def stop() -> None:
         await runner.stop(release=True)
+        await registry.stop()
+        await router.close()
         for close in reversed(closers):
             await close()
 

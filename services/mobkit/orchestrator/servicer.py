@@ -14,6 +14,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
+from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.runtime.domain import SessionNotFound
 from mobkit.server.errors import ErrorTable, common_errors
 from mobkit.wire.orchestrator import (
@@ -69,6 +70,17 @@ def _token(offset: int) -> str:
     return base64.urlsafe_b64encode(str(offset).encode()).decode()
 
 
+def _flag(context: Any, key: str) -> bool:
+    return any(k == key for k, _ in (context.invocation_metadata() or ()))
+
+
+def _routing(context: Any) -> dict[str, Any]:
+    """Forwarded calls are never forwarded again; waits end before the caller's deadline."""
+    remaining = context.time_remaining()
+    timeout = None if remaining is None or remaining > 3600 else max(0.0, remaining - 0.05)
+    return {"forwarded": _flag(context, FORWARDED), "timeout": timeout}
+
+
 def report_to_proto(r: ReconcileReport) -> svc.ReconcileResponse:
     return svc.ReconcileResponse(
         roster_revision=r.roster_revision,
@@ -90,14 +102,15 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
         return report_to_proto(await self.o.reconcile())
 
     async def GetIdentityStatus(self, request: Any, context: Any) -> Any:
-        return svc.GetIdentityStatusResponse(
-            status=status_to_proto(self.o.status(request.identity))
-        )
+        status = await self.o.get_status(request.identity, forwarded=_flag(context, FORWARDED))
+        return svc.GetIdentityStatusResponse(status=status_to_proto(status))
 
     async def ListIdentityStatuses(self, request: Any, context: Any) -> Any:
         size, start = _page(request.page_size), _offset(request.page_token)
         state = state_from_proto(request.state) if request.HasField("state") else None
-        statuses = self.o.statuses(state=state, labels=dict(request.label_selector))
+        statuses = await self.o.fleet_statuses(
+            state=state, labels=dict(request.label_selector), local_only=_flag(context, LOCAL_ONLY)
+        )
         chunk = statuses[start : start + size]
         more = start + size < len(statuses)
         return svc.ListIdentityStatusesResponse(
@@ -106,11 +119,15 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
         )
 
     async def Send(self, request: Any, context: Any) -> Any:
-        receipt = await self.o.send(request.identity, dispatch_input_from_proto(request.input))
+        receipt = await self.o.send(
+            request.identity, dispatch_input_from_proto(request.input), **_routing(context)
+        )
         return svc.SendResponse(receipt=receipt_to_proto(receipt))
 
     async def Dispatch(self, request: Any, context: Any) -> Any:
-        receipt = await self.o.dispatch(request.identity, dispatch_input_from_proto(request.input))
+        receipt = await self.o.dispatch(
+            request.identity, dispatch_input_from_proto(request.input), **_routing(context)
+        )
         return svc.DispatchResponse(receipt=receipt_to_proto(receipt))
 
     async def ResetIdentity(self, request: Any, context: Any) -> Any:

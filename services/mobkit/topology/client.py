@@ -40,7 +40,7 @@ class GrpcTopologyProvider:
             reply = await self._stub.ComputeEdges(request, timeout=self._timeout)
         except grpc.RpcError as err:
             raise error_from_rpc(err, TopologyUnavailable) from None
-        return wire.page_from_proto(reply)
+        return wire.page_from_proto(reply, targets=set(target_identities))
 
     async def compute_edges(
         self, target_identities: Sequence[str], context: TopologyContext

@@ -23,14 +23,13 @@ from mobkit.core.identity import parse_identities, parse_identity
 from mobkit.core.types import (
     AgentBuildDraft,
     DispatchInput,
-    ExternalToolDef,
     RuntimeMode,
     SessionSnapshot,
 )
 from mobkit.gen.continuity.v1 import continuity_pb2
-from mobkit.gen.customizer.v1 import customizer_pb2
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.runtime.domain import SessionInfo, TurnOutcome
+from mobkit.wire.customizer import draft_from_proto, draft_to_proto
 from mobkit.wire.json import from_struct, to_struct
 from mobkit.wire.orchestrator import origin_from_proto, origin_to_proto
 from mobkit.wire.roster import (
@@ -74,43 +73,6 @@ def snapshot_to_proto(snapshot: SessionSnapshot) -> continuity_pb2.SessionSnapsh
 
 def snapshot_from_proto(msg: continuity_pb2.SessionSnapshot) -> SessionSnapshot:
     return SessionSnapshot(bytes(msg.data))
-
-
-def draft_to_proto(draft: AgentBuildDraft) -> customizer_pb2.AgentBuildDraft:
-    msg = customizer_pb2.AgentBuildDraft(
-        additional_instructions=list(draft.additional_instructions),
-        labels=draft.labels,
-        external_tools=[
-            customizer_pb2.ExternalToolDef(
-                name=t.name,
-                description=t.description,
-                input_schema=to_struct(_object(t.input_schema, "external_tools.input_schema")),
-            )
-            for t in draft.external_tools
-        ],
-    )
-    if draft.model is not None:
-        msg.model = draft.model
-    if draft.system_prompt is not None:
-        msg.system_prompt = draft.system_prompt
-    if draft.app_context is not None:
-        msg.app_context.CopyFrom(to_struct(_object(draft.app_context, "draft.app_context")))
-        msg.app_context.SetInParent()
-    return msg
-
-
-def draft_from_proto(msg: customizer_pb2.AgentBuildDraft) -> AgentBuildDraft:
-    return AgentBuildDraft(
-        model=msg.model if msg.HasField("model") else None,
-        system_prompt=msg.system_prompt if msg.HasField("system_prompt") else None,
-        additional_instructions=list(msg.additional_instructions),
-        labels=dict(msg.labels),
-        app_context=from_struct(msg.app_context) if msg.HasField("app_context") else None,
-        external_tools=[
-            ExternalToolDef(t.name, t.description, from_struct(t.input_schema))
-            for t in msg.external_tools
-        ],
-    )
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:

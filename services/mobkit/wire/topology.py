@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from mobkit.core.identity import parse_identity
+from collections.abc import Collection
+
+from mobkit.core.errors import InvalidArgument
+from mobkit.core.identity import AgentIdentity, parse_identity
 from mobkit.core.types import ManagedPeerEdge, TopologyContext
 from mobkit.gen.topology.v1 import topology_pb2, topology_service_pb2
 from mobkit.topology.domain import EdgePage
@@ -27,16 +30,28 @@ def topology_context_from_proto(msg: topology_pb2.TopologyContext) -> TopologyCo
 
 
 def page_to_proto(page: EdgePage) -> topology_service_pb2.ComputeEdgesResponse:
-    return topology_service_pb2.ComputeEdgesResponse(
-        edges=[topology_pb2.ManagedPeerEdge(a=e.a, b=e.b) for e in page.edges],
-        next_page_token=page.next_page_token,
-        total_edges=page.total_edges,
+    msg = topology_service_pb2.ComputeEdgesResponse(
+        next_page_token=page.next_page_token, total_edges=page.total_edges
     )
+    add = msg.edges.add  # pages hold up to 50,000 edges: the cheapest way to fill them
+    for edge in page.edges:
+        add(a=edge.a, b=edge.b)
+    return msg
 
 
-def page_from_proto(msg: topology_service_pb2.ComputeEdgesResponse) -> EdgePage:
-    return EdgePage(
-        edges=tuple(edge_from_proto(e) for e in msg.edges),
-        next_page_token=msg.next_page_token,
-        total_edges=int(msg.total_edges),
-    )
+def page_from_proto(
+    msg: topology_service_pb2.ComputeEdgesResponse, targets: Collection[str] | None = None
+) -> EdgePage:
+    """With ``targets`` (the identities the request named), edges must join two of them;
+    that check replaces validating every identity, which large pages cannot afford."""
+    if targets is None:
+        edges = tuple(edge_from_proto(e) for e in msg.edges)
+    else:
+        out = []
+        for e in msg.edges:
+            a, b = e.a, e.b
+            if a not in targets or b not in targets:
+                raise InvalidArgument("edges", f"edge {a!r}-{b!r} names an identity not requested")
+            out.append(ManagedPeerEdge(AgentIdentity(a), AgentIdentity(b)))  # refuses a self edge and non-canonical order
+        edges = tuple(out)
+    return EdgePage(edges, msg.next_page_token, int(msg.total_edges))

@@ -39,6 +39,7 @@ class CreateSessionRequest(_message.Message):
     DRAFT_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     RUNTIME_MODE_FIELD_NUMBER: _builtins.int
+    AGENT_RUNTIME_ID_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity the session is for."""
     profile: _builtins.str
@@ -49,6 +50,10 @@ class CreateSessionRequest(_message.Message):
     """
     runtime_mode: _roster_pb2.RuntimeMode.ValueType
     """Runtime mode override; unset means the profile's mode."""
+    agent_runtime_id: _builtins.str
+    """Runtime id to use for the new session (kept across resumes); minted when
+    absent.
+    """
     @_builtins.property
     def draft(self) -> _customizer_pb2.AgentBuildDraft:
         """The customized build draft."""
@@ -61,15 +66,20 @@ class CreateSessionRequest(_message.Message):
         draft: _customizer_pb2.AgentBuildDraft | None = ...,
         session_id: _builtins.str | None = ...,
         runtime_mode: _roster_pb2.RuntimeMode.ValueType | None = ...,
+        agent_runtime_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "draft", b"draft", "runtime_mode", b"runtime_mode", "session_id", b"session_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "agent_runtime_id", b"agent_runtime_id", "draft", b"draft", "runtime_mode", b"runtime_mode", "session_id", b"session_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "draft", b"draft", "identity", b"identity", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "agent_runtime_id", b"agent_runtime_id", "draft", b"draft", "identity", b"identity", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__agent_runtime_id: _TypeAlias = _typing.Literal["agent_runtime_id"]  # noqa: Y015
+    _WhichOneofArgType__agent_runtime_id: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id"]  # noqa: Y015
     _WhichOneofReturnType__runtime_mode: _TypeAlias = _typing.Literal["runtime_mode"]  # noqa: Y015
     _WhichOneofArgType__runtime_mode: _TypeAlias = _typing.Literal["_runtime_mode", b"_runtime_mode"]  # noqa: Y015
     _WhichOneofReturnType__session_id: _TypeAlias = _typing.Literal["session_id"]  # noqa: Y015
     _WhichOneofArgType__session_id: _TypeAlias = _typing.Literal["_session_id", b"_session_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__agent_runtime_id) -> _WhichOneofReturnType__agent_runtime_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__runtime_mode) -> _WhichOneofReturnType__runtime_mode | None: ...
     @_typing.overload
@@ -85,19 +95,23 @@ class CreateSessionResponse(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     AGENT_RUNTIME_ID_FIELD_NUMBER: _builtins.int
+    TURNS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The session id."""
     agent_runtime_id: _builtins.str
     """Runtime-level agent id minted for the identity."""
+    turns: _builtins.int
+    """Turns the session has run (0 for a new session)."""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         agent_runtime_id: _builtins.str = ...,
+        turns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_runtime_id", b"agent_runtime_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_runtime_id", b"agent_runtime_id", "session_id", b"session_id", "turns", b"turns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -114,12 +128,17 @@ class ResumeSessionRequest(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _builtins.int
     DRAFT_FIELD_NUMBER: _builtins.int
     AGENT_RUNTIME_ID_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity the session is for."""
     session_id: _builtins.str
     """The session to resume (from the continuity record)."""
     agent_runtime_id: _builtins.str
     """Runtime-level agent id from the continuity record."""
+    profile: _builtins.str
+    """The roster profile (agent kind) to resume as; empty = the one recorded in
+    the snapshot.
+    """
     @_builtins.property
     def snapshot(self) -> _continuity_pb2.SessionSnapshot:
         """The last checkpointed state."""
@@ -136,10 +155,11 @@ class ResumeSessionRequest(_message.Message):
         snapshot: _continuity_pb2.SessionSnapshot | None = ...,
         draft: _customizer_pb2.AgentBuildDraft | None = ...,
         agent_runtime_id: _builtins.str = ...,
+        profile: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["draft", b"draft", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_runtime_id", b"agent_runtime_id", "draft", b"draft", "identity", b"identity", "session_id", b"session_id", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_runtime_id", b"agent_runtime_id", "draft", b"draft", "identity", b"identity", "profile", b"profile", "session_id", b"session_id", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -153,19 +173,23 @@ class ResumeSessionResponse(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     AGENT_RUNTIME_ID_FIELD_NUMBER: _builtins.int
+    TURNS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The resumed session id (equals the request's)."""
     agent_runtime_id: _builtins.str
     """Runtime-level agent id."""
+    turns: _builtins.int
+    """Turns the session had run when its snapshot was taken."""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         agent_runtime_id: _builtins.str = ...,
+        turns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_runtime_id", b"agent_runtime_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_runtime_id", b"agent_runtime_id", "session_id", b"session_id", "turns", b"turns"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -224,8 +248,11 @@ class RunTurnResponse(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     STRUCTURED_OUTPUT_FIELD_NUMBER: _builtins.int
     PEER_MESSAGES_FIELD_NUMBER: _builtins.int
+    TURN_FIELD_NUMBER: _builtins.int
     output: _builtins.str
     """The agent's text output."""
+    turn: _builtins.int
+    """The session's turn count after this turn."""
     @_builtins.property
     def structured_output(self) -> _struct_pb2.Struct:
         """The agent's structured output; unset if none."""
@@ -242,10 +269,11 @@ class RunTurnResponse(_message.Message):
         output: _builtins.str = ...,
         structured_output: _struct_pb2.Struct | None = ...,
         peer_messages: _abc.Iterable[_runtime_pb2.PeerMessage] | None = ...,
+        turn: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["structured_output", b"structured_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output", "turn", b"turn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

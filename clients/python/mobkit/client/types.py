@@ -1,0 +1,62 @@
+"""Result types the domain package has no dataclass for: pages and reconcile reports.
+
+Everything else a client returns is a domain dataclass from :mod:`mobkit.core.types`
+(``IdentityStatus``, ``DispatchReceipt``, ``MobStructuralEventEnvelope``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from mobkit.core.types import ManagedPeerEdge, MobStructuralEventEnvelope
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a ``List*`` call; ``next_page_token`` is empty on the last page."""
+
+    items: tuple[T, ...]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of ``ListEvents``; ``latest_cursor`` is the log's frontier at the call."""
+
+    events: tuple[MobStructuralEventEnvelope, ...]
+    next_page_token: str
+    latest_cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyPage:
+    """One page of ``GetTopology``; ``total_edges`` counts every page's edges."""
+
+    edges: tuple[ManagedPeerEdge, ...]
+    next_page_token: str
+    total_edges: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileFailure:
+    """An identity a reconcile cycle could not bring to its desired state."""
+
+    identity: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    """What one reconcile cycle changed on the replica that ran it."""
+
+    roster_revision: int
+    activated: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+    respawned: tuple[str, ...] = ()
+    failed: tuple[ReconcileFailure, ...] = ()
+    edges_added: tuple[ManagedPeerEdge, ...] = ()
+    edges_removed: tuple[ManagedPeerEdge, ...] = ()

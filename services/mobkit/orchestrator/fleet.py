@@ -1,0 +1,100 @@
+"""The fleet of orchestrator replicas, as seen in etcd.
+
+* Each replica registers ``<prefix>/replicas/<holder>`` on an etcd lease of its
+  own, kept alive in the background: a replica that dies drops out of the list
+  after one TTL, exactly when its identity leases expire.
+* Who owns an identity is the value of its lease key ``<prefix>/leases/<identity>``
+  (the holder string ``<instance>~<incarnation>@<address>``).
+* Fair share: with N live replicas and M desired identities, each replica holds
+  at most ``ceil(M / N)``; which ones it prefers is decided by rendezvous hashing,
+  so replicas mostly want different identities and rarely race for the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+from collections.abc import Iterable
+
+from mobkit.core.errors import BackendUnavailable
+from mobkit.etcd.client import EtcdClient
+from mobkit.etcd.errors import EtcdError
+from mobkit.etcd.ops import prefix_end
+
+log = logging.getLogger("mobkit.fleet")
+
+
+def holder_address(holder: str) -> str | None:
+    """``inst~inc@127.0.0.1:7700`` -> ``127.0.0.1:7700``."""
+    _, sep, address = holder.rpartition("@")
+    return address if sep and address else None
+
+
+def fair_share(desired: int, replicas: int) -> int:
+    return math.ceil(desired / max(1, replicas))
+
+
+def preference(identities: Iterable[str], holder: str) -> list[str]:
+    """Identities in this replica's rendezvous order (most wanted first)."""
+    instance = holder.split("@", 1)[0]
+
+    def score(identity: str) -> bytes:
+        return hashlib.blake2b(f"{identity}|{instance}".encode(), digest_size=8).digest()
+
+    return sorted(identities, key=score)
+
+
+class ReplicaRegistry:
+    def __init__(self, client: EtcdClient, prefix: str, holder: str, ttl_s: int) -> None:
+        base = prefix.rstrip("/")
+        self._client = client
+        self._replicas = f"{base}/replicas/".encode()
+        self._leases = f"{base}/leases/"
+        self.holder = holder
+        self._ttl = max(1, ttl_s)
+        self._lease_id = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._register()
+        self._task = asyncio.create_task(self._keepalive(), name="replica-registry")
+
+    async def _register(self) -> None:
+        self._lease_id, _ = await self._client.grant_lease(self._ttl)
+        await self._client.put(self._replicas + self.holder.encode(), b"", lease=self._lease_id)
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                if await self._client.keepalive_once(self._lease_id) <= 0:
+                    await self._register()  # expired while we were away: come back
+            except EtcdError as exc:
+                log.warning("replica registration keepalive failed: %s", exc)
+
+    async def members(self) -> list[str]:
+        try:
+            reply = await self._client.range(
+                self._replicas, range_end=prefix_end(self._replicas), keys_only=True
+            )
+        except EtcdError as exc:
+            raise BackendUnavailable("etcd", str(exc)) from exc
+        return sorted(kv.key[len(self._replicas) :].decode() for kv in reply.kvs)
+
+    async def owner(self, identity: str) -> str | None:
+        try:
+            kv = await self._client.get(f"{self._leases}{identity}")
+        except EtcdError as exc:
+            raise BackendUnavailable("etcd", str(exc)) from exc
+        return kv.value.decode() if kv is not None else None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(EtcdError):
+            await self._client.revoke_lease(self._lease_id)

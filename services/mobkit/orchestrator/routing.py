@@ -1,0 +1,119 @@
+"""Forwarding calls to the replica that owns an identity.
+
+Any replica accepts Send / Dispatch / GetIdentityStatus for any identity. When
+it does not host the identity, it looks up the owner in etcd and forwards the
+call there, marked as forwarded so that it is never forwarded twice (a stale
+owner answers NOT_ACTIVE instead of bouncing the call around).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from mobkit.core.types import DispatchInput, DispatchReceipt, IdentityStatus
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.orchestrator.fleet import ReplicaRegistry, holder_address
+from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.orchestrator import (
+    dispatch_input_to_proto,
+    receipt_from_proto,
+    status_from_proto,
+)
+
+FORWARDED = "x-mobkit-forwarded"
+LOCAL_ONLY = "x-mobkit-local-only"
+
+
+class Router:
+    """Finds owners through the replica registry and forwards over gRPC."""
+
+    def __init__(
+        self,
+        registry: ReplicaRegistry,
+        open_channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel,
+    ) -> None:
+        self.registry = registry
+        self._open = open_channel
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _stub(self, address: str) -> svc_grpc.OrchestratorServiceStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = self._open(address)
+        return svc_grpc.OrchestratorServiceStub(channel)
+
+    async def owner(self, identity: str) -> str | None:
+        return await self.registry.owner(identity)
+
+    async def members(self) -> list[str]:
+        return await self.registry.members()
+
+    async def _call(
+        self,
+        holder: str,
+        method: str,
+        request: Any,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str], ...] = ((FORWARDED, "1"),),
+    ) -> Any:
+        address = holder_address(holder)
+        if address is None:
+            raise ValueError(f"holder {holder!r} names no address")
+        try:
+            return await getattr(self._stub(address), method)(
+                request, timeout=timeout, metadata=metadata
+            )
+        except grpc.aio.AioRpcError as err:
+            raise error_from_rpc(err) from None
+
+    async def send(
+        self,
+        holder: str,
+        identity: str,
+        message: DispatchInput,
+        *,
+        dispatch: bool,
+        timeout: float | None,
+    ) -> DispatchReceipt:
+        wire = dispatch_input_to_proto(message)
+        if dispatch:
+            reply = await self._call(
+                holder, "Dispatch", svc.DispatchRequest(identity=identity, input=wire), timeout
+            )
+        else:
+            reply = await self._call(
+                holder, "Send", svc.SendRequest(identity=identity, input=wire), timeout
+            )
+        return receipt_from_proto(reply.receipt)
+
+    async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus:
+        reply = await self._call(
+            holder, "GetIdentityStatus", svc.GetIdentityStatusRequest(identity=identity), timeout
+        )
+        return status_from_proto(reply.status)
+
+    async def local_statuses(self, holder: str, timeout: float | None) -> list[IdentityStatus]:
+        """Every status a replica hosts itself (it does not fan out in turn)."""
+        out: list[IdentityStatus] = []
+        token = ""
+        while True:
+            reply = await self._call(
+                holder,
+                "ListIdentityStatuses",
+                svc.ListIdentityStatusesRequest(page_size=1000, page_token=token),
+                timeout,
+                metadata=((FORWARDED, "1"), (LOCAL_ONLY, "1")),
+            )
+            out.extend(status_from_proto(s) for s in reply.statuses)
+            token = reply.next_page_token
+            if not token:
+                return out
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

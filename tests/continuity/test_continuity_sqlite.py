@@ -1,0 +1,96 @@
+"""What only the SQLite engine does: WAL + fsync per commit, persistence across reopen,
+blocking work kept off the event loop, and refusing a file that is not a store."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from continuity_support import record, snapshot
+
+from mobkit.continuity.sqlite_backend import SqliteContinuityStore
+from mobkit.core.errors import StoreCorruption, StoreUnavailable
+from mobkit.core.types import Ready, SyncWriteThrough
+
+pytestmark = pytest.mark.timeout(60)
+
+ID = "planner"
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteContinuityStore]:
+    s = await SqliteContinuityStore.open(tmp_path / "data" / "continuity.sqlite3")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_wal_mode_and_fsync_on_every_commit(store: SqliteContinuityStore) -> None:
+    def pragmas() -> tuple[str, int]:
+        conn = store._conn
+        return (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+        )
+
+    mode, synchronous = await asyncio.get_running_loop().run_in_executor(store._executor, pragmas)
+    assert (mode, synchronous) == ("wal", 2)  # 2 = FULL: the WAL is fsynced at each commit
+    assert (await store.health()).durability_policy == SyncWriteThrough()
+
+
+async def test_state_survives_closing_and_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    first = await SqliteContinuityStore.open(path)
+    await first.upsert_continuity_record(record(), 3)
+    revision = await first.save_session_snapshot(ID, "s-1", 0, 1, 3, snapshot("kept"))
+    await first.close()
+    again = await SqliteContinuityStore.open(path)
+    try:
+        assert await again.resolve_many([ID]) == [(ID, Ready(record(version=1)))]
+        loaded = await again.load_session_snapshot("s-1")
+        assert loaded is not None and loaded.revision == revision
+        found = await again.resolve_record_by_session("s-1")
+        assert found is not None and found.fencing_token == 3
+    finally:
+        await again.close()
+
+
+async def test_the_event_loop_runs_while_sqlite_waits(store: SqliteContinuityStore) -> None:
+    await store.upsert_continuity_record(record(), 1)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        save = asyncio.create_task(
+            store.save_session_snapshot(ID, "s-1", 0, 1, 1, snapshot("waited"))
+        )
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        # The loop kept running while the save waited for the lock on its own thread.
+        assert ticks == 20 and not save.done()
+        blocker.execute("COMMIT")
+    finally:
+        blocker.close()
+    await save
+    assert await store.resolve_many([ID]) == [(ID, Ready(record(version=1)))]
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.sqlite3"
+    path.write_bytes(b"this is not an SQLite database, just garbage bytes" * 100)
+    with pytest.raises(StoreCorruption):
+        await SqliteContinuityStore.open(path)
+
+
+async def test_a_closed_store_is_unavailable(tmp_path: Path) -> None:
+    s = await SqliteContinuityStore.open(tmp_path / "c.sqlite3")
+    await s.close()
+    with pytest.raises(StoreUnavailable):
+        await s.resolve_many([ID])
+    assert not (await s.health()).store_reachable

@@ -178,6 +178,50 @@ async def test_writers_racing_with_lease_handovers(store: EtcdContinuityStore) -
     await store.save_session_snapshot(ID, "s-1", 0, 10_000, tokens[-1], snapshot("current"))
 
 
+# -- the write-path cache -------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def pair(etcd_client: EtcdClient, etcd_prefix: str) -> tuple[Any, Any]:
+    """Two replicas of the store on one etcd (each with its own cache), no lease fence."""
+    return tuple(
+        EtcdContinuityStore(etcd_client, prefix=etcd_prefix, lease_fence=False) for _ in "ab"
+    )
+
+
+async def test_steady_saves_cost_one_round_trip(store: EtcdContinuityStore) -> None:
+    token = await take_lease(store)
+    await store.upsert_continuity_record(record(), token)
+    before = store.client.round_trips
+    for version in range(1, 11):
+        await store.save_session_snapshot(ID, "s-1", 0, version, token, snapshot(f"v{version}"))
+    assert store.client.round_trips - before == 10
+
+
+async def test_a_no_op_on_a_stale_cache_is_not_a_success(pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    await a.upsert_continuity_record(record(), 5)
+    await b.upsert_continuity_record(record(), 9)  # same record, higher token: a cannot tell
+    with pytest.raises(StaleFencingToken):
+        await a.upsert_continuity_record(record(), 5)  # a no-op to a's cache
+    await a.upsert_continuity_record(record("other", "s-o"), 5)
+    await a.save_session_snapshot("other", "s-o", 0, 1, 5, snapshot("A1"))
+    await b.upsert_continuity_record(record("other", "s-o", version=1), 9)
+    with pytest.raises(StaleFencingToken):
+        await a.save_session_snapshot("other", "s-o", 0, 1, 5, snapshot("A1"))  # a "retry"
+
+
+async def test_a_refusal_is_never_based_on_a_stale_cache(pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    await a.upsert_continuity_record(record(), 5)
+    await a.save_session_snapshot(ID, "s-1", 0, 4, 5, snapshot("gen0"))
+    await b.upsert_continuity_record(record(session_id="s-2", gen=1), 5)  # a reset
+    # a's cache still says generation 0 at checkpoint 4; the store says generation 1.
+    await a.save_session_snapshot(ID, "s-2", 1, 1, 5, snapshot("gen1"))
+    [(_, state)] = await b.resolve_many([ID])
+    assert state == Ready(record(session_id="s-2", gen=1, version=1))
+
+
 async def test_resolve_many_costs_round_trips_per_page_not_per_identity(
     etcd_client: EtcdClient, etcd_prefix: str
 ) -> None:

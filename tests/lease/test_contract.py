@@ -112,7 +112,7 @@ async def test_list_leases_paginates_in_identity_order(backend: Backend) -> None
     theirs = grants_of(await backend.provider.acquire_leases(ids[4:], B, TTL))
     leases = await all_leases(backend.provider, page_size=3)
     assert [lease.identity for lease in leases] == ids
-    by_id = {g.identity: g.fencing_token for g in mine + theirs}
+    by_id: dict[str, int] = {g.identity: g.fencing_token for g in mine + theirs}
     assert [lease.fencing_token for lease in leases] == [by_id[i] for i in ids]
     assert [lease.holder for lease in leases] == [A] * 4 + [B] * 3
     assert all(timedelta(0) < lease.ttl_remaining <= TTL + timedelta(seconds=1) for lease in leases)
@@ -200,7 +200,6 @@ async def test_expired_leases_go_to_the_next_holder_with_larger_tokens(backend: 
     short = timedelta(seconds=1)
     ids = [f"exp-{i}" for i in range(20)]
     old = grants_of(await backend.provider.acquire_leases(ids, A, short))
-    assert grants_of(await backend.provider.acquire_leases(ids[:1], A, short))  # still A's
 
     # A stops renewing: once its TTL has passed, B gets every identity.
     new: list[LeaseGrant] = []
@@ -221,9 +220,9 @@ async def test_expired_leases_go_to_the_next_holder_with_larger_tokens(backend: 
 
 
 async def test_renewing_one_grant_keeps_the_whole_instance_alive(backend: Backend) -> None:
-    short = timedelta(seconds=2)
+    short = timedelta(seconds=3)
     grants = grants_of(await backend.provider.acquire_leases(["k1", "k2", "k3"], A, short))
-    for _ in range(4):  # 4 x 1 s > the TTL: only the renewals keep them
+    for _ in range(5):  # 5 x 1 s > the TTL: only the renewals keep them
         await backend.pass_time(1.0)
         assert isinstance((await backend.provider.renew_leases(grants[:1]))[0], Renewed)
     results = await backend.provider.acquire_leases(["k2", "k3"], B, TTL)

@@ -11,7 +11,7 @@ from typing import Literal
 
 import pytest
 import pytest_asyncio
-from lease_support import WAIT
+from lease_support import WAIT, FakeClock
 
 from mobkit.core.errors import LeaseProviderUnavailable
 from mobkit.core.identity import AgentIdentity
@@ -206,6 +206,21 @@ async def test_keys_gone_between_read_and_keepalive_are_lost(
         provider = EtcdLeaseProvider(revoking, etcd_prefix)
         grants = grants_of(await provider.acquire_leases(ids(3), A, TTL))
         assert await provider.renew_leases(grants) == [Lost(g.identity) for g in grants]
+
+
+async def test_a_cached_etcd_lease_is_kept_alive_before_new_keys_join_it(
+    client: EtcdClient, etcd_prefix: str
+) -> None:
+    clock = FakeClock()
+    provider = EtcdLeaseProvider(client, etcd_prefix, clock=clock)
+    grants_of(await provider.acquire_leases(["a"], A, TTL))
+    before = client.round_trips
+    grants_of(await provider.acquire_leases(["b"], A, TTL))
+    assert client.round_trips - before == 1  # confirmed alive moments ago: just the txn
+    clock.advance(TTL.total_seconds() / 2)
+    before = client.round_trips
+    grants_of(await provider.acquire_leases(["c"], A, TTL))
+    assert client.round_trips - before == 2  # a keepalive first, then the txn
 
 
 # -- failures ------------------------------------------------------------------------------

@@ -98,8 +98,15 @@ async def test_roster_edit_activates_and_retires_exactly_that(
             write_roster(roster, [*TEAM[1:], "frank"])  # remove alice, add frank
             statuses = await wait_statuses(ch, {*TEAM[1:], "frank"})
             assert "alice" not in statuses
-            events = await stub(ch).ListEvents(svc.ListEventsRequest(after_seq=0, page_size=1000))
-            kinds = [(e.kind, e.agent_identity) for e in events.events]
+            kinds: list[tuple[str, str]] = []
+            for _ in range(100):  # events are appended in the background: bounded wait
+                events = await stub(ch).ListEvents(
+                    svc.ListEventsRequest(after_seq=0, page_size=1000)
+                )
+                kinds = [(e.kind, e.agent_identity) for e in events.events]
+                if ("retired", "alice") in kinds and ("activated", "frank") in kinds:
+                    break
+                await asyncio.sleep(0.1)
             assert ("retired", "alice") in kinds and ("activated", "frank") in kinds
             assert sum(1 for k in kinds if k[0] == "activated") == len(TEAM) + 1
 

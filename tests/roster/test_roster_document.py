@@ -38,7 +38,9 @@ def test_example_roster_is_a_small_team() -> None:
     assert doc.profiles == {"coordinator": "notebook", "worker": "notebook"}
     assert [s.identity for s in doc.specs] == ["coordinator", "worker-1", "worker-2", "worker-3"]
     assert [s.profile for s in doc.specs] == ["coordinator"] + ["worker"] * 3
-    internal = [s.identity for s in doc.specs if s.addressability is AgentAddressability.INTERNAL_ONLY]
+    internal = [
+        s.identity for s in doc.specs if s.addressability is AgentAddressability.INTERNAL_ONLY
+    ]
     assert internal == ["worker-3"]
     assert all(s.labels.get("team") == "alpha" for s in doc.specs)
 
@@ -87,8 +89,10 @@ def test_duplicate_identity_names_both_entries() -> None:
     [('""', "empty"), ('"two words"', "whitespace"), ('"a/b"', "slashes")],
 )
 def test_invalid_identity(identity: str, why: str) -> None:
-    err = invalid(HEAD + f'[[agents]]\nidentity = "ok"\nprofile = "worker"\n'
-                  f"[[agents]]\nidentity = {identity}\nprofile = \"worker\"\n")
+    err = invalid(
+        HEAD + f'[[agents]]\nidentity = "ok"\nprofile = "worker"\n'
+        f'[[agents]]\nidentity = {identity}\nprofile = "worker"\n'
+    )
     assert (err.entry, err.field) == ("agents[1]", "identity")
     assert why in err.detail
 
@@ -104,8 +108,9 @@ def test_configured_profiles_count_and_the_roster_overrides_them() -> None:
     assert invalid(text).field == "profile"  # no profile declared anywhere
     doc = parse_roster_toml(text, configured_profiles={"planner": "echo"})
     assert doc.profiles == {"planner": "echo"}
-    doc = parse_roster_toml('[profiles]\nplanner = "notebook"\n' + text,
-                            configured_profiles={"planner": "echo"})
+    doc = parse_roster_toml(
+        '[profiles]\nplanner = "notebook"\n' + text, configured_profiles={"planner": "echo"}
+    )
     assert doc.profiles == {"planner": "notebook"}
 
 
@@ -132,12 +137,18 @@ def test_non_utf8_is_unreadable() -> None:
         ('identity = "w"\nprofile = "worker"\nlabels = "team"', "labels"),
         ('identity = "w"\nprofile = "worker"\ncontext = "x"', "context"),
         ('identity = "w"\nprofile = "worker"\ncontext = { at = 1979-05-27 }', "context.at"),
-        ('identity = "w"\nprofile = "worker"\nadditional_instructions = "x"',
-         "additional_instructions"),
-        ('identity = "w"\nprofile = "worker"\nadditional_instructions = ["a", 2]',
-         "additional_instructions[1]"),
-        ('identity = "w"\nprofile = "worker"\nruntime_mode_override = "fast"',
-         "runtime_mode_override"),
+        (
+            'identity = "w"\nprofile = "worker"\nadditional_instructions = "x"',
+            "additional_instructions",
+        ),
+        (
+            'identity = "w"\nprofile = "worker"\nadditional_instructions = ["a", 2]',
+            "additional_instructions[1]",
+        ),
+        (
+            'identity = "w"\nprofile = "worker"\nruntime_mode_override = "fast"',
+            "runtime_mode_override",
+        ),
         ('identity = "w"\nprofile = "worker"\ninitial_message = 3', "initial_message"),
     ],
 )
@@ -149,7 +160,7 @@ def test_bad_entry_fields(entry_text: str, field: str) -> None:
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        ('agent = []', "agent"),
+        ("agent = []", "agent"),
         ('agents = "x"', "agents"),
         ('[profiles]\nworker = ""', "profiles.worker"),
         ('[profiles]\nworker = { kind = "echo" }', "profiles.worker"),
@@ -161,9 +172,11 @@ def test_bad_document_structure(text: str, field: str) -> None:
 
 
 def test_json_documents_are_read_like_toml() -> None:
-    doc = parse_roster_text(json.dumps(
-        {"profiles": {"worker": "echo"}, "agents": [{"identity": "w", "profile": "worker"}]}
-    ))
+    doc = parse_roster_text(
+        json.dumps(
+            {"profiles": {"worker": "echo"}, "agents": [{"identity": "w", "profile": "worker"}]}
+        )
+    )
     assert [s.identity for s in doc.specs] == ["w"]
     with pytest.raises(RosterInvalid, match="malformed JSON"):
         parse_roster_text('{"agents": [')

@@ -173,3 +173,17 @@ async def test_revision_does_not_go_back_across_restarts(tmp_path: Path) -> None
     second = await FileRoster(path, poll_interval=60).start()
     await second.close()
     assert second.revision > first.revision
+
+
+async def test_closing_the_provider_ends_watches(tmp_path: Path) -> None:
+    from mobkit.core.errors import RosterUnavailable
+
+    path = tmp_path / "r.toml"
+    write(path, team("a"), age_s=10)
+    roster = await FileRoster(path, poll_interval=60).start()
+    stream = roster.watch_roster()
+    await asyncio.wait_for(anext(stream), WAIT)
+    pending = asyncio.ensure_future(anext(stream))
+    await roster.close()
+    with pytest.raises(RosterUnavailable):
+        await asyncio.wait_for(pending, WAIT)

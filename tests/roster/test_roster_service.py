@@ -29,6 +29,7 @@ from mobkit.server.config import Settings
 from mobkit.server.host import start_services
 
 WAIT = 10.0
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "roster.toml"
 HEAD = '[profiles]\nworker = "notebook"\n'
 
 
@@ -95,7 +96,9 @@ async def test_get_and_watch_a_roster_file(tmp_path: Path) -> None:
         edited = await next_matching(stream, lambda s: s.identities == ["a", "b", "c"])
         assert edited.revision > first.revision
 
-        path.write_text(team("a", "b", "c").replace('profile = "worker"\n', 'profile = "boss"\n', 1))
+        path.write_text(
+            team("a", "b", "c").replace('profile = "worker"\n', 'profile = "boss"\n', 1)
+        )
         bad = await next_matching(stream, lambda s: s.problem is not None)
         assert (bad.specs, bad.revision) == (edited.specs, edited.revision)
         assert bad.problem is not None
@@ -185,7 +188,9 @@ def test_source_selection() -> None:
     assert etcd.path is None and etcd.etcd_key == "/p/roster/document"
     assert roster_config(Settings(roster="etcd:/custom/key")).etcd_key == "/custom/key"
     config = roster_config(
-        Settings(roster="r.toml", sections={"roster": {"profiles": {"w": "echo"}, "poll_interval": 1}})
+        Settings(
+            roster="r.toml", sections={"roster": {"profiles": {"w": "echo"}, "poll_interval": 1}}
+        )
     )
     assert config.profiles == {"w": "echo"} and config.poll_interval == 1.0
 
@@ -195,7 +200,10 @@ def test_source_selection() -> None:
     [
         ({}, "roster"),
         ({"roster": "r.toml", "sections": {"roster": {"pol_interval": 1}}}, "roster.pol_interval"),
-        ({"roster": "r.toml", "sections": {"roster": {"poll_interval": 0}}}, "roster.poll_interval"),
+        (
+            {"roster": "r.toml", "sections": {"roster": {"poll_interval": 0}}},
+            "roster.poll_interval",
+        ),
         ({"roster": "r.toml", "sections": {"roster": {"profiles": {"w": 1}}}}, "roster.profiles"),
     ],
 )
@@ -203,3 +211,46 @@ def test_bad_configuration_is_refused_at_start(settings: dict[str, Any], field: 
     with pytest.raises(InvalidArgument) as info:
         roster_config(Settings(**settings))
     assert info.value.field == field
+
+
+async def test_mobkit_serve_roster_with_the_example_roster() -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mobkit.cli",
+        "serve",
+        "roster",
+        "--listen",
+        "127.0.0.1:0",
+        "--roster",
+        str(EXAMPLE),
+        "--log-format",
+        "text",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+
+        async def address() -> str:
+            assert proc.stderr is not None
+            while line := (await proc.stderr.readline()).decode():
+                if line.startswith("listening on "):
+                    return line.removeprefix("listening on ").strip()
+            raise AssertionError("mobkit serve exited without listening")
+
+        addr = await asyncio.wait_for(address(), 30)
+        async with grpc.aio.insecure_channel(addr) as channel:
+            snap = await GrpcRosterProvider(channel).get_roster()
+        assert snap.identities == ["coordinator", "worker-1", "worker-2", "worker-3"]
+        assert snap.profiles == {"coordinator": "notebook", "worker": "notebook"}
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

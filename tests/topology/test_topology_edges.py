@@ -26,13 +26,17 @@ teams = st.sampled_from(["red", "blue", "green", None])
 
 
 def roster(labels: dict[str, str | None]) -> TopologyContext:
-    return TopologyContext(tuple(
-        DurableAgentSpec(identity=i, profile="w", labels={} if t is None else {"team": t})  # type: ignore[arg-type]
-        for i, t in labels.items()
-    ))
+    return TopologyContext(
+        tuple(
+            DurableAgentSpec(identity=i, profile="w", labels={} if t is None else {"team": t})  # type: ignore[arg-type]
+            for i, t in labels.items()
+        )
+    )
 
 
-def reference(policy: TopologyPolicy, targets: list[str], labels: dict[str, str | None]) -> list[tuple[str, str]]:
+def reference(
+    policy: TopologyPolicy, targets: list[str], labels: dict[str, str | None]
+) -> list[tuple[str, str]]:
     """The definition, pair by pair."""
     out = set()
     for x, y in itertools.combinations(targets, 2):
@@ -57,14 +61,18 @@ policies = st.builds(
     full_mesh=st.booleans(),
     hubs=st.lists(names, max_size=2).map(tuple),
     label_keys=st.sampled_from([(), ("team",)]),
-    explicit=st.lists(st.tuples(names, names).filter(lambda p: p[0] != p[1]), max_size=4).map(tuple),
+    explicit=st.lists(st.tuples(names, names).filter(lambda p: p[0] != p[1]), max_size=4).map(
+        tuple
+    ),
 )
 cases = st.tuples(policies, st.dictionaries(names, teams, max_size=9))
 
 
 @settings(max_examples=200, deadline=None)
 @given(cases)
-async def test_every_policy_matches_the_reference(case: tuple[TopologyPolicy, dict[str, str | None]]) -> None:
+async def test_every_policy_matches_the_reference(
+    case: tuple[TopologyPolicy, dict[str, str | None]],
+) -> None:
     policy, labels = case
     targets = list(labels)
     edges = await PolicyTopology(policy).compute_edges(targets, roster(labels))
@@ -125,15 +133,20 @@ async def test_pages_concatenate_to_the_whole_answer(
 
 async def test_hub_and_label_groups_on_the_example_team() -> None:
     provider = PolicyTopology.from_config({"hubs": ["coordinator"], "label_keys": ["pair"]})
-    context = TopologyContext((
-        DurableAgentSpec(identity="coordinator", profile="c"),  # type: ignore[arg-type]
-        DurableAgentSpec(identity="w1", profile="w", labels={"pair": "x"}),  # type: ignore[arg-type]
-        DurableAgentSpec(identity="w2", profile="w", labels={"pair": "x"}),  # type: ignore[arg-type]
-        DurableAgentSpec(identity="w3", profile="w", labels={"pair": "y"}),  # type: ignore[arg-type]
-    ))
+    context = TopologyContext(
+        (
+            DurableAgentSpec(identity="coordinator", profile="c"),  # type: ignore[arg-type]
+            DurableAgentSpec(identity="w1", profile="w", labels={"pair": "x"}),  # type: ignore[arg-type]
+            DurableAgentSpec(identity="w2", profile="w", labels={"pair": "x"}),  # type: ignore[arg-type]
+            DurableAgentSpec(identity="w3", profile="w", labels={"pair": "y"}),  # type: ignore[arg-type]
+        )
+    )
     edges = await provider.compute_edges(["w3", "w2", "w1", "coordinator"], context)
     assert [(e.a, e.b) for e in edges] == [
-        ("coordinator", "w1"), ("coordinator", "w2"), ("coordinator", "w3"), ("w1", "w2"),
+        ("coordinator", "w1"),
+        ("coordinator", "w2"),
+        ("coordinator", "w3"),
+        ("w1", "w2"),
     ]
     # Only targets appear: w2 is not active this cycle, and a hub that is not a target adds nothing.
     edges = await provider.compute_edges(["w1", "w3"], context)
@@ -182,7 +195,7 @@ async def test_page_tokens_are_checked_against_the_request() -> None:
     page = await provider.compute_edges_page(targets, context, page_size=2)
     assert page.next_page_token and page.total_edges == 6
     with pytest.raises(InvalidArgument, match="changed") as info:
-        await provider.compute_edges_page(targets + ["e"], context, 2, page.next_page_token)
+        await provider.compute_edges_page([*targets, "e"], context, 2, page.next_page_token)
     assert info.value.field == "page_token"
     relabelled = roster({**dict.fromkeys(targets, "red"), "d": "blue"})
     with pytest.raises(InvalidArgument, match="changed"):

@@ -20,12 +20,14 @@ from mobkit.server.host import start_services
 from mobkit.topology.client import GrpcTopologyProvider
 from mobkit.topology.domain import iter_edges
 
-TEAM = TopologyContext((
-    DurableAgentSpec(identity="coordinator", profile="coordinator", labels={"team": "alpha"}),  # type: ignore[arg-type]
-    DurableAgentSpec(identity="worker-1", profile="worker", labels={"team": "alpha"}),  # type: ignore[arg-type]
-    DurableAgentSpec(identity="worker-2", profile="worker", labels={"team": "beta"}),  # type: ignore[arg-type]
-    DurableAgentSpec(identity="worker-3", profile="worker", labels={"team": "beta"}),  # type: ignore[arg-type]
-))
+TEAM = TopologyContext(
+    (
+        DurableAgentSpec(identity="coordinator", profile="coordinator", labels={"team": "alpha"}),  # type: ignore[arg-type]
+        DurableAgentSpec(identity="worker-1", profile="worker", labels={"team": "alpha"}),  # type: ignore[arg-type]
+        DurableAgentSpec(identity="worker-2", profile="worker", labels={"team": "beta"}),  # type: ignore[arg-type]
+        DurableAgentSpec(identity="worker-3", profile="worker", labels={"team": "beta"}),  # type: ignore[arg-type]
+    )
+)
 TARGETS = ["worker-3", "worker-1", "coordinator", "worker-2"]
 
 
@@ -81,7 +83,9 @@ async def test_self_edge_in_configuration_is_self_edge() -> None:
     async with serving({"explicit": [["worker-1", "worker-1"]]}) as channel:
         stub = pb_grpc.TopologyServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.ComputeEdges(pb.ComputeEdgesRequest(target_identities=["worker-1"]), timeout=10)
+            await stub.ComputeEdges(
+                pb.ComputeEdgesRequest(target_identities=["worker-1"]), timeout=10
+            )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert reason(info.value) == "SELF_EDGE"
         with pytest.raises(SelfEdge) as err:
@@ -112,10 +116,14 @@ async def test_unreachable_topology_service_is_backend_unavailable() -> None:
     (port,) = free_ports(1)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         with pytest.raises(TopologyUnavailable):
-            await GrpcTopologyProvider(channel, timeout=2).compute_edges(["a", "b"], TopologyContext())
+            await GrpcTopologyProvider(channel, timeout=2).compute_edges(
+                ["a", "b"], TopologyContext()
+            )
 
 
 async def test_bad_configuration_fails_the_start() -> None:
     with pytest.raises(InvalidArgument):
-        await start_services(["topology"], Settings(listen="127.0.0.1:0",
-                                                    sections={"topology": {"policies": "star"}}))
+        await start_services(
+            ["topology"],
+            Settings(listen="127.0.0.1:0", sections={"topology": {"policies": "star"}}),
+        )

@@ -17,7 +17,7 @@ from mobkit.gen.lease.v1 import lease_pb2
 from mobkit.lease.domain import Lease
 from mobkit.wire import lease as wire
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=16)
+text = st.text(st.characters(codec="utf-8"), max_size=16)
 identities = st.builds(AgentIdentity, text)
 tokens = st.integers(min_value=0, max_value=2**64 - 1)
 durations = st.timedeltas(min_value=timedelta(days=-3650), max_value=timedelta(days=3650))

@@ -21,7 +21,11 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 json_scalars = st.none() | st.booleans() | st.integers(-(2**50), 2**50).map(float) | texts
 json_objects = st.dictionaries(
     texts,
-    st.recursive(json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(texts, c, max_size=3), max_leaves=8),
+    st.recursive(
+        json_scalars,
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(texts, c, max_size=3),
+        max_leaves=8,
+    ),
     max_size=4,
 )
 
@@ -53,10 +57,16 @@ def test_spec_round_trip(spec: DurableAgentSpec) -> None:
     assert wire.spec_from_proto(again) == spec
 
 
-@given(st.lists(specs, max_size=4).map(tuple), st.integers(0, 2**64 - 1), st.none() | problems,
-       st.dictionaries(st.text(min_size=1, max_size=5), st.text(min_size=1, max_size=5), max_size=3))
+@given(
+    st.lists(specs, max_size=4).map(tuple),
+    st.integers(0, 2**64 - 1),
+    st.none() | problems,
+    st.dictionaries(st.text(min_size=1, max_size=5), st.text(min_size=1, max_size=5), max_size=3),
+)
 def test_snapshot_round_trip_through_both_responses(
-    specs: tuple[DurableAgentSpec, ...], revision: int, problem: RosterProblem | None,
+    specs: tuple[DurableAgentSpec, ...],
+    revision: int,
+    problem: RosterProblem | None,
     profiles: dict[str, str],
 ) -> None:
     snapshot = RosterSnapshot(specs, revision, profiles, problem)
@@ -104,6 +114,8 @@ def test_invalid_spec_fields_are_refused() -> None:
     with pytest.raises(InvalidIdentity):
         wire.spec_from_proto(roster_pb2.DurableAgentSpec(identity="a b", profile="p"))
     with pytest.raises(InvalidIdentity):  # the seed's DisplayName::parse error
-        wire.spec_from_proto(roster_pb2.DurableAgentSpec(identity="a", profile="p", display_name=""))
+        wire.spec_from_proto(
+            roster_pb2.DurableAgentSpec(identity="a", profile="p", display_name="")
+        )
     with pytest.raises(InvalidArgument):
         wire.spec_to_proto(DurableAgentSpec(identity="a", profile="p", context=[1, 2]))  # type: ignore[arg-type]

@@ -12,10 +12,15 @@ from mobkit.gen.topology.v1 import topology_pb2, topology_service_pb2
 from mobkit.topology.domain import EdgePage
 from mobkit.wire import topology as wire
 
-identities = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/"),
-                     min_size=1, max_size=8).filter(lambda s: not any(c.isspace() for c in s))
-edges = st.tuples(identities, identities).filter(lambda p: p[0] != p[1]).map(
-    lambda p: ManagedPeerEdge.new(*p)
+identities = st.text(
+    st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/"),
+    min_size=1,
+    max_size=8,
+).filter(lambda s: not any(c.isspace() for c in s))
+edges = (
+    st.tuples(identities, identities)
+    .filter(lambda p: p[0] != p[1])
+    .map(lambda p: ManagedPeerEdge.new(*p))
 )
 
 

@@ -158,26 +158,41 @@ def upsert_plan(record: ContinuityRecord, token: int) -> Plan[None]:
     return Commit(None, puts=puts, deletes=deletes)
 
 
-def save_plan(
-    identity: AgentIdentity,
-    session_id: str,
-    generation: int,
-    version: int,
-    token: int,
-    data: bytes,
-) -> Plan[str]:
-    rk, sk = record_key(identity), snapshot_key(identity, session_id)
-    got = yield Read((rk, sk), lease_of=identity)
+@dataclass(frozen=True, slots=True)
+class SnapshotWrite:
+    """A snapshot as it will be stored: encoded once, before the atomic step (hashing and
+    copying the data need no lock)."""
+
+    header: SnapshotHeader
+    encoded: bytes
+
+    @classmethod
+    def of(
+        cls, identity: str, session_id: str, generation: int, version: int, token: int, data: bytes
+    ) -> SnapshotWrite:
+        header = SnapshotHeader(
+            identity, session_id, generation, version, token, content_revision(data), len(data)
+        )
+        return cls(header, encode_snapshot(header, data))
+
+
+def save_plan(identity: AgentIdentity, write: SnapshotWrite) -> Plan[str]:
+    header = write.header
+    rk, sk = record_key(identity), snapshot_key(identity, header.session_id)
+    # Only the record is read on the happy path: every other write of this identity's
+    # snapshots also writes its record (compare-and-delete only removes a snapshot, which
+    # a newer save may replace), so the record alone guards the commit.
+    got = yield Read((rk,), lease_of=identity)
     state = _state(identity, _known(got.values[0]))
-    rules.check_fence(identity, token, state, got.lease_revision)
-    record = rules.checked_save_target(identity, state, session_id, generation)
+    rules.check_fence(identity, header.fencing_token, state, got.lease_revision)
+    record = rules.checked_save_target(identity, state, header.session_id, header.generation)
     assert state is not None
-    revision = content_revision(data)
-    header = SnapshotHeader(identity, session_id, generation, version, token, revision, len(data))
-    if version == record.checkpoint_version and rules.is_replay(_known(got.values[1]), header):
-        return Commit(revision)  # a retry of a save that already committed
-    new_state = rules.saved(state, record, version, token)
-    return Commit(revision, puts={rk: encode_record(new_state), sk: encode_snapshot(header, data)})
+    if header.checkpoint_version == record.checkpoint_version:
+        stored = yield Read((sk,))
+        if rules.is_replay(_known(stored.values[0]), header):
+            return Commit(header.revision)  # a retry of a save that already committed
+    new_state = rules.saved(state, record, header.checkpoint_version, header.fencing_token)
+    return Commit(header.revision, puts={rk: encode_record(new_state), sk: write.encoded})
 
 
 def delete_plan(identity: AgentIdentity, token: int) -> Plan[None]:
@@ -390,9 +405,8 @@ class PlanStore(ABC):
         data = snapshot.data
         if len(data) > self.snapshot_limit_bytes:
             raise SnapshotTooLarge(len(data), self.snapshot_limit_bytes)
-        return await self._execute(
-            lambda: save_plan(ident, sid, gen, ver, token, data), writes=True
-        )
+        write = SnapshotWrite.of(ident, sid, gen, ver, token, data)
+        return await self._execute(lambda: save_plan(ident, write), writes=True)
 
     async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
         if not isinstance(record, ContinuityRecord):

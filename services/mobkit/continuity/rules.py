@@ -6,8 +6,6 @@ else is wrong), then existence, generation, session, and checkpoint version.
 
 from __future__ import annotations
 
-import dataclasses
-
 from mobkit.continuity.codec import (
     CorruptValue,
     RecordState,
@@ -115,11 +113,10 @@ def is_replay(stored: bytes | None, header: SnapshotHeader) -> bool:
 def saved(state: RecordState, record: ContinuityRecord, version: int, token: int) -> RecordState:
     if version <= record.checkpoint_version:
         raise StaleCheckpointVersion(record.identity, version, record.checkpoint_version)
-    return dataclasses.replace(
-        state,
-        record=dataclasses.replace(record, checkpoint_version=version),
-        fence=max(state.fence, token),
+    advanced = ContinuityRecord(
+        record.identity, record.agent_runtime_id, record.session_id, record.generation, version
     )
+    return RecordState(state.identity, advanced, max(state.fence, token), state.sessions)
 
 
 def deleted(identity: AgentIdentity, state: RecordState | None) -> RecordState:

@@ -146,7 +146,10 @@ class SqliteContinuityStore(PlanStore):
                 "DELETE FROM continuity_kv WHERE key >= ? AND key < ?",
                 (prefix, prefix_end(prefix)),
             )
-        conn.executemany("DELETE FROM continuity_kv WHERE key = ?", [(k,) for k in commit.deletes])
+        if commit.deletes:
+            conn.executemany(
+                "DELETE FROM continuity_kv WHERE key = ?", [(k,) for k in commit.deletes]
+            )
         conn.executemany(
             "INSERT INTO continuity_kv (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

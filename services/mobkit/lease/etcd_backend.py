@@ -66,6 +66,7 @@ from mobkit.lease.domain import (
     decode_page_token,
     encode_page_token,
 )
+from mobkit.lease.etcd_requests import acquire_request
 from mobkit.lease.etcd_retry import call_with_retry
 from mobkit.lease.etcd_sessions import InstanceLease, InstanceLeases
 
@@ -94,25 +95,6 @@ def _etcd_unavailable() -> Iterator[None]:
 def etcd_ttl_seconds(ttl: timedelta) -> int:
     """etcd leases have whole-second TTLs: round up so a grant never lasts less."""
     return max(1, math.ceil(ttl.total_seconds()))
-
-
-def acquire_request(keys: Sequence[bytes], holder: bytes, lease_id: int) -> rpc_pb2.TxnRequest:
-    """One Txn of nested txns, per key ``If(create_revision == 0) Then(put holder on the
-    lease) Else(range)``. Filled in place: building it from
-    :mod:`mobkit.etcd.ops` messages copies each one twice, which costs more than etcd
-    takes to apply the chunk."""
-    request = rpc_pb2.TxnRequest()
-    for key in keys:
-        sub = request.success.add().request_txn
-        cmp = sub.compare.add()
-        cmp.key = key
-        cmp.target = rpc_pb2.Compare.CREATE
-        cmp.result = rpc_pb2.Compare.EQUAL
-        cmp.create_revision = 0
-        put = sub.success.add().request_put
-        put.key, put.value, put.lease = key, holder, lease_id
-        sub.failure.add().request_range.key = key
-    return request
 
 
 class EtcdLeaseProvider:

@@ -91,6 +91,15 @@ class ReplicaRegistry:
             raise BackendUnavailable("etcd", str(exc)) from exc
         return kv.value.decode() if kv is not None else None
 
+    async def held(self) -> set[str]:
+        """Identities that have a lease key now (held by some replica): one keys-only read."""
+        prefix = self._leases.encode()
+        try:
+            reply = await self._client.range(prefix, range_end=prefix_end(prefix), keys_only=True)
+        except EtcdError as exc:
+            raise BackendUnavailable("etcd", str(exc)) from exc
+        return {kv.key[len(prefix) :].decode() for kv in reply.kvs}
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -57,6 +57,7 @@ from mobkit.core.types import (
     Uninitialized,
 )
 from mobkit.orchestrator import checkpoint
+from mobkit.orchestrator.event_sink import EventSink
 from mobkit.orchestrator.fleet import fair_share, preference
 from mobkit.orchestrator.gate import TeardownGate
 from mobkit.orchestrator.lifecycle import check_transition
@@ -115,6 +116,7 @@ class Orchestrator:
     ) -> None:
         self.p = providers
         self.fleet = fleet
+        self.events = EventSink(providers.events)
         self.instance = instance
         self.lease_ttl = lease_ttl
         self.mob_id = mob_id
@@ -172,9 +174,9 @@ class Orchestrator:
         report.edges_removed = sorted(self.edges - new_edges)
         self.edges = new_edges
         for edge in report.edges_added:
-            await self._event("edge_added", None, {"a": edge.a, "b": edge.b})
+            self._event("edge_added", None, {"a": edge.a, "b": edge.b})
         for edge in report.edges_removed:
-            await self._event("edge_removed", None, {"a": edge.a, "b": edge.b})
+            self._event("edge_removed", None, {"a": edge.a, "b": edge.b})
 
         activated, failed = await self._activate(self._vacant())
         report.activated = activated
@@ -223,15 +225,18 @@ class Orchestrator:
                 if slot.state is not S.ACTIVE:
                     continue
                 await self._deactivate(slot, release=True)
-            await self._event("drained", identity, {"owner": self.instance})
+            self._event("drained", identity, {"owner": self.instance})
 
     async def _activate(
         self, slots: list[IdentitySlot]
     ) -> tuple[list[str], list[tuple[str, str, str]]]:
         share = await self._share()
-        if share is not None:
+        if share is not None and self.fleet is not None:
+            # Rank only what nobody holds, or every round would retry the same
+            # top-ranked identities that other replicas keep.
+            taken = await self.fleet.held()
             held = sum(1 for s in self.slots.values() if s.grant is not None)
-            by_id = {s.identity: s for s in slots}
+            by_id = {s.identity: s for s in slots if s.identity not in taken}
             wanted = preference(by_id, self.instance)[: max(0, share - held)]
             slots = [by_id[i] for i in wanted]
         if not slots:
@@ -284,7 +289,7 @@ class Orchestrator:
             slot.failure = state.failure
             if slot.state is not S.BROKEN:
                 slot.move(S.BROKEN)
-                await self._event(
+                self._event(
                     "broken",
                     spec.identity,
                     {"kind": state.failure.kind.value, "detail": state.failure.detail},
@@ -324,7 +329,7 @@ class Orchestrator:
         slot.gate = TeardownGate(spec.identity)
         slot.failure = None
         slot.move(S.ACTIVE)
-        await self._event(
+        self._event(
             "activated",
             spec.identity,
             {
@@ -421,7 +426,7 @@ class Orchestrator:
             with contextlib.suppress(Exception):
                 await self.p.runtime.close_session(session_id)
         log.warning("%s: %s; torn down", slot.identity, why, extra={"identity": slot.identity})
-        await self._event("lease_lost", slot.identity, {"fencing_token": token, "detail": why})
+        self._event("lease_lost", slot.identity, {"fencing_token": token, "detail": why})
 
     # -- turns ------------------------------------------------------------------------
 
@@ -548,7 +553,7 @@ class Orchestrator:
         self._store_reachable = True
         slot.checkpoint_version = version
         slot.receipts = receipts
-        await self._event(
+        self._event(
             "turn_completed",
             identity,
             {
@@ -621,9 +626,7 @@ class Orchestrator:
             slot.session_id, slot.agent_runtime_id = info.session_id, info.agent_runtime_id
             slot.generation, slot.checkpoint_version = generation, 0
             slot.receipts = OrderedDict()
-        await self._event(
-            "reset", identity, {"generation": generation, "session_id": info.session_id}
-        )
+        self._event("reset", identity, {"generation": generation, "session_id": info.session_id})
         return self.status(identity)
 
     async def retire(self, identity: str) -> IdentityStatus:
@@ -642,7 +645,7 @@ class Orchestrator:
             slot.retired = True
         if forget:
             self.slots.pop(slot.identity, None)
-        await self._event("retired", slot.identity, {})
+        self._event("retired", slot.identity, {})
 
     async def _deactivate(self, slot: IdentitySlot, *, release: bool) -> None:
         session_id, grant = slot.session_id, slot.grant
@@ -663,7 +666,7 @@ class Orchestrator:
             check_transition(identity, slot.state, S.SUSPENDED)
             await self._deactivate(slot, release=False)
             slot.state = S.SUSPENDED
-        await self._event("suspended", identity, {})
+        self._event("suspended", identity, {})
         return self.status(identity)
 
     async def resume(self, identity: str) -> IdentityStatus:
@@ -689,7 +692,7 @@ class Orchestrator:
             if slot.state is not S.ACTIVE:
                 detail = f"{failed[0][1]}: {failed[0][2]}" if failed else "held by another replica"
                 raise NotActive(identity, f"{slot.state.value} ({detail})")
-        await self._event("resumed", identity, {})
+        self._event("resumed", identity, {})
         return self.status(identity)
 
     # -- status -----------------------------------------------------------------------
@@ -815,12 +818,10 @@ class Orchestrator:
         if release and grants:
             with contextlib.suppress(MobKitError):
                 await self.p.leases.release_leases(grants)
+        await self.events.close()
 
-    async def _event(self, kind: str, identity: str | None, data: dict[str, Any]) -> None:
-        try:
-            await self.p.events.append(kind, identity=identity, data=data)
-        except MobKitError:
-            log.warning("event %s for %s not recorded", kind, identity)
+    def _event(self, kind: str, identity: str | None, data: dict[str, Any]) -> None:
+        self.events.emit(kind, identity, data)
 
 
 class _BrokenIdentity(MobKitError):

@@ -52,6 +52,9 @@ class Router:
     async def members(self) -> list[str]:
         return await self.registry.members()
 
+    async def held(self) -> set[str]:
+        return await self.registry.held()
+
     async def _call(
         self,
         holder: str,

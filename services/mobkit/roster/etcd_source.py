@@ -66,11 +66,13 @@ class EtcdRoster(RosterState):
         return self
 
     async def close(self) -> None:
+        """Stop following the source; open watches end with BACKEND_UNAVAILABLE."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self.fail(RosterUnavailable("the roster provider was closed", self.source))
 
     async def refresh(self) -> None:
         await self._read()

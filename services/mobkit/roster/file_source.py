@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from mobkit.core.errors import RosterInvalid
+from mobkit.core.errors import RosterInvalid, RosterUnavailable
 from mobkit.roster.document import parse_roster_toml
 from mobkit.roster.domain import RosterProblem
 from mobkit.roster.state import RosterState
@@ -71,11 +71,13 @@ class FileRoster(RosterState):
         return self
 
     async def close(self) -> None:
+        """Stop following the source; open watches end with BACKEND_UNAVAILABLE."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            self.fail(RosterUnavailable("the roster provider was closed", self.source))
 
     async def refresh(self) -> None:
         await self._read(settle=True)

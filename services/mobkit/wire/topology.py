@@ -52,6 +52,8 @@ def page_from_proto(
             a, b = e.a, e.b
             if a not in targets or b not in targets:
                 raise InvalidArgument("edges", f"edge {a!r}-{b!r} names an identity not requested")
-            out.append(ManagedPeerEdge(AgentIdentity(a), AgentIdentity(b)))  # refuses a self edge and non-canonical order
+            out.append(
+                ManagedPeerEdge(AgentIdentity(a), AgentIdentity(b))
+            )  # refuses a self edge and non-canonical order
         edges = tuple(out)
     return EdgePage(edges, msg.next_page_token, int(msg.total_edges))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -84,7 +84,7 @@ class EventStream:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _run(self) -> AsyncIterator[MobStructuralEventEnvelope]:
+    async def _run(self) -> AsyncGenerator[MobStructuralEventEnvelope, None]:
         failures = 0
         failing_since: float | None = None
         while True:

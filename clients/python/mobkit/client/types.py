@@ -1,7 +1,8 @@
 """Result types the domain package has no dataclass for: pages and reconcile reports.
 
 Everything else a client returns is a domain dataclass from :mod:`mobkit.core.types`
-(``IdentityStatus``, ``DispatchReceipt``, ``MobStructuralEventEnvelope``, ...).
+(``IdentityStatus``, ``DispatchReceipt``, ``MobStructuralEventEnvelope``, ...) or a
+provider's domain module (``mobkit.lease.domain.Lease``, ``mobkit.topology.domain.EdgePage``).
 """
 
 from __future__ import annotations
@@ -29,15 +30,6 @@ class EventPage:
     events: tuple[MobStructuralEventEnvelope, ...]
     next_page_token: str
     latest_cursor: int
-
-
-@dataclass(frozen=True, slots=True)
-class TopologyPage:
-    """One page of ``GetTopology``; ``total_edges`` counts every page's edges."""
-
-    edges: tuple[ManagedPeerEdge, ...]
-    next_page_token: str
-    total_edges: int
 
 
 @dataclass(frozen=True, slots=True)

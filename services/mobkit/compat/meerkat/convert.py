@@ -198,7 +198,9 @@ def topology_context_from_sdk(context: Any) -> TopologyContext:
         return TopologyContext()
     roster = context.get("roster") if isinstance(context, Mapping) else context.roster
     specs = [
-        s if isinstance(s, sdk_models.DurableAgentSpec) else sdk_models.DurableAgentSpec.from_dict(s)
+        s
+        if isinstance(s, sdk_models.DurableAgentSpec)
+        else sdk_models.DurableAgentSpec.from_dict(s)
         for s in roster or ()
     ]
     return TopologyContext(roster=tuple(spec_from_sdk(s) for s in specs))

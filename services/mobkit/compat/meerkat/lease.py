@@ -15,6 +15,7 @@ LeaseService (etcd-fenced leases; a new holder's fencing token is always larger)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,10 @@ class LeaseProviderAdapter:
             results = await self._client.renew_leases(ours)
             _check_order([g.identity for g in ours], results)
             for grant, result in zip(ours, results, strict=True):
-                if isinstance(result, Renewed) and result.grant.fencing_token != grant.fencing_token:
+                if (
+                    isinstance(result, Renewed)
+                    and result.grant.fencing_token != grant.fencing_token
+                ):
                     raise UnexpectedAnswer(
                         f"renewing {grant.identity!r} changed its token "
                         f"{grant.fencing_token} to {result.grant.fencing_token}"
@@ -83,10 +87,10 @@ class LeaseProviderAdapter:
 
 
 def _check_order(
-    identities: list[str], results: list[LeaseAcquireResult] | list[LeaseRenewResult]
+    identities: Sequence[str], results: Sequence[LeaseAcquireResult | LeaseRenewResult]
 ) -> None:
     answered = [convert.result_identity(r) for r in results]
-    if answered != identities:
+    if answered != list(identities):
         raise UnexpectedAnswer(f"asked for {identities}, answered for {answered}")
 
 

@@ -1,34 +1,27 @@
-"""The ``mobkit`` console script."""
+"""``mobkit serve`` and ``mobkit up``: the commands that run the suite."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Sequence
 
-from mobkit.core.errors import MobKitError
 from mobkit.server.config import add_arguments, load_settings, with_port
 from mobkit.server.logs import configure_logging
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mobkit", description="Durable identity-addressed agents."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run one service (or all) in this process")
     serve.add_argument(
         "service",
         help="lease, continuity, roster, topology, customizer, runtime, orchestrator or all",
     )
     add_arguments(serve)
+    serve.set_defaults(kind="server", server_handler=_serve)
 
     up = sub.add_parser("up", help="the whole suite on its embedded default (local etcd included)")
     up.add_argument("--split", action="store_true", help="one process per service")
     add_arguments(up)
-    return parser
+    up.set_defaults(kind="server", server_handler=_up)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -52,19 +45,3 @@ async def _up(args: argparse.Namespace) -> int:
     from mobkit.up import run_up
 
     return await run_up(args)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = {"serve": _serve, "up": _up}[args.command]
-    try:
-        return asyncio.run(handler(args))
-    except KeyboardInterrupt:
-        return 130
-    except (MobKitError, ValueError, OSError) as exc:
-        print(f"mobkit {args.command}: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,363 @@
+// @ts-check
+// A small MobKit client for Node.js.
+//
+// Stubs come from MobKit's own .proto files, loaded at run time with
+// @grpc/proto-loader (no code generation step). Results are plain objects in
+// the protos' snake_case; 64-bit numbers (cursors, fencing tokens, versions)
+// are decimal strings, so nothing loses precision. Errors are MobKitError with
+// `reason`, `domain` and `metadata` decoded from the ErrorInfo MobKit sends.
+//
+// As in the Python client: every unary call has a deadline; UNAVAILABLE is
+// retried with exponential backoff only for idempotent calls (reads, and
+// send/dispatch with an idempotency key); `events()` resumes from its last
+// cursor after a disconnect or server restart, without gaps or duplicates.
+"use strict";
+
+const fs = require("node:fs");
+const path = require("node:path");
+const grpc = require("@grpc/grpc-js");
+const protoLoader = require("@grpc/proto-loader");
+const { MobKitError, decodeError } = require("./errors");
+
+const DEFAULT_PROTOS = path.join(__dirname, "..", "..", "protos");
+const DEFAULT_ADDRESS = "127.0.0.1:7700";
+const SERVICES = [
+  "mobkit/orchestrator/v1/orchestrator_service.proto",
+  "mobkit/lease/v1/lease_service.proto",
+];
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {string} [protosDir] directory holding mobkit/**.proto (default: the repo's protos/)
+ * @property {{ca?: string, cert?: string, key?: string}} [tls] PEM file paths; set to use TLS
+ * @property {string} [token] bearer token, sent as `authorization: Bearer <token>`
+ * @property {number} [timeoutMs] default deadline of each unary call, retries included (10000)
+ * @property {number} [retries] UNAVAILABLE retries of idempotent calls (4)
+ * @property {number} [initialBackoffMs] first retry delay (100), doubled up to maxBackoffMs
+ * @property {number} [maxBackoffMs] (2000)
+ */
+
+/**
+ * @typedef {object} DispatchReceipt
+ * @property {string} identity
+ * @property {string} session_id
+ * @property {string} fencing_token
+ * @property {string} checkpoint_version
+ * @property {string} output
+ * @property {Record<string, unknown> | null} structured_output
+ * @property {string} [correlation_id]
+ */
+
+/**
+ * @typedef {object} StructuralEvent
+ * @property {string} event_id
+ * @property {string} cursor
+ * @property {string} mob_id
+ * @property {string} timestamp_ms
+ * @property {string} kind
+ * @property {string} [agent_identity]
+ * @property {Record<string, unknown> | null} data
+ */
+
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * google.protobuf.Value / Struct (as proto-loader decodes them) to plain JSON.
+ * @param {any} value
+ * @returns {any}
+ */
+function fromValue(value) {
+  if (value == null) return null;
+  switch (value.kind) {
+    case "nullValue":
+      return null;
+    case "numberValue":
+      return value.numberValue;
+    case "stringValue":
+      return value.stringValue;
+    case "boolValue":
+      return value.boolValue;
+    case "structValue":
+      return fromStruct(value.structValue);
+    case "listValue":
+      return (value.listValue.values || []).map(fromValue);
+    default:
+      return null;
+  }
+}
+
+/**
+ * @param {any} struct
+ * @returns {Record<string, unknown> | null}
+ */
+function fromStruct(struct) {
+  if (struct == null) return null;
+  /** @type {Record<string, unknown>} */
+  const out = {};
+  for (const [key, value] of Object.entries(struct.fields || {})) out[key] = fromValue(value);
+  return out;
+}
+
+/** @param {any} event */
+function structuralEvent(event) {
+  return { ...event, data: fromStruct(event.data) };
+}
+
+/** @param {any} receipt @returns {DispatchReceipt} */
+function dispatchReceipt(receipt) {
+  return { ...receipt, structured_output: fromStruct(receipt.structured_output) };
+}
+
+/**
+ * @param {string} protosDir
+ */
+function loadApi(protosDir) {
+  const definition = protoLoader.loadSync(SERVICES, {
+    includeDirs: [protosDir],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    arrays: true,
+    objects: true,
+    oneofs: true,
+  });
+  /** @type {any} */
+  const root = grpc.loadPackageDefinition(definition);
+  return { orchestrator: root.mobkit.orchestrator.v1, lease: root.mobkit.lease.v1 };
+}
+
+/** @param {ClientOptions["tls"]} tls */
+function credentials(tls) {
+  if (!tls) return grpc.credentials.createInsecure();
+  const read = (/** @type {string | undefined} */ file) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(tls.ca), read(tls.key), read(tls.cert));
+}
+
+class MobKitClient {
+  /**
+   * @param {string} [address] orchestrator HOST:PORT (default MOBKIT_ADDR or 127.0.0.1:7700)
+   * @param {ClientOptions} [options]
+   */
+  constructor(address, options = {}) {
+    this.address = address || process.env.MOBKIT_ADDR || DEFAULT_ADDRESS;
+    this.timeoutMs = options.timeoutMs ?? 10000;
+    this.retries = options.retries ?? 4;
+    this.initialBackoffMs = options.initialBackoffMs ?? 100;
+    this.maxBackoffMs = options.maxBackoffMs ?? 2000;
+    this._token = options.token;
+    const api = loadApi(options.protosDir || DEFAULT_PROTOS);
+    const creds = credentials(options.tls);
+    const channelOptions = {
+      // Reconnect quickly once a restarted server is back (gRPC's default waits up to 120 s).
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 1000,
+    };
+    /** @type {any} */
+    this._orchestrator = new api.orchestrator.OrchestratorService(
+      this.address,
+      creds,
+      channelOptions,
+    );
+    /** @type {any} */
+    this._lease = new api.lease.LeaseService(this.address, creds, channelOptions);
+  }
+
+  close() {
+    this._orchestrator.close();
+    this._lease.close();
+  }
+
+  _metadata() {
+    const metadata = new grpc.Metadata();
+    if (this._token) metadata.set("authorization", `Bearer ${this._token}`);
+    return metadata;
+  }
+
+  /**
+   * One unary call with a deadline; UNAVAILABLE retried with backoff when `idempotent`.
+   * @param {any} stub
+   * @param {string} method
+   * @param {object} request
+   * @param {{idempotent: boolean, timeoutMs?: number}} how
+   * @returns {Promise<any>}
+   */
+  async _unary(stub, method, request, { idempotent, timeoutMs }) {
+    const deadline = Date.now() + (timeoutMs ?? this.timeoutMs);
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await new Promise((resolve, reject) => {
+          stub[method](request, this._metadata(), { deadline }, (/** @type {any} */ err, /** @type {any} */ reply) =>
+            err ? reject(err) : resolve(reply),
+          );
+        });
+      } catch (err) {
+        const e = /** @type {any} */ (err);
+        const delay = Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** attempt);
+        const retry =
+          idempotent &&
+          e.code === grpc.status.UNAVAILABLE &&
+          attempt < this.retries &&
+          Date.now() + delay < deadline;
+        if (!retry) throw decodeError(e);
+        await sleep(delay);
+      }
+    }
+  }
+
+  /**
+   * Run a turn on an addressable identity.
+   * @param {string} identity
+   * @param {string} text
+   * @param {{idempotencyKey?: string, correlationId?: string, timeoutMs?: number}} [opts]
+   * @returns {Promise<DispatchReceipt>}
+   */
+  async send(identity, text, opts = {}) {
+    const reply = await this._unary(
+      this._orchestrator,
+      "Send",
+      { identity, input: this._input(text, "DISPATCH_ORIGIN_SYSTEM", opts) },
+      { idempotent: Boolean(opts.idempotencyKey), timeoutMs: opts.timeoutMs },
+    );
+    return dispatchReceipt(reply.receipt);
+  }
+
+  /**
+   * As send, but internal-only identities are reachable too.
+   * @param {string} identity
+   * @param {string} text
+   * @param {{origin?: string, idempotencyKey?: string, correlationId?: string, timeoutMs?: number}} [opts]
+   *   origin: CONNECTOR, SCHEDULER, POLICY, FLOW or SYSTEM
+   * @returns {Promise<DispatchReceipt>}
+   */
+  async dispatch(identity, text, opts = {}) {
+    const origin = `DISPATCH_ORIGIN_${(opts.origin || "SYSTEM").toUpperCase()}`;
+    const reply = await this._unary(
+      this._orchestrator,
+      "Dispatch",
+      { identity, input: this._input(text, origin, opts) },
+      { idempotent: Boolean(opts.idempotencyKey), timeoutMs: opts.timeoutMs },
+    );
+    return dispatchReceipt(reply.receipt);
+  }
+
+  /**
+   * @param {string} text
+   * @param {string} origin
+   * @param {{idempotencyKey?: string, correlationId?: string}} opts
+   */
+  _input(text, origin, opts) {
+    /** @type {Record<string, unknown>} */
+    const input = { content: { text }, origin };
+    if (opts.idempotencyKey) input.idempotency_key = opts.idempotencyKey;
+    if (opts.correlationId) input.correlation_id = opts.correlationId;
+    return input;
+  }
+
+  /**
+   * One identity's status (state is e.g. "IDENTITY_LIFECYCLE_STATE_ACTIVE").
+   * @param {string} identity
+   */
+  async status(identity) {
+    const reply = await this._unary(
+      this._orchestrator,
+      "GetIdentityStatus",
+      { identity },
+      { idempotent: true },
+    );
+    return reply.status;
+  }
+
+  /**
+   * Every status, ordered by identity, fetching pages as it goes.
+   * @param {{state?: string, labels?: Record<string, string>, pageSize?: number}} [opts]
+   */
+  async *listStatuses(opts = {}) {
+    let token = "";
+    do {
+      /** @type {Record<string, unknown>} */
+      const request = {
+        page_size: opts.pageSize || 0,
+        page_token: token,
+        label_selector: opts.labels || {},
+      };
+      if (opts.state) request.state = `IDENTITY_LIFECYCLE_STATE_${opts.state.toUpperCase()}`;
+      const reply = await this._unary(this._orchestrator, "ListIdentityStatuses", request, {
+        idempotent: true,
+      });
+      yield* reply.statuses;
+      token = reply.next_page_token;
+    } while (token);
+  }
+
+  /**
+   * Every held lease (LeaseService.ListLeases), ordered by identity.
+   */
+  async *leases() {
+    let token = "";
+    do {
+      const reply = await this._unary(
+        this._lease,
+        "ListLeases",
+        { page_size: 0, page_token: token },
+        { idempotent: true },
+      );
+      yield* reply.leases;
+      token = reply.next_page_token;
+    } while (token);
+  }
+
+  /**
+   * Follow structural events with cursor > afterSeq: catch-up, then live. When the
+   * stream breaks (UNAVAILABLE: server restarted or shutting down) it reopens from
+   * the last cursor it yielded, so each event comes once and none is skipped.
+   * Gives up after `reconnectTimeoutMs` without a working stream.
+   * @param {{afterSeq?: string | number, reconnectTimeoutMs?: number,
+   *          onReconnect?: (cursor: string, err: Error | null) => void}} [opts]
+   * @returns {AsyncGenerator<StructuralEvent>}
+   */
+  async *events(opts = {}) {
+    let cursor = BigInt(opts.afterSeq ?? 0);
+    const reconnectTimeoutMs = opts.reconnectTimeoutMs ?? 60000;
+    let failures = 0;
+    let failingSince = 0;
+    for (;;) {
+      const opened = Date.now();
+      const call = this._orchestrator.WatchEvents(
+        { after_seq: cursor.toString(), include_runtime_events: false },
+        this._metadata(),
+      );
+      /** @type {any} */
+      let error = null;
+      try {
+        for await (const reply of call) {
+          if (reply.event !== "structural") continue;
+          const next = BigInt(reply.structural.cursor);
+          if (next <= cursor) continue;
+          cursor = next;
+          failures = 0;
+          failingSince = 0;
+          yield structuralEvent(reply.structural);
+        }
+      } catch (err) {
+        const e = /** @type {any} */ (err);
+        if (e.code !== grpc.status.UNAVAILABLE) throw decodeError(e);
+        error = e;
+      } finally {
+        call.cancel();
+      }
+      const now = Date.now();
+      if (now - opened > this.maxBackoffMs) failures = 0; // it was up for a while
+      if (!failures) failingSince = now;
+      if (now - failingSince >= reconnectTimeoutMs) {
+        throw error ? decodeError(error) : new MobKitError({ code: grpc.status.UNAVAILABLE, message: "event stream keeps ending" });
+      }
+      if (opts.onReconnect) opts.onReconnect(cursor.toString(), error ? decodeError(error) : null);
+      await sleep(Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** failures));
+      failures += 1;
+    }
+  }
+}
+
+module.exports = { MobKitClient, MobKitError, decodeError, fromStruct, DEFAULT_ADDRESS };

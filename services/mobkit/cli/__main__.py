@@ -1,0 +1,5 @@
+"""``python -m mobkit.cli``: the same as the ``mobkit`` console script."""
+
+from mobkit.cli import main
+
+raise SystemExit(main())

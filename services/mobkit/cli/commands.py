@@ -1,0 +1,401 @@
+"""The client commands: ``status``, ``send``, ``dispatch``, ``events``, ``reconcile``,
+``reset`` / ``retire`` / ``suspend`` / ``resume``, ``leases``, ``topology``.
+
+Each is ``add_<name>(subparsers)`` registering an ``async`` handler that gets a
+:class:`Run` (the parsed flags and a connected :class:`AsyncMobKit`) and returns
+an exit code. Results go to stdout (a table or text, or JSON with ``--json``);
+notices and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from mobkit.cli import exit_codes
+from mobkit.cli.connect import add_client_options
+from mobkit.cli.output import (
+    STATUS_HEADERS,
+    event_json,
+    event_line,
+    print_json,
+    seconds,
+    status_line,
+    status_row,
+    table,
+)
+from mobkit.client import AsyncMobKit
+from mobkit.core.errors import MobKitError
+from mobkit.core.types import (
+    DispatchOrigin,
+    DispatchReceipt,
+    IdentityLifecycleState,
+    MobStructuralEventEnvelope,
+)
+
+RECONCILE_TIMEOUT = 300.0
+PROGRESS_INTERVAL = 1.0
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    mk: AsyncMobKit
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+
+    @property
+    def json(self) -> bool:
+        return bool(self.args.json)
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+
+Handler = Callable[[Run], Awaitable[int]]
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    help: str,
+    *,
+    timeout: float | None = None,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help, description=help)
+    add_client_options(parser, top_level=False)
+    parser.set_defaults(kind="client", client_handler=handler, default_timeout=timeout)
+    return parser
+
+
+def _label(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key, val
+
+
+# -- status ----------------------------------------------------------------------------
+
+STATES = [s.value for s in IdentityLifecycleState]
+
+
+async def status(run: Run) -> int:
+    args = run.args
+    if args.identities:
+        statuses = [await run.mk.status(i) for i in args.identities]
+    else:
+        state = IdentityLifecycleState(args.state) if args.state else None
+        statuses = [
+            s async for s in run.mk.list_statuses(state=state, labels=dict(args.label or []))
+        ]
+    if run.json:
+        print_json(statuses, run.out)
+        return exit_codes.OK
+    run.print(table(STATUS_HEADERS, [status_row(s) for s in statuses]))
+    counts = Counter(s.state.value for s in statuses)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    run.print(f"{len(statuses)} identities" + (f" ({summary})" if summary else ""))
+    return exit_codes.OK
+
+
+def add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(
+        sub, "status", status, "identities: state, owner, fencing token, version, lease TTL"
+    )
+    p.add_argument("identities", nargs="*", metavar="IDENTITY", help="only these identities")
+    p.add_argument("--state", choices=STATES, help="only identities in this state")
+    p.add_argument(
+        "--label",
+        action="append",
+        type=_label,
+        metavar="KEY=VALUE",
+        help="only identities with this label (repeatable: all must match)",
+    )
+
+
+# -- send, dispatch ------------------------------------------------------------------------
+
+
+def _receipt(run: Run, receipt: DispatchReceipt) -> int:
+    if run.json:
+        print_json(receipt, run.out)
+    else:
+        run.note(
+            f"{receipt.identity}: session {receipt.session_id}, "
+            f"fencing token {receipt.fencing_token}, checkpoint {receipt.checkpoint_version}"
+        )
+        run.print(receipt.output)
+    return exit_codes.OK
+
+
+async def send(run: Run) -> int:
+    a = run.args
+    receipt = await run.mk.send(
+        a.identity, a.text, idempotency_key=a.key, correlation_id=a.correlation_id
+    )
+    return _receipt(run, receipt)
+
+
+async def dispatch(run: Run) -> int:
+    a = run.args
+    receipt = await run.mk.dispatch(
+        a.identity,
+        a.text,
+        origin=DispatchOrigin(a.origin),
+        idempotency_key=a.key,
+        correlation_id=a.correlation_id,
+    )
+    return _receipt(run, receipt)
+
+
+def _turn_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("identity", metavar="IDENTITY")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument(
+        "--key",
+        help="idempotency key: a repeated key returns the first receipt (and makes the "
+        "call safe to retry)",
+    )
+    p.add_argument("--correlation-id", help="echoed in the receipt, for tracing")
+
+
+def add_turns(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _turn_arguments(_command(sub, "send", send, "run a turn on an addressable identity"))
+    p = _command(sub, "dispatch", dispatch, "run a turn on any identity, internal-only too")
+    _turn_arguments(p)
+    p.add_argument(
+        "--origin",
+        choices=[o.value for o in DispatchOrigin],
+        default=DispatchOrigin.SYSTEM.value,
+        help="who originates the input (default system)",
+    )
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+async def events(run: Run) -> int:
+    a = run.args
+    emitted = 0
+
+    def emit(event: MobStructuralEventEnvelope) -> bool:
+        nonlocal emitted
+        if run.json:
+            print_json(event_json(event), run.out)
+        else:
+            run.print(event_line(event))
+        emitted += 1
+        return a.limit is not None and emitted >= a.limit
+
+    if a.limit is not None and a.limit <= 0:
+        return exit_codes.OK
+    if not a.follow:
+        async for event in run.mk.list_events(a.after):
+            if emit(event):
+                break
+        return exit_codes.OK
+
+    def reconnecting(cursor: int, error: BaseException | None) -> None:
+        why = "the server ended the stream" if error is None else "connection lost"
+        run.note(f"mobkit events: {why}; resuming after cursor {cursor}")
+
+    async with run.mk.events(a.after, on_reconnect=reconnecting) as stream:
+        async for event in stream:
+            if emit(event):
+                break
+    return exit_codes.OK
+
+
+def add_events(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(sub, "events", events, "structural events after a cursor")
+    p.add_argument(
+        "--after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only events with cursor > N (default 0: from the oldest)",
+    )
+    p.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep following; resumes from the last cursor if the server restarts",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+
+
+# -- reconcile ------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Counts of identities by state while a reconcile runs (stderr): rewritten in place
+    on a terminal, a line per change otherwise."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.live = run.err.isatty()
+        self.last = ""
+
+    async def show(self) -> None:
+        counts: Counter[str] = Counter()
+        with contextlib.suppress(MobKitError):  # progress is best effort
+            async for s in self.run.mk.list_statuses(page_size=1000):
+                counts[s.state.value] += 1
+        if not counts:
+            return
+        others = ", ".join(
+            f"{n} {state}" for state, n in sorted(counts.items()) if state != "active"
+        )
+        line = f"reconciling: {counts['active']}/{sum(counts.values())} active" + (
+            f", {others}" if others else ""
+        )
+        if self.live:
+            print(f"\r{line}\x1b[K", end="", file=self.run.err, flush=True)
+        elif line != self.last:
+            self.run.note(line)
+        self.last = line
+
+    async def follow(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.show()
+
+    def done(self) -> None:
+        if self.live and self.last:
+            print(file=self.run.err, flush=True)
+
+
+async def reconcile(run: Run) -> int:
+    progress = None if run.json else _Progress(run)
+    ticker = None
+    if progress is not None:
+        await progress.show()  # where it starts, before the cycle runs
+        ticker = asyncio.create_task(progress.follow(PROGRESS_INTERVAL))
+    try:
+        result = await run.mk.reconcile()
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+    if progress is not None:
+        await progress.show()  # where it ended
+        progress.done()
+    code = exit_codes.PARTIAL if result.failed else exit_codes.OK
+    if run.json:
+        print_json(result, run.out)
+        return code
+    run.print(
+        f"reconciled roster revision {result.roster_revision}: "
+        f"{len(result.activated)} activated, {len(result.retired)} retired, "
+        f"{len(result.respawned)} respawned, {len(result.failed)} failed; "
+        f"edges +{len(result.edges_added)} -{len(result.edges_removed)}"
+    )
+    for label, names in (
+        ("activated", result.activated),
+        ("retired", result.retired),
+        ("respawned", result.respawned),
+    ):
+        if names:
+            run.print(f"  {label}: {', '.join(names)}")
+    for f in result.failed:
+        run.print(f"  failed: {f.identity}: {f.reason}: {f.message}")
+    return code
+
+
+def add_reconcile(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _command(
+        sub,
+        "reconcile",
+        reconcile,
+        "run one reconcile cycle now (progress on stderr; exit 8 if identities failed)",
+        timeout=RECONCILE_TIMEOUT,
+    )
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+def _lifecycle(name: str) -> Handler:
+    async def handler(run: Run) -> int:
+        status = await getattr(run.mk, name)(run.args.identity)
+        if run.json:
+            print_json(status, run.out)
+        else:
+            run.print(status_line(status))
+        return exit_codes.OK
+
+    return handler
+
+
+LIFECYCLE = {
+    "reset": "start a new continuity generation (drops the session and its snapshots)",
+    "retire": "retire an identity (closes its session, releases its lease)",
+    "suspend": "suspend an identity (checkpoint, close, keep out of activation)",
+    "resume": "resume a suspended identity from its last checkpoint",
+}
+
+
+def add_lifecycle(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, help in LIFECYCLE.items():
+        _command(sub, name, _lifecycle(name), help).add_argument("identity", metavar="IDENTITY")
+
+
+# -- leases, topology ---------------------------------------------------------------------------
+
+
+async def leases(run: Run) -> int:
+    held = [lease async for lease in run.mk.providers.lease.leases()]
+    if run.json:
+        print_json(held, run.out)
+        return exit_codes.OK
+    rows = [[x.identity, x.holder, x.fencing_token, seconds(x.ttl_remaining)] for x in held]
+    run.print(table(("IDENTITY", "HOLDER", "TOKEN", "TTL"), rows))
+    run.print(f"{len(held)} leases")
+    return exit_codes.OK
+
+
+def add_leases(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(sub, "leases", leases, "held leases (LeaseService.ListLeases)")
+    p.add_argument(
+        "--lease-addr",
+        dest="lease_service_addr",
+        metavar="HOST:PORT",
+        help="the lease service, when not served on --addr (as by `serve all` and `up`)",
+    )
+
+
+async def topology(run: Run) -> int:
+    edges = [e async for e in run.mk.topology(run.args.identity)]
+    if run.json:
+        print_json(edges, run.out)
+        return exit_codes.OK
+    run.print(table(("A", "B"), [[e.a, e.b] for e in edges]))
+    run.print(f"{len(edges)} edges")
+    return exit_codes.OK
+
+
+def add_topology(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(sub, "topology", topology, "managed peer edges in force")
+    p.add_argument("--identity", help="only edges touching this identity")
+
+
+def add_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add_status(sub)
+    add_turns(sub)
+    add_events(sub)
+    add_reconcile(sub)
+    add_lifecycle(sub)
+    add_leases(sub)
+    add_topology(sub)

@@ -1,0 +1,124 @@
+"""How client commands print: aligned tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from mobkit.core.errors import BackendUnavailable, MobKitError
+from mobkit.core.types import IdentityStatus, MobStructuralEventEnvelope
+from mobkit.wire.errors import RemoteError
+
+NONE = "-"
+
+
+def jsonable(value: Any) -> Any:
+    """Domain values as JSON: dataclasses as objects, enums by value, durations in
+    seconds; a field-less dataclass (a variant such as ``SyncWriteThrough``) by its
+    snake_case name."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        if not fields:
+            return re.sub(r"(?<!^)(?=[A-Z])", "_", type(value).__name__).lower()
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def whole_numbers(value: Any) -> Any:
+    """JSON from a protobuf Struct has only doubles: show ``5.0`` as ``5`` again."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
+def event_json(event: MobStructuralEventEnvelope) -> dict[str, Any]:
+    out: dict[str, Any] = jsonable(event)
+    out["data"] = whole_numbers(out["data"])
+    return out
+
+
+def print_json(value: Any, out: TextIO | None = None) -> None:
+    print(json.dumps(jsonable(value), sort_keys=True), file=out or sys.stdout, flush=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in headers], *[[NONE if c is None else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def seconds(value: timedelta | None) -> str:
+    return NONE if value is None else f"{value.total_seconds():.1f}s"
+
+
+def status_row(s: IdentityStatus) -> list[object]:
+    return [
+        s.identity,
+        s.state.value,
+        s.owner,
+        s.lease.fencing_token if s.lease else None,
+        s.checkpoint_version,
+        seconds(s.lease.ttl_remaining) if s.lease else None,
+    ]
+
+
+STATUS_HEADERS = ("IDENTITY", "STATE", "OWNER", "TOKEN", "VERSION", "LEASE TTL")
+
+
+def status_line(s: IdentityStatus) -> str:
+    parts = [f"{s.identity}: {s.state.value}"]
+    if s.generation is not None:
+        parts.append(f"generation {s.generation}")
+    if s.checkpoint_version is not None:
+        parts.append(f"checkpoint {s.checkpoint_version}")
+    if s.owner:
+        parts.append(f"owner {s.owner}")
+    return ", ".join(parts)
+
+
+def event_line(e: MobStructuralEventEnvelope) -> str:
+    when = datetime.fromtimestamp(e.timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    data = json.dumps(whole_numbers(e.data), sort_keys=True) if e.data else ""
+    return "  ".join(
+        x for x in (str(e.cursor), when.replace("+00:00", "Z"), e.kind, e.agent_identity, data) if x
+    )
+
+
+def error_reason(exc: MobKitError) -> str:
+    """The reason shown to people; UNAVAILABLE when this client could not reach the
+    server (as opposed to a server reporting that *its* backend is down)."""
+    if isinstance(exc, BackendUnavailable) and exc.metadata.get("backend") == "remote service":
+        return "UNAVAILABLE"
+    if isinstance(exc, RemoteError):
+        return exc.remote_reason or exc.code
+    return exc.reason
+
+
+def error_message(exc: MobKitError, address: str | None) -> str:
+    message = " ".join(str(exc).split())  # one line, whatever the server sent
+    if error_reason(exc) == "UNAVAILABLE" and address:
+        return f"no answer from {address}: {message}"
+    return message

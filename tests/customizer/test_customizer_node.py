@@ -1,0 +1,109 @@
+"""The Node.js customizer (clients/customizer-node), called through the Python adapter.
+
+It shows that a customizer can be written in any language: it loads MobKit's
+.proto files at run time and reports refusals the way MobKit does (one
+ErrorInfo in grpc-status-details-bin), so the adapter raises CustomizerFailed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from mobkit.core.errors import CustomizerFailed
+from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec, ExternalToolDef
+from mobkit.customizer.client import GrpcAgentCustomizer
+from mobkit.customizer.domain import after_create_best_effort
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "clients" / "customizer-node"
+INSTRUCTION = "Keep answers short: a Node.js customizer asked for it."
+
+
+def _npm_install() -> None:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node/npm not installed: the Node customizer cannot run here")
+    if (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
+        return  # cached
+    subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund"],
+        cwd=NODE_DIR,
+        check=True,
+        timeout=240,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+async def node_customizer() -> AsyncIterator[str]:
+    await asyncio.to_thread(_npm_install)
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(NODE_DIR / "server.js"),
+        "--listen",
+        "127.0.0.1:0",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode().strip()
+        assert line.startswith("listening on "), line
+        yield line.removeprefix("listening on ")
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    await proc.wait()
+
+
+@pytest.mark.timeout(300)  # a first run installs the npm packages
+async def test_node_customizer_changes_the_draft(node_customizer: str) -> None:
+    async with grpc.aio.insecure_channel(node_customizer) as channel:
+        client = GrpcAgentCustomizer(channel, timeout=10)
+        draft = AgentBuildDraft(
+            model="m",
+            additional_instructions=["first"],
+            labels={"team": "alpha"},
+            app_context={"k": "v"},
+            external_tools=[ExternalToolDef("t", "d", {"type": "object"})],
+        )
+        spec = DurableAgentSpec(identity="worker-1", profile="worker")  # type: ignore[arg-type]
+        out = await client.customize_build(AgentBuildContext(identity="worker-1"), spec, draft)  # type: ignore[arg-type]
+        assert out.additional_instructions == ["first", INSTRUCTION]
+        assert out.labels == {"team": "alpha", "customized-by": "node"}
+        assert (out.model, out.app_context, out.external_tools) == (
+            draft.model,
+            draft.app_context,
+            draft.external_tools,
+        )
+        assert out.system_prompt is None  # presence survives the other language
+        assert await after_create_best_effort(client, "worker-1", "session-1", {"a": 1})
+
+
+@pytest.mark.timeout(300)
+async def test_node_customizer_refusal_is_customizer_failed(node_customizer: str) -> None:
+    async with grpc.aio.insecure_channel(node_customizer) as channel:
+        client = GrpcAgentCustomizer(channel, timeout=10)
+        spec = DurableAgentSpec(identity="forbidden-1", profile="worker")  # type: ignore[arg-type]
+        with pytest.raises(CustomizerFailed) as info:
+            await client.customize_build(
+                AgentBuildContext(identity="forbidden-1"),
+                spec,
+                AgentBuildDraft(),  # type: ignore[arg-type]
+            )
+        err = info.value
+        assert err.reason == "CUSTOMIZER_FAILED"
+        assert err.identity == "forbidden-1" and "forbidden-" in err.detail

@@ -41,7 +41,7 @@ def wait_active(address: str, identities: Sequence[str], timeout: float = 30.0) 
     with MobKit(address, timeout=5) as mk:
         while True:
             try:
-                states = {s.identity: s.state for s in mk.list_statuses()}
+                states = {str(s.identity): s.state for s in mk.list_statuses()}
                 if all(states.get(i) is IdentityLifecycleState.ACTIVE for i in identities):
                     return
             except MobKitError:

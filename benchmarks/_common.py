@@ -1,0 +1,70 @@
+"""Shared benchmark helpers: latency sampling, percentiles, child processes."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def latencies(
+    call: Callable[[int], Awaitable[object]], n: int, warmup: int = 50
+) -> list[float]:
+    for i in range(warmup):
+        await call(i)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        await call(warmup + i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f} ms"
+
+
+def summary(samples: list[float]) -> str:
+    return f"p50 {fmt_ms(pct(samples, 0.5))}  p99 {fmt_ms(pct(samples, 0.99))}  mean {fmt_ms(statistics.fmean(samples))}"
+
+
+class EchoServer:
+    """The bare gRPC round-trip baseline, in its own process like the services."""
+
+    def __enter__(self) -> EchoServer:
+        script = Path(__file__).with_name("_echo_server.py")
+        self.proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline().decode()
+        self.address = line.strip().rsplit(" ", 1)[-1]
+        return self
+
+    def call(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[object]]:
+        rpc = channel.unary_unary("/bench.Echo/Echo")
+        payload = b"x" * 64
+
+        async def one(_: int) -> object:
+            return await rpc(payload, timeout=10)
+
+        return one
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0

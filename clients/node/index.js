@@ -188,9 +188,9 @@ class MobKitClient {
     for (let attempt = 0; ; attempt += 1) {
       try {
         return await new Promise((resolve, reject) => {
-          stub[method](request, this._metadata(), { deadline }, (/** @type {any} */ err, /** @type {any} */ reply) =>
-            err ? reject(err) : resolve(reply),
-          );
+          /** @param {any} err @param {any} reply */
+          const done = (err, reply) => (err ? reject(err) : resolve(reply));
+          stub[method](request, this._metadata(), { deadline }, done);
         });
       } catch (err) {
         const e = /** @type {any} */ (err);
@@ -351,7 +351,9 @@ class MobKitClient {
       if (now - opened > this.maxBackoffMs) failures = 0; // it was up for a while
       if (!failures) failingSince = now;
       if (now - failingSince >= reconnectTimeoutMs) {
-        throw error ? decodeError(error) : new MobKitError({ code: grpc.status.UNAVAILABLE, message: "event stream keeps ending" });
+        throw error
+          ? decodeError(error)
+          : new MobKitError({ code: grpc.status.UNAVAILABLE, message: "event stream keeps ending" });
       }
       if (opts.onReconnect) opts.onReconnect(cursor.toString(), error ? decodeError(error) : null);
       await sleep(Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** failures));

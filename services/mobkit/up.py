@@ -22,7 +22,9 @@ from pathlib import Path
 from mobkit.server.config import Settings, load_settings, split_hostport, with_port
 from mobkit.server.logs import configure_logging
 
-EXAMPLE_ROSTER = Path(__file__).resolve().parents[2] / "examples" / "roster.toml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE_ROSTER = EXAMPLES / "roster.toml"
+EXAMPLE_CONFIG = EXAMPLES / "mobkit.toml"
 SPLIT_SERVICES = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
 
 
@@ -133,6 +135,8 @@ async def run_up(args: argparse.Namespace) -> int:
     from mobkit.server.app import serve_until_signalled, stop_on_signals
     from mobkit.server.host import start_services
 
+    if not args.config and not os.environ.get("MOBKIT_CONFIG") and not args.roster:
+        args.config = str(EXAMPLE_CONFIG)  # the example team's topology and rules
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
     stop = stop_on_signals()

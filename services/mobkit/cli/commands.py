@@ -15,7 +15,7 @@ import contextlib
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from mobkit.cli import exit_codes
@@ -47,8 +47,8 @@ PROGRESS_INTERVAL = 1.0
 class Run:
     args: argparse.Namespace
     mk: AsyncMobKit
-    out: TextIO = sys.stdout
-    err: TextIO = sys.stderr
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
 
     @property
     def json(self) -> bool:
@@ -206,7 +206,12 @@ async def events(run: Run) -> int:
                 break
         return exit_codes.OK
 
+    noticed: set[int] = set()
+
     def reconnecting(cursor: int, error: BaseException | None) -> None:
+        if cursor in noticed:  # one notice per outage, not per attempt
+            return
+        noticed.add(cursor)
         why = "the server ended the stream" if error is None else "connection lost"
         run.note(f"mobkit events: {why}; resuming after cursor {cursor}")
 
@@ -249,9 +254,11 @@ class _Progress:
 
     async def show(self) -> None:
         counts: Counter[str] = Counter()
-        with contextlib.suppress(MobKitError):  # progress is best effort
+        try:
             async for s in self.run.mk.list_statuses(page_size=1000):
                 counts[s.state.value] += 1
+        except MobKitError:
+            return  # progress is best effort; the reconcile call reports real failures
         if not counts:
             return
         others = ", ".join(

@@ -79,6 +79,7 @@ log = logging.getLogger("mobkit.orchestrator")
 S = IdentityLifecycleState
 PEER_CALL_TIMEOUT = 30.0
 ROUTE_POLL = 0.1
+EDGE_EVENTS_MAX = 256
 
 
 @dataclass
@@ -173,10 +174,17 @@ class Orchestrator:
         report.edges_added = sorted(new_edges - self.edges)
         report.edges_removed = sorted(self.edges - new_edges)
         self.edges = new_edges
-        for edge in report.edges_added:
-            self._event("edge_added", None, {"a": edge.a, "b": edge.b})
-        for edge in report.edges_removed:
-            self._event("edge_removed", None, {"a": edge.a, "b": edge.b})
+        if len(report.edges_added) + len(report.edges_removed) > EDGE_EVENTS_MAX:
+            # A mesh of thousands changes by millions of edges: one summary event.
+            self._event("topology_changed", None, {
+                "added": len(report.edges_added), "removed": len(report.edges_removed),
+                "total": len(new_edges),
+            })
+        else:
+            for edge in report.edges_added:
+                self._event("edge_added", None, {"a": edge.a, "b": edge.b})
+            for edge in report.edges_removed:
+                self._event("edge_removed", None, {"a": edge.a, "b": edge.b})
 
         activated, failed = await self._activate(self._vacant())
         report.activated = activated

@@ -167,6 +167,7 @@ def load_settings(
                 values[name] = _coerce(name, raw)
     for name, value in (overrides or {}).items():
         values[name] = value
+    sections = {**sections, **values.pop("sections", {})}
     return Settings(**values, sections=sections, config_path=config_path).validate()
 
 

@@ -1,14 +1,15 @@
 """Continuity store: save latency/throughput and batch resolve cost, next to raw baselines.
 
-Run: ``.venv/bin/python -m benchmarks continuity [--writers 32] [--saves 25] [--solo 100]
-[--identities 10000]`` (or ``./dev bench continuity``). Starts its own etcd (fsync on) in a
+Run: ``.venv/bin/python -m benchmarks continuity [--writers 32] [--saves 30] [--solo 120]
+[--rounds 6] [--identities 10000]`` (or ``./dev bench continuity``). Starts its own etcd (fsync on) in a
 temporary directory; the service runs as ``mobkit serve continuity`` in a child process
 (so client and server do not share one event loop or core). All figures come from one
 run:
 
 1. ``SaveSessionSnapshot`` of a 4 KiB snapshot on SQLite and on etcd, each layer measured
    with one writer (``--solo`` sequential saves: the per-call overhead) and with
-   ``--writers`` concurrent writers, one identity each (p50, p99, throughput):
+   ``--writers`` concurrent writers, one identity each (p50, p99, throughput). The layers
+   take turns in ``--rounds`` rounds, so a burst of load elsewhere hits them alike:
 
    * raw: the backend write a save needs at minimum, with no rules - one etcd txn putting
      record + snapshot; one SQLite transaction (``BEGIN IMMEDIATE``, two upserts,
@@ -34,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -73,10 +74,33 @@ class Figures:
 
 
 @dataclass
+class Samples:
+    latencies: list[float] = field(default_factory=list)
+    wall: float = 0.0
+
+    def figures(self) -> Figures:
+        cuts = statistics.quantiles(self.latencies, n=100)
+        return Figures(cuts[49] * 1000, cuts[98] * 1000, len(self.latencies) / self.wall)
+
+
+@dataclass
 class Layer:
     name: str
     prepare: Callable[[Sequence[str]], Awaitable[None]]
     save: Save
+    versions: dict[str, int] = field(default_factory=dict)
+    solo: Samples = field(default_factory=Samples)
+    many: Samples = field(default_factory=Samples)
+
+    def identities(self, writers: int) -> tuple[str, list[str]]:
+        stem = self.name.split()[0]
+        return f"{stem}-solo", [f"{stem}-{w:03d}" for w in range(writers)]
+
+    async def next_save(self, identity: str, into: list[float]) -> None:
+        version = self.versions[identity] = self.versions.get(identity, 0) + 1
+        started = time.perf_counter()
+        await self.save(identity, version)
+        into.append(time.perf_counter() - started)
 
 
 def _record(identity: str, version: int = 0) -> ContinuityRecord:
@@ -86,43 +110,33 @@ def _record(identity: str, version: int = 0) -> ContinuityRecord:
     )  # fmt: skip
 
 
-async def _writers(identities: Sequence[str], saves: int, save: Save) -> Figures:
-    """One task per identity, each saving versions 1..saves in sequence."""
-    latencies: list[float] = []
-
-    async def run(identity: str) -> None:
-        for version in range(1, saves + 1):
+async def _measure(
+    layers: Sequence[Layer], writers: int, saves: int, solo: int, rounds: int
+) -> list[tuple[str, Figures, Figures]]:
+    """Each layer with one writer (sequential saves) and with ``writers`` concurrent
+    writers, in interleaved rounds so that a burst of load elsewhere on the machine does
+    not land on one layer only."""
+    for layer in layers:
+        one, many = layer.identities(writers)
+        await layer.prepare([one, *many])
+        for _ in range(5):  # warm up connections and caches
+            await layer.next_save(one, [])
+    for _ in range(rounds):
+        for layer in layers:
+            one, many = layer.identities(writers)
             started = time.perf_counter()
-            await save(identity, version)
-            latencies.append(time.perf_counter() - started)
+            for _ in range(solo // rounds):
+                await layer.next_save(one, layer.solo.latencies)
+            layer.solo.wall += time.perf_counter() - started
 
-    started = time.perf_counter()
-    await asyncio.gather(*(run(i) for i in identities))
-    wall = time.perf_counter() - started
-    cuts = statistics.quantiles(latencies, n=100)
-    return Figures(cuts[49] * 1000, cuts[98] * 1000, len(latencies) / wall)
+            async def writer(identity: str, layer: Layer = layer) -> None:
+                for _ in range(saves // rounds):
+                    await layer.next_save(identity, layer.many.latencies)
 
-
-async def _measure(layer: Layer, writers: int, saves: int, solo: int) -> tuple[Figures, Figures]:
-    solo_id = [f"{layer.name}-solo"]
-    many = [f"{layer.name}-{w:03d}" for w in range(writers)]
-    await layer.prepare([*solo_id, *many])
-    await _writers(solo_id, 5, layer.save)  # warm up connections and caches
-    return await _solo(layer, solo), await _writers(many, saves, layer.save)
-
-
-async def _solo(layer: Layer, saves: int) -> Figures:
-    """Sequential saves on one identity, after the warm-up's versions."""
-    latencies: list[float] = []
-    identity = f"{layer.name}-solo"
-    started = time.perf_counter()
-    for version in range(6, 6 + saves):
-        t = time.perf_counter()
-        await layer.save(identity, version)
-        latencies.append(time.perf_counter() - t)
-    wall = time.perf_counter() - started
-    cuts = statistics.quantiles(latencies, n=100)
-    return Figures(cuts[49] * 1000, cuts[98] * 1000, saves / wall)
+            started = time.perf_counter()
+            await asyncio.gather(*(writer(i) for i in many))
+            layer.many.wall += time.perf_counter() - started
+    return [(layer.name, layer.solo.figures(), layer.many.figures()) for layer in layers]
 
 
 def _table(title: str, rows: Sequence[tuple[str, Figures, Figures]], writers: int) -> None:
@@ -218,27 +232,14 @@ class _RawSqlite:
         self._executor.shutdown()
 
 
-async def bench_sqlite(tmp: Path, writers: int, saves: int, solo: int) -> None:
+async def bench_sqlite(tmp: Path, writers: int, saves: int, solo: int, rounds: int) -> None:
     counter = itertools.count(1)
 
     async def tokens(identity: str) -> int:
         return next(counter)
 
-    rows = []
     raw = _RawSqlite(tmp / "raw.sqlite3")
-    try:
-        rows.append(
-            ("raw transaction (baseline)",
-             *await _measure(Layer("raw", _nothing, raw.save), writers, saves, solo))
-        )  # fmt: skip
-    finally:
-        raw.close()
     store = await SqliteContinuityStore.open(tmp / "store.sqlite3")
-    try:
-        layer = _store_layer("store", store, tokens)
-        rows.append(("store (in-process)", *await _measure(layer, writers, saves, solo)))
-    finally:
-        await store.close()
     service = await asyncio.to_thread(
         _serve,
         ["--continuity-backend", "sqlite", "--sqlite-path", str(tmp / "svc.sqlite3")],
@@ -247,15 +248,19 @@ async def bench_sqlite(tmp: Path, writers: int, saves: int, solo: int) -> None:
     )
     try:
         async with grpc.aio.insecure_channel(service.address or "") as channel:
-            layer = _store_layer("svc", GrpcContinuityStore(channel), tokens)
-            rows.append(
-                ("service (gRPC, own process)", *await _measure(layer, writers, saves, solo))
-            )
+            layers = [
+                Layer("raw transaction (baseline)", _nothing, raw.save),
+                _store_layer("store (in-process)", store, tokens),
+                _store_layer("service (gRPC, own process)", GrpcContinuityStore(channel), tokens),
+            ]
+            rows = await _measure(layers, writers, saves, solo, rounds)
     finally:
         await asyncio.to_thread(service.stop)
+        await store.close()
+        raw.close()
     _table(
         f"SaveSessionSnapshot 4 KiB on SQLite (WAL, synchronous=FULL): {solo} sequential "
-        f"saves; {writers} concurrent writers x {saves} saves",
+        f"saves; {writers} concurrent writers x {saves} saves ({rounds} interleaved rounds)",
         rows,
         writers,
     )
@@ -265,62 +270,51 @@ async def bench_sqlite(tmp: Path, writers: int, saves: int, solo: int) -> None:
 
 
 async def bench_etcd_saves(
-    etcd: EtcdProcess, tmp: Path, writers: int, saves: int, solo: int
+    etcd: EtcdProcess, tmp: Path, writers: int, saves: int, solo: int, rounds: int
 ) -> None:
     client = await EtcdClient.connect([etcd.endpoint])
-    rows = []
+
+    async def raw_save(identity: str, version: int) -> None:
+        record = encode_record(RecordState(AgentIdentity(identity), _record(identity, version), 1))
+        await client.txn(
+            txn_request(
+                success=[
+                    put_op(b"/raw/" + record_key(identity), record),
+                    put_op(b"/raw/" + snapshot_key(identity, f"s-{identity}"), SNAPSHOT.data),
+                ]
+            )
+        )
+
+    def lease_tokens(prefix: str) -> Callable[[str], Awaitable[int]]:
+        async def token(identity: str) -> int:  # as the lease service creates a lease key
+            reply = await client.put(f"{prefix}/leases/{identity}", b"bench-holder")
+            return int(reply.header.revision)
+
+        return token
+
+    service = await asyncio.to_thread(
+        _serve,
+        ["--continuity-backend", "etcd", "--etcd-endpoints", etcd.endpoint,
+         "--etcd-prefix", "/bench-svc"],
+        tmp,
+        "continuity-etcd",
+    )  # fmt: skip
     try:
-
-        async def raw_save(identity: str, version: int) -> None:
-            record = encode_record(
-                RecordState(AgentIdentity(identity), _record(identity, version), 1)
-            )
-            await client.txn(
-                txn_request(
-                    success=[
-                        put_op(b"/raw/" + record_key(identity), record),
-                        put_op(b"/raw/" + snapshot_key(identity, f"s-{identity}"), SNAPSHOT.data),
-                    ]
-                )
-            )
-
-        rows.append(
-            ("raw txn: record + snapshot puts",
-             *await _measure(Layer("raw", _nothing, raw_save), writers, saves, solo))
-        )  # fmt: skip
-
-        def lease_tokens(prefix: str) -> Callable[[str], Awaitable[int]]:
-            async def token(identity: str) -> int:
-                reply = await client.put(f"{prefix}/leases/{identity}", b"bench-holder")
-                return int(reply.header.revision)
-
-            return token
-
-        store = EtcdContinuityStore(client, prefix="/bench-store")
-        layer = _store_layer("store", store, lease_tokens("/bench-store"))
-        rows.append(("store (in-process)", *await _measure(layer, writers, saves, solo)))
-
-        service = await asyncio.to_thread(
-            _serve,
-            ["--continuity-backend", "etcd", "--etcd-endpoints", etcd.endpoint,
-             "--etcd-prefix", "/bench-svc"],
-            tmp,
-            "continuity-etcd",
-        )  # fmt: skip
-        try:
-            async with grpc.aio.insecure_channel(service.address or "") as channel:
-                remote = GrpcContinuityStore(channel)
-                layer = _store_layer("svc", remote, lease_tokens("/bench-svc"))
-                rows.append(
-                    ("service (gRPC, own process)", *await _measure(layer, writers, saves, solo))
-                )
-        finally:
-            await asyncio.to_thread(service.stop)
+        async with grpc.aio.insecure_channel(service.address or "") as channel:
+            store = EtcdContinuityStore(client, prefix="/bench-store")
+            remote = GrpcContinuityStore(channel)
+            layers = [
+                Layer("raw txn: record + snapshot puts", _nothing, raw_save),
+                _store_layer("store (in-process)", store, lease_tokens("/bench-store")),
+                _store_layer("service (gRPC, own process)", remote, lease_tokens("/bench-svc")),
+            ]
+            rows = await _measure(layers, writers, saves, solo, rounds)
     finally:
+        await asyncio.to_thread(service.stop)
         await client.close()
     _table(
         f"SaveSessionSnapshot 4 KiB on etcd (fsync on, lease fence on): {solo} sequential "
-        f"saves; {writers} concurrent writers x {saves} saves",
+        f"saves; {writers} concurrent writers x {saves} saves ({rounds} interleaved rounds)",
         rows,
         writers,
     )
@@ -396,8 +390,9 @@ async def bench_resolve(etcd: EtcdProcess, tmp: Path, count: int) -> None:
 async def main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks continuity")
     parser.add_argument("--writers", type=int, default=32)
-    parser.add_argument("--saves", type=int, default=25)
-    parser.add_argument("--solo", type=int, default=100)
+    parser.add_argument("--saves", type=int, default=30)
+    parser.add_argument("--solo", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--identities", type=int, default=10_000)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -405,11 +400,11 @@ async def main(argv: Sequence[str]) -> None:
     print(f"continuity benchmark ({os.cpu_count()} cores, load average {load:.2f} at start)")
     with tempfile.TemporaryDirectory(prefix="mobkit-bench-continuity-") as tmp_dir:
         tmp = Path(tmp_dir)
-        await bench_sqlite(tmp, args.writers, args.saves, args.solo)
+        await bench_sqlite(tmp, args.writers, args.saves, args.solo, args.rounds)
         etcd = EtcdProcess(tmp / "etcd")
         await etcd.start_async()
         try:
-            await bench_etcd_saves(etcd, tmp, args.writers, args.saves, args.solo)
+            await bench_etcd_saves(etcd, tmp, args.writers, args.saves, args.solo, args.rounds)
             await bench_resolve(etcd, tmp, args.identities)
         finally:
             await etcd.stop_async()

@@ -11,7 +11,12 @@ import pytest
 from continuity_support import SNAPSHOT_LIMIT, Harness, record, snapshot
 
 from mobkit.continuity.codec import record_key, session_key, snapshot_key
-from mobkit.continuity.domain import LoadedSnapshot, SessionRecord
+from mobkit.continuity.domain import (
+    MAX_SESSIONS_PER_IDENTITY,
+    ContinuityStore,
+    LoadedSnapshot,
+    SessionRecord,
+)
 from mobkit.core.errors import (
     ContinuityRecordNotFound,
     GenerationMismatch,
@@ -160,6 +165,18 @@ async def test_a_session_belongs_to_one_identity(h: Harness) -> None:
         InvalidArgument,
     )
     assert err.metadata["field"] == "record.session_id"
+
+
+async def test_only_the_most_recent_sessions_keep_their_snapshots(h: Harness) -> None:
+    token = await started(h, session="s-0")
+    await h.store.save_session_snapshot(ID, "s-0", 0, 1, token, snapshot("first"))
+    for n in range(1, MAX_SESSIONS_PER_IDENTITY + 1):  # each a reset to a new session
+        await h.store.upsert_continuity_record(record(session_id=f"s-{n}", gen=n), token)
+        await h.store.save_session_snapshot(ID, f"s-{n}", n, 1, token, snapshot(f"gen{n}"))
+    assert await h.store.load_session_snapshot("s-0") is None  # evicted with the 17th
+    assert await h.store.load_session_snapshot("s-1") is not None
+    other = await h.token("other")
+    await h.store.upsert_continuity_record(record("other", "s-0"), other)  # s-0 is free
 
 
 async def test_delete_removes_record_and_snapshots(h: Harness) -> None:
@@ -552,6 +569,7 @@ async def test_bad_input_is_refused_and_changes_nothing(h: Harness) -> None:
 
 
 async def test_health_reports_a_truthful_durability_policy(h: Harness) -> None:
+    assert isinstance(h.store, ContinuityStore)  # the port, whichever side of gRPC
     health = await h.store.health()
     assert health.store_reachable and health.last_checkpoint_version is None
     if "memory" in h.name:

@@ -14,11 +14,14 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from mobkit.continuity.client import RESOLVE_BATCH, GrpcContinuityStore
 from mobkit.continuity.etcd_backend import EtcdContinuityStore
 from mobkit.continuity.memory import MemoryContinuityStore
 from mobkit.continuity.service import open_store
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 from mobkit.core.errors import InvalidArgument
+from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
+from mobkit.core.types import ContinuityRecord, Ready, Uninitialized
 from mobkit.etcd.process import EtcdProcess
 from mobkit.gen.continuity.v1 import continuity_pb2 as pb
 from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
@@ -227,6 +230,19 @@ async def test_health_rpc_reports_policy_and_checkpoint(channel: grpc.aio.Channe
     reply = await stub.GetContinuityHealth(svc.GetContinuityHealthRequest(identity="planner"))
     assert reply.health.HasField("last_checkpoint_version")
     assert reply.health.last_checkpoint_version == 0
+
+
+async def test_client_splits_large_resolves(channel: grpc.aio.Channel) -> None:
+    store = GrpcContinuityStore(channel)
+    ids = [f"agent-{i:05d}" for i in range(RESOLVE_BATCH + 1000)]
+    await store.upsert_continuity_record(
+        ContinuityRecord(AgentIdentity(ids[-1]), AgentRuntimeId("rt"), SessionId("s-last"), 0, 0), 1
+    )
+    entries = await store.resolve_many(ids)
+    assert [i for i, _ in entries] == ids
+    assert isinstance(entries[-1][1], Ready) and isinstance(entries[0][1], Uninitialized)
+    with pytest.raises(InvalidArgument):
+        await store.resolve_many([*ids, ids[0]])
 
 
 # -- build -------------------------------------------------------------------------------------

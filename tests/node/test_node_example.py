@@ -85,17 +85,17 @@ def example(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_example_sends_then_follows_events(installed: Path, suite: ServeProcess) -> None:
     assert suite.address is not None
-    run = example(suite.address, "alice", "remember the milk", "--events", "4")
+    run = example(suite.address, "alice", "remember the milk", "--events", "3")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0].startswith("receipt identity=alice session=sess-")
     assert "checkpoint=1" in lines[0]
     assert lines[1].startswith("output ") and "the milk" in lines[1]
     events = [line.split() for line in lines if line.startswith("event ")]
-    assert len(events) == 4
+    assert len(events) == 3
     cursors = [int(e[1]) for e in events]
     assert cursors == sorted(set(cursors))
-    assert lines[-1] == "done: 4 events"
+    assert lines[-1] == "done: 3 events"
 
 
 def test_example_decodes_error_info(installed: Path, suite: ServeProcess) -> None:

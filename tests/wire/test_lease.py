@@ -14,6 +14,7 @@ from mobkit.core.errors import InvalidArgument
 from mobkit.core.identity import AgentIdentity
 from mobkit.core.types import Acquired, AlreadyHeld, LeaseGrant, LeaseInfo, Lost, Renewed
 from mobkit.gen.lease.v1 import lease_pb2
+from mobkit.gen.lease.v1 import lease_service_pb2 as pb
 from mobkit.lease.domain import Lease
 from mobkit.wire import lease as wire
 
@@ -52,6 +53,24 @@ def test_round_trip(values: Any, to_proto: Any, from_proto: Any) -> None:
         assert from_proto(through_bytes(to_proto(value))) == value
 
     check()
+
+
+@given(st.lists(acquire_results, max_size=20), st.lists(renew_results, max_size=20))
+def test_batches_round_trip_like_single_messages(acquires: list, renews: list) -> None:
+    acquire_reply = pb.AcquireLeasesResponse()
+    wire.add_acquire_results(acquire_reply.results, acquires)
+    assert list(acquire_reply.results) == [wire.acquire_result_to_proto(r) for r in acquires]
+    assert wire.acquire_results_from_proto(through_bytes(acquire_reply).results) == acquires
+
+    renew_reply = pb.RenewLeasesResponse()
+    wire.add_renew_results(renew_reply.results, renews)
+    assert list(renew_reply.results) == [wire.renew_result_to_proto(r) for r in renews]
+    assert wire.renew_results_from_proto(through_bytes(renew_reply).results) == renews
+
+    request = pb.RenewLeasesRequest()
+    grants_in = [r.grant for r in renews if isinstance(r, Renewed)]
+    wire.add_grants(request.grants, grants_in)
+    assert wire.grants_from_proto(through_bytes(request).grants) == grants_in
 
 
 def test_oneof_cases_map_to_the_seed_variants() -> None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 
 from mobkit.continuity.domain import (
+    UNBOUNDED_LOSS_WINDOW_MS,
     IncompleteResolve,
     LoadedSnapshot,
     ResolveEntry,
@@ -27,8 +28,7 @@ from mobkit.continuity.domain import (
     check_fencing_token,
     check_resolve_entries,
 )
-from mobkit.continuity.memory import UNBOUNDED_LOSS_WINDOW_MS
-from mobkit.core.errors import BackendUnavailable, StoreUnavailable
+from mobkit.core.errors import BackendUnavailable, InvalidArgument, StoreUnavailable
 from mobkit.core.types import (
     BufferedExport,
     ContinuityHealth,
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
+
+RESOLVE_BATCH = 4096
+"""Identities per ResolveMany call (a Broken entry is a few hundred bytes at most)."""
 
 
 class GrpcContinuityStore:
@@ -80,13 +83,21 @@ class GrpcContinuityStore:
         raise AssertionError("unreachable")
 
     async def resolve_many(self, identities: Sequence[str]) -> list[ResolveEntry]:
+        """Large batches go out as several calls of at most ``RESOLVE_BATCH`` identities,
+        so every reply stays well under gRPC's default 4 MiB message limit."""
         requested = list(identities)
-        reply = await self._call(
-            self._stub.ResolveMany,
-            svc.ResolveManyRequest(identities=requested),
-            idempotent=True,
-        )
-        return check_resolve_entries(requested, wire.entries_from_proto(reply))
+        if not requested:
+            return []
+        if len(requested) > RESOLVE_BATCH and len(set(requested)) != len(requested):
+            raise InvalidArgument("identities", "duplicate identities in one request")
+        entries: list[ResolveEntry] = []
+        for start in range(0, len(requested), RESOLVE_BATCH):
+            batch = requested[start : start + RESOLVE_BATCH]
+            reply = await self._call(
+                self._stub.ResolveMany, svc.ResolveManyRequest(identities=batch), idempotent=True
+            )
+            entries += check_resolve_entries(batch, wire.entries_from_proto(reply))
+        return entries
 
     async def load_session_snapshot(self, session_id: str) -> LoadedSnapshot | None:
         reply = await self._call(

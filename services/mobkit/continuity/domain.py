@@ -33,6 +33,10 @@ MAX_COUNTER = 2**63 - 1
 
 MAX_SESSION_ID_CHARS = 256
 
+UNBOUNDED_LOSS_WINDOW_MS = 2**64 - 1
+"""``BufferedExport`` window meaning "everything acknowledged may be lost" (the memory
+store; a remote store that never answered)."""
+
 MAX_SESSIONS_PER_IDENTITY = 16
 """An identity keeps the snapshots of its most recent sessions only; an upsert that moves
 the record to a 17th session drops the oldest session's snapshot in the same write."""

@@ -6,14 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from mobkit.continuity.domain import DEFAULT_SNAPSHOT_LIMIT_BYTES
+from mobkit.continuity.domain import DEFAULT_SNAPSHOT_LIMIT_BYTES, UNBOUNDED_LOSS_WINDOW_MS
 from mobkit.continuity.operations import Plan, PlanStore, Read, ReadResult, drive
 from mobkit.core.types import BufferedExport, DurabilityPolicy
 
 T = TypeVar("T")
-
-UNBOUNDED_LOSS_WINDOW_MS = 2**64 - 1
-"""Everything acknowledged is lost when the process exits."""
 
 
 class MemoryContinuityStore(PlanStore):
@@ -24,6 +21,7 @@ class MemoryContinuityStore(PlanStore):
 
     @property
     def durability_policy(self) -> DurabilityPolicy:
+        # Everything acknowledged is lost when the process exits.
         return BufferedExport(max_loss_window_ms=UNBOUNDED_LOSS_WINDOW_MS)
 
     def _read(self, request: Read) -> ReadResult:

@@ -4,9 +4,9 @@ A plan is a generator (sans-I/O): it yields :class:`Read` requests, receives the
 values, applies :mod:`mobkit.continuity.rules` and returns a :class:`Commit` (its result
 and the writes to make). An engine runs the plan so that its reads and writes form one
 atomic step: the memory engine without yielding to the event loop, SQLite inside one
-``BEGIN IMMEDIATE`` transaction, etcd as reads pinned to one revision followed by one
-txn comparing every key read (a conflict re-runs the plan). So the rules cannot diverge
-between backends: only how bytes are fetched and stored differs.
+``BEGIN IMMEDIATE`` transaction, etcd as reads followed by one txn comparing every key
+read (a conflict re-runs the plan). So the rules cannot diverge between backends: only
+how bytes are fetched and stored differs.
 
 :class:`PlanStore` implements the :class:`~mobkit.continuity.domain.ContinuityStore`
 port on top: it validates input (before any read) and hands plans to ``_execute``.

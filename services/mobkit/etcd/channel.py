@@ -157,10 +157,12 @@ def channel_options(
     options: list[tuple[str, Any]] = [
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
-        # Detect a hung (not closed) member; etcd accepts pings no more often than every 5 s.
+        # Detect a hung (not closed) member; etcd accepts pings no more often than every 5 s,
+        # and only while a call or stream is open (its enforcement policy does not permit
+        # pings without streams: it answers GOAWAY "too_many_pings", killing calls in flight).
         ("grpc.keepalive_time_ms", int(keepalive_time * 1000)),
         ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
-        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 0),
         # A restarted member should be reused within about a second, not after gRPC's
         # default exponential backoff of up to two minutes.

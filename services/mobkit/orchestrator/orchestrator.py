@@ -15,7 +15,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mobkit.core.errors import (
     BackendUnavailable,
@@ -74,12 +74,16 @@ from mobkit.orchestrator.ports import (
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.runtime.domain import AgentRuntime
 
+if TYPE_CHECKING:
+    from mobkit.modules.supervisor import ModuleSupervisor
+
 log = logging.getLogger("mobkit.orchestrator")
 
 S = IdentityLifecycleState
 PEER_CALL_TIMEOUT = 30.0
 ROUTE_POLL = 0.1
 EDGE_EVENTS_MAX = 256
+CLAIM_BATCH = 512
 
 
 @dataclass
@@ -129,6 +133,8 @@ class Orchestrator:
         self._durability: ContinuityHealth | None = None
         self._store_reachable = True
         self.profiles: dict[str, str] = {}
+        # The module supervisor whose tools turns may call (set by the service).
+        self.modules: ModuleSupervisor | None = None
 
     def _kind(self, spec: DurableAgentSpec) -> str:
         """The runtime's agent kind for a roster profile (the roster's [profiles] map)."""
@@ -247,6 +253,9 @@ class Orchestrator:
             by_id = {s.identity: s for s in slots if s.identity not in taken}
             wanted = preference(by_id, self.instance)[: max(0, share - held)]
             slots = [by_id[i] for i in wanted]
+        # Bounded rounds keep lease renewal on time while a big roster is claimed; the
+        # claim loop takes the rest on its next rounds.
+        slots = slots[:CLAIM_BATCH]
         if not slots:
             return [], []
         ids = [s.identity for s in slots]
@@ -532,6 +541,7 @@ class Orchestrator:
             message,
             peers=tuple(p for e in self.edges if (p := e.other(identity))),
             peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
+            tool_caller=self.modules.caller(identity, slot.draft) if self.modules else None,
         )
         gate.ensure_open()
         receipt = DispatchReceipt(

@@ -7,6 +7,7 @@ import secrets
 from datetime import timedelta
 
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.modules.service import start_modules
 from mobkit.orchestrator.composition import compose
 from mobkit.orchestrator.fleet import ReplicaRegistry
 from mobkit.orchestrator.orchestrator import Orchestrator
@@ -46,6 +47,18 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
         resume_concurrency=settings.resume_concurrency,
         fleet=router,
     )
+    try:
+        # Before the first reconcile, so turns find their tools; a required module
+        # that cannot start fails start-up here, naming it.
+        modules = await start_modules(settings, orchestrator.events.emit)
+    except BaseException:
+        await orchestrator.events.close()
+        await registry.stop()
+        await router.close()
+        for close in reversed(closers):
+            await close()
+        raise
+    orchestrator.modules = resources.providers["modules"] = modules
     runner = OrchestratorRunner(orchestrator, reconcile_interval=settings.reconcile_interval)
     resources.providers["orchestrator"] = orchestrator
     servicer = OrchestratorServicer(orchestrator, providers.events)
@@ -54,6 +67,7 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
         svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
 
     async def stop() -> None:
+        await modules.stop()  # first: its last events go out with the sink's flush
         await runner.stop(release=True)
         await registry.stop()
         await router.close()

@@ -17,6 +17,8 @@ from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.runtime.domain import SessionNotFound
 from mobkit.server.errors import ErrorTable, common_errors
+from mobkit.wire.modules import ERRORS as MODULE_ERRORS
+from mobkit.wire.modules import status_to_proto as module_status_to_proto
 from mobkit.wire.orchestrator import (
     dispatch_input_from_proto,
     event_to_proto,
@@ -48,6 +50,7 @@ ERRORS: ErrorTable = {
     e.StoreCorruption: C.DATA_LOSS,
     e.SnapshotTooLarge: C.RESOURCE_EXHAUSTED,
     SessionNotFound: C.NOT_FOUND,
+    **MODULE_ERRORS,  # a turn's tool calls
 }
 
 
@@ -179,5 +182,11 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
         )
 
     async def ListModules(self, request: Any, context: Any) -> Any:
-        _page(request.page_size)
-        return svc.ListModulesResponse()
+        size, start = _page(request.page_size), _offset(request.page_token)
+        modules = self.o.modules.statuses() if self.o.modules else []
+        chunk = modules[start : start + size]
+        more = start + size < len(modules)
+        return svc.ListModulesResponse(
+            modules=[module_status_to_proto(m) for m in chunk],
+            next_page_token=_token(start + size) if more else "",
+        )

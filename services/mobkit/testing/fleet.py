@@ -25,7 +25,9 @@ class Fleet:
         self.prefix = f"/fleet-{uuid.uuid4().hex[:8]}"
         self.replicas: list[ServeProcess] = []
 
-    def add(self, name: str | None = None) -> ServeProcess:
+    def add(
+        self, name: str | None = None, extra: list[str] | None = None, wait: bool = True
+    ) -> ServeProcess:
         name = name or f"r{len(self.replicas)}"
         args = [
             "--etcd-endpoints",
@@ -47,7 +49,9 @@ class Fleet:
             "--reconcile-interval",
             "5",
         ]
-        proc = ServeProcess("all", args, log_dir=self.tmp, name=name).start(timeout=90)
+        proc = ServeProcess("all", args, log_dir=self.tmp, name=name)
+        if wait:
+            proc.start(timeout=90)
         self.replicas.append(proc)
         return proc
 

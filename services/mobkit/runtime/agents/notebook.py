@@ -8,10 +8,15 @@ Commands (anything else is just noted):
   ``recall``         list the notes
   ``forget``         clear the notes
   ``ask PEER TEXT``  message a managed peer and note its answer
+  ``tool NAME [JSON]``  call a tool its draft grants (e.g. ``tool clock.now {}``), note the result
+  ``tools``          list the tools its draft grants
 """
 
 from __future__ import annotations
 
+import json
+
+from mobkit.core.errors import InvalidArgument
 from mobkit.runtime.sdk import Agent, TurnContext
 
 
@@ -34,6 +39,19 @@ class NotebookAgent(Agent):
             answer = await ctx.send_to_peer(peer, text or "hello")
             notes.append(f"{peer} said: {answer}")
             said = f"asked {peer}"
+        elif command == "tool" and rest:
+            name, _, raw = rest.partition(" ")
+            try:
+                arguments = json.loads(raw) if raw.strip() else {}
+            except ValueError as exc:
+                raise InvalidArgument("message", f"tool arguments are not JSON: {exc}") from None
+            if not isinstance(arguments, dict):
+                raise InvalidArgument("message", "tool arguments must be a JSON object")
+            result = json.dumps(await ctx.call_tool(name, arguments), sort_keys=True)
+            notes.append(f"{name} -> {result}")
+            said = f"called {name}: {result}"
+        elif command == "tools":
+            said = "my tools: " + (", ".join(t.name for t in ctx.tools) or "none")
         elif command == "recall":
             said = "recalling"
         else:

@@ -142,23 +142,49 @@ class _ModuleStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModuleSta
     MODULE_STATE_UNSPECIFIED: _ModuleState.ValueType  # 0
     """Not set; never produced by a server."""
     MODULE_STATE_RUNNING: _ModuleState.ValueType  # 1
-    """Process is up."""
+    """Healthy: the process is up, answered the MCP handshake and listed its
+    tools; tool calls go through.
+    """
     MODULE_STATE_RESTARTING: _ModuleState.ValueType  # 2
-    """Exited and waiting to be restarted by its policy."""
+    """Exited and waiting (backoff) to be restarted by its policy; tool calls
+    wait for it, bounded.
+    """
     MODULE_STATE_STOPPED: _ModuleState.ValueType  # 3
-    """Exited and will not be restarted."""
+    """Exited cleanly (or the runtime is shutting down) and will not be
+    restarted by its policy.
+    """
+    MODULE_STATE_STARTING: _ModuleState.ValueType  # 4
+    """Spawned, waiting for the MCP handshake and its tool list."""
+    MODULE_STATE_UNHEALTHY: _ModuleState.ValueType  # 5
+    """Failed and not restarted: its policy forbids it, or it kept crashing and
+    was parked. `detail` holds the last error.
+    """
 
 class ModuleState(_ModuleState, metaclass=_ModuleStateEnumTypeWrapper):
-    """Run state of a module."""
+    """Run state of a module (the supervisor's Starting / Healthy / Unhealthy /
+    Restarting, plus Stopped).
+    """
 
 MODULE_STATE_UNSPECIFIED: ModuleState.ValueType  # 0
 """Not set; never produced by a server."""
 MODULE_STATE_RUNNING: ModuleState.ValueType  # 1
-"""Process is up."""
+"""Healthy: the process is up, answered the MCP handshake and listed its
+tools; tool calls go through.
+"""
 MODULE_STATE_RESTARTING: ModuleState.ValueType  # 2
-"""Exited and waiting to be restarted by its policy."""
+"""Exited and waiting (backoff) to be restarted by its policy; tool calls
+wait for it, bounded.
+"""
 MODULE_STATE_STOPPED: ModuleState.ValueType  # 3
-"""Exited and will not be restarted."""
+"""Exited cleanly (or the runtime is shutting down) and will not be
+restarted by its policy.
+"""
+MODULE_STATE_STARTING: ModuleState.ValueType  # 4
+"""Spawned, waiting for the MCP handshake and its tool list."""
+MODULE_STATE_UNHEALTHY: ModuleState.ValueType  # 5
+"""Failed and not restarted: its policy forbids it, or it kept crashing and
+was parked. `detail` holds the last error.
+"""
 Global___ModuleState: _TypeAlias = ModuleState  # noqa: Y015
 
 @_typing.final
@@ -812,15 +838,28 @@ class ModuleStatus(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     RESTART_COUNT_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
     state: Global___ModuleState.ValueType
     """Its run state."""
     restart_count: _builtins.int
     """Restarts since the runtime started."""
     detail: _builtins.str
     """Last exit or failure explanation; empty if none."""
+    required: _builtins.bool
+    """Whether start-up fails when the module cannot start."""
+    pid: _builtins.int
+    """Process id while a process runs; 0 otherwise."""
     @_builtins.property
     def config(self) -> Global___ModuleConfig:
         """The module's configuration."""
+
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the tools it offers agents (`<module id>.<tool>`), sorted;
+        empty unless it has been healthy.
+        """
 
     def __init__(
         self,
@@ -829,10 +868,13 @@ class ModuleStatus(_message.Message):
         state: Global___ModuleState.ValueType = ...,
         restart_count: _builtins.int = ...,
         detail: _builtins.str = ...,
+        tools: _abc.Iterable[_builtins.str] | None = ...,
+        required: _builtins.bool = ...,
+        pid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "detail", b"detail", "restart_count", b"restart_count", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "detail", b"detail", "pid", b"pid", "required", b"required", "restart_count", b"restart_count", "state", b"state", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

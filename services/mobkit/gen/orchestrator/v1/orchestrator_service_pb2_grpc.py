@@ -159,7 +159,12 @@ class OrchestratorServiceServicer:
         Errors: INVALID_IDENTITY, INVALID_ARGUMENT, IDENTITY_NOT_FOUND,
         NOT_ADDRESSABLE (FAILED_PRECONDITION, internal_only identity), NOT_ACTIVE
         (FAILED_PRECONDITION, metadata state), TOPOLOGY_VIOLATION,
-        BACKEND_UNAVAILABLE.
+        BACKEND_UNAVAILABLE. From the turn's module tool calls (the turn then
+        leaves no checkpoint): TOOL_NOT_GRANTED (PERMISSION_DENIED, the agent's
+        build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
+        TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
+        MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
+        died during the call).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -256,8 +261,8 @@ class OrchestratorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModules(self, request, context):
-        """Lists the MCP modules of the receiving replica with their health,
-        ordered by module id.
+        """Lists the MCP modules of the receiving replica (its `[modules]`
+        configuration) with their health, ordered by module id.
 
         Errors: INVALID_ARGUMENT (bad page_size or page_token).
         """

@@ -70,7 +70,12 @@ class OrchestratorServiceStub:
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT, IDENTITY_NOT_FOUND,
     NOT_ADDRESSABLE (FAILED_PRECONDITION, internal_only identity), NOT_ACTIVE
     (FAILED_PRECONDITION, metadata state), TOPOLOGY_VIOLATION,
-    BACKEND_UNAVAILABLE.
+    BACKEND_UNAVAILABLE. From the turn's module tool calls (the turn then
+    leaves no checkpoint): TOOL_NOT_GRANTED (PERMISSION_DENIED, the agent's
+    build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
+    TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
+    MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
+    died during the call).
     """
     Dispatch: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.DispatchRequest, _orchestrator_service_pb2.DispatchResponse]
     """As Send, but also reaches internal_only identities (for connectors,
@@ -131,8 +136,8 @@ class OrchestratorServiceStub:
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT (bad page_size or page_token).
     """
     ListModules: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListModulesRequest, _orchestrator_service_pb2.ListModulesResponse]
-    """Lists the MCP modules of the receiving replica with their health,
-    ordered by module id.
+    """Lists the MCP modules of the receiving replica (its `[modules]`
+    configuration) with their health, ordered by module id.
 
     Errors: INVALID_ARGUMENT (bad page_size or page_token).
     """
@@ -176,7 +181,12 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT, IDENTITY_NOT_FOUND,
     NOT_ADDRESSABLE (FAILED_PRECONDITION, internal_only identity), NOT_ACTIVE
     (FAILED_PRECONDITION, metadata state), TOPOLOGY_VIOLATION,
-    BACKEND_UNAVAILABLE.
+    BACKEND_UNAVAILABLE. From the turn's module tool calls (the turn then
+    leaves no checkpoint): TOOL_NOT_GRANTED (PERMISSION_DENIED, the agent's
+    build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
+    TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
+    MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
+    died during the call).
     """
     Dispatch: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.DispatchRequest, _orchestrator_service_pb2.DispatchResponse]  # type: ignore[assignment]
     """As Send, but also reaches internal_only identities (for connectors,
@@ -237,8 +247,8 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT (bad page_size or page_token).
     """
     ListModules: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListModulesRequest, _orchestrator_service_pb2.ListModulesResponse]  # type: ignore[assignment]
-    """Lists the MCP modules of the receiving replica with their health,
-    ordered by module id.
+    """Lists the MCP modules of the receiving replica (its `[modules]`
+    configuration) with their health, ordered by module id.
 
     Errors: INVALID_ARGUMENT (bad page_size or page_token).
     """
@@ -303,7 +313,12 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: INVALID_IDENTITY, INVALID_ARGUMENT, IDENTITY_NOT_FOUND,
         NOT_ADDRESSABLE (FAILED_PRECONDITION, internal_only identity), NOT_ACTIVE
         (FAILED_PRECONDITION, metadata state), TOPOLOGY_VIOLATION,
-        BACKEND_UNAVAILABLE.
+        BACKEND_UNAVAILABLE. From the turn's module tool calls (the turn then
+        leaves no checkpoint): TOOL_NOT_GRANTED (PERMISSION_DENIED, the agent's
+        build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
+        TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
+        MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
+        died during the call).
         """
 
     @_abc_1.abstractmethod
@@ -418,8 +433,8 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orchestrator_service_pb2.ListModulesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_service_pb2.ListModulesResponse, _abc.Awaitable[_orchestrator_service_pb2.ListModulesResponse]]:
-        """Lists the MCP modules of the receiving replica with their health,
-        ordered by module id.
+        """Lists the MCP modules of the receiving replica (its `[modules]`
+        configuration) with their health, ordered by module id.
 
         Errors: INVALID_ARGUMENT (bad page_size or page_token).
         """

@@ -1,0 +1,69 @@
+"""Helpers of the module tests: the fake module's config, bounded waits, events."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+FAKE = Path(__file__).with_name("fake_module.py")
+
+
+def fake_module(
+    module_id: str = "fake",
+    *,
+    policy: str = "on_failure",
+    required: bool = True,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A ``[[modules.module]]`` entry running tests/modules/fake_module.py."""
+    entry: dict[str, Any] = {
+        "id": module_id,
+        "command": sys.executable,
+        "args": [str(FAKE), *args],
+        "restart_policy": policy,
+        "required": required,
+    }
+    if env:
+        entry["env"] = env
+    return entry
+
+
+FAST = {
+    "backoff_initial": 0.05,
+    "backoff_max": 0.2,
+    "crash_loop_limit": 3,
+    "crash_loop_window": 120.0,
+    "restart_wait": 20.0,
+    "start_timeout": 30.0,
+}
+"""Short backoffs so restarts happen quickly; waits stay generous."""
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.05)
+
+
+class Events:
+    """An ``emit`` target recording (kind, identity, data)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    def __call__(self, kind: str, identity: str | None, data: dict[str, Any]) -> None:
+        self.items.append((kind, identity, data))
+
+    def kinds(self, module: str | None = None) -> list[str]:
+        return [k for k, _, d in self.items if module is None or d.get("module") == module]
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [d for k, _, d in self.items if k == kind]

@@ -398,6 +398,30 @@ def add_topology(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--identity", help="only edges touching this identity")
 
 
+async def modules(run: Run) -> int:
+    found = await run.mk.modules()
+    if run.json:
+        print_json(found, run.out)
+        return exit_codes.OK
+    rows = [
+        [
+            m.config.id,
+            m.state.value,
+            str(m.restart_count),
+            str(m.pid or "-"),
+            ",".join(m.tools) or "-",
+            m.detail or "",
+        ]
+        for m in found
+    ]
+    run.print(table(("MODULE", "STATE", "RESTARTS", "PID", "TOOLS", "DETAIL"), rows))
+    return exit_codes.OK
+
+
+def add_modules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _command(sub, "modules", modules, "modules (MCP tool servers): health, restarts, tools")
+
+
 def add_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_status(sub)
     add_turns(sub)
@@ -406,3 +430,4 @@ def add_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_lifecycle(sub)
     add_leases(sub)
     add_topology(sub)
+    add_modules(sub)

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from mobkit.core.errors import MobKitError
+from mobkit.core.errors import InvalidArgument, MobKitError
 from mobkit.server import context as callctx
 from mobkit.server.errors import ErrorTable, code_for, internal_status, status_for_error
 from mobkit.server.validation import validate_identities
@@ -48,6 +48,15 @@ def _ctx_code_name(ctx: grpc.aio.ServicerContext, default: str) -> str:
     if isinstance(code, int):
         return next((c.name for c in grpc.StatusCode if c.value[0] == code), default)
     return default
+
+
+def _decoded(raw: Any, decode: Callable[[bytes], Any] | None) -> Any:
+    if decode is None or not isinstance(raw, bytes):
+        return raw
+    try:
+        return decode(raw)
+    except Exception as exc:  # DecodeError, invalid UTF-8, ...
+        raise InvalidArgument("request", f"undecodable request: {exc}") from None
 
 
 def _service_of(method: str) -> str:
@@ -86,16 +95,17 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
                 self._authorizer(method, metadata)
             except MobKitError as exc:  # raised inside the call, so it is translated and counted
                 denied = exc
+        # Requests are decoded inside the call, so undecodable bytes (garbage, invalid
+        # UTF-8 in a string) become INVALID_ARGUMENT with an ErrorInfo, not UNKNOWN.
+        decode = handler.request_deserializer
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, table, rid, denied),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.unary_unary, method, table, rid, denied, decode),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, table, rid, denied),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.unary_stream, method, table, rid, denied, decode),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -123,7 +133,13 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
             obs(method, code, elapsed)
 
     def _wrap_unary(
-        self, inner: Any, method: str, table: ErrorTable, rid: Any, denied: MobKitError | None
+        self,
+        inner: Any,
+        method: str,
+        table: ErrorTable,
+        rid: Any,
+        denied: MobKitError | None,
+        decode: Callable[[bytes], Any] | None,
     ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -132,6 +148,7 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if denied is not None:
                     raise denied
+                request = _decoded(request, decode)
                 validate_identities(request)
                 reply = await inner(request, ctx)
                 code = _ctx_code_name(ctx, "OK")
@@ -151,7 +168,13 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     def _wrap_stream(
-        self, inner: Any, method: str, table: ErrorTable, rid: Any, denied: MobKitError | None
+        self,
+        inner: Any,
+        method: str,
+        table: ErrorTable,
+        rid: Any,
+        denied: MobKitError | None,
+        decode: Callable[[bytes], Any] | None,
     ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
@@ -160,6 +183,7 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if denied is not None:
                     raise denied
+                request = _decoded(request, decode)
                 validate_identities(request)
                 async for item in inner(request, ctx):
                     yield item

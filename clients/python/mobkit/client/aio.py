@@ -45,6 +45,7 @@ from mobkit.core.types import (
     ManagedPeerEdge,
     MobStructuralEventEnvelope,
 )
+from mobkit.modules.domain import ModuleStatus
 from mobkit.security.tls import ClientTLS
 from mobkit.topology.domain import EdgePage
 
@@ -302,6 +303,10 @@ class AsyncMobKit:
         return await self.orchestrator.list_events_page(
             after_seq, page_size=page_size, page_token=page_token, timeout=timeout
         )
+
+    async def modules(self, *, timeout: float | None = None) -> list[ModuleStatus]:
+        """The orchestrator's modules (MCP tool servers) and their health."""
+        return await self.orchestrator.modules(timeout=timeout)
 
     def topology(
         self, identity: str | None = None, *, page_size: int = 0, timeout: float | None = None

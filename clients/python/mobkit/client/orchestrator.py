@@ -22,8 +22,10 @@ from mobkit.core.types import (
 )
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.modules.domain import ModuleStatus
 from mobkit.topology.domain import EdgePage
 from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.modules import status_from_proto as module_status_from_proto
 from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
     event_from_proto,
@@ -242,6 +244,19 @@ class AsyncOrchestratorClient:
         )
 
     # -- topology ------------------------------------------------------------------------
+
+    async def modules(self, *, timeout: float | None = None) -> list[ModuleStatus]:
+        """Every configured module with its health, restarts, tools and last error."""
+        out: list[ModuleStatus] = []
+        token = ""
+        while True:
+            reply = await self._call(
+                self._stub.ListModules, svc.ListModulesRequest(page_token=token), timeout
+            )
+            out.extend(module_status_from_proto(m) for m in reply.modules)
+            token = reply.next_page_token
+            if not token:
+                return out
 
     async def topology_page(
         self,

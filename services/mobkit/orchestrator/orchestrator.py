@@ -182,10 +182,15 @@ class Orchestrator:
         self.edges = new_edges
         if len(report.edges_added) + len(report.edges_removed) > EDGE_EVENTS_MAX:
             # A mesh of thousands changes by millions of edges: one summary event.
-            self._event("topology_changed", None, {
-                "added": len(report.edges_added), "removed": len(report.edges_removed),
-                "total": len(new_edges),
-            })
+            self._event(
+                "topology_changed",
+                None,
+                {
+                    "added": len(report.edges_added),
+                    "removed": len(report.edges_removed),
+                    "total": len(new_edges),
+                },
+            )
         else:
             for edge in report.edges_added:
                 self._event("edge_added", None, {"a": edge.a, "b": edge.b})
@@ -735,8 +740,16 @@ class Orchestrator:
         local_only: bool = False,
     ) -> list[IdentityStatus]:
         """Every identity of the roster, each as reported by the replica hosting it."""
+        if local_only:  # a peer's fan-out: only what this replica hosts
+            hosted = [self.status(i) for i, s in sorted(self.slots.items()) if s.grant is not None]
+            return [
+                x
+                for x in hosted
+                if (state is None or x.state is state)
+                and not (labels and any(x.labels.get(k) != v for k, v in labels.items()))
+            ]
         merged = {s.identity: s for s in self.statuses()}
-        if not local_only and self.fleet is not None:
+        if self.fleet is not None:
             fleet = self.fleet
             others = [m for m in await fleet.members() if m != self.instance]
             answers = await asyncio.gather(
@@ -752,8 +765,6 @@ class Orchestrator:
         out = []
         for identity in sorted(merged):
             status = merged[identity]
-            if local_only and status.lease is None:
-                continue
             if state is not None and status.state is not state:
                 continue
             if labels and any(status.labels.get(k) != v for k, v in labels.items()):

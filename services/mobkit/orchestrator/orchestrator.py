@@ -25,7 +25,6 @@ from mobkit.core.errors import (
     MobKitError,
     NotActive,
     NotAddressable,
-    StaleCheckpointVersion,
     StaleFencingToken,
     TopologyViolation,
 )
@@ -570,7 +569,8 @@ class Orchestrator:
             # Someone else owns this identity now: never act on it again here.
             await self._lose_locked(slot, "checkpoint refused: stale fencing token")
             raise NotActive(identity, "lease_lost") from None
-        except (StaleCheckpointVersion, MobKitError):
+        except BaseException:
+            # Unknown outcome (store down, reply lost, call cancelled): resync from the store.
             await self._rewind(slot)
             raise
         self._store_reachable = True
@@ -589,21 +589,28 @@ class Orchestrator:
         return receipt
 
     async def _rewind(self, slot: IdentitySlot) -> None:
-        """A turn ran but its checkpoint did not land: reload the last checkpoint so
-        the session never runs ahead of what the store holds."""
+        """A turn ran but its checkpoint was not confirmed. The write may still have
+        landed (a reply lost when an etcd member died), so re-read the record from the
+        store and resume from whatever it holds: the session never runs ahead of the
+        store, and a retry with the same idempotency key finds its receipt if the
+        write did land."""
         session_id = slot.session_id
         if session_id is None or slot.agent_runtime_id is None:
             return
         await self.p.runtime.close_session(session_id)
         try:
-            record = ContinuityRecord(
-                AgentIdentity(slot.identity),
-                AgentRuntimeId(slot.agent_runtime_id),
-                SessionId(session_id),
-                slot.generation or 0,
-                slot.checkpoint_version or 0,
+            state = resolve_states(await self.p.continuity.resolve_many([slot.identity]))[
+                slot.identity
+            ]
+            if not isinstance(state, Ready) or state.record.session_id != session_id:
+                raise InvalidArgument(
+                    "continuity", f"unexpected state after a failed save: {state}"
+                )
+            record, receipts = await self._resume(
+                slot.spec, state.record, slot.draft or AgentBuildDraft()
             )
-            _, receipts = await self._resume(slot.spec, record, slot.draft or AgentBuildDraft())
+            slot.generation = record.generation
+            slot.checkpoint_version = record.checkpoint_version
             slot.receipts = receipts
         except Exception:
             log.exception("%s: could not reload the last checkpoint", slot.identity)

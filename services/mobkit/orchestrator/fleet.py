@@ -91,14 +91,14 @@ class ReplicaRegistry:
             raise BackendUnavailable("etcd", str(exc)) from exc
         return kv.value.decode() if kv is not None else None
 
-    async def held(self) -> set[str]:
-        """Identities that have a lease key now (held by some replica): one keys-only read."""
+    async def held(self) -> dict[str, str]:
+        """Every identity that has a lease key now, with its holder: one read."""
         prefix = self._leases.encode()
         try:
-            reply = await self._client.range(prefix, range_end=prefix_end(prefix), keys_only=True)
+            reply = await self._client.range(prefix, range_end=prefix_end(prefix))
         except EtcdError as exc:
             raise BackendUnavailable("etcd", str(exc)) from exc
-        return {kv.key[len(prefix) :].decode() for kv in reply.kvs}
+        return {kv.key[len(prefix) :].decode(): kv.value.decode() for kv in reply.kvs}
 
     async def stop(self) -> None:
         if self._task is not None:

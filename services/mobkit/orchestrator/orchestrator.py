@@ -252,7 +252,9 @@ class Orchestrator:
         if share is not None and self.fleet is not None:
             # Rank only what nobody holds, or every round would retry the same
             # top-ranked identities that other replicas keep.
-            taken = await self.fleet.held()
+            # A key this replica still holds (a session torn down after a failed
+            # checkpoint) is ours to take back, not someone else's.
+            taken = {i for i, h in (await self.fleet.held()).items() if h != self.instance}
             held = sum(1 for s in self.slots.values() if s.grant is not None)
             by_id = {s.identity: s for s in slots if s.identity not in taken}
             wanted = preference(by_id, self.instance)[: max(0, share - held)]
@@ -437,8 +439,12 @@ class Orchestrator:
         async with slot.lock:
             await self._lose_locked(slot, why)
 
-    async def _lose_locked(self, slot: IdentitySlot, why: str) -> None:
+    async def _lose_locked(self, slot: IdentitySlot, why: str, *, release: bool = False) -> None:
         token = slot.grant.fencing_token if slot.grant else None
+        if release and slot.grant is not None:
+            # Still the owner in etcd: hand the identity back so anyone can resume it.
+            with contextlib.suppress(MobKitError):
+                await self.p.leases.release_leases([slot.grant])
         session_id = slot.session_id
         slot.clear_session()
         slot.grant = None
@@ -614,7 +620,9 @@ class Orchestrator:
             slot.receipts = receipts
         except Exception:
             log.exception("%s: could not reload the last checkpoint", slot.identity)
-            await self._lose_locked(slot, "session could not be restored after a failed checkpoint")
+            await self._lose_locked(
+                slot, "session could not be restored after a failed checkpoint", release=True
+            )
 
     async def _peer_message(self, sender: str, peer: str, text: str) -> str:
         if sender == peer or ManagedPeerEdge.new(sender, peer) not in self.edges:

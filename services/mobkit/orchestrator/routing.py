@@ -52,7 +52,7 @@ class Router:
     async def members(self) -> list[str]:
         return await self.registry.members()
 
-    async def held(self) -> set[str]:
+    async def held(self) -> dict[str, str]:
         return await self.registry.held()
 
     async def _call(

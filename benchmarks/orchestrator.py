@@ -110,7 +110,11 @@ async def cold_start(tmp: Path, etcd: str, count: int, name: str) -> tuple[float
     ids = [f"c{i:05d}" for i in range(count)]
     roster = write_roster(tmp / f"{name}.toml", ids)
     t = time.monotonic()
-    proc = suite(tmp, etcd, roster, name, ["--continuity-backend", "sqlite"]).start(300)
+    config = tmp / "no-mesh.toml"  # per-identity cost, not a 500k-edge full mesh
+    config.write_text('[topology]\npolicies = ["none"]\n')
+    proc = suite(
+        tmp, etcd, roster, name, ["--continuity-backend", "sqlite", "--config", str(config)]
+    ).start(300)
     try:
         async with grpc.aio.insecure_channel(proc.address or "") as ch:
             await wait_fleet(ch, count, owners=1, timeout=600)
@@ -121,9 +125,24 @@ async def cold_start(tmp: Path, etcd: str, count: int, name: str) -> tuple[float
         proc.stop()
 
 
+async def report_cold_start(tmp: Path, etcd: str, count: int) -> None:
+    _, rss_one = await cold_start(tmp, etcd, 1, "cold-1")
+    elapsed, rss_many = await cold_start(tmp, etcd, count, f"cold-{count}")
+    per = (rss_many - rss_one) / max(1, count - 1)
+    print(
+        f"cold start, {count} identities to all Active: {elapsed:.1f} s"
+        f"  (baseline: 1 identity, RSS {rss_one / 1024:.0f} MiB)"
+    )
+    print(
+        f"  RSS per Active identity: {per:.1f} KiB (goal <= 20 KiB)"
+        f"  [{rss_many / 1024:.0f} MiB with {count} vs {rss_one / 1024:.0f} MiB with 1]"
+    )
+
+
 async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench orchestrator")
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    parser.add_argument("--cold-start-only", action="store_true")
     args = parser.parse_args(argv)
     n = 200 if args.quick else 1000
     tmp = Path(tempfile.mkdtemp(prefix="mobkit-bench-"))
@@ -133,6 +152,9 @@ async def main(argv: list[str]) -> None:
         ids = [f"a{i:03d}" for i in range(100)]
         roster = write_roster(tmp / "roster.toml", ids)
 
+        if args.cold_start_only:
+            await report_cold_start(tmp, etcd.endpoint, 200 if args.quick else 1000)
+            return
         with EchoServer() as echo:
             async with grpc.aio.insecure_channel(echo.address) as ch:
                 bare = await latencies(echo.call(ch), n)
@@ -170,18 +192,7 @@ async def main(argv: list[str]) -> None:
             for p in procs:
                 p.stop()
 
-        count = 200 if args.quick else 1000
-        _, rss_one = await cold_start(tmp, etcd.endpoint, 1, "cold-1")
-        elapsed, rss_many = await cold_start(tmp, etcd.endpoint, count, f"cold-{count}")
-        per = (rss_many - rss_one) / max(1, count - 1)
-        print(
-            f"cold start, {count} identities to all Active: {elapsed:.1f} s"
-            f"  (baseline: 1 identity, RSS {rss_one / 1024:.0f} MiB)"
-        )
-        print(
-            f"  RSS per Active identity: {per:.1f} KiB (goal <= 20 KiB)"
-            f"  [{rss_many / 1024:.0f} MiB with {count} vs {rss_one / 1024:.0f} MiB with 1]"
-        )
+        await report_cold_start(tmp, etcd.endpoint, 200 if args.quick else 1000)
     finally:
         await etcd.stop_async()
 

@@ -128,12 +128,16 @@ class Orchestrator:
         self.slots: dict[str, IdentitySlot] = {}
         self.roster_revision = 0
         self.edges: set[ManagedPeerEdge] = set()
+        self._edges_of: dict[str, list[ManagedPeerEdge]] = {}
         self._reconcile_lock = asyncio.Lock()
         self._durability: ContinuityHealth | None = None
         self._store_reachable = True
         self.profiles: dict[str, str] = {}
         # The module supervisor whose tools turns may call (set by the service).
         self.modules: ModuleSupervisor | None = None
+
+    def peers_of(self, identity: str) -> tuple[str, ...]:
+        return tuple(p for e in self._edges_of.get(identity, ()) if (p := e.other(identity)))
 
     def _kind(self, spec: DurableAgentSpec) -> str:
         """The runtime's agent kind for a roster profile (the roster's [profiles] map)."""
@@ -179,6 +183,10 @@ class Orchestrator:
         report.edges_added = sorted(new_edges - self.edges)
         report.edges_removed = sorted(self.edges - new_edges)
         self.edges = new_edges
+        self._edges_of = {}
+        for edge in sorted(new_edges):  # per-identity view, built once per cycle
+            self._edges_of.setdefault(edge.a, []).append(edge)
+            self._edges_of.setdefault(edge.b, []).append(edge)
         if len(report.edges_added) + len(report.edges_removed) > EDGE_EVENTS_MAX:
             # A mesh of thousands changes by millions of edges: one summary event.
             self._event(
@@ -400,7 +408,7 @@ class Orchestrator:
         return record, receipts
 
     async def _build_draft(self, spec: DurableAgentSpec) -> AgentBuildDraft:
-        edges = tuple(sorted(e for e in self.edges if spec.identity in (e.a, e.b)))
+        edges = tuple(self._edges_of.get(spec.identity, ()))
         peers = tuple(sorted(AgentIdentity(p) for e in edges if (p := e.other(spec.identity))))
         context = AgentBuildContext(spec.identity, active_peers=peers, managed_edges=edges)
         return await self.p.customizer.customize_build(context, spec, AgentBuildDraft())
@@ -549,7 +557,7 @@ class Orchestrator:
         outcome = await self.p.runtime.run_turn(
             session_id,
             message,
-            peers=tuple(p for e in self.edges if (p := e.other(identity))),
+            peers=self.peers_of(identity),
             peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
             tool_caller=self.modules.caller(identity, slot.draft) if self.modules else None,
         )

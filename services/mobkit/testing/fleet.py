@@ -48,6 +48,7 @@ class Fleet:
             "WARNING",
             "--reconcile-interval",
             "5",
+            *(extra or []),
         ]
         proc = ServeProcess("all", args, log_dir=self.tmp, name=name)
         if wait:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from mobkit.core.errors import MobKitError
 from mobkit.core.types import RosterContext
-from mobkit.orchestrator.orchestrator import Orchestrator
+from mobkit.orchestrator.orchestrator import CLAIM_BATCH, Orchestrator
 
 log = logging.getLogger("mobkit.orchestrator")
 
@@ -41,7 +41,7 @@ class OrchestratorRunner:
             log.error("initial reconcile failed: %s", exc)
         self._tasks = [
             asyncio.create_task(self._loop(self.o.renew_once, self.renew_interval), name="renew"),
-            asyncio.create_task(self._loop(self.o.claim, self.renew_interval), name="claim"),
+            asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self._watch_roster(), name="roster-watch"),
         ]
@@ -59,6 +59,21 @@ class OrchestratorRunner:
                 log.warning("%s failed: %s", getattr(step, "__name__", step), exc)
             except Exception:
                 log.exception("%s crashed; continuing", getattr(step, "__name__", step))
+
+    async def _claim_loop(self) -> None:
+        """Take over vacant identities. A full round means more are waiting: go again
+        at once instead of sleeping (bootstrap and failover of big rosters)."""
+        interval = max(0.25, self.renew_interval / 2)
+        while True:
+            try:
+                full = len(await self.o.claim()) >= CLAIM_BATCH
+            except MobKitError as exc:
+                log.warning("claim failed: %s", exc)
+                full = False
+            except Exception:
+                log.exception("claim crashed; continuing")
+                full = False
+            await asyncio.sleep(0 if full else interval)
 
     async def _reconcile_loop(self) -> None:
         while True:

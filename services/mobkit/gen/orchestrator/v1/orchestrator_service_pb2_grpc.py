@@ -205,8 +205,10 @@ class OrchestratorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SuspendIdentity(self, request, context):
-        """Suspends an identity: checkpoints and closes its session and keeps it
-        out of activation until resumed. Idempotent on a Suspended identity.
+        """Suspends an Active identity: closes its session (every turn is already
+        checkpointed) and keeps its lease, so no other replica activates it until
+        it is resumed. Suspending an identity that is not Active (a second
+        Suspend included) is INVALID_TRANSITION and changes nothing.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         BACKEND_UNAVAILABLE.
@@ -216,12 +218,13 @@ class OrchestratorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResumeIdentity(self, request, context):
-        """Resumes a Suspended identity: it becomes eligible for activation again
-        and is resumed from its last checkpoint. Idempotent on a non-suspended
-        Active identity.
+        """Resumes a Suspended, retired (Dormant) or Broken identity from its last
+        checkpoint. Resuming an identity that is already Active is
+        INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
+        activated here (held by another replica, or still broken).
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
-        BACKEND_UNAVAILABLE.
+        NOT_ACTIVE, BACKEND_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -100,19 +100,22 @@ class OrchestratorServiceStub:
     BACKEND_UNAVAILABLE.
     """
     SuspendIdentity: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SuspendIdentityRequest, _orchestrator_service_pb2.SuspendIdentityResponse]
-    """Suspends an identity: checkpoints and closes its session and keeps it
-    out of activation until resumed. Idempotent on a Suspended identity.
+    """Suspends an Active identity: closes its session (every turn is already
+    checkpointed) and keeps its lease, so no other replica activates it until
+    it is resumed. Suspending an identity that is not Active (a second
+    Suspend included) is INVALID_TRANSITION and changes nothing.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     BACKEND_UNAVAILABLE.
     """
     ResumeIdentity: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ResumeIdentityRequest, _orchestrator_service_pb2.ResumeIdentityResponse]
-    """Resumes a Suspended identity: it becomes eligible for activation again
-    and is resumed from its last checkpoint. Idempotent on a non-suspended
-    Active identity.
+    """Resumes a Suspended, retired (Dormant) or Broken identity from its last
+    checkpoint. Resuming an identity that is already Active is
+    INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
+    activated here (held by another replica, or still broken).
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
-    BACKEND_UNAVAILABLE.
+    NOT_ACTIVE, BACKEND_UNAVAILABLE.
     """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListEventsRequest, _orchestrator_service_pb2.ListEventsResponse]
     """Lists structural events with cursor > after_seq, oldest first.
@@ -211,19 +214,22 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     BACKEND_UNAVAILABLE.
     """
     SuspendIdentity: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SuspendIdentityRequest, _orchestrator_service_pb2.SuspendIdentityResponse]  # type: ignore[assignment]
-    """Suspends an identity: checkpoints and closes its session and keeps it
-    out of activation until resumed. Idempotent on a Suspended identity.
+    """Suspends an Active identity: closes its session (every turn is already
+    checkpointed) and keeps its lease, so no other replica activates it until
+    it is resumed. Suspending an identity that is not Active (a second
+    Suspend included) is INVALID_TRANSITION and changes nothing.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     BACKEND_UNAVAILABLE.
     """
     ResumeIdentity: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ResumeIdentityRequest, _orchestrator_service_pb2.ResumeIdentityResponse]  # type: ignore[assignment]
-    """Resumes a Suspended identity: it becomes eligible for activation again
-    and is resumed from its last checkpoint. Idempotent on a non-suspended
-    Active identity.
+    """Resumes a Suspended, retired (Dormant) or Broken identity from its last
+    checkpoint. Resuming an identity that is already Active is
+    INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
+    activated here (held by another replica, or still broken).
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
-    BACKEND_UNAVAILABLE.
+    NOT_ACTIVE, BACKEND_UNAVAILABLE.
     """
     ListEvents: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ListEventsRequest, _orchestrator_service_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists structural events with cursor > after_seq, oldest first.
@@ -367,8 +373,10 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orchestrator_service_pb2.SuspendIdentityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_service_pb2.SuspendIdentityResponse, _abc.Awaitable[_orchestrator_service_pb2.SuspendIdentityResponse]]:
-        """Suspends an identity: checkpoints and closes its session and keeps it
-        out of activation until resumed. Idempotent on a Suspended identity.
+        """Suspends an Active identity: closes its session (every turn is already
+        checkpointed) and keeps its lease, so no other replica activates it until
+        it is resumed. Suspending an identity that is not Active (a second
+        Suspend included) is INVALID_TRANSITION and changes nothing.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         BACKEND_UNAVAILABLE.
@@ -380,12 +388,13 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orchestrator_service_pb2.ResumeIdentityRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_service_pb2.ResumeIdentityResponse, _abc.Awaitable[_orchestrator_service_pb2.ResumeIdentityResponse]]:
-        """Resumes a Suspended identity: it becomes eligible for activation again
-        and is resumed from its last checkpoint. Idempotent on a non-suspended
-        Active identity.
+        """Resumes a Suspended, retired (Dormant) or Broken identity from its last
+        checkpoint. Resuming an identity that is already Active is
+        INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
+        activated here (held by another replica, or still broken).
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
-        BACKEND_UNAVAILABLE.
+        NOT_ACTIVE, BACKEND_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

@@ -142,10 +142,15 @@ class ContinuityStoreServiceServicer:
 
     def UpsertContinuityRecord(self, request, context):
         """Creates or replaces an identity's record under the fencing precondition.
-        Idempotent: repeating the same upsert leaves the same state.
+        Idempotent: repeating the same upsert leaves the same state. It never
+        moves the record backwards: an older generation is GENERATION_MISMATCH,
+        a lower checkpoint_version within the generation is
+        STALE_CHECKPOINT_VERSION. A session belongs to one identity: binding
+        another identity's session is INVALID_ARGUMENT. An identity keeps the
+        snapshots of its 16 most recent sessions.
 
         Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
-        BACKEND_UNAVAILABLE.
+        GENERATION_MISMATCH, STALE_CHECKPOINT_VERSION, BACKEND_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,7 +173,9 @@ class ContinuityStoreServiceServicer:
         the revision differs, no snapshot exists, or the backend cannot delete
         session-scoped snapshots.
 
-        Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+        Errors: INVALID_ARGUMENT (empty session_id, or an
+        expected_current_revision that is not a lowercase hex SHA-256),
+        BACKEND_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,7 +186,9 @@ class ContinuityStoreServiceServicer:
         unset only when the store authoritatively has no such record; a backend
         that cannot answer returns BACKEND_UNAVAILABLE instead.
 
-        Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+        Errors: INVALID_ARGUMENT (empty session_id, or an
+        expected_current_revision that is not a lowercase hex SHA-256),
+        BACKEND_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

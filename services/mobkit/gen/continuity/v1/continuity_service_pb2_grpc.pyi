@@ -77,10 +77,15 @@ class ContinuityStoreServiceStub:
     """
     UpsertContinuityRecord: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.UpsertContinuityRecordRequest, _continuity_service_pb2.UpsertContinuityRecordResponse]
     """Creates or replaces an identity's record under the fencing precondition.
-    Idempotent: repeating the same upsert leaves the same state.
+    Idempotent: repeating the same upsert leaves the same state. It never
+    moves the record backwards: an older generation is GENERATION_MISMATCH,
+    a lower checkpoint_version within the generation is
+    STALE_CHECKPOINT_VERSION. A session belongs to one identity: binding
+    another identity's session is INVALID_ARGUMENT. An identity keeps the
+    snapshots of its 16 most recent sessions.
 
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
-    BACKEND_UNAVAILABLE.
+    GENERATION_MISMATCH, STALE_CHECKPOINT_VERSION, BACKEND_UNAVAILABLE.
     """
     DeleteContinuityRecord: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.DeleteContinuityRecordRequest, _continuity_service_pb2.DeleteContinuityRecordResponse]
     """Deletes an identity's record and its session snapshots under the fencing
@@ -95,14 +100,18 @@ class ContinuityStoreServiceStub:
     the revision differs, no snapshot exists, or the backend cannot delete
     session-scoped snapshots.
 
-    Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+    Errors: INVALID_ARGUMENT (empty session_id, or an
+    expected_current_revision that is not a lowercase hex SHA-256),
+    BACKEND_UNAVAILABLE.
     """
     ResolveRecordBySession: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.ResolveRecordBySessionRequest, _continuity_service_pb2.ResolveRecordBySessionResponse]
     """Finds the record whose session_id is the given session. The record is
     unset only when the store authoritatively has no such record; a backend
     that cannot answer returns BACKEND_UNAVAILABLE instead.
 
-    Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+    Errors: INVALID_ARGUMENT (empty session_id, or an
+    expected_current_revision that is not a lowercase hex SHA-256),
+    BACKEND_UNAVAILABLE.
     """
     GetContinuityHealth: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.GetContinuityHealthRequest, _continuity_service_pb2.GetContinuityHealthResponse]
     """Reports store reachability and durability policy, and the latest
@@ -158,10 +167,15 @@ class ContinuityStoreServiceAsyncStub(ContinuityStoreServiceStub):
     """
     UpsertContinuityRecord: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.UpsertContinuityRecordRequest, _continuity_service_pb2.UpsertContinuityRecordResponse]  # type: ignore[assignment]
     """Creates or replaces an identity's record under the fencing precondition.
-    Idempotent: repeating the same upsert leaves the same state.
+    Idempotent: repeating the same upsert leaves the same state. It never
+    moves the record backwards: an older generation is GENERATION_MISMATCH,
+    a lower checkpoint_version within the generation is
+    STALE_CHECKPOINT_VERSION. A session belongs to one identity: binding
+    another identity's session is INVALID_ARGUMENT. An identity keeps the
+    snapshots of its 16 most recent sessions.
 
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
-    BACKEND_UNAVAILABLE.
+    GENERATION_MISMATCH, STALE_CHECKPOINT_VERSION, BACKEND_UNAVAILABLE.
     """
     DeleteContinuityRecord: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.DeleteContinuityRecordRequest, _continuity_service_pb2.DeleteContinuityRecordResponse]  # type: ignore[assignment]
     """Deletes an identity's record and its session snapshots under the fencing
@@ -176,14 +190,18 @@ class ContinuityStoreServiceAsyncStub(ContinuityStoreServiceStub):
     the revision differs, no snapshot exists, or the backend cannot delete
     session-scoped snapshots.
 
-    Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+    Errors: INVALID_ARGUMENT (empty session_id, or an
+    expected_current_revision that is not a lowercase hex SHA-256),
+    BACKEND_UNAVAILABLE.
     """
     ResolveRecordBySession: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.ResolveRecordBySessionRequest, _continuity_service_pb2.ResolveRecordBySessionResponse]  # type: ignore[assignment]
     """Finds the record whose session_id is the given session. The record is
     unset only when the store authoritatively has no such record; a backend
     that cannot answer returns BACKEND_UNAVAILABLE instead.
 
-    Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+    Errors: INVALID_ARGUMENT (empty session_id, or an
+    expected_current_revision that is not a lowercase hex SHA-256),
+    BACKEND_UNAVAILABLE.
     """
     GetContinuityHealth: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.GetContinuityHealthRequest, _continuity_service_pb2.GetContinuityHealthResponse]  # type: ignore[assignment]
     """Reports store reachability and durability policy, and the latest
@@ -260,10 +278,15 @@ class ContinuityStoreServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_continuity_service_pb2.UpsertContinuityRecordResponse, _abc.Awaitable[_continuity_service_pb2.UpsertContinuityRecordResponse]]:
         """Creates or replaces an identity's record under the fencing precondition.
-        Idempotent: repeating the same upsert leaves the same state.
+        Idempotent: repeating the same upsert leaves the same state. It never
+        moves the record backwards: an older generation is GENERATION_MISMATCH,
+        a lower checkpoint_version within the generation is
+        STALE_CHECKPOINT_VERSION. A session belongs to one identity: binding
+        another identity's session is INVALID_ARGUMENT. An identity keeps the
+        snapshots of its 16 most recent sessions.
 
         Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
-        BACKEND_UNAVAILABLE.
+        GENERATION_MISMATCH, STALE_CHECKPOINT_VERSION, BACKEND_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -290,7 +313,9 @@ class ContinuityStoreServiceServicer(metaclass=_abc_1.ABCMeta):
         the revision differs, no snapshot exists, or the backend cannot delete
         session-scoped snapshots.
 
-        Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+        Errors: INVALID_ARGUMENT (empty session_id, or an
+        expected_current_revision that is not a lowercase hex SHA-256),
+        BACKEND_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -303,7 +328,9 @@ class ContinuityStoreServiceServicer(metaclass=_abc_1.ABCMeta):
         unset only when the store authoritatively has no such record; a backend
         that cannot answer returns BACKEND_UNAVAILABLE instead.
 
-        Errors: INVALID_ARGUMENT (empty session_id), BACKEND_UNAVAILABLE.
+        Errors: INVALID_ARGUMENT (empty session_id, or an
+        expected_current_revision that is not a lowercase hex SHA-256),
+        BACKEND_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

@@ -528,6 +528,7 @@ class Orchestrator:
                     raise NotActive(slot.identity, slot.state.value)
             if forwarded or self.fleet is None:
                 raise NotActive(slot.identity, slot.state.value)
+            holder: str | None = None
             try:
                 holder = await self.fleet.owner(slot.identity)
                 if holder is not None and holder != self.instance:

@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from mobkit.server.config import Settings, load_settings, split_hostport, with_port
+from mobkit.server.config import Settings, load_settings, with_port
 from mobkit.server.logs import configure_logging
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -157,7 +157,6 @@ async def run_up(args: argparse.Namespace) -> int:
             keys = ["all"]
         server, resources = await start_services(keys, settings)
         address = with_port(settings.listen, server.port)
-        split_hostport(address)
         print(_banner(settings, address, settings.etcd_endpoints[0], args.split), flush=True)
         print(f"listening on {address}", file=sys.stderr, flush=True)
         try:

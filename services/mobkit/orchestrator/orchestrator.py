@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -765,13 +764,7 @@ class Orchestrator:
     ) -> list[IdentityStatus]:
         """Every identity of the roster, each as reported by the replica hosting it."""
         if local_only:  # a peer's fan-out: only what this replica hosts
-            hosted = [self.status(i) for i, s in sorted(self.slots.items()) if s.grant is not None]
-            return [
-                x
-                for x in hosted
-                if (state is None or x.state is state)
-                and not (labels and any(x.labels.get(k) != v for k, v in labels.items()))
-            ]
+            return [x for x in self.statuses(hosted_only=True) if _matches(x, state, labels)]
         merged = {s.identity: s for s in self.statuses()}
         if self.fleet is not None:
             fleet = self.fleet
@@ -786,15 +779,7 @@ class Orchestrator:
                     mine = merged.get(remote.identity)
                     if remote.lease is not None and (mine is None or mine.lease is None):
                         merged[remote.identity] = remote
-        out = []
-        for identity in sorted(merged):
-            status = merged[identity]
-            if state is not None and status.state is not state:
-                continue
-            if labels and any(status.labels.get(k) != v for k, v in labels.items()):
-                continue
-            out.append(status)
-        return out
+        return [merged[i] for i in sorted(merged) if _matches(merged[i], state, labels)]
 
     def status(self, identity: str) -> IdentityStatus:
         slot = self._slot(identity)
@@ -833,18 +818,13 @@ class Orchestrator:
             failure=slot.failure,
         )
 
-    def statuses(
-        self, *, state: IdentityLifecycleState | None = None, labels: dict[str, str] | None = None
-    ) -> list[IdentityStatus]:
-        out = []
-        for identity in sorted(self.slots):
-            slot = self.slots[identity]
-            if state is not None and slot.state is not state:
-                continue
-            if labels and any(slot.spec.labels.get(k) != v for k, v in labels.items()):
-                continue
-            out.append(self.status(identity))
-        return out
+    def statuses(self, *, hosted_only: bool = False) -> list[IdentityStatus]:
+        """This replica's view of every roster identity (or of those it hosts)."""
+        return [
+            self.status(i)
+            for i, slot in sorted(self.slots.items())
+            if not hosted_only or slot.grant is not None
+        ]
 
     async def refresh_durability(self) -> None:
         try:
@@ -898,5 +878,10 @@ def _roster_parts(roster: Any) -> tuple[list[DurableAgentSpec], int]:
     )
 
 
-def new_instance_id() -> str:
-    return f"orch-{uuid.uuid4().hex[:8]}"
+def _matches(
+    status: IdentityStatus, state: IdentityLifecycleState | None, labels: dict[str, str] | None
+) -> bool:
+    """The ListIdentityStatuses filter: the state, and every selector label."""
+    if state is not None and status.state is not state:
+        return False
+    return not labels or all(status.labels.get(k) == v for k, v in labels.items())

@@ -29,6 +29,23 @@ async def test_three_replicas_share_then_survive_a_kill(make_fleet: Any) -> None
         fair = len(IDS) / 3
         assert all(abs(n - fair) <= 0.2 * fair for n in spread.values()), spread
 
+        # Any replica pages through the whole fleet: small keyset pages, with or
+        # without a filter, give exactly the one-shot listing, owners included.
+        whole = [(s.identity, s.owner) for s in await all_statuses(channels[2])]
+        assert [i for i, _ in whole] == sorted(IDS)
+        for state in (None, ACTIVE):
+            paged, token = [], ""
+            while True:
+                page = await stub(channels[1]).ListIdentityStatuses(
+                    svc.ListIdentityStatusesRequest(page_size=7, page_token=token, state=state),
+                    timeout=10,
+                )
+                assert len(page.statuses) <= 7
+                paged += [(s.identity, s.owner) for s in page.statuses]
+                if not (token := page.next_page_token):
+                    break
+            assert paged == whole
+
         # Traffic through any replica reaches the owner; remember every acknowledged version.
         acked: dict[str, int] = {}
         for i, identity in enumerate(random.sample(IDS, 60)):

@@ -178,8 +178,10 @@ class _Watch:
         *,
         start_revision: int | None = None,
         prev_kv: bool = False,
+        deletes_only: bool = False,
     ) -> AsyncIterator[kv_pb2.Event]:
-        """Events on ``[key, range_end)`` from ``start_revision`` (default: from now).
+        """Events on ``[key, range_end)`` from ``start_revision`` (default: from now);
+        ``deletes_only`` has etcd leave out puts (and lease expiries are deletes).
 
         The iterator survives member failures: it re-watches from the last delivered
         revision + 1, so no event is lost or repeated. If that history was compacted it
@@ -187,7 +189,12 @@ class _Watch:
         + 1) so that no event between the read and the watch start is missed.
         """
         return watch_events(
-            self._client, key, range_end, start_revision=start_revision, prev_kv=prev_kv
+            self._client,
+            key,
+            range_end,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            deletes_only=deletes_only,
         )
 
 

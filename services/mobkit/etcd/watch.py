@@ -42,6 +42,7 @@ async def watch_events(
     *,
     start_revision: int | None = None,
     prev_kv: bool = False,
+    deletes_only: bool = False,
 ) -> AsyncIterator[kv_pb2.Event]:
     next_revision = start_revision or 0
     delay = _RETRY_INITIAL
@@ -62,6 +63,7 @@ async def watch_events(
                         start_revision=next_revision,
                         progress_notify=True,
                         prev_kv=prev_kv,
+                        filters=[rpc_pb2.WatchCreateRequest.NOPUT] if deletes_only else [],
                     )
                 )
             )

@@ -17,11 +17,11 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mobkit.core.errors import BackendUnavailable
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.errors import EtcdError
+from mobkit.etcd.errors import EtcdCompacted, EtcdError
 from mobkit.etcd.ops import prefix_end
 
 log = logging.getLogger("mobkit.fleet")
@@ -35,6 +35,14 @@ def holder_address(holder: str) -> str | None:
 
 def fair_share(desired: int, replicas: int) -> int:
     return math.ceil(desired / max(1, replicas))
+
+
+def registration_ttl(lease_ttl: float) -> int:
+    """The replica registration's TTL: shorter than the identity leases' (etcd grants
+    at least 2 s). A dead replica must drop out of the fair share no later than its
+    identities become vacant, or survivors, still counting it, could not claim them
+    until its registration expired too."""
+    return max(2, math.ceil(lease_ttl / 2))
 
 
 def preference(identities: Iterable[str], holder: str) -> list[str]:
@@ -99,6 +107,27 @@ class ReplicaRegistry:
         except EtcdError as exc:
             raise BackendUnavailable("etcd", str(exc)) from exc
         return {kv.key[len(prefix) :].decode(): kv.value.decode() for kv in reply.kvs}
+
+    async def watch_vacancies(self, notify: Callable[[], None]) -> None:
+        """Until cancelled, call ``notify`` whenever an identity's lease key or a
+        replica's registration goes away (released, or expired with a dead replica):
+        a moment to claim at once instead of at the next poll. History lost to
+        compaction only delays that to the poll."""
+
+        async def follow(prefix: bytes) -> None:
+            while True:
+                with contextlib.suppress(EtcdCompacted):
+                    async for _ in self._client.watch(
+                        prefix, prefix_end(prefix), deletes_only=True
+                    ):
+                        notify()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(follow(self._leases.encode()))
+                group.create_task(follow(self._replicas))
+        except* EtcdError as failed:
+            raise BackendUnavailable("etcd", str(failed.exceptions[0])) from None
 
     async def stop(self) -> None:
         if self._task is not None:

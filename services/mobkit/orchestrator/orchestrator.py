@@ -70,6 +70,7 @@ from mobkit.orchestrator.ports import (
     resolve_states,
 )
 from mobkit.orchestrator.slot import IdentitySlot
+from mobkit.orchestrator.status_pages import StatusFilter, fleet_page, local_page
 from mobkit.runtime.domain import AgentRuntime
 
 if TYPE_CHECKING:
@@ -755,31 +756,28 @@ class Orchestrator:
                     return replace(self.status(identity), owner=holder)
         return self.status(identity)
 
-    async def fleet_statuses(
-        self,
-        *,
-        state: IdentityLifecycleState | None = None,
-        labels: dict[str, str] | None = None,
-        local_only: bool = False,
-    ) -> list[IdentityStatus]:
-        """Every identity of the roster, each as reported by the replica hosting it."""
-        if local_only:  # a peer's fan-out: only what this replica hosts
-            return [x for x in self.statuses(hosted_only=True) if _matches(x, state, labels)]
-        merged = {s.identity: s for s in self.statuses()}
-        if self.fleet is not None:
-            fleet = self.fleet
-            others = [m for m in await fleet.members() if m != self.instance]
-            answers = await asyncio.gather(
-                *(fleet.local_statuses(m, timeout=5.0) for m in others), return_exceptions=True
+    async def statuses_page(
+        self, after: str, limit: int, flt: StatusFilter, *, local_only: bool = False
+    ) -> tuple[list[IdentityStatus], bool]:
+        """Statuses of the identities after ``after``, each as reported by the replica
+        hosting it, up to ``limit``; and whether more follow. ``local_only`` (a peer's
+        request): only what this replica hosts, no fan-out."""
+        if local_only:
+            hosted = sorted(i for i, s in self.slots.items() if s.grant is not None)
+            return local_page(hosted, self.status, after, limit, flt)
+        ids = sorted(self.slots)
+        fleet = self.fleet
+        if fleet is None:
+            return local_page(ids, self.status, after, limit, flt)
+        others = [m for m in await fleet.members() if m != self.instance]
+
+        async def ask(cursor: str, size: int) -> list[Any]:
+            return await asyncio.gather(
+                *(fleet.local_statuses(m, cursor, size, timeout=5.0) for m in others),
+                return_exceptions=True,
             )
-            for answer in answers:
-                if isinstance(answer, BaseException):
-                    continue  # a replica going away: its identities show as not hosted
-                for remote in answer:
-                    mine = merged.get(remote.identity)
-                    if remote.lease is not None and (mine is None or mine.lease is None):
-                        merged[remote.identity] = remote
-        return [merged[i] for i in sorted(merged) if _matches(merged[i], state, labels)]
+
+        return await fleet_page(ids, self.status, ask, len(others), after, limit, flt)
 
     def status(self, identity: str) -> IdentityStatus:
         slot = self._slot(identity)
@@ -817,14 +815,6 @@ class Orchestrator:
             owner=self.instance if slot.grant is not None else None,
             failure=slot.failure,
         )
-
-    def statuses(self, *, hosted_only: bool = False) -> list[IdentityStatus]:
-        """This replica's view of every roster identity (or of those it hosts)."""
-        return [
-            self.status(i)
-            for i, slot in sorted(self.slots.items())
-            if not hosted_only or slot.grant is not None
-        ]
 
     async def refresh_durability(self) -> None:
         try:
@@ -876,12 +866,3 @@ def _roster_parts(roster: Any) -> tuple[list[DurableAgentSpec], int]:
     return list(roster.specs), int(
         getattr(roster, "revision", getattr(roster, "roster_revision", 0))
     )
-
-
-def _matches(
-    status: IdentityStatus, state: IdentityLifecycleState | None, labels: dict[str, str] | None
-) -> bool:
-    """The ListIdentityStatuses filter: the state, and every selector label."""
-    if state is not None and status.state is not state:
-        return False
-    return not labels or all(status.labels.get(k) == v for k, v in labels.items())

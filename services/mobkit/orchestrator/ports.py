@@ -7,7 +7,7 @@ interchangeable here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -118,6 +118,11 @@ class Fleet(Protocol):
 
     async def held(self) -> dict[str, str]: ...
 
+    async def watch_vacancies(self, notify: Callable[[], None]) -> None:
+        """Until cancelled, call ``notify`` when an identity or a replica may have
+        become vacant (lease keys or registrations deleted or expired)."""
+        ...
+
     async def send(
         self,
         holder: str,
@@ -130,4 +135,9 @@ class Fleet(Protocol):
 
     async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus: ...
 
-    async def local_statuses(self, holder: str, timeout: float | None) -> list[IdentityStatus]: ...
+    async def local_statuses(
+        self, holder: str, after: str, limit: int, timeout: float | None
+    ) -> tuple[list[IdentityStatus], bool]:
+        """A peer's hosted statuses after ``after`` (at most ``limit``), and whether
+        it stopped short."""
+        ...

@@ -22,6 +22,7 @@ from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
     receipt_from_proto,
     status_from_proto,
+    status_page_token,
 )
 
 FORWARDED = "x-mobkit-forwarded"
@@ -54,6 +55,9 @@ class Router:
 
     async def held(self) -> dict[str, str]:
         return await self.registry.held()
+
+    async def watch_vacancies(self, notify: Callable[[], None]) -> None:
+        await self.registry.watch_vacancies(notify)
 
     async def _call(
         self,
@@ -99,22 +103,20 @@ class Router:
         )
         return status_from_proto(reply.status)
 
-    async def local_statuses(self, holder: str, timeout: float | None) -> list[IdentityStatus]:
-        """Every status a replica hosts itself (it does not fan out in turn)."""
-        out: list[IdentityStatus] = []
-        token = ""
-        while True:
-            reply = await self._call(
-                holder,
-                "ListIdentityStatuses",
-                svc.ListIdentityStatusesRequest(page_size=1000, page_token=token),
-                timeout,
-                metadata=((FORWARDED, "1"), (LOCAL_ONLY, "1")),
-            )
-            out.extend(status_from_proto(s) for s in reply.statuses)
-            token = reply.next_page_token
-            if not token:
-                return out
+    async def local_statuses(
+        self, holder: str, after: str, limit: int, timeout: float | None
+    ) -> tuple[list[IdentityStatus], bool]:
+        """One page of what a replica hosts itself (it does not fan out in turn)."""
+        reply = await self._call(
+            holder,
+            "ListIdentityStatuses",
+            svc.ListIdentityStatusesRequest(
+                page_size=limit, page_token=status_page_token(after) if after else ""
+            ),
+            timeout,
+            metadata=((FORWARDED, "1"), (LOCAL_ONLY, "1")),
+        )
+        return [status_from_proto(s) for s in reply.statuses], bool(reply.next_page_token)
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -31,6 +31,7 @@ class OrchestratorRunner:
         self.renew_interval = max(0.05, orchestrator.lease_ttl.total_seconds() * renew_fraction)
         self._tasks: list[asyncio.Task[None]] = []
         self._kick = asyncio.Event()
+        self._claim_now = asyncio.Event()
 
     async def start(self) -> None:
         await self.o.refresh_durability()
@@ -45,6 +46,8 @@ class OrchestratorRunner:
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self._watch_roster(), name="roster-watch"),
         ]
+        if self.o.fleet is not None:
+            self._tasks.append(asyncio.create_task(self._watch_vacancies(), name="vacancy-watch"))
 
     def kick(self) -> None:
         """Ask for a reconcile now (roster changed, a lease was released...)."""
@@ -61,10 +64,12 @@ class OrchestratorRunner:
                 log.exception("%s crashed; continuing", getattr(step, "__name__", step))
 
     async def _claim_loop(self) -> None:
-        """Take over vacant identities. A full round means more are waiting: go again
-        at once instead of sleeping (bootstrap and failover of big rosters)."""
+        """Take over vacant identities: when etcd reports a lease key or a replica gone,
+        else every poll interval. A full round means more are waiting: go again at once
+        (bootstrap and failover of big rosters)."""
         interval = max(0.25, self.renew_interval / 2)
         while True:
+            self._claim_now.clear()
             try:
                 full = len(await self.o.claim()) >= CLAIM_BATCH
             except MobKitError as exc:
@@ -73,7 +78,21 @@ class OrchestratorRunner:
             except Exception:
                 log.exception("claim crashed; continuing")
                 full = False
-            await asyncio.sleep(0 if full else interval)
+            if not full:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._claim_now.wait(), interval)
+
+    async def _watch_vacancies(self) -> None:
+        fleet = self.o.fleet
+        assert fleet is not None
+        while True:
+            try:
+                await fleet.watch_vacancies(self._claim_now.set)
+            except MobKitError as exc:
+                log.warning("vacancy watch interrupted: %s", exc)
+            except Exception:
+                log.exception("vacancy watch crashed")
+            await asyncio.sleep(1.0)  # the claim loop still polls meanwhile
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 from datetime import timedelta
 
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.service import start_modules
 from mobkit.orchestrator.composition import compose
-from mobkit.orchestrator.fleet import ReplicaRegistry
+from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
 from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.routing import Router
 from mobkit.orchestrator.runner import OrchestratorRunner
@@ -36,7 +35,7 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
     providers, closers = await compose(settings, resources)
     instance = holder(settings)
     registry = ReplicaRegistry(
-        await resources.etcd(), settings.etcd_prefix, instance, math.ceil(settings.lease_ttl)
+        await resources.etcd(), settings.etcd_prefix, instance, registration_ttl(settings.lease_ttl)
     )
     router = Router(registry, lambda address: channel_for(address, settings))
     await registry.start()

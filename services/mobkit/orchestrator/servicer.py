@@ -15,6 +15,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
+from mobkit.orchestrator.status_pages import StatusFilter
 from mobkit.runtime.domain import SessionNotFound
 from mobkit.server.errors import ErrorTable, common_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
@@ -24,6 +25,8 @@ from mobkit.wire.orchestrator import (
     event_to_proto,
     receipt_to_proto,
     state_from_proto,
+    status_page_after,
+    status_page_token,
     status_to_proto,
 )
 from mobkit.wire.topology import edge_to_proto
@@ -109,16 +112,17 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
         return svc.GetIdentityStatusResponse(status=status_to_proto(status))
 
     async def ListIdentityStatuses(self, request: Any, context: Any) -> Any:
-        size, start = _page(request.page_size), _offset(request.page_token)
-        state = state_from_proto(request.state) if request.HasField("state") else None
-        statuses = await self.o.fleet_statuses(
-            state=state, labels=dict(request.label_selector), local_only=_flag(context, LOCAL_ONLY)
+        size, after = _page(request.page_size), status_page_after(request.page_token)
+        flt = StatusFilter(
+            state_from_proto(request.state) if request.HasField("state") else None,
+            dict(request.label_selector),
         )
-        chunk = statuses[start : start + size]
-        more = start + size < len(statuses)
+        page, more = await self.o.statuses_page(
+            after, size, flt, local_only=_flag(context, LOCAL_ONLY)
+        )
         return svc.ListIdentityStatusesResponse(
-            statuses=[status_to_proto(s) for s in chunk],
-            next_page_token=_token(start + size) if more else "",
+            statuses=[status_to_proto(s) for s in page],
+            next_page_token=status_page_token(page[-1].identity) if more and page else "",
         )
 
     async def Send(self, request: Any, context: Any) -> Any:

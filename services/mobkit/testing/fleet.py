@@ -82,6 +82,7 @@ async def wait_fleet(
     deadline = loop.time() + timeout
     last: Counter[str] = Counter()
     while loop.time() < deadline:
+        began = loop.time()
         try:
             statuses = await all_statuses(channel)
             active = [s for s in statuses if s.state == ACTIVE and s.HasField("owner")]
@@ -90,6 +91,6 @@ async def wait_fleet(
                 return last
         except grpc.aio.AioRpcError:
             pass
-        # Each poll fans out to every replica: poll big fleets less often.
-        await asyncio.sleep(0.2 if expected <= 500 else 1.0)
+        # Each poll fans out to every replica: keep polling to about a third of the time.
+        await asyncio.sleep(max(0.1, 2 * (loop.time() - began)))
     raise AssertionError(f"fleet never reached {expected} active on {owners} owners: {dict(last)}")

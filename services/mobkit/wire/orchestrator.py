@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from mobkit.core.errors import InvalidArgument
@@ -224,3 +225,26 @@ def status_from_proto(msg: orchestrator_pb2.IdentityStatus) -> IdentityStatus:
         if msg.HasField("continuity_failure")
         else None,
     )
+
+
+# ListIdentityStatuses pages by keyset: the token names the last identity of the
+# page, so any replica can serve the next page and identities that come or go
+# between pages neither repeat nor vanish from the rest of the listing.
+_AFTER = "after:"
+
+
+def status_page_token(last_identity: str) -> str:
+    return base64.urlsafe_b64encode(f"{_AFTER}{last_identity}".encode()).decode()
+
+
+def status_page_after(token: str) -> str:
+    """The identity a page token continues after ("" for the first page)."""
+    if not token:
+        return ""
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    if not text.startswith(_AFTER) or len(text) == len(_AFTER):
+        raise InvalidArgument("page_token", "not a token this server issued")
+    return text[len(_AFTER) :]

@@ -1,0 +1,59 @@
+"""The replica registry against a real etcd: vacancies are noticed as they happen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import pytest
+
+from mobkit.etcd.client import EtcdClient
+from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def until(predicate: Any, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
+
+
+async def test_deleted_and_expired_keys_are_vacancies_but_puts_are_not(etcd_session: Any) -> None:
+    prefix = f"/reg-{uuid.uuid4().hex[:8]}"
+    async with await EtcdClient.connect([etcd_session.endpoint], timeout=5.0) as client:
+        watcher = ReplicaRegistry(client, prefix, "a~1@127.0.0.1:1", 2)
+        calls: list[float] = []
+        task = asyncio.create_task(watcher.watch_vacancies(lambda: calls.append(0.0)))
+        try:
+            await asyncio.sleep(0.5)  # the watches are in place
+            await client.put(f"{prefix}/leases/x", b"a~1@127.0.0.1:1")
+            await client.put(f"{prefix}/continuity/x", b"{}")  # not watched
+            await asyncio.sleep(0.5)
+            assert calls == []  # puts are not vacancies
+            await client.delete(f"{prefix}/leases/x")
+            await until(lambda: len(calls) == 1)
+
+            # A replica that dies: its registration expires with its etcd lease.
+            dead = ReplicaRegistry(client, prefix, "b~2@127.0.0.1:2", 2)
+            await dead.start()
+            assert "b~2@127.0.0.1:2" in await watcher.members()
+            assert dead._task is not None
+            dead._task.cancel()  # no more keepalives, nothing revoked: as after SIGKILL
+            await until(lambda: len(calls) == 2)
+            assert await watcher.members() == []
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def test_a_registration_expires_before_the_identity_leases() -> None:
+    for ttl in (0.5, 2.0, 3.0, 5.0, 10.0, 30.0):
+        # The lease keys outlive their last renewal (every TTL/3) by at least 2/3 TTL.
+        assert registration_ttl(ttl) <= max(2, 2 / 3 * ttl + 0.5)
+    assert registration_ttl(5.0) == 3 and registration_ttl(1.0) == 2

@@ -57,3 +57,27 @@ def test_a_registration_expires_before_the_identity_leases() -> None:
         # The lease keys outlive their last renewal (every TTL/3) by at least 2/3 TTL.
         assert registration_ttl(ttl) <= max(2, 2 / 3 * ttl + 0.5)
     assert registration_ttl(5.0) == 3 and registration_ttl(1.0) == 2
+
+
+async def test_an_intent_is_written_only_under_the_current_fencing_token(
+    etcd_session: Any,
+) -> None:
+    prefix = f"/reg-{uuid.uuid4().hex[:8]}"
+    async with await EtcdClient.connect([etcd_session.endpoint], timeout=5.0) as client:
+        registry = ReplicaRegistry(client, prefix, "a~1@127.0.0.1:1", 2)
+        await client.put(f"{prefix}/leases/x", b"a~1@127.0.0.1:1")
+        kv = await client.get(f"{prefix}/leases/x")
+        assert kv is not None
+        token = int(kv.create_revision)
+        # A stale owner (an older token) records nothing.
+        assert not await registry.set_intent("x", "suspended", token - 1)
+        assert await registry.intents() == {}
+        assert await registry.set_intent("x", "suspended", token)
+        assert await registry.intents() == {"x": "suspended"}
+        # The lease key recreated (a new owner): the old token no longer counts.
+        await client.delete(f"{prefix}/leases/x")
+        await client.put(f"{prefix}/leases/x", b"b~2@127.0.0.1:2")
+        assert not await registry.set_intent("x", None, token)
+        assert await registry.intents() == {"x": "suspended"}
+        assert await registry.set_intent("x", None, 0)  # an operator's resume: unfenced
+        assert await registry.intents() == {}

@@ -68,20 +68,24 @@ async def test_two_instances_race_through_two_replicas_for_1000_identities(
         running_services(["lease"], **settings) as (_, channel_2, _s2),
     ):
         first, second = GrpcLeaseProvider(channel_1), GrpcLeaseProvider(channel_2)
+        # Both connected before the race, so neither finishes before the other starts.
+        await asyncio.gather(first.list_leases(1, ""), second.list_leases(1, ""))
         rng = random.Random(7)
-        order_a, order_b = names[:], names[:]
-        rng.shuffle(order_a)
-        rng.shuffle(order_b)
-
-        async def race(provider: GrpcLeaseProvider, holder: str, order: list[str]) -> dict:
-            batches = [order[i : i + 100] for i in range(0, len(order), 100)]
-            outcomes = await asyncio.gather(
-                *(provider.acquire_leases(b, holder, TTL) for b in batches)
+        got_a: dict = {}
+        got_b: dict = {}
+        # Ten rounds of 100 contested names, each side in its own order, all at once.
+        for start in range(0, len(names), 100):
+            order_a, order_b = names[start : start + 100], names[start : start + 100]
+            rng.shuffle(order_a)
+            rng.shuffle(order_b)
+            out_a, out_b = await asyncio.gather(
+                first.acquire_leases(order_a, A, TTL), second.acquire_leases(order_b, B, TTL)
             )
-            return {r.grant.identity if isinstance(r, Acquired) else r.identity: r
-                    for batch in outcomes for r in batch}
-
-        got_a, got_b = await asyncio.gather(race(first, A, order_a), race(second, B, order_b))
+            for got, results in ((got_a, out_a), (got_b, out_b)):
+                got.update(
+                    (r.grant.identity if isinstance(r, Acquired) else r.identity, r)
+                    for r in results
+                )
 
     async with await EtcdClient.connect([etcd_session.endpoint]) as raw:
         stored = await lease_keys(raw, etcd_prefix)

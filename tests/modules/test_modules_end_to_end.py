@@ -17,28 +17,18 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from modules_support import FAST, eventually, fake_module
 
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.servers import running_services
-from mobkit.testing.suite import send_request, stub, write_roster
+from mobkit.testing.suite import reason, send_request, stub, write_roster
 from mobkit.wire.json import from_struct
 
 pytestmark = pytest.mark.timeout(180)
 
 TEAM = ["alice", "bob"]
 ALICE_TOOLS = ["clock.now", "fake.block", "fake.echo"]
-
-
-def reason(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info.reason
 
 
 def sections() -> dict[str, Any]:

@@ -9,23 +9,20 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
-from mobkit.testing.suite import dispatch_request, send_request, stub, suite_process, write_roster
+from mobkit.testing.suite import (
+    dispatch_request,
+    reason,
+    send_request,
+    stub,
+    suite_process,
+    write_roster,
+)
 
 ACTIVE = pb.IDENTITY_LIFECYCLE_STATE_ACTIVE
 TEAM = ["alice", "bob", "carol", "dave", "erin"]
-
-
-def reason(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert len(status.details) == 1 and status.details[0].Unpack(info)
-    return info.reason
 
 
 async def wait_statuses(

@@ -9,24 +9,14 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.servers import running_services
-from mobkit.testing.suite import dispatch_request, send_request, stub, write_roster
+from mobkit.testing.suite import dispatch_request, reason, send_request, stub, write_roster
 
 TEAM = ["hub", "w1", "w2"]
 S = pb.IdentityLifecycleState
-
-
-def reason(err: grpc.aio.AioRpcError) -> str:
-    status = rpc_status.from_call(err)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info.reason
 
 
 @pytest.fixture

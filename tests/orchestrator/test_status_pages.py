@@ -81,9 +81,7 @@ class World:
         after = ""
         ids = sorted(self.roster0)
         while True:
-            page, more = await fleet_page(
-                ids, self.mine, self.ask, self.peers, after, limit, flt
-            )
+            page, more = await fleet_page(ids, self.mine, self.ask, self.peers, after, limit, flt)
             assert len(page) <= limit
             out += page
             if not more:

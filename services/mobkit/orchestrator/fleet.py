@@ -5,6 +5,9 @@
   after one TTL, exactly when its identity leases expire.
 * Who owns an identity is the value of its lease key ``<prefix>/leases/<identity>``
   (the holder string ``<instance>~<incarnation>@<address>``).
+* Operator intents ``<prefix>/intents/<identity>`` (``suspended`` or ``retired``)
+  outlive the replica that carried them out: no replica claims such an identity
+  until ResumeIdentity deletes the intent.
 * Fair share: with N live replicas and M desired identities, each replica holds
   at most ``ceil(M / N)``; which ones it prefers is decided by rendezvous hashing,
   so replicas mostly want different identities and rarely race for the same key.
@@ -22,7 +25,13 @@ from collections.abc import Callable, Iterable
 from mobkit.core.errors import BackendUnavailable
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError
-from mobkit.etcd.ops import prefix_end
+from mobkit.etcd.ops import (
+    compare_create_revision,
+    delete_op,
+    prefix_end,
+    put_op,
+    txn_request,
+)
 
 log = logging.getLogger("mobkit.fleet")
 
@@ -61,6 +70,7 @@ class ReplicaRegistry:
         self._client = client
         self._replicas = f"{base}/replicas/".encode()
         self._leases = f"{base}/leases/"
+        self._intents = f"{base}/intents/".encode()
         self.holder = holder
         self._ttl = max(1, ttl_s)
         self._lease_id = 0
@@ -108,11 +118,38 @@ class ReplicaRegistry:
             raise BackendUnavailable("etcd", str(exc)) from exc
         return {kv.key[len(prefix) :].decode(): kv.value.decode() for kv in reply.kvs}
 
+    async def intents(self) -> dict[str, str]:
+        """Every identity with an operator intent, and the intent: one read."""
+        prefix = self._intents
+        try:
+            reply = await self._client.range(prefix, range_end=prefix_end(prefix))
+        except EtcdError as exc:
+            raise BackendUnavailable("etcd", str(exc)) from exc
+        return {kv.key[len(prefix) :].decode(): kv.value.decode() for kv in reply.kvs}
+
+    async def set_intent(self, identity: str, intent: str | None, fencing_token: int) -> bool:
+        """Record (or with None, clear) an operator intent. With a fencing token, only
+        while the identity's lease key is still the one that token names, so a stale
+        owner cannot suspend or retire what another replica now runs. Returns whether
+        it was written."""
+        key = self._intents + identity.encode()
+        write = put_op(key, intent.encode()) if intent is not None else delete_op(key)
+        compare = (
+            [compare_create_revision(f"{self._leases}{identity}", "=", fencing_token)]
+            if fencing_token
+            else []
+        )
+        try:
+            reply = await self._client.txn(txn_request(compare, [write]))
+        except EtcdError as exc:
+            raise BackendUnavailable("etcd", str(exc)) from exc
+        return bool(reply.succeeded)
+
     async def watch_vacancies(self, notify: Callable[[], None]) -> None:
-        """Until cancelled, call ``notify`` whenever an identity's lease key or a
-        replica's registration goes away (released, or expired with a dead replica):
-        a moment to claim at once instead of at the next poll. History lost to
-        compaction only delays that to the poll."""
+        """Until cancelled, call ``notify`` whenever an identity's lease key, an intent
+        or a replica's registration goes away (released, resumed, or expired with a
+        dead replica): a moment to claim at once instead of at the next poll. History
+        lost to compaction only delays that to the poll."""
 
         async def follow(prefix: bytes) -> None:
             while True:
@@ -126,6 +163,7 @@ class ReplicaRegistry:
             async with asyncio.TaskGroup() as group:
                 group.create_task(follow(self._leases.encode()))
                 group.create_task(follow(self._replicas))
+                group.create_task(follow(self._intents))
         except* EtcdError as failed:
             raise BackendUnavailable("etcd", str(failed.exceptions[0])) from None
 

@@ -83,6 +83,8 @@ PEER_CALL_TIMEOUT = 30.0
 ROUTE_POLL = 0.1
 EDGE_EVENTS_MAX = 256
 CLAIM_BATCH = 512
+# Operator intents kept in the fleet (see orchestrator/fleet.py).
+SUSPENDED, RETIRED = "suspended", "retired"
 
 
 @dataclass
@@ -133,6 +135,7 @@ class Orchestrator:
         self._durability: ContinuityHealth | None = None
         self._store_reachable = True
         self.profiles: dict[str, str] = {}
+        self._intents: dict[str, str] = {}  # operator intents seen in the fleet
         # The module supervisor whose tools turns may call (set by the service).
         self.modules: ModuleSupervisor | None = None
 
@@ -204,6 +207,7 @@ class Orchestrator:
             for edge in report.edges_removed:
                 self._event("edge_removed", None, {"a": edge.a, "b": edge.b})
 
+        await self._sync_intents()
         activated, failed = await self._activate(self._vacant())
         report.activated = activated
         report.failed = failed
@@ -225,8 +229,53 @@ class Orchestrator:
         activated."""
         async with self._reconcile_lock:
             await self._shed_excess()
+            await self._sync_intents()
             activated, _ = await self._activate(self._vacant(broken=False))
         return activated
+
+    async def _sync_intents(self) -> None:
+        """Operator intents recorded by any replica (this one before a restart, or a
+        dead owner): an identity suspended or retired is shown so here and never
+        claimed, until ResumeIdentity clears the intent."""
+        if self.fleet is None:
+            return
+        self._intents = await self.fleet.intents()
+        for identity, slot in self.slots.items():
+            if slot.grant is not None:
+                continue  # hosted here: this replica's own view is the truth
+            intent = self._intents.get(identity)
+            slot.retired = intent == RETIRED
+            if intent == SUSPENDED and slot.state in (S.DORMANT, S.UNINITIALIZED):
+                slot.state = S.SUSPENDED
+            elif intent != SUSPENDED and slot.state is S.SUSPENDED:
+                slot.state = S.DORMANT
+
+    async def _record_intent(self, slot: IdentitySlot, intent: str | None) -> None:
+        """Make an operator command outlive this replica. The owner writes under its
+        fencing token: a stale owner's command is refused, not recorded."""
+        if self.fleet is None:
+            return
+        token = slot.grant.fencing_token if slot.grant is not None else 0
+        if not await self.fleet.set_intent(slot.identity, intent, token):
+            raise NotActive(slot.identity, "lease_lost")
+        if intent is None:
+            self._intents.pop(slot.identity, None)
+        else:
+            self._intents[slot.identity] = intent
+
+    async def _forward(
+        self, identity: str, command: str, forwarded: bool, request_id: str = ""
+    ) -> IdentityStatus | None:
+        """When another replica hosts the identity, the command runs there."""
+        slot = self._slot(identity)
+        if slot.grant is not None or forwarded or self.fleet is None:
+            return None
+        holder = await self.fleet.owner(identity)
+        if holder is None or holder == self.instance:
+            return None
+        return await self.fleet.command(
+            holder, command, identity, request_id=request_id, timeout=PEER_CALL_TIMEOUT
+        )
 
     async def _share(self) -> int | None:
         """How many identities this replica may hold (None: no limit, single replica)."""
@@ -263,6 +312,7 @@ class Orchestrator:
             # A key this replica still holds (a session torn down after a failed
             # checkpoint) is ours to take back, not someone else's.
             taken = {i for i, h in (await self.fleet.held()).items() if h != self.instance}
+            taken.update(self._intents)  # suspended or retired by an operator
             held = sum(1 for s in self.slots.values() if s.grant is not None)
             by_id = {s.identity: s for s in slots if s.identity not in taken}
             wanted = preference(by_id, self.instance)[: max(0, share - held)]
@@ -280,6 +330,10 @@ class Orchestrator:
             if isinstance(result, Acquired):
                 slot.grant, slot.renewed_at, slot.lease_healthy = result.grant, now, True
                 mine.append(slot)
+        if mine and self.fleet is not None:
+            # An owner records a retire before releasing the lease, so an intent
+            # written after our first read shows up in a read after our acquire.
+            mine = await self._drop_intended(mine)
         if not mine:
             return [], []
         # Resolve after acquiring: from here on no previous owner can write.
@@ -302,6 +356,15 @@ class Orchestrator:
 
         await asyncio.gather(*(one(s) for s in mine))
         return sorted(activated), sorted(failed)
+
+    async def _drop_intended(self, acquired: list[IdentitySlot]) -> list[IdentitySlot]:
+        assert self.fleet is not None
+        self._intents = await self.fleet.intents()
+        keep = [s for s in acquired if s.identity not in self._intents]
+        for slot in acquired:
+            if slot.identity in self._intents:
+                await self._give_up(slot)
+        return keep
 
     async def _give_up(self, slot: IdentitySlot) -> None:
         grant = slot.grant
@@ -541,7 +604,7 @@ class Orchestrator:
                     )
             except (NotActive, BackendUnavailable):
                 pass  # the owner is gone or going: wait for the next one
-            if holder is None and (slot.retired or slot.state is S.BROKEN):
+            if holder is None and (slot.retired or slot.state in (S.BROKEN, S.SUSPENDED)):
                 raise NotActive(slot.identity, slot.state.value)
             if loop.time() + ROUTE_POLL >= deadline:
                 retry_ms = int(self.lease_ttl.total_seconds() * 1000 / 3)
@@ -642,10 +705,17 @@ class Orchestrator:
 
     # -- operator commands -------------------------------------------------------------
 
-    async def reset(self, identity: str) -> IdentityStatus:
-        """Start a new generation: fresh session, checkpoint version 0."""
+    async def reset(
+        self, identity: str, *, request_id: str = "", forwarded: bool = False
+    ) -> IdentityStatus:
+        """Start a new generation: fresh session, checkpoint version 0. A retry with
+        the request id of the owner's last reset returns without resetting again."""
+        if (routed := await self._forward(identity, "reset", forwarded, request_id)) is not None:
+            return routed
         slot = self._slot(identity)
         async with slot.lock:
+            if request_id and slot.last_reset == (request_id, slot.generation):
+                return self.status(identity)
             if slot.state is not S.ACTIVE or slot.grant is None:
                 raise NotActive(identity, slot.state.value)
             slot.move(S.ACTIVE)
@@ -673,10 +743,13 @@ class Orchestrator:
             slot.session_id, slot.agent_runtime_id = info.session_id, info.agent_runtime_id
             slot.generation, slot.checkpoint_version = generation, 0
             slot.receipts = OrderedDict()
+            slot.last_reset = (request_id, generation) if request_id else None
         self._event("reset", identity, {"generation": generation, "session_id": info.session_id})
         return self.status(identity)
 
-    async def retire(self, identity: str) -> IdentityStatus:
+    async def retire(self, identity: str, *, forwarded: bool = False) -> IdentityStatus:
+        if (routed := await self._forward(identity, "retire", forwarded)) is not None:
+            return routed
         slot = self._slot(identity)
         await self._retire(slot, forget=False)
         return self.status(identity)
@@ -684,8 +757,16 @@ class Orchestrator:
     async def _retire(self, slot: IdentitySlot, *, forget: bool) -> None:
         """Stop hosting the identity and release its lease. The continuity record is
         kept: adding the identity back resumes where it left off (ResetIdentity
-        starts over on purpose)."""
+        starts over on purpose). An operator's retire is recorded first, so no other
+        replica claims the identity once its lease is released; a roster removal
+        clears the record instead, so adding the identity back resumes it."""
         async with slot.lock:
+            check_transition(slot.identity, slot.state, S.RETIRING)
+            if not forget:
+                await self._record_intent(slot, RETIRED)
+            elif self.fleet is not None:  # every replica does this: best effort
+                with contextlib.suppress(MobKitError):
+                    await self.fleet.set_intent(slot.identity, None, 0)
             slot.move(S.RETIRING)
             await self._deactivate(slot, release=True)
             slot.state = S.DORMANT
@@ -706,22 +787,30 @@ class Orchestrator:
         if slot.state is S.ACTIVE:
             slot.state = S.DORMANT
 
-    async def suspend(self, identity: str) -> IdentityStatus:
-        """Close the session but keep the lease, so no other replica takes it over."""
+    async def suspend(self, identity: str, *, forwarded: bool = False) -> IdentityStatus:
+        """Close the session but keep the lease, so no other replica takes it over;
+        the recorded intent keeps it suspended if this replica dies."""
+        if (routed := await self._forward(identity, "suspend", forwarded)) is not None:
+            return routed
         slot = self._slot(identity)
         async with slot.lock:
             check_transition(identity, slot.state, S.SUSPENDED)
+            await self._record_intent(slot, SUSPENDED)
             await self._deactivate(slot, release=False)
             slot.state = S.SUSPENDED
         self._event("suspended", identity, {})
         return self.status(identity)
 
-    async def resume(self, identity: str) -> IdentityStatus:
-        """Bring a suspended, retired or broken identity back to Active."""
+    async def resume(self, identity: str, *, forwarded: bool = False) -> IdentityStatus:
+        """Bring a suspended, retired or broken identity back to Active: here, or on
+        whichever replica claims it first once the intent is cleared."""
+        if (routed := await self._forward(identity, "resume", forwarded)) is not None:
+            return routed
         slot = self._slot(identity)
         if slot.state is S.ACTIVE:
             raise InvalidTransition(identity, S.ACTIVE.value, S.ACTIVE.value)
         check_transition(identity, slot.state, S.ACTIVE)
+        await self._record_intent(slot, None)
         slot.retired = False
         if slot.state is S.SUSPENDED and slot.grant is not None:
             states = resolve_states(await self.p.continuity.resolve_many([identity]))
@@ -737,10 +826,30 @@ class Orchestrator:
                 slot.state = S.DORMANT
             _, failed = await self._activate([slot])
             if slot.state is not S.ACTIVE:
+                if not failed and (elsewhere := await self._claimed_elsewhere(identity)):
+                    self._event("resumed", identity, {"owner": elsewhere.owner})
+                    return elsewhere  # above this replica's share: a peer claimed it
                 detail = f"{failed[0][1]}: {failed[0][2]}" if failed else "held by another replica"
                 raise NotActive(identity, f"{slot.state.value} ({detail})")
         self._event("resumed", identity, {})
         return self.status(identity)
+
+    async def _claimed_elsewhere(self, identity: str) -> IdentityStatus | None:
+        """After a resume this replica could not take (fair share), wait a little for
+        the peer whose claim loop the cleared intent woke up."""
+        if self.fleet is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease_ttl.total_seconds() + 2
+        while loop.time() < deadline:
+            holder = await self.fleet.owner(identity)
+            if holder is not None and holder != self.instance:
+                with contextlib.suppress(MobKitError, ValueError):
+                    status = await self.fleet.status(holder, identity, timeout=5.0)
+                    if status.state is S.ACTIVE:
+                        return status
+            await asyncio.sleep(ROUTE_POLL)
+        return None
 
     # -- status -----------------------------------------------------------------------
 

@@ -135,6 +135,27 @@ class Fleet(Protocol):
 
     async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus: ...
 
+    async def command(
+        self,
+        holder: str,
+        command: str,
+        identity: str,
+        *,
+        request_id: str = "",
+        timeout: float | None,
+    ) -> IdentityStatus:
+        """Run an operator command (suspend, resume, retire, reset) on the owner."""
+        ...
+
+    async def intents(self) -> dict[str, str]:
+        """Operator intents that outlive replicas: identity -> suspended | retired."""
+        ...
+
+    async def set_intent(self, identity: str, intent: str | None, fencing_token: int) -> bool:
+        """Record or clear (None) an intent; with a fencing token, only while that
+        token still names the identity's lease. Returns whether it was written."""
+        ...
+
     async def local_statuses(
         self, holder: str, after: str, limit: int, timeout: float | None
     ) -> tuple[list[IdentityStatus], bool]:

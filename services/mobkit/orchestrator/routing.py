@@ -1,6 +1,7 @@
 """Forwarding calls to the replica that owns an identity.
 
-Any replica accepts Send / Dispatch / GetIdentityStatus for any identity. When
+Any replica accepts Send / Dispatch / GetIdentityStatus and the operator
+commands (suspend, resume, retire, reset) for any identity. When
 it does not host the identity, it looks up the owner in etcd and forwards the
 call there, marked as forwarded so that it is never forwarded twice (a stale
 owner answers NOT_ACTIVE instead of bouncing the call around).
@@ -27,6 +28,12 @@ from mobkit.wire.orchestrator import (
 
 FORWARDED = "x-mobkit-forwarded"
 LOCAL_ONLY = "x-mobkit-local-only"
+_COMMANDS: dict[str, tuple[str, Any]] = {
+    "suspend": ("SuspendIdentity", svc.SuspendIdentityRequest),
+    "resume": ("ResumeIdentity", svc.ResumeIdentityRequest),
+    "retire": ("RetireIdentity", svc.RetireIdentityRequest),
+    "reset": ("ResetIdentity", svc.ResetIdentityRequest),
+}
 
 
 class Router:
@@ -58,6 +65,12 @@ class Router:
 
     async def watch_vacancies(self, notify: Callable[[], None]) -> None:
         await self.registry.watch_vacancies(notify)
+
+    async def intents(self) -> dict[str, str]:
+        return await self.registry.intents()
+
+    async def set_intent(self, identity: str, intent: str | None, fencing_token: int) -> bool:
+        return await self.registry.set_intent(identity, intent, fencing_token)
 
     async def _call(
         self,
@@ -101,6 +114,23 @@ class Router:
         reply = await self._call(
             holder, "GetIdentityStatus", svc.GetIdentityStatusRequest(identity=identity), timeout
         )
+        return status_from_proto(reply.status)
+
+    async def command(
+        self,
+        holder: str,
+        command: str,
+        identity: str,
+        *,
+        request_id: str = "",
+        timeout: float | None,
+    ) -> IdentityStatus:
+        """An operator command (suspend, resume, retire, reset) run by the owner."""
+        method, request_type = _COMMANDS[command]
+        request = request_type(identity=identity)
+        if request_id:
+            request.request_id = request_id
+        reply = await self._call(holder, method, request, timeout)
         return status_from_proto(reply.status)
 
     async def local_statuses(

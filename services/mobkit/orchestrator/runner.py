@@ -16,6 +16,7 @@ from mobkit.core.types import RosterContext
 from mobkit.orchestrator.orchestrator import CLAIM_BATCH, Orchestrator
 
 log = logging.getLogger("mobkit.orchestrator")
+VACANCY_SETTLE = 0.05
 
 
 class OrchestratorRunner:
@@ -81,6 +82,8 @@ class OrchestratorRunner:
             if not full:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._claim_now.wait(), interval)
+                    # Keys expire or are released in bursts: one round for the burst.
+                    await asyncio.sleep(VACANCY_SETTLE)
 
     async def _watch_vacancies(self) -> None:
         fleet = self.o.fleet

@@ -138,21 +138,21 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
         return svc.DispatchResponse(receipt=receipt_to_proto(receipt))
 
     async def ResetIdentity(self, request: Any, context: Any) -> Any:
-        return svc.ResetIdentityResponse(
-            status=status_to_proto(await self.o.reset(request.identity))
+        status = await self.o.reset(
+            request.identity, request_id=request.request_id, forwarded=_flag(context, FORWARDED)
         )
+        return svc.ResetIdentityResponse(status=status_to_proto(status))
 
     async def RetireIdentity(self, request: Any, context: Any) -> Any:
-        return svc.RetireIdentityResponse(
-            status=status_to_proto(await self.o.retire(request.identity))
-        )
+        status = await self.o.retire(request.identity, forwarded=_flag(context, FORWARDED))
+        return svc.RetireIdentityResponse(status=status_to_proto(status))
 
     async def SuspendIdentity(self, request: Any, context: Any) -> Any:
-        status = await self.o.suspend(request.identity)
+        status = await self.o.suspend(request.identity, forwarded=_flag(context, FORWARDED))
         return svc.SuspendIdentityResponse(status=status_to_proto(status))
 
     async def ResumeIdentity(self, request: Any, context: Any) -> Any:
-        status = await self.o.resume(request.identity)
+        status = await self.o.resume(request.identity, forwarded=_flag(context, FORWARDED))
         return svc.ResumeIdentityResponse(status=status_to_proto(status))
 
     async def ListEvents(self, request: Any, context: Any) -> Any:

@@ -34,6 +34,7 @@ class IdentitySlot:
     gate: TeardownGate | None = None
     failure: ContinuityFailure | None = None
     retired: bool = False
+    last_reset: tuple[str, int] | None = None  # (request id, generation it created)
     receipts: OrderedDict[str, DispatchReceipt] = field(default_factory=OrderedDict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -32,7 +32,7 @@ class StatusFilter:
     def matches(self, status: IdentityStatus) -> bool:
         if self.state is not None and status.state is not self.state:
             return False
-        return all(status.labels.get(k) == v for k, v in self.labels.items())
+        return not self.labels or all(status.labels.get(k) == v for k, v in self.labels.items())
 
 
 def local_page(

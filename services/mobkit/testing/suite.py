@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
@@ -80,3 +82,12 @@ def send_request(identity: str, text: str, *, key: str | None = None) -> svc.Sen
 
 def dispatch_request(identity: str, text: str, *, key: str | None = None) -> svc.DispatchRequest:
     return svc.DispatchRequest(identity=identity, input=text_input(text, key=key))
+
+
+def reason(err: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a failed call (exactly one ErrorInfo is attached)."""
+    status = rpc_status.from_call(err)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert len(status.details) == 1 and status.details[0].Unpack(info)
+    return info.reason

@@ -183,7 +183,9 @@ class OrchestratorServiceServicer:
     def ResetIdentity(self, request, context):
         """Starts a new continuity generation on purpose: drops the session and
         its snapshots and creates a fresh session. A repeated request_id returns
-        the first call's result without resetting again.
+        the first call's result without resetting again (the owner remembers the
+        request_id of its last reset). Any replica accepts the call and forwards
+        it to the owner, as are Retire, Suspend and Resume.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         STALE_FENCING_TOKEN (ownership lost meanwhile), BACKEND_UNAVAILABLE.
@@ -195,7 +197,8 @@ class OrchestratorServiceServicer:
     def RetireIdentity(self, request, context):
         """Retires an identity: closes its session and releases its lease
         (Retiring, then Dormant). Idempotent: retiring a retired identity
-        returns its status.
+        returns its status. The retire is recorded in etcd before the lease is
+        released, so no replica claims the identity until ResumeIdentity.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         BACKEND_UNAVAILABLE.
@@ -207,8 +210,10 @@ class OrchestratorServiceServicer:
     def SuspendIdentity(self, request, context):
         """Suspends an Active identity: closes its session (every turn is already
         checkpointed) and keeps its lease, so no other replica activates it until
-        it is resumed. Suspending an identity that is not Active (a second
-        Suspend included) is INVALID_TRANSITION and changes nothing.
+        it is resumed; the suspension is recorded in etcd (under the owner's
+        fencing token), so it outlives the owner: after a failover the identity
+        stays Suspended and unowned. Suspending an identity that is not Active (a
+        second Suspend included) is INVALID_TRANSITION and changes nothing.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         BACKEND_UNAVAILABLE.
@@ -220,8 +225,10 @@ class OrchestratorServiceServicer:
     def ResumeIdentity(self, request, context):
         """Resumes a Suspended, retired (Dormant) or Broken identity from its last
         checkpoint. Resuming an identity that is already Active is
-        INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
-        activated here (held by another replica, or still broken).
+        INVALID_TRANSITION and changes nothing. The recorded suspend or retire
+        is cleared; the identity is activated on this replica, or, when this one
+        is at its fair share, on the first peer that claims it. NOT_ACTIVE when it
+        cannot be activated (still broken, or not claimed within TTL + 2 s).
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         NOT_ACTIVE, BACKEND_UNAVAILABLE.

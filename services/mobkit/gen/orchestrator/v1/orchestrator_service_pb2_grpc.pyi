@@ -86,7 +86,9 @@ class OrchestratorServiceStub:
     ResetIdentity: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ResetIdentityRequest, _orchestrator_service_pb2.ResetIdentityResponse]
     """Starts a new continuity generation on purpose: drops the session and
     its snapshots and creates a fresh session. A repeated request_id returns
-    the first call's result without resetting again.
+    the first call's result without resetting again (the owner remembers the
+    request_id of its last reset). Any replica accepts the call and forwards
+    it to the owner, as are Retire, Suspend and Resume.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     STALE_FENCING_TOKEN (ownership lost meanwhile), BACKEND_UNAVAILABLE.
@@ -94,7 +96,8 @@ class OrchestratorServiceStub:
     RetireIdentity: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.RetireIdentityRequest, _orchestrator_service_pb2.RetireIdentityResponse]
     """Retires an identity: closes its session and releases its lease
     (Retiring, then Dormant). Idempotent: retiring a retired identity
-    returns its status.
+    returns its status. The retire is recorded in etcd before the lease is
+    released, so no replica claims the identity until ResumeIdentity.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     BACKEND_UNAVAILABLE.
@@ -102,8 +105,10 @@ class OrchestratorServiceStub:
     SuspendIdentity: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SuspendIdentityRequest, _orchestrator_service_pb2.SuspendIdentityResponse]
     """Suspends an Active identity: closes its session (every turn is already
     checkpointed) and keeps its lease, so no other replica activates it until
-    it is resumed. Suspending an identity that is not Active (a second
-    Suspend included) is INVALID_TRANSITION and changes nothing.
+    it is resumed; the suspension is recorded in etcd (under the owner's
+    fencing token), so it outlives the owner: after a failover the identity
+    stays Suspended and unowned. Suspending an identity that is not Active (a
+    second Suspend included) is INVALID_TRANSITION and changes nothing.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     BACKEND_UNAVAILABLE.
@@ -111,8 +116,10 @@ class OrchestratorServiceStub:
     ResumeIdentity: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ResumeIdentityRequest, _orchestrator_service_pb2.ResumeIdentityResponse]
     """Resumes a Suspended, retired (Dormant) or Broken identity from its last
     checkpoint. Resuming an identity that is already Active is
-    INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
-    activated here (held by another replica, or still broken).
+    INVALID_TRANSITION and changes nothing. The recorded suspend or retire
+    is cleared; the identity is activated on this replica, or, when this one
+    is at its fair share, on the first peer that claims it. NOT_ACTIVE when it
+    cannot be activated (still broken, or not claimed within TTL + 2 s).
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     NOT_ACTIVE, BACKEND_UNAVAILABLE.
@@ -200,7 +207,9 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     ResetIdentity: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ResetIdentityRequest, _orchestrator_service_pb2.ResetIdentityResponse]  # type: ignore[assignment]
     """Starts a new continuity generation on purpose: drops the session and
     its snapshots and creates a fresh session. A repeated request_id returns
-    the first call's result without resetting again.
+    the first call's result without resetting again (the owner remembers the
+    request_id of its last reset). Any replica accepts the call and forwards
+    it to the owner, as are Retire, Suspend and Resume.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     STALE_FENCING_TOKEN (ownership lost meanwhile), BACKEND_UNAVAILABLE.
@@ -208,7 +217,8 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     RetireIdentity: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.RetireIdentityRequest, _orchestrator_service_pb2.RetireIdentityResponse]  # type: ignore[assignment]
     """Retires an identity: closes its session and releases its lease
     (Retiring, then Dormant). Idempotent: retiring a retired identity
-    returns its status.
+    returns its status. The retire is recorded in etcd before the lease is
+    released, so no replica claims the identity until ResumeIdentity.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     BACKEND_UNAVAILABLE.
@@ -216,8 +226,10 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     SuspendIdentity: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SuspendIdentityRequest, _orchestrator_service_pb2.SuspendIdentityResponse]  # type: ignore[assignment]
     """Suspends an Active identity: closes its session (every turn is already
     checkpointed) and keeps its lease, so no other replica activates it until
-    it is resumed. Suspending an identity that is not Active (a second
-    Suspend included) is INVALID_TRANSITION and changes nothing.
+    it is resumed; the suspension is recorded in etcd (under the owner's
+    fencing token), so it outlives the owner: after a failover the identity
+    stays Suspended and unowned. Suspending an identity that is not Active (a
+    second Suspend included) is INVALID_TRANSITION and changes nothing.
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     BACKEND_UNAVAILABLE.
@@ -225,8 +237,10 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     ResumeIdentity: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.ResumeIdentityRequest, _orchestrator_service_pb2.ResumeIdentityResponse]  # type: ignore[assignment]
     """Resumes a Suspended, retired (Dormant) or Broken identity from its last
     checkpoint. Resuming an identity that is already Active is
-    INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
-    activated here (held by another replica, or still broken).
+    INVALID_TRANSITION and changes nothing. The recorded suspend or retire
+    is cleared; the identity is activated on this replica, or, when this one
+    is at its fair share, on the first peer that claims it. NOT_ACTIVE when it
+    cannot be activated (still broken, or not claimed within TTL + 2 s).
 
     Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
     NOT_ACTIVE, BACKEND_UNAVAILABLE.
@@ -347,7 +361,9 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_service_pb2.ResetIdentityResponse, _abc.Awaitable[_orchestrator_service_pb2.ResetIdentityResponse]]:
         """Starts a new continuity generation on purpose: drops the session and
         its snapshots and creates a fresh session. A repeated request_id returns
-        the first call's result without resetting again.
+        the first call's result without resetting again (the owner remembers the
+        request_id of its last reset). Any replica accepts the call and forwards
+        it to the owner, as are Retire, Suspend and Resume.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         STALE_FENCING_TOKEN (ownership lost meanwhile), BACKEND_UNAVAILABLE.
@@ -361,7 +377,8 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_service_pb2.RetireIdentityResponse, _abc.Awaitable[_orchestrator_service_pb2.RetireIdentityResponse]]:
         """Retires an identity: closes its session and releases its lease
         (Retiring, then Dormant). Idempotent: retiring a retired identity
-        returns its status.
+        returns its status. The retire is recorded in etcd before the lease is
+        released, so no replica claims the identity until ResumeIdentity.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         BACKEND_UNAVAILABLE.
@@ -375,8 +392,10 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_service_pb2.SuspendIdentityResponse, _abc.Awaitable[_orchestrator_service_pb2.SuspendIdentityResponse]]:
         """Suspends an Active identity: closes its session (every turn is already
         checkpointed) and keeps its lease, so no other replica activates it until
-        it is resumed. Suspending an identity that is not Active (a second
-        Suspend included) is INVALID_TRANSITION and changes nothing.
+        it is resumed; the suspension is recorded in etcd (under the owner's
+        fencing token), so it outlives the owner: after a failover the identity
+        stays Suspended and unowned. Suspending an identity that is not Active (a
+        second Suspend included) is INVALID_TRANSITION and changes nothing.
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         BACKEND_UNAVAILABLE.
@@ -390,8 +409,10 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_service_pb2.ResumeIdentityResponse, _abc.Awaitable[_orchestrator_service_pb2.ResumeIdentityResponse]]:
         """Resumes a Suspended, retired (Dormant) or Broken identity from its last
         checkpoint. Resuming an identity that is already Active is
-        INVALID_TRANSITION and changes nothing; NOT_ACTIVE when it cannot be
-        activated here (held by another replica, or still broken).
+        INVALID_TRANSITION and changes nothing. The recorded suspend or retire
+        is cleared; the identity is activated on this replica, or, when this one
+        is at its fair share, on the first peer that claims it. NOT_ACTIVE when it
+        cannot be activated (still broken, or not claimed within TTL + 2 s).
 
         Errors: INVALID_IDENTITY, IDENTITY_NOT_FOUND, INVALID_TRANSITION,
         NOT_ACTIVE, BACKEND_UNAVAILABLE.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 from collections import OrderedDict
-from dataclasses import asdict
 from typing import Any
 
 from mobkit.core.errors import StoreCorruption
@@ -23,7 +22,17 @@ MAX_RECEIPTS = 256
 
 
 def _receipt_to_json(r: DispatchReceipt) -> dict[str, Any]:
-    return asdict(r)
+    # Field by field: dataclasses.asdict deep-copies, and a checkpoint carries up to
+    # MAX_RECEIPTS receipts on every turn.
+    return {
+        "identity": r.identity,
+        "session_id": r.session_id,
+        "fencing_token": r.fencing_token,
+        "checkpoint_version": r.checkpoint_version,
+        "output": r.output,
+        "structured_output": r.structured_output,
+        "correlation_id": r.correlation_id,
+    }
 
 
 def _receipt_from_json(d: dict[str, Any]) -> DispatchReceipt:

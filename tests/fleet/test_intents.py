@@ -86,6 +86,10 @@ async def test_reset_through_any_replica_deduplicates_its_request_id(make_fleet:
             svc.ResetIdentityRequest(identity=target, request_id="reset-2"), timeout=10
         )
         assert other.status.generation == 2
+        # The owner's refusal comes back through the forwarding replica unchanged.
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub(cb).ResumeIdentity(svc.ResumeIdentityRequest(identity=target), timeout=10)
+        assert reason(info.value) == "INVALID_TRANSITION"
     finally:
         await ca.close()
         await cb.close()

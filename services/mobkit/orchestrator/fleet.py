@@ -2,7 +2,8 @@
 
 * Each replica registers ``<prefix>/replicas/<holder>`` on an etcd lease of its
   own, kept alive in the background: a replica that dies drops out of the list
-  after one TTL, exactly when its identity leases expire.
+  after about half a lease TTL (``registration_ttl``), before its identity
+  leases expire.
 * Who owns an identity is the value of its lease key ``<prefix>/leases/<identity>``
   (the holder string ``<instance>~<incarnation>@<address>``).
 * Operator intents ``<prefix>/intents/<identity>`` (``suspended`` or ``retired``)

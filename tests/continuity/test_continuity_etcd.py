@@ -19,6 +19,7 @@ from mobkit.continuity.codec import RecordState, encode_record, record_key
 from mobkit.continuity.etcd_backend import EtcdContinuityStore
 from mobkit.core.errors import (
     BackendUnavailable,
+    GenerationMismatch,
     InvalidArgument,
     StaleCheckpointVersion,
     StaleFencingToken,
@@ -220,6 +221,48 @@ async def test_a_refusal_is_never_based_on_a_stale_cache(pair: tuple[Any, Any]) 
     await a.save_session_snapshot(ID, "s-2", 1, 1, 5, snapshot("gen1"))
     [(_, state)] = await b.resolve_many([ID])
     assert state == Ready(record(session_id="s-2", gen=1, version=1))
+
+
+async def test_activating_a_new_identity_fences_it_in_one_round_trip(
+    store: EtcdContinuityStore,
+) -> None:
+    token = await take_lease(store)
+    [(_, state)] = await store.resolve_many([ID])  # what activation does first
+    assert isinstance(state, Uninitialized)
+    before = store.client.round_trips
+    await store.upsert_continuity_record(record(), token)
+    # The record's absence is known from the resolve, the lease key is taken to be the
+    # caller's and the new session's binding to be absent: one txn checks all three.
+    assert store.client.round_trips - before == 1
+    [(_, state)] = await store.resolve_many([ID])
+    assert state == Ready(record())
+
+
+async def test_wrong_guesses_cost_a_retry_never_a_wrong_answer(
+    etcd_client: EtcdClient, etcd_prefix: str
+) -> None:
+    store = EtcdContinuityStore(etcd_client, prefix=etcd_prefix)
+    other = EtcdContinuityStore(etcd_client, prefix=etcd_prefix)
+    old = await take_lease(store)
+    new = await take_lease(store)  # a new owner took the lease key meanwhile
+    with pytest.raises(StaleFencingToken):
+        await store.upsert_continuity_record(record(), old)  # the guessed fence is wrong
+    await other.upsert_continuity_record(record("other", "s-o"), await take_lease(other, "other"))
+    with pytest.raises(InvalidArgument):  # the "new" session's binding exists after all
+        await store.upsert_continuity_record(record(session_id="s-o"), new)
+    await store.upsert_continuity_record(record(), new)
+    [(_, state)] = await other.resolve_many([ID])
+    assert state == Ready(record())
+    # The record appeared after this store's resolve warmed its cache: still correct.
+    third = EtcdContinuityStore(etcd_client, prefix=etcd_prefix)
+    [(_, state)] = await third.resolve_many(["late"])
+    assert isinstance(state, Uninitialized)
+    late = await take_lease(third, "late")
+    await other.upsert_continuity_record(record("late", "s-late", gen=1), late)
+    with pytest.raises(GenerationMismatch):  # refused on what the store holds now
+        await third.upsert_continuity_record(record("late", "s-late"), late)
+    [(_, state)] = await other.resolve_many(["late"])
+    assert state == Ready(record("late", "s-late", gen=1))
 
 
 async def test_resolve_many_costs_round_trips_per_page_not_per_identity(

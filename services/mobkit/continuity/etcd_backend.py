@@ -289,9 +289,25 @@ class _Reader:
                 if seen is not None:
                     found[key] = seen
                     self.used_cache = True
+            # Guesses, like cached values, are checked by the commit's compares; a wrong
+            # one fails the commit, whose failure branch caches the real values, so the
+            # next attempt uses those and never guesses the same key twice.
+            if lease_key is not None and lease_key not in found and request.lease_hint:
+                found[lease_key] = Seen(b"", request.lease_hint)  # only the revision counts
+                self.used_cache = True
+            if request.assume_absent:
+                for key in keys:
+                    if key not in found:
+                        found[key] = Seen(None, 0)
+                        self.used_cache = True
         missing = [k for k in wanted if k not in found]
         if missing:
-            found.update(await self._fetch(missing, request.tolerate_unavailable))
+            fetched = await self._fetch(missing, request.tolerate_unavailable)
+            found.update(fetched)
+            if request.warm:
+                for key, value in fetched.items():
+                    if isinstance(value, Seen):
+                        store._cache.put(key, value)
         if self._track:
             self.seen.update((k, v) for k, v in found.items() if isinstance(v, Seen))
         values: list[StoredValue] = [

@@ -87,6 +87,16 @@ class Read:
     tolerate_unavailable: bool = False
     """Return :class:`~mobkit.continuity.rules.Unreadable` for values the backend could
     not deliver instead of failing the whole operation."""
+    # Hints for engines that check every value a write plan read when they commit (etcd):
+    # such an engine may take a hinted value instead of reading it, since a wrong guess
+    # only fails the commit and re-runs the plan on real reads. Others ignore them.
+    lease_hint: int | None = None
+    """The token the plan writes under: the lease key's ``create_revision`` if the
+    writer is the current owner."""
+    assume_absent: bool = False
+    """The keys most likely do not exist (a brand-new session's binding)."""
+    warm: bool = False
+    """A read plan's values that the next write of the same keys will compare."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +149,13 @@ def _owner(session_id: str, value: bytes) -> AgentIdentity:
 def upsert_plan(record: ContinuityRecord, token: int) -> Plan[None]:
     identity, sid = record.identity, record.session_id
     rk, bk = record_key(identity), session_key(sid)
-    got = yield Read((rk, bk), lease_of=identity)
-    stored_record, binding = _known(got.values[0]), _known(got.values[1])
+    got = yield Read((rk,), lease_of=identity, lease_hint=token)
+    stored_record = _known(got.values[0])
     state = _state(identity, stored_record)
     rules.check_fence(identity, token, state, got.lease_revision)
+    current = state.record if state is not None else None
+    new_session = current is None or current.session_id != sid
+    binding = _known((yield Read((bk,), assume_absent=new_session)).values[0])
     if binding is not None:
         owner = _owner(sid, binding)
         if owner != identity:
@@ -182,7 +195,7 @@ def save_plan(identity: AgentIdentity, write: SnapshotWrite) -> Plan[str]:
     # Only the record is read on the happy path: every other write of this identity's
     # snapshots also writes its record (compare-and-delete only removes a snapshot, which
     # a newer save may replace), so the record alone guards the commit.
-    got = yield Read((rk,), lease_of=identity)
+    got = yield Read((rk,), lease_of=identity, lease_hint=header.fencing_token)
     state = _state(identity, _known(got.values[0]))
     rules.check_fence(identity, header.fencing_token, state, got.lease_revision)
     record = rules.checked_save_target(identity, state, header.session_id, header.generation)
@@ -270,7 +283,8 @@ def record_by_session_plan(session_id: str) -> Plan[SessionRecord | None]:
 
 
 def resolve_plan(identities: Sequence[AgentIdentity]) -> Plan[list[ResolveEntry]]:
-    got = yield Read(tuple(record_key(i) for i in identities))
+    # Resolving comes right before fencing each identity (activation): warm the reads.
+    got = yield Read(tuple(record_key(i) for i in identities), warm=True)
     states: list[RecordState | CorruptValue | None] = []
     wanted: dict[int, bytes] = {}
     for index, (identity, value) in enumerate(zip(identities, got.values, strict=True)):

@@ -13,7 +13,7 @@ import pytest_asyncio
 from continuity_support import record, snapshot
 
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
-from mobkit.core.errors import StoreCorruption, StoreUnavailable
+from mobkit.core.errors import StaleFencingToken, StoreCorruption, StoreUnavailable
 from mobkit.core.types import Ready, SyncWriteThrough
 
 pytestmark = pytest.mark.timeout(60)
@@ -94,3 +94,49 @@ async def test_a_closed_store_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable):
         await s.resolve_many([ID])
     assert not (await s.health()).store_reachable
+
+
+async def test_concurrent_writers_share_commits_but_not_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "group.sqlite3"
+    store = await SqliteContinuityStore.open(path)
+    ids = [f"w{i:02d}" for i in range(32)]
+    try:
+        for identity in ids:
+            await store.upsert_continuity_record(record(identity, f"s-{identity}"), 5)
+        before = store.transactions
+        # 32 writers at once, 3 saves each; every fourth presents a stale token once.
+        outcomes = await asyncio.gather(
+            *(
+                store.save_session_snapshot(
+                    identity, f"s-{identity}", 0, 1, 4 if n % 4 == 0 else 5, snapshot(identity)
+                )
+                for n, identity in enumerate(ids)
+            ),
+            return_exceptions=True,
+        )
+        refused = [i for i, o in zip(ids, outcomes, strict=True) if isinstance(o, BaseException)]
+        assert refused == ids[::4]
+        assert all(isinstance(o, StaleFencingToken) for o in outcomes[::4])
+        for version in (2, 3):
+            await asyncio.gather(
+                *(
+                    store.save_session_snapshot(
+                        i, f"s-{i}", 0, version - (i in refused), 5, snapshot(f"{i}{version}")
+                    )
+                    for i in ids
+                )
+            )
+        # 96 operations took far fewer transactions: one fsync per group, not per writer.
+        assert store.transactions - before < 3 * len(ids)
+    finally:
+        await store.close()
+    reopened = await SqliteContinuityStore.open(path)  # what was acknowledged is durable
+    try:
+        states = dict(await reopened.resolve_many(ids))
+        for identity in ids:
+            version = 2 if identity in refused else 3
+            assert states[identity] == Ready(record(identity, f"s-{identity}", version=version))
+            loaded = await reopened.load_session_snapshot(f"s-{identity}")
+            assert loaded is not None and loaded.snapshot == snapshot(f"{identity}3")
+    finally:
+        await reopened.close()

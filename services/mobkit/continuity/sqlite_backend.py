@@ -114,6 +114,7 @@ class SqliteContinuityStore(PlanStore):
     async def _flush(self) -> None:
         """Run what is pending, a group per transaction, until nothing is."""
         loop = asyncio.get_running_loop()
+        group: list[tuple[Callable[[], Plan[Any]], asyncio.Future[Any]]] = []
         try:
             while self._pending:
                 group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
@@ -129,8 +130,14 @@ class SqliteContinuityStore(PlanStore):
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
+                group = []
         finally:
             self._flusher = None
+            # Cancelled (the loop closing): nobody may wait forever on an answer.
+            for _, future in [*group, *self._pending]:
+                if not future.done():
+                    future.set_exception(StoreUnavailable("store is closing", backend="sqlite"))
+            self._pending = []
 
     # -- on the connection's thread -------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -12,17 +11,10 @@ from mobkit.client.retry import is_idempotent
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.roster.v1 import roster_pb2
 from mobkit.testing.processes import ServeProcess
-from mobkit.testing.suite import dispatch_request, send_request
+from mobkit.testing.suite import dispatch_request, eventually, send_request
 
 ORCH = "/mobkit.orchestrator.v1.OrchestratorService/"
 PATIENT = RetryPolicy(max_attempts=1000, initial_backoff=0.05, max_backoff=0.5)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` (a counter in another object: nothing to wait on)."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def test_only_calls_safe_to_repeat_are_idempotent() -> None:
@@ -52,7 +44,7 @@ async def test_a_read_waits_out_a_restart_of_the_suite(own_suite: ServeProcess) 
         before = await mk.list_events_page(0, page_size=1)
         own_suite.kill()
         read = asyncio.create_task(mk.list_events_page(0, page_size=1))
-        await until(lambda: mk.retries > 0)  # the read is in its retry loop now
+        await eventually(lambda: mk.retries > 0, "a retry", 30.0)  # in its retry loop now
         assert not read.done()
         await asyncio.to_thread(own_suite.start)  # same address
         after = await read

@@ -11,16 +11,9 @@ import pytest
 
 from mobkit.etcd.client import EtcdClient
 from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
+from mobkit.testing.suite import eventually
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def until(predicate: Any, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition never held"
-        await asyncio.sleep(0.05)
 
 
 async def test_deleted_and_expired_keys_are_vacancies_but_puts_are_not(etcd_session: Any) -> None:
@@ -36,7 +29,7 @@ async def test_deleted_and_expired_keys_are_vacancies_but_puts_are_not(etcd_sess
             await asyncio.sleep(0.5)
             assert calls == []  # puts are not vacancies
             await client.delete(f"{prefix}/leases/x")
-            await until(lambda: len(calls) == 1)
+            await eventually(lambda: len(calls) == 1, "the delete noticed", 15.0)
 
             # A replica that dies: its registration expires with its etcd lease.
             dead = ReplicaRegistry(client, prefix, "b~2@127.0.0.1:2", 2)
@@ -44,7 +37,7 @@ async def test_deleted_and_expired_keys_are_vacancies_but_puts_are_not(etcd_sess
             assert "b~2@127.0.0.1:2" in await watcher.members()
             assert dead._task is not None
             dead._task.cancel()  # no more keepalives, nothing revoked: as after SIGKILL
-            await until(lambda: len(calls) == 2)
+            await eventually(lambda: len(calls) == 2, "the expiry noticed", 15.0)
             assert await watcher.members() == []
         finally:
             task.cancel()

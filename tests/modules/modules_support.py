@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +39,6 @@ FAST = {
     "start_timeout": 30.0,
 }
 """Short backoffs so restarts happen quickly; waits stay generous."""
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 class Events:

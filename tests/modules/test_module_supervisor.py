@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modules_support import FAST, Events, eventually, fake_module
+from modules_support import FAST, Events, fake_module
 
 from mobkit.core.types import AgentBuildDraft, ExternalToolDef
 from mobkit.modules.config import parse_modules
@@ -25,6 +25,7 @@ from mobkit.modules.domain import (
     ToolNotGranted,
 )
 from mobkit.modules.supervisor import ModuleSupervisor
+from mobkit.testing.suite import eventually
 
 pytestmark = pytest.mark.timeout(120)
 

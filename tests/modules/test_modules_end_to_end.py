@@ -17,12 +17,12 @@ from typing import Any
 
 import grpc
 import pytest
-from modules_support import FAST, eventually, fake_module
+from modules_support import FAST, fake_module
 
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.servers import running_services
-from mobkit.testing.suite import reason, send_request, stub, write_roster
+from mobkit.testing.suite import eventually, reason, send_request, stub, write_roster
 from mobkit.wire.json import from_struct
 
 pytestmark = pytest.mark.timeout(180)

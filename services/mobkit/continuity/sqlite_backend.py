@@ -3,15 +3,16 @@
 One table of logical keys (see :mod:`mobkit.continuity.codec`) in a WAL-mode database
 with ``synchronous=FULL``: every commit is fsynced before it is acknowledged, so the
 store reports ``SyncWriteThrough`` (checked by reading the pragmas back). Each operation
-is one transaction (``BEGIN IMMEDIATE`` for writes), so a record and its snapshot change
-together or not at all, also across a crash.
+is atomic (a transaction of its own, or a savepoint in a group commit, below), so a
+record and its snapshot change together or not at all, also across a crash.
 
 SQLite calls block, so they run on one dedicated thread owning the one connection; the
 event loop (and the gRPC server on it) stays responsive, and operations are serialised
 in the order they were submitted.
 
 Group commit: operations that arrive while a transaction is being committed wait, and
-then run together in the next transaction, each inside its own savepoint. A refused or
+then run together in the next ``BEGIN IMMEDIATE`` transaction (reads too, so that all
+run in submission order), each inside its own savepoint. A refused or
 failing operation rolls back to its savepoint and leaves no trace; the others share one
 fsynced COMMIT, and none is acknowledged before it. Under concurrency that is one fsync
 for many writers instead of one each, with every operation's rules unchanged.

@@ -112,16 +112,13 @@ class ReplicaRegistry:
 
     async def held(self) -> dict[str, str]:
         """Every identity that has a lease key now, with its holder: one read."""
-        prefix = self._leases.encode()
-        try:
-            reply = await self._client.range(prefix, range_end=prefix_end(prefix))
-        except EtcdError as exc:
-            raise BackendUnavailable("etcd", str(exc)) from exc
-        return {kv.key[len(prefix) :].decode(): kv.value.decode() for kv in reply.kvs}
+        return await self._by_identity(self._leases.encode())
 
     async def intents(self) -> dict[str, str]:
         """Every identity with an operator intent, and the intent: one read."""
-        prefix = self._intents
+        return await self._by_identity(self._intents)
+
+    async def _by_identity(self, prefix: bytes) -> dict[str, str]:
         try:
             reply = await self._client.range(prefix, range_end=prefix_end(prefix))
         except EtcdError as exc:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -91,3 +92,13 @@ def reason(err: grpc.aio.AioRpcError) -> str:
     info = error_details_pb2.ErrorInfo()
     assert len(status.details) == 1 and status.details[0].Unpack(info)
     return info.reason
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.05)

@@ -142,6 +142,17 @@ async def test_bad_input_gets_reasons_and_changes_nothing(
                     grpc.StatusCode.OUT_OF_RANGE,
                     "STALE_EVENT_CURSOR",
                 ),
+                *(
+                    (
+                        o.ListIdentityStatuses(
+                            svc.ListIdentityStatusesRequest(page_token=token), timeout=5
+                        ),
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "INVALID_ARGUMENT",
+                    )
+                    # garbage, not base64, and base64 of something that is not a cursor
+                    for token in ("garbage!", "%%%", "MTAw")
+                ),
             ]
             for call, code, why in cases:
                 with pytest.raises(grpc.aio.AioRpcError) as info:

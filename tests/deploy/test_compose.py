@@ -8,6 +8,7 @@ import pytest
 import yaml
 from deploy_support import ENV_NAMES, ROOT, hostport, parse_mobkit, settings_for
 
+from mobkit.etcd.process import DEFAULT_QUOTA_BYTES
 from mobkit.roster.document import parse_roster_toml
 from mobkit.server.catalog import CATALOG
 
@@ -85,6 +86,10 @@ def test_three_member_etcd_cluster(compose: dict[str, Any]) -> None:
         assert flags["--name"] == name
         assert flags["--initial-advertise-peer-urls"] == f"http://{name}:2380"
         assert flags["--initial-cluster-state"] == "new"
+        # Bounded storage: etcd compacts by itself and refuses writes at a known size.
+        assert int(flags["--quota-backend-bytes"]) == DEFAULT_QUOTA_BYTES
+        assert flags["--auto-compaction-mode"] == "periodic"
+        assert flags["--auto-compaction-retention"] == "1h"
         clusters.add(flags["--initial-cluster"])
     assert len(clusters) == 1
     members = dict(m.split("=", 1) for m in clusters.pop().split(","))

@@ -64,6 +64,8 @@ SAME = [
     e.InvalidIdentity("a b", "must not contain whitespace"),
     e.InvalidArgument("ttl", "too long"),
     e.BackendUnavailable("etcd", "connection refused"),
+    e.BackendFull("etcdserver: mvcc: database space exceeded", backend="etcd"),
+    e.BackendFull("database or disk is full", backend="sqlite"),
     e.StaleFencingToken("planner", 3, 5),
     e.StaleCheckpointVersion("planner", 7, 7),
     e.SnapshotTooLarge(2048, 1024),
@@ -83,6 +85,17 @@ async def test_domain_errors_come_back_as_themselves(raising: Any, exc: e.MobKit
     assert type(mapped) is type(exc)
     assert vars(mapped) == vars(exc)
     assert str(mapped) == str(exc)
+
+
+async def test_backend_full_is_resource_exhausted_with_its_backend(raising: Any) -> None:
+    servicer, stub = raising
+    servicer.exc = e.BackendFull("etcdserver: mvcc: database space exceeded", backend="etcd")
+    with pytest.raises(grpc.RpcError) as info:
+        await stub.ListLeases(pb.ListLeasesRequest(), timeout=5)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    mapped = error_from_rpc(info.value)
+    assert isinstance(mapped, e.BackendFull) and not isinstance(mapped, e.BackendUnavailable)
+    assert (mapped.reason, mapped.backend) == ("BACKEND_FULL", "etcd")
 
 
 async def test_specific_classes_win_for_their_reason(raising: Any) -> None:

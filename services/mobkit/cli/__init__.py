@@ -3,7 +3,8 @@
 Commands that run the suite (``serve``, ``up``), the operator's client commands
 (``status``, ``send``, ``dispatch``, ``events``, ``reconcile``, ``reset``,
 ``retire``, ``suspend``, ``resume``, ``leases``, ``topology``), and local tools
-(``roster validate``, ``dev-ca``, ``token create``). Client commands fail with one
+(``roster validate``, ``dev-ca``, ``token create``), and etcd maintenance
+(``etcd status|compact|defrag|disarm|recover``, :mod:`mobkit.cli.etcd`). Client commands fail with one
 line ``mobkit <command>: <REASON>: <message>`` on stderr (a JSON object with
 ``--json``) and the exit codes of :mod:`mobkit.cli.exit_codes`.
 """
@@ -28,7 +29,7 @@ exit codes of client commands:
   0 ok      1 unexpected error   2 usage       3 invalid input
   4 not found (IDENTITY_NOT_FOUND, ...)        5 refused in the current state
   (NOT_ADDRESSABLE, NOT_ACTIVE, INVALID_TRANSITION, STALE_*, ...)
-  6 unavailable (server unreachable, deadline, BACKEND_UNAVAILABLE)
+  6 unavailable (server unreachable, deadline, BACKEND_UNAVAILABLE, BACKEND_FULL)
   7 UNAUTHENTICATED / PERMISSION_DENIED        8 reconcile had failed identities
   130 interrupted
 """
@@ -37,6 +38,7 @@ exit codes of client commands:
 def _parser() -> argparse.ArgumentParser:
     from mobkit.cli.commands import add_all
     from mobkit.cli.connect import add_client_options
+    from mobkit.cli.etcd import add_etcd
     from mobkit.cli.roster import add_roster
     from mobkit.cli.server import add_server_commands
     from mobkit.security.commands import (
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     add_server_commands(sub)
     add_all(sub)
     add_roster(sub)
+    add_etcd(sub)
 
     dev_ca = sub.add_parser("dev-ca", help="make a local CA and certificates for (m)TLS")
     add_dev_ca_arguments(dev_ca)

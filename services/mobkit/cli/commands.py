@@ -22,6 +22,7 @@ from mobkit.cli import exit_codes
 from mobkit.cli.connect import add_client_options
 from mobkit.cli.output import (
     STATUS_HEADERS,
+    condition_line,
     event_json,
     event_line,
     print_json,
@@ -31,6 +32,7 @@ from mobkit.cli.output import (
     table,
 )
 from mobkit.client import AsyncMobKit
+from mobkit.client.types import BackendCondition
 from mobkit.core.errors import MobKitError
 from mobkit.core.types import (
     DispatchOrigin,
@@ -92,13 +94,23 @@ STATES = [s.value for s in IdentityLifecycleState]
 
 async def status(run: Run) -> int:
     args = run.args
+    conditions: list[BackendCondition] = []
     if args.identities:
         statuses = [await run.mk.status(i) for i in args.identities]
     else:
         state = IdentityLifecycleState(args.state) if args.state else None
-        statuses = [
-            s async for s in run.mk.list_statuses(state=state, labels=dict(args.label or []))
-        ]
+        statuses, token = [], ""
+        while True:
+            page = await run.mk.list_statuses_page(
+                state=state, labels=dict(args.label or []), page_token=token
+            )
+            statuses.extend(page.items)
+            conditions = conditions or list(page.backend_conditions)
+            token = page.next_page_token
+            if not token:
+                break
+    for condition in conditions:  # one line each, on stderr, in both formats
+        run.note(condition_line(condition))
     if run.json:
         print_json(statuses, run.out)
         return exit_codes.OK

@@ -12,7 +12,8 @@ code   meaning
        STALE_FENCING_TOKEN, STALE_CHECKPOINT_VERSION, GENERATION_MISMATCH,
        STALE_EVENT_CURSOR, TOPOLOGY_VIOLATION, CUSTOMIZER_FAILED, SNAPSHOT_TOO_LARGE
 6      unavailable: the server cannot be reached or did not answer in time,
-       or BACKEND_UNAVAILABLE (etcd, SQLite or a provider is down)
+       BACKEND_UNAVAILABLE (etcd, SQLite or a provider is down), or BACKEND_FULL
+       (etcd or SQLite out of space: ``mobkit etcd recover``)
 7      UNAUTHENTICATED or PERMISSION_DENIED
 8      partial failure: ``reconcile`` finished but some identities failed
 130    interrupted (Ctrl-C)
@@ -60,6 +61,7 @@ BY_REASON: dict[str, int] = {
         REFUSED,
     ),
     "BACKEND_UNAVAILABLE": UNAVAILABLE,
+    "BACKEND_FULL": UNAVAILABLE,
     "UNAUTHENTICATED": DENIED,
     "PERMISSION_DENIED": DENIED,
 }

@@ -99,6 +99,17 @@ def status_line(s: IdentityStatus) -> str:
     return ", ".join(parts)
 
 
+def condition_line(c: Any) -> str:
+    """One line for a backend condition (a ``mobkit.client.types.BackendCondition``)."""
+    if c.reason == "BACKEND_FULL":
+        fix = " run `mobkit etcd recover`." if c.backend == "etcd" else " free disk space."
+        return (
+            f"warning: {c.backend} is out of space ({c.detail}): writes fail with "
+            f"BACKEND_FULL until space is freed;{fix}"
+        )
+    return f"warning: {c.backend}: {c.reason}: {c.detail}"
+
+
 def event_line(e: MobStructuralEventEnvelope) -> str:
     when = datetime.fromtimestamp(e.timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds")
     data = json.dumps(whole_numbers(e.data), sort_keys=True) if e.data else ""

@@ -58,6 +58,20 @@ class BackendUnavailable(MobKitError):
         self.detail = detail
 
 
+class BackendFull(MobKitError):
+    """etcd's space quota is exhausted (its NOSPACE alarm) or SQLite's disk is full
+    (``SQLITE_FULL``): writes fail until an operator frees space (README, "When etcd
+    is full"). Not a ``BackendUnavailable``: retrying soon does not help, and callers
+    that wait out an outage should not hide it."""
+
+    reason = "BACKEND_FULL"
+
+    def __init__(self, detail: str, *, backend: str) -> None:
+        super().__init__(f"{backend} is out of space: {detail}", backend=backend, detail=detail)
+        self.backend = backend
+        self.detail = detail
+
+
 class Unauthenticated(MobKitError):
     reason = "UNAUTHENTICATED"
 

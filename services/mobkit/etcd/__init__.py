@@ -7,6 +7,7 @@ from mobkit.etcd.errors import (
     EtcdCompacted,
     EtcdError,
     EtcdLeaseNotFound,
+    EtcdNoSpace,
     EtcdUnavailable,
 )
 from mobkit.etcd.ops import prefix_end
@@ -17,6 +18,7 @@ __all__ = [
     "EtcdCompacted",
     "EtcdError",
     "EtcdLeaseNotFound",
+    "EtcdNoSpace",
     "EtcdTLS",
     "EtcdUnavailable",
     "prefix_end",

@@ -25,6 +25,7 @@ _IDEMPOTENT_METHODS = [
     ("etcdserverpb.Lease", "LeaseTimeToLive"),
     ("etcdserverpb.Lease", "LeaseLeases"),
     ("etcdserverpb.Maintenance", "Status"),
+    ("etcdserverpb.Maintenance", "Alarm"),  # GET, and DEACTIVATE, are idempotent
     ("etcdserverpb.Cluster", "MemberList"),
     ("etcdserverpb.Auth", "Authenticate"),
 ]

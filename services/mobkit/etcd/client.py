@@ -488,3 +488,34 @@ class EtcdClient:
 
     async def member_list(self, *, timeout: float | None = None) -> rpc_pb2.MemberListResponse:
         return await self.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=timeout)
+
+    # -- maintenance -----------------------------------------------------------------
+
+    async def alarms(self, *, timeout: float | None = None) -> list[rpc_pb2.AlarmMember]:
+        """Every alarm raised in the cluster (``NOSPACE``, ``CORRUPT``), on any member."""
+        reply = await self.maintenance.Alarm(
+            rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET), timeout=timeout
+        )
+        return list(reply.alarms)
+
+    async def disarm(
+        self, alarm: rpc_pb2.AlarmType.ValueType = rpc_pb2.NOSPACE, *, timeout: float | None = None
+    ) -> list[rpc_pb2.AlarmMember]:
+        """Deactivate ``alarm`` (default ``NOSPACE``) on every member that raised it;
+        returns the alarms disarmed. etcd raises NOSPACE again on the next write if the
+        database is still over its quota: compact and defragment first."""
+        raised = [a for a in await self.alarms(timeout=timeout) if a.alarm == alarm]
+        for member in raised:
+            await self.maintenance.Alarm(
+                rpc_pb2.AlarmRequest(
+                    action=rpc_pb2.AlarmRequest.DEACTIVATE, memberID=member.memberID, alarm=alarm
+                ),
+                timeout=timeout,
+            )
+        return raised
+
+    async def defragment(self, *, timeout: float | None = None) -> rpc_pb2.DefragmentResponse:
+        """Defragment the member this call reaches (give a client one endpoint to pick
+        the member): it rewrites its database file without the pages compaction freed,
+        blocking that member's reads and writes meanwhile."""
+        return await self.maintenance.Defragment(rpc_pb2.DefragmentRequest(), timeout=timeout)

@@ -1,13 +1,16 @@
 """Exceptions raised by :mod:`mobkit.etcd`.
 
 Every failing etcd call surfaces as an :class:`EtcdError`; callers that only care
-whether the store is reachable catch :class:`EtcdUnavailable`. Backends translate
+whether the store is reachable catch :class:`EtcdUnavailable`; a write refused because
+etcd is out of space (its NOSPACE alarm) is :class:`EtcdNoSpace`. Backends translate
 these into their domain errors (a store outage becomes ``UNAVAILABLE`` at the API).
 """
 
 from __future__ import annotations
 
 import grpc
+
+from mobkit.core.errors import BackendFull, BackendUnavailable
 
 _UNAVAILABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -44,6 +47,16 @@ class EtcdAuthError(EtcdError):
     """Authentication failed or the user may not perform the call."""
 
 
+class EtcdNoSpace(EtcdError):
+    """etcd refused a write because its space quota is exhausted (``--quota-backend-bytes``):
+    the NOSPACE alarm is raised, and every Put, Txn with a write and LeaseGrant fails until
+    an operator compacts, defragments and disarms (``mobkit etcd recover``). Reads,
+    deletes, keepalives and compaction still work."""
+
+
+NOSPACE_MESSAGE = "database space exceeded"
+
+
 def map_rpc_error(err: grpc.RpcError, method: str = "") -> EtcdError:
     """The :class:`EtcdError` for a failed gRPC call (etcd's codes: ``v3rpc/rpctypes``)."""
     code = err.code() if hasattr(err, "code") else None
@@ -54,6 +67,8 @@ def map_rpc_error(err: grpc.RpcError, method: str = "") -> EtcdError:
         return EtcdUnavailable(message, code=name)
     if code == grpc.StatusCode.NOT_FOUND and "lease not found" in details:
         return EtcdLeaseNotFound(message, code=name)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and NOSPACE_MESSAGE in details:
+        return EtcdNoSpace(message, code=name)
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return EtcdCompacted(message, compact_revision=0, code=name)
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or (
@@ -62,3 +77,11 @@ def map_rpc_error(err: grpc.RpcError, method: str = "") -> EtcdError:
     ):
         return EtcdAuthError(message, code=name)
     return EtcdError(message, code=name)
+
+
+def backend_error(exc: EtcdError, backend: str = "etcd") -> BackendFull | BackendUnavailable:
+    """The domain error for a failed etcd call: ``BackendFull`` (BACKEND_FULL) when
+    etcd is out of space, else ``BackendUnavailable``."""
+    if isinstance(exc, EtcdNoSpace):
+        return BackendFull(str(exc), backend=backend)
+    return BackendUnavailable(backend, str(exc))

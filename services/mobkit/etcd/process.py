@@ -35,6 +35,7 @@ from mobkit.etcd.channel import EtcdTLS
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 __all__ = [
+    "DEFAULT_QUOTA_BYTES",
     "EtcdCluster",
     "EtcdProcess",
     "EtcdServerTLS",
@@ -44,6 +45,12 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
+DEFAULT_QUOTA_BYTES = 2 * 1024**3
+"""``--quota-backend-bytes`` of every etcd MobKit starts: etcd's own default, made explicit,
+so the NOSPACE alarm fires at a known size (docs/architecture.md, "Compaction")."""
+DEFAULT_COMPACTION_MODE = "periodic"
+DEFAULT_COMPACTION_RETENTION = "1h"
+"""etcd's own compactor keeps an hour of history, a backstop behind MobKit's compactor."""
 _PORT_IN_USE = "address already in use"
 _START_ATTEMPTS = 3
 _LIVE: set[subprocess.Popen[bytes]] = set()
@@ -198,10 +205,15 @@ class EtcdProcess:
         cluster_token: str | None = None,
         tls: EtcdServerTLS | None = None,
         health_tls: EtcdTLS | None = None,
+        quota_backend_bytes: int = DEFAULT_QUOTA_BYTES,
+        auto_compaction_mode: str = DEFAULT_COMPACTION_MODE,
+        auto_compaction_retention: str = DEFAULT_COMPACTION_RETENTION,
     ) -> None:
         """``tls`` serves clients over https; the health check then connects with
         ``health_tls`` (default: trust ``tls.ca_file``), which needs a client certificate
-        when ``tls.client_cert_auth`` is on."""
+        when ``tls.client_cert_auth`` is on. ``quota_backend_bytes`` is the database size
+        at which etcd raises its NOSPACE alarm (tests fill a small one quickly);
+        ``auto_compaction_*`` are etcd's own compaction flags."""
         self.base_dir = Path(base_dir)
         self.name = name
         self.binary = Path(binary) if binary is not None else find_etcd_binary()
@@ -210,6 +222,11 @@ class EtcdProcess:
         self.unsafe_no_fsync = unsafe_no_fsync
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
+        if quota_backend_bytes <= 0:
+            raise ValueError("quota_backend_bytes must be positive")
+        self.quota_backend_bytes = quota_backend_bytes
+        self.auto_compaction_mode = auto_compaction_mode
+        self.auto_compaction_retention = auto_compaction_retention
         self._initial_cluster = initial_cluster
         self._cluster_token = cluster_token or f"mobkit-{uuid.uuid4().hex[:12]}"
         self._fixed_ports = client_port is not None or peer_port is not None
@@ -295,6 +312,9 @@ class EtcdProcess:
             # Fast elections so that short lease TTLs and failover tests work.
             f"--heartbeat-interval={self.heartbeat_ms}",
             f"--election-timeout={self.election_ms}",
+            f"--quota-backend-bytes={self.quota_backend_bytes}",
+            f"--auto-compaction-mode={self.auto_compaction_mode}",
+            f"--auto-compaction-retention={self.auto_compaction_retention}",
             "--logger=zap",
             "--log-outputs=stderr",
         ]
@@ -563,6 +583,9 @@ class EtcdCluster:
         unsafe_no_fsync: bool = False,
         startup_timeout: float = 30.0,
         extra_args: Sequence[str] = (),
+        quota_backend_bytes: int = DEFAULT_QUOTA_BYTES,
+        auto_compaction_mode: str = DEFAULT_COMPACTION_MODE,
+        auto_compaction_retention: str = DEFAULT_COMPACTION_RETENTION,
     ) -> None:
         if n < 1:
             raise ValueError("a cluster needs at least one member")
@@ -575,6 +598,9 @@ class EtcdCluster:
             "unsafe_no_fsync": unsafe_no_fsync,
             "startup_timeout": startup_timeout,
             "extra_args": extra_args,
+            "quota_backend_bytes": quota_backend_bytes,
+            "auto_compaction_mode": auto_compaction_mode,
+            "auto_compaction_retention": auto_compaction_retention,
         }
         self.members: list[EtcdProcess] = []
 

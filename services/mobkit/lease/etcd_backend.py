@@ -31,7 +31,7 @@ from datetime import timedelta
 from functools import partial
 from typing import TypeVar
 
-from mobkit.core.errors import LeaseProviderUnavailable
+from mobkit.core.errors import BackendFull, LeaseProviderUnavailable
 from mobkit.core.identity import AgentIdentity, parse_identities
 from mobkit.core.types import (
     Acquired,
@@ -43,7 +43,7 @@ from mobkit.core.types import (
     Renewed,
 )
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.errors import EtcdError, EtcdLeaseNotFound, EtcdUnavailable
+from mobkit.etcd.errors import EtcdError, EtcdLeaseNotFound, EtcdNoSpace, EtcdUnavailable
 from mobkit.etcd.ops import (
     compare_create_revision,
     compare_lease,
@@ -86,8 +86,12 @@ UNDO_TIMEOUT = 1.0
 
 @contextlib.contextmanager
 def _etcd_unavailable() -> Iterator[None]:
+    """etcd errors as the lease port's: out of space is BACKEND_FULL, the rest
+    BACKEND_UNAVAILABLE."""
     try:
         yield
+    except EtcdNoSpace as exc:
+        raise BackendFull(str(exc), backend="etcd") from exc
     except EtcdError as exc:
         raise LeaseProviderUnavailable(str(exc), backend="etcd") from exc
 
@@ -353,7 +357,18 @@ class EtcdLeaseProvider:
         return found
 
     async def _point_reads(self, keys: Sequence[bytes]) -> list[kv_pb2.KeyValue]:
-        reply = await self._txn(txn_request(success=[range_op(k, keys_only=True) for k in keys]))
+        try:
+            reply = await self._txn(
+                txn_request(success=[range_op(k, keys_only=True) for k in keys])
+            )
+        except EtcdNoSpace:
+            # etcd 3.5 refuses even read-only txns while its NOSPACE alarm is raised;
+            # plain ranges (and keepalives) still work, so renewal keeps every owner
+            # in place until space is freed.
+            replies = await asyncio.gather(
+                *(self._retry(partial(self._client.range, k, keys_only=True)) for k in keys)
+            )
+            return [kv for r in replies for kv in r.kvs]
         return [kv for op in reply.responses for kv in op.response_range.kvs]
 
     @staticmethod

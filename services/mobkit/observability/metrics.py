@@ -74,6 +74,13 @@ CHECKPOINT_SAVES = Counter(
     registry=REGISTRY,
 )
 
+BACKEND_FULL = Gauge(
+    "mobkit_backend_full",
+    "1 while a backend refuses writes for lack of space (etcd NOSPACE alarm, SQLITE_FULL).",
+    ["backend"],
+    registry=REGISTRY,
+)
+
 LIFECYCLE_STATES = ("Uninitialized", "Dormant", "Active", "Suspended", "Retiring", "Broken")
 
 

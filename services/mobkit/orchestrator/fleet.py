@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 from mobkit.core.errors import BackendUnavailable
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.errors import EtcdCompacted, EtcdError
+from mobkit.etcd.errors import EtcdCompacted, EtcdError, backend_error
 from mobkit.etcd.ops import (
     compare_create_revision,
     delete_op,
@@ -78,7 +78,10 @@ class ReplicaRegistry:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._register()
+        try:
+            await self._register()
+        except EtcdError as exc:  # e.g. out of space: one clear line, not a traceback
+            raise backend_error(exc) from exc
         self._task = asyncio.create_task(self._keepalive(), name="replica-registry")
 
     async def _register(self) -> None:
@@ -100,14 +103,14 @@ class ReplicaRegistry:
                 self._replicas, range_end=prefix_end(self._replicas), keys_only=True
             )
         except EtcdError as exc:
-            raise BackendUnavailable("etcd", str(exc)) from exc
+            raise backend_error(exc) from exc
         return sorted(kv.key[len(self._replicas) :].decode() for kv in reply.kvs)
 
     async def owner(self, identity: str) -> str | None:
         try:
             kv = await self._client.get(f"{self._leases}{identity}")
         except EtcdError as exc:
-            raise BackendUnavailable("etcd", str(exc)) from exc
+            raise backend_error(exc) from exc
         return kv.value.decode() if kv is not None else None
 
     async def held(self) -> dict[str, str]:
@@ -122,7 +125,7 @@ class ReplicaRegistry:
         try:
             reply = await self._client.range(prefix, range_end=prefix_end(prefix))
         except EtcdError as exc:
-            raise BackendUnavailable("etcd", str(exc)) from exc
+            raise backend_error(exc) from exc
         return {kv.key[len(prefix) :].decode(): kv.value.decode() for kv in reply.kvs}
 
     async def set_intent(self, identity: str, intent: str | None, fencing_token: int) -> bool:
@@ -140,7 +143,7 @@ class ReplicaRegistry:
         try:
             reply = await self._client.txn(txn_request(compare, [write]))
         except EtcdError as exc:
-            raise BackendUnavailable("etcd", str(exc)) from exc
+            raise backend_error(exc) from exc
         return bool(reply.succeeded)
 
     async def watch_vacancies(self, notify: Callable[[], None]) -> None:
@@ -163,7 +166,12 @@ class ReplicaRegistry:
                 group.create_task(follow(self._replicas))
                 group.create_task(follow(self._intents))
         except* EtcdError as failed:
-            raise BackendUnavailable("etcd", str(failed.exceptions[0])) from None
+            first = failed.exceptions[0]
+            raise (
+                backend_error(first)
+                if isinstance(first, EtcdError)
+                else BackendUnavailable("etcd", str(first))
+            ) from None
 
     async def stop(self) -> None:
         if self._task is not None:

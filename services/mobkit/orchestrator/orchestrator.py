@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from mobkit.core.errors import (
+    BackendFull,
     BackendUnavailable,
     IdentityNotFound,
     InvalidArgument,
@@ -485,7 +486,7 @@ class Orchestrator:
             return []
         try:
             results = await self.p.leases.renew_leases([s.grant for s in held if s.grant])
-        except BackendUnavailable:
+        except (BackendUnavailable, BackendFull):
             for slot in held:
                 slot.lease_healthy = False
             # Past the TTL we can no longer prove ownership: stand down on our own.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from mobkit.etcd.compactor import Compactor
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.service import start_modules
+from mobkit.orchestrator.backend_events import BackendEvents
 from mobkit.orchestrator.composition import compose
 from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
 from mobkit.orchestrator.orchestrator import Orchestrator
@@ -60,7 +62,16 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
     orchestrator.modules = resources.providers["modules"] = modules
     runner = OrchestratorRunner(orchestrator, reconcile_interval=settings.reconcile_interval)
     resources.providers["orchestrator"] = orchestrator
-    servicer = OrchestratorServicer(orchestrator, providers.events)
+    servicer = OrchestratorServicer(orchestrator, providers.events, resources.conditions)
+    # Out of space (etcd NOSPACE...): events say so; every replica compacts etcd on a
+    # schedule, coordinated so that one does it each interval.
+    backend_events = BackendEvents(providers.events, instance)
+    unsubscribe = resources.conditions.subscribe(backend_events)
+    compactor = None
+    if settings.etcd_compaction_interval > 0:
+        compactor = Compactor(
+            await resources.etcd(), settings.etcd_prefix, settings.etcd_compaction_interval
+        )
 
     def add(server: object) -> None:
         svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
@@ -70,8 +81,14 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
         await runner.stop(release=True)
         await registry.stop()
         await router.close()
+        unsubscribe()
+        await backend_events.close()
+        if compactor is not None:
+            await compactor.stop()
         for close in reversed(closers):
             await close()
 
     await runner.start()
+    if compactor is not None:
+        compactor.start()
     return ServiceRegistration(SERVICE_NAME, add, ERRORS, on_stop=[stop])

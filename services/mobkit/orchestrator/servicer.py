@@ -17,6 +17,7 @@ from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
 from mobkit.runtime.domain import SessionNotFound
+from mobkit.server.conditions import BackendConditions
 from mobkit.server.errors import ErrorTable, common_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
 from mobkit.wire.modules import status_to_proto as module_status_to_proto
@@ -100,9 +101,15 @@ def report_to_proto(r: ReconcileReport) -> svc.ReconcileResponse:
 
 
 class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
-    def __init__(self, orchestrator: Orchestrator, events: Events) -> None:
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        events: Events,
+        conditions: BackendConditions | None = None,
+    ) -> None:
         self.o = orchestrator
         self.events = events
+        self.conditions = conditions or BackendConditions()
 
     async def Reconcile(self, request: Any, context: Any) -> svc.ReconcileResponse:
         return report_to_proto(await self.o.reconcile())
@@ -123,6 +130,10 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
         return svc.ListIdentityStatusesResponse(
             statuses=[status_to_proto(s) for s in page],
             next_page_token=status_page_token(page[-1].identity) if more and page else "",
+            backend_conditions=[
+                svc.BackendCondition(backend=c.backend, reason=c.reason, detail=c.detail)
+                for c in self.conditions.current()
+            ],
         )
 
     async def Send(self, request: Any, context: Any) -> Any:

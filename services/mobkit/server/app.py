@@ -19,12 +19,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mobkit.server.conditions import BackendCondition, BackendConditions
 from mobkit.server.errors import ErrorTable
 from mobkit.server.interceptor import Authorizer, ServiceCallInterceptor
 
 log = logging.getLogger("mobkit.server")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+LIVENESS = "liveness"
+"""Health name that is SERVING from start to stop, whatever the backends do: for
+liveness probes (the empty name goes NOT_SERVING while etcd is out of space)."""
 
 
 @dataclass
@@ -66,6 +70,7 @@ class MobKitServer:
         self.config = config
         self.port = port
         self._stopped = False
+        self._health_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def service_names(self) -> list[str]:
@@ -73,11 +78,32 @@ class MobKitServer:
 
     async def start(self) -> None:
         await self.grpc.start()
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def _set_health(self, status: Any) -> None:
         for name in ["", *self.service_names]:
             await self.health.set(name, status)
+
+    def follow(self, conditions: BackendConditions) -> None:
+        """NOT_SERVING (the empty name and every service) while ``conditions`` report a
+        backend out of space, SERVING again once none does. ``liveness`` stays SERVING:
+        restarting the process would not free any space."""
+
+        def changed(backend: str, condition: BackendCondition | None) -> None:
+            task = asyncio.get_running_loop().create_task(self._follow(conditions))
+            self._health_tasks.add(task)
+            task.add_done_callback(self._health_tasks.discard)
+
+        conditions.subscribe(changed)
+        if conditions.degraded:
+            changed("", None)
+
+    async def _follow(self, conditions: BackendConditions) -> None:
+        if self._stopped:
+            return
+        serving = health_pb2.HealthCheckResponse
+        await self._set_health(serving.NOT_SERVING if conditions.degraded else serving.SERVING)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then drain in-flight calls, then close resources."""
@@ -85,6 +111,7 @@ class MobKitServer:
             return
         self._stopped = True
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
         grace = self.config.grace if grace is None else grace
         if grace > 0 and self.config.drain_delay > 0:
             await asyncio.sleep(self.config.drain_delay)

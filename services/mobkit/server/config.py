@@ -38,6 +38,10 @@ class Settings:
     etcd_ca: str | None = None
     etcd_cert: str | None = None
     etcd_key: str | None = None
+    # Seconds between MobKit's own etcd compactions (one replica compacts); 0: never.
+    etcd_compaction_interval: float = 300.0
+    # Seconds between checks for etcd's NOSPACE alarm (health, status, metric); 0: never.
+    etcd_alarm_interval: float = 5.0
     continuity_backend: str = "sqlite"
     sqlite_path: str | None = None
     snapshot_limit_bytes: int = 1024 * 1024
@@ -122,10 +126,11 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--flag`` per setting (default None so unset flags do not override)."""
+def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """Add one ``--flag`` per setting, or per setting in ``names`` (default None so
+    unset flags do not override)."""
     parser.add_argument("--config", help="TOML configuration file")
-    for name in _FIELDS:
+    for name in names if names is not None else _FIELDS:
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,

@@ -56,6 +56,7 @@ def common_errors() -> dict[type[BaseException], grpc.StatusCode]:
         e.InvalidIdentity: grpc.StatusCode.INVALID_ARGUMENT,
         e.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
         e.BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
+        e.BackendFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
         e.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
         e.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mobkit.server.app import MobKitServer, ServerConfig, ServiceRegistration, build_server
 from mobkit.server.catalog import CATALOG, ServiceSpec
@@ -51,6 +51,16 @@ def expand(keys: Sequence[str]) -> list[str]:
     return [k for k in ORDER if k in keys]
 
 
+def _on_full(resources: Resources) -> Callable[[str, str, float], None]:
+    """RPC observer: a RESOURCE_EXHAUSTED answer may be etcd out of space; check now."""
+
+    def observe(method: str, code: str, elapsed: float) -> None:
+        if code == "RESOURCE_EXHAUSTED":
+            resources.check_backends_now()
+
+    return observe
+
+
 async def start_services(
     keys: Sequence[str], settings: Settings, resources: Resources | None = None
 ) -> tuple[MobKitServer, Resources]:
@@ -64,9 +74,17 @@ async def start_services(
         settings.listen = f"{host}:{free_ports(1)[0]}"
     try:
         regs = [await registration(k, settings, resources) for k in expand(keys)]
-        config = ServerConfig(regs, listen=settings.listen, grace=settings.grace)
+        config = ServerConfig(
+            regs,
+            listen=settings.listen,
+            grace=settings.grace,
+            observers=[_on_full(resources)],
+        )
         server, _ = build_server(await secure_and_observe(config, settings, resources))
         await server.start()
+        # While etcd (or another backend) is out of space, health says NOT_SERVING.
+        server.follow(resources.conditions)
+        resources.watch_etcd_space()
     except BaseException:
         await resources.close()
         raise

@@ -33,6 +33,7 @@ SHARED: tuple[type[e.MobKitError], ...] = (
     e.InvalidIdentity,
     e.InvalidArgument,
     e.BackendUnavailable,
+    e.BackendFull,
     e.Unauthenticated,
     e.PermissionDenied,
     e.StaleFencingToken,

@@ -24,6 +24,7 @@
 
 from mobkit.client.aio import AsyncMobKit, AsyncProviders
 from mobkit.client.errors import (
+    BackendFull,
     BackendUnavailable,
     ContinuityRecordNotFound,
     CustomizerFailed,
@@ -92,6 +93,7 @@ __all__ = [
     "AsyncRosterClient",
     "AsyncRuntimeClient",
     "AsyncTopologyClient",
+    "BackendFull",
     "BackendUnavailable",
     "ClientOptions",
     "ClientTLS",

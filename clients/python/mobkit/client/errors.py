@@ -20,6 +20,7 @@ server could not be reached (UNAVAILABLE, DEADLINE_EXCEEDED) and
 from __future__ import annotations
 
 from mobkit.core.errors import (
+    BackendFull,
     BackendUnavailable,
     ContinuityRecordNotFound,
     CustomizerFailed,
@@ -45,6 +46,7 @@ from mobkit.core.errors import (
 from mobkit.wire.errors import RemoteError, error_from_rpc
 
 __all__ = [
+    "BackendFull",
     "BackendUnavailable",
     "ContinuityRecordNotFound",
     "CustomizerFailed",

@@ -10,7 +10,7 @@ import grpc
 
 from mobkit.client.events import DEFAULT_RECONNECT_TIMEOUT, EventStream, OnReconnect
 from mobkit.client.options import RetryPolicy
-from mobkit.client.types import EventPage, Page, ReconcileFailure, ReconcileResult
+from mobkit.client.types import BackendCondition, EventPage, Page, ReconcileFailure, ReconcileResult
 from mobkit.core.types import (
     DispatchInput,
     DispatchOrigin,
@@ -127,7 +127,13 @@ class AsyncOrchestratorClient:
         if state is not None:
             request.state = state_to_proto(state)
         reply = await self._call(self._stub.ListIdentityStatuses, request, timeout)
-        return Page(tuple(status_from_proto(s) for s in reply.statuses), reply.next_page_token)
+        return Page(
+            tuple(status_from_proto(s) for s in reply.statuses),
+            reply.next_page_token,
+            tuple(
+                BackendCondition(c.backend, c.reason, c.detail) for c in reply.backend_conditions
+            ),
+        )
 
     async def list_statuses(
         self,

@@ -16,11 +16,23 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class BackendCondition:
+    """A backend of the answering replica refuses writes: ``reason`` is the error
+    they fail with (``BACKEND_FULL``: etcd's NOSPACE alarm, SQLite's disk full)."""
+
+    backend: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """One page of a ``List*`` call; ``next_page_token`` is empty on the last page."""
+    """One page of a ``List*`` call; ``next_page_token`` is empty on the last page.
+    A page of statuses also carries the answering replica's ``backend_conditions``."""
 
     items: tuple[T, ...]
     next_page_token: str = ""
+    backend_conditions: tuple[BackendCondition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,9 @@ class LeaseServiceStub:
     All identities held by one runtime instance share one etcd lease, so one
     keepalive renews everything that instance holds. Errors carry one
     google.rpc.ErrorInfo (domain "mobkit.dev"); BACKEND_UNAVAILABLE
-    (UNAVAILABLE) when etcd cannot be reached.
+    (UNAVAILABLE) when etcd cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED,
+    metadata backend, detail) when etcd's space quota is exhausted (its NOSPACE
+    alarm): acquiring refuses then, renewing and releasing keep working.
     """
 
     def __init__(self, channel):
@@ -71,7 +73,9 @@ class LeaseServiceServicer:
     All identities held by one runtime instance share one etcd lease, so one
     keepalive renews everything that instance holds. Errors carry one
     google.rpc.ErrorInfo (domain "mobkit.dev"); BACKEND_UNAVAILABLE
-    (UNAVAILABLE) when etcd cannot be reached.
+    (UNAVAILABLE) when etcd cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED,
+    metadata backend, detail) when etcd's space quota is exhausted (its NOSPACE
+    alarm): acquiring refuses then, renewing and releasing keep working.
     """
 
     def AcquireLeases(self, request, context):
@@ -163,7 +167,9 @@ class LeaseService:
     All identities held by one runtime instance share one etcd lease, so one
     keepalive renews everything that instance holds. Errors carry one
     google.rpc.ErrorInfo (domain "mobkit.dev"); BACKEND_UNAVAILABLE
-    (UNAVAILABLE) when etcd cannot be reached.
+    (UNAVAILABLE) when etcd cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED,
+    metadata backend, detail) when etcd's space quota is exhausted (its NOSPACE
+    alarm): acquiring refuses then, renewing and releasing keep working.
     """
 
     @staticmethod

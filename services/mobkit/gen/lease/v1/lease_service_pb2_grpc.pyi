@@ -34,7 +34,9 @@ class LeaseServiceStub:
     All identities held by one runtime instance share one etcd lease, so one
     keepalive renews everything that instance holds. Errors carry one
     google.rpc.ErrorInfo (domain "mobkit.dev"); BACKEND_UNAVAILABLE
-    (UNAVAILABLE) when etcd cannot be reached.
+    (UNAVAILABLE) when etcd cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED,
+    metadata backend, detail) when etcd's space quota is exhausted (its NOSPACE
+    alarm): acquiring refuses then, renewing and releasing keep working.
     """
 
     @_typing.overload
@@ -85,7 +87,9 @@ class LeaseServiceAsyncStub(LeaseServiceStub):
     All identities held by one runtime instance share one etcd lease, so one
     keepalive renews everything that instance holds. Errors carry one
     google.rpc.ErrorInfo (domain "mobkit.dev"); BACKEND_UNAVAILABLE
-    (UNAVAILABLE) when etcd cannot be reached.
+    (UNAVAILABLE) when etcd cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED,
+    metadata backend, detail) when etcd's space quota is exhausted (its NOSPACE
+    alarm): acquiring refuses then, renewing and releasing keep working.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -132,7 +136,9 @@ class LeaseServiceServicer(metaclass=_abc_1.ABCMeta):
     All identities held by one runtime instance share one etcd lease, so one
     keepalive renews everything that instance holds. Errors carry one
     google.rpc.ErrorInfo (domain "mobkit.dev"); BACKEND_UNAVAILABLE
-    (UNAVAILABLE) when etcd cannot be reached.
+    (UNAVAILABLE) when etcd cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED,
+    metadata backend, detail) when etcd's space quota is exhausted (its NOSPACE
+    alarm): acquiring refuses then, renewing and releasing keep working.
     """
 
     @_abc_1.abstractmethod

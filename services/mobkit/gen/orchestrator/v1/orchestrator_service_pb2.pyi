@@ -214,25 +214,63 @@ class ListIdentityStatusesResponse(_message.Message):
 
     STATUSES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BACKEND_CONDITIONS_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Token for the next page; empty when there are no more statuses."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedCompositeFieldContainer[_orchestrator_pb2.IdentityStatus]:
         """Statuses, ordered by identity."""
 
+    @_builtins.property
+    def backend_conditions(self) -> _containers.RepeatedCompositeFieldContainer[Global___BackendCondition]:
+        """What currently keeps a backend of the answering replica from taking
+        writes (e.g. etcd's NOSPACE alarm); empty when every backend is fine.
+        """
+
     def __init__(
         self,
         *,
         statuses: _abc.Iterable[_orchestrator_pb2.IdentityStatus] | None = ...,
         next_page_token: _builtins.str = ...,
+        backend_conditions: _abc.Iterable[Global___BackendCondition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_conditions", b"backend_conditions", "next_page_token", b"next_page_token", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListIdentityStatusesResponse: _TypeAlias = ListIdentityStatusesResponse  # noqa: Y015
+
+@_typing.final
+class BackendCondition(_message.Message):
+    """A backend that refuses writes for a reason retrying will not fix."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """The backend: "etcd" or "sqlite"."""
+    reason: _builtins.str
+    """The ErrorInfo reason writes fail with meanwhile: BACKEND_FULL."""
+    detail: _builtins.str
+    """What the backend reports, e.g. "etcd NOSPACE alarm raised (...)"."""
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "detail", b"detail", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackendCondition: _TypeAlias = BackendCondition  # noqa: Y015
 
 @_typing.final
 class SendRequest(_message.Message):

@@ -33,8 +33,10 @@ class OrchestratorServiceStub:
     forwarded to the owner (the lease holder). Every RPC taking an identity
     may return INVALID_IDENTITY (INVALID_ARGUMENT) and IDENTITY_NOT_FOUND
     (NOT_FOUND, not in the roster); BACKEND_UNAVAILABLE (UNAVAILABLE) when a
-    provider cannot be reached; UNAUTHENTICATED / PERMISSION_DENIED when auth
-    is on.
+    provider cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED, metadata
+    backend, detail) when a write fails because etcd's space quota is exhausted
+    (NOSPACE alarm) or the SQLite disk is full; UNAUTHENTICATED /
+    PERMISSION_DENIED when auth is on.
     """
 
     def __init__(self, channel):
@@ -117,8 +119,10 @@ class OrchestratorServiceServicer:
     forwarded to the owner (the lease holder). Every RPC taking an identity
     may return INVALID_IDENTITY (INVALID_ARGUMENT) and IDENTITY_NOT_FOUND
     (NOT_FOUND, not in the roster); BACKEND_UNAVAILABLE (UNAVAILABLE) when a
-    provider cannot be reached; UNAUTHENTICATED / PERMISSION_DENIED when auth
-    is on.
+    provider cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED, metadata
+    backend, detail) when a write fails because etcd's space quota is exhausted
+    (NOSPACE alarm) or the SQLite disk is full; UNAUTHENTICATED /
+    PERMISSION_DENIED when auth is on.
     """
 
     def Reconcile(self, request, context):
@@ -363,8 +367,10 @@ class OrchestratorService:
     forwarded to the owner (the lease holder). Every RPC taking an identity
     may return INVALID_IDENTITY (INVALID_ARGUMENT) and IDENTITY_NOT_FOUND
     (NOT_FOUND, not in the roster); BACKEND_UNAVAILABLE (UNAVAILABLE) when a
-    provider cannot be reached; UNAUTHENTICATED / PERMISSION_DENIED when auth
-    is on.
+    provider cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED, metadata
+    backend, detail) when a write fails because etcd's space quota is exhausted
+    (NOSPACE alarm) or the SQLite disk is full; UNAUTHENTICATED /
+    PERMISSION_DENIED when auth is on.
     """
 
     @staticmethod

@@ -36,8 +36,10 @@ class OrchestratorServiceStub:
     forwarded to the owner (the lease holder). Every RPC taking an identity
     may return INVALID_IDENTITY (INVALID_ARGUMENT) and IDENTITY_NOT_FOUND
     (NOT_FOUND, not in the roster); BACKEND_UNAVAILABLE (UNAVAILABLE) when a
-    provider cannot be reached; UNAUTHENTICATED / PERMISSION_DENIED when auth
-    is on.
+    provider cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED, metadata
+    backend, detail) when a write fails because etcd's space quota is exhausted
+    (NOSPACE alarm) or the SQLite disk is full; UNAUTHENTICATED /
+    PERMISSION_DENIED when auth is on.
     """
 
     @_typing.overload
@@ -160,8 +162,10 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     forwarded to the owner (the lease holder). Every RPC taking an identity
     may return INVALID_IDENTITY (INVALID_ARGUMENT) and IDENTITY_NOT_FOUND
     (NOT_FOUND, not in the roster); BACKEND_UNAVAILABLE (UNAVAILABLE) when a
-    provider cannot be reached; UNAUTHENTICATED / PERMISSION_DENIED when auth
-    is on.
+    provider cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED, metadata
+    backend, detail) when a write fails because etcd's space quota is exhausted
+    (NOSPACE alarm) or the SQLite disk is full; UNAUTHENTICATED /
+    PERMISSION_DENIED when auth is on.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -280,8 +284,10 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     forwarded to the owner (the lease holder). Every RPC taking an identity
     may return INVALID_IDENTITY (INVALID_ARGUMENT) and IDENTITY_NOT_FOUND
     (NOT_FOUND, not in the roster); BACKEND_UNAVAILABLE (UNAVAILABLE) when a
-    provider cannot be reached; UNAUTHENTICATED / PERMISSION_DENIED when auth
-    is on.
+    provider cannot be reached; BACKEND_FULL (RESOURCE_EXHAUSTED, metadata
+    backend, detail) when a write fails because etcd's space quota is exhausted
+    (NOSPACE alarm) or the SQLite disk is full; UNAUTHENTICATED /
+    PERMISSION_DENIED when auth is on.
     """
 
     @_abc_1.abstractmethod

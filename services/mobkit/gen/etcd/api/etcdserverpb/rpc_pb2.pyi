@@ -26,6 +26,29 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _AlarmType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlarmTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlarmType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NONE: _AlarmType.ValueType  # 0
+    """default, used to query if any alarm is active"""
+    NOSPACE: _AlarmType.ValueType  # 1
+    """space quota is exhausted"""
+    CORRUPT: _AlarmType.ValueType  # 2
+    """kv store corruption detected"""
+
+class AlarmType(_AlarmType, metaclass=_AlarmTypeEnumTypeWrapper): ...
+
+NONE: AlarmType.ValueType  # 0
+"""default, used to query if any alarm is active"""
+NOSPACE: AlarmType.ValueType  # 1
+"""space quota is exhausted"""
+CORRUPT: AlarmType.ValueType  # 2
+"""kv store corruption detected"""
+Global___AlarmType: _TypeAlias = AlarmType  # noqa: Y015
+
 @_typing.final
 class ResponseHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1022,9 +1045,142 @@ class MemberListResponse(_message.Message):
 Global___MemberListResponse: _TypeAlias = MemberListResponse  # noqa: Y015
 
 @_typing.final
-class StatusRequest(_message.Message):
+class DefragmentRequest(_message.Message):
     """---- Maintenance ----"""
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DefragmentRequest: _TypeAlias = DefragmentRequest  # noqa: Y015
+
+@_typing.final
+class DefragmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DefragmentResponse: _TypeAlias = DefragmentResponse  # noqa: Y015
+
+@_typing.final
+class AlarmRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _AlarmAction:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _AlarmActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AlarmRequest._AlarmAction.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        GET: AlarmRequest._AlarmAction.ValueType  # 0
+        ACTIVATE: AlarmRequest._AlarmAction.ValueType  # 1
+        DEACTIVATE: AlarmRequest._AlarmAction.ValueType  # 2
+
+    class AlarmAction(_AlarmAction, metaclass=_AlarmActionEnumTypeWrapper): ...
+    GET: AlarmRequest.AlarmAction.ValueType  # 0
+    ACTIVATE: AlarmRequest.AlarmAction.ValueType  # 1
+    DEACTIVATE: AlarmRequest.AlarmAction.ValueType  # 2
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    MEMBERID_FIELD_NUMBER: _builtins.int
+    ALARM_FIELD_NUMBER: _builtins.int
+    action: Global___AlarmRequest.AlarmAction.ValueType
+    """action is the kind of alarm request to issue. The action
+    may GET alarm statuses, ACTIVATE an alarm, or DEACTIVATE a
+    raised alarm.
+    """
+    memberID: _builtins.int
+    """memberID is the ID of the member associated with the alarm. If memberID is 0, the
+    alarm request covers all members.
+    """
+    alarm: Global___AlarmType.ValueType
+    """alarm is the type of alarm to consider for this request."""
+    def __init__(
+        self,
+        *,
+        action: Global___AlarmRequest.AlarmAction.ValueType = ...,
+        memberID: _builtins.int = ...,
+        alarm: Global___AlarmType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "alarm", b"alarm", "memberID", b"memberID"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlarmRequest: _TypeAlias = AlarmRequest  # noqa: Y015
+
+@_typing.final
+class AlarmMember(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERID_FIELD_NUMBER: _builtins.int
+    ALARM_FIELD_NUMBER: _builtins.int
+    memberID: _builtins.int
+    """memberID is the ID of the member associated with the raised alarm."""
+    alarm: Global___AlarmType.ValueType
+    """alarm is the type of alarm which has been raised."""
+    def __init__(
+        self,
+        *,
+        memberID: _builtins.int = ...,
+        alarm: Global___AlarmType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "memberID", b"memberID"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlarmMember: _TypeAlias = AlarmMember  # noqa: Y015
+
+@_typing.final
+class AlarmResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    ALARMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___ResponseHeader: ...
+    @_builtins.property
+    def alarms(self) -> _containers.RepeatedCompositeFieldContainer[Global___AlarmMember]:
+        """alarms is a list of alarms associated with the alarm request."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___ResponseHeader | None = ...,
+        alarms: _abc.Iterable[Global___AlarmMember] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarms", b"alarms", "header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AlarmResponse: _TypeAlias = AlarmResponse  # noqa: Y015
+
+@_typing.final
+class StatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(

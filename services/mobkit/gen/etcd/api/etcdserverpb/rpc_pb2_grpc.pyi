@@ -197,20 +197,44 @@ class MaintenanceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MaintenanceAsyncStub: ...
+    Alarm: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.AlarmRequest, _rpc_pb2.AlarmResponse]
+    """Alarm activates, deactivates, and queries alarms regarding cluster health."""
     Status: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.StatusRequest, _rpc_pb2.StatusResponse]
+    Defragment: _grpc.UnaryUnaryMultiCallable[_rpc_pb2.DefragmentRequest, _rpc_pb2.DefragmentResponse]
+    """Defragment defragments a member's backend database to recover storage space."""
 
 @_typing.type_check_only
 class MaintenanceAsyncStub(MaintenanceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Alarm: _aio.UnaryUnaryMultiCallable[_rpc_pb2.AlarmRequest, _rpc_pb2.AlarmResponse]  # type: ignore[assignment]
+    """Alarm activates, deactivates, and queries alarms regarding cluster health."""
     Status: _aio.UnaryUnaryMultiCallable[_rpc_pb2.StatusRequest, _rpc_pb2.StatusResponse]  # type: ignore[assignment]
+    Defragment: _aio.UnaryUnaryMultiCallable[_rpc_pb2.DefragmentRequest, _rpc_pb2.DefragmentResponse]  # type: ignore[assignment]
+    """Defragment defragments a member's backend database to recover storage space."""
 
 class MaintenanceServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def Alarm(
+        self,
+        request: _rpc_pb2.AlarmRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.AlarmResponse, _abc.Awaitable[_rpc_pb2.AlarmResponse]]:
+        """Alarm activates, deactivates, and queries alarms regarding cluster health."""
+
     @_abc_1.abstractmethod
     def Status(
         self,
         request: _rpc_pb2.StatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_rpc_pb2.StatusResponse, _abc.Awaitable[_rpc_pb2.StatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Defragment(
+        self,
+        request: _rpc_pb2.DefragmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rpc_pb2.DefragmentResponse, _abc.Awaitable[_rpc_pb2.DefragmentResponse]]:
+        """Defragment defragments a member's backend database to recover storage space."""
 
 def add_MaintenanceServicer_to_server(servicer: MaintenanceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

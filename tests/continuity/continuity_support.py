@@ -27,6 +27,7 @@ from mobkit.continuity.operations import PlanStore
 from mobkit.continuity.rules import Unreadable
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
+from mobkit.core.limits import MESSAGE_SIZE_OPTIONS
 from mobkit.core.types import ContinuityRecord, SessionSnapshot
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdUnavailable
@@ -39,6 +40,7 @@ SNAPSHOT_LIMIT = 64 * 1024
 """Small limit so oversized-snapshot tests stay cheap."""
 
 BACKENDS = ["memory", "sqlite", "etcd", "grpc-memory", "grpc-sqlite", "grpc-etcd"]
+
 
 
 @dataclass
@@ -186,12 +188,16 @@ def _etcd_tokens(client: EtcdClient, engine: EtcdContinuityStore) -> Callable[[s
 async def _serve(settings: Settings) -> tuple[MobKitServer, Resources, grpc.aio.Channel]:
     resources = Resources(settings)
     server, _ = await start_services(["continuity"], settings, resources)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=MESSAGE_SIZE_OPTIONS)
     return server, resources, channel
 
 
 async def make_harness(
-    name: str, tmp_path: Path, etcd_endpoint: str | None, etcd_prefix: str
+    name: str,
+    tmp_path: Path,
+    etcd_endpoint: str | None,
+    etcd_prefix: str,
+    snapshot_limit: int = SNAPSHOT_LIMIT,
 ) -> Harness:
     via_grpc = name.startswith("grpc-")
     backend = name.removeprefix("grpc-")
@@ -201,7 +207,7 @@ async def make_harness(
         sqlite_path=str(tmp_path / "continuity.sqlite3"),
         etcd_endpoints=[etcd_endpoint] if etcd_endpoint else [],
         etcd_prefix=etcd_prefix,
-        snapshot_limit_bytes=SNAPSHOT_LIMIT,
+        snapshot_limit_bytes=snapshot_limit,
         grace=0.0,
     )
     cleanups: list[Callable[[], Any]] = []
@@ -260,7 +266,7 @@ async def make_harness(
                 engine.client,
                 prefix=etcd_prefix,
                 lease_fence=False,
-                snapshot_limit_bytes=SNAPSHOT_LIMIT,
+                snapshot_limit_bytes=snapshot_limit,
             )
     get, put, dump = raw
     return Harness(

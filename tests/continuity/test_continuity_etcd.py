@@ -290,15 +290,18 @@ async def test_resolve_many_costs_round_trips_per_page_not_per_identity(
     assert used == math.ceil(len(asked) / store.max_txn_ops)  # no snapshots at version 0
 
 
-async def test_a_snapshot_limit_beyond_the_etcd_request_limit_is_refused(
+async def test_a_snapshot_limit_whose_manifest_exceeds_the_etcd_request_limit_is_refused(
     etcd_client: EtcdClient,
 ) -> None:
+    # Snapshots are chunked, but a manifest (36 bytes per chunk of at least 4 KiB) is one
+    # value: 256 MiB of chunks need a 2.3 MB manifest, beyond etcd's default 1.5 MiB.
+    EtcdContinuityStore(etcd_client, snapshot_limit_bytes=64 * 1024 * 1024)
     with pytest.raises(InvalidArgument) as info:
-        EtcdContinuityStore(etcd_client, snapshot_limit_bytes=2 * 1024 * 1024)
+        EtcdContinuityStore(etcd_client, snapshot_limit_bytes=256 * 1024 * 1024)
     assert info.value.metadata["field"] == "snapshot_limit_bytes"
     # With etcd started with a larger --max-request-bytes, the caller says so.
     EtcdContinuityStore(
-        etcd_client, snapshot_limit_bytes=2 * 1024 * 1024, max_request_bytes=3 * 1024 * 1024
+        etcd_client, snapshot_limit_bytes=256 * 1024 * 1024, max_request_bytes=4 * 1024 * 1024
     )
 
 

@@ -165,3 +165,48 @@ async def test_bad_input_gets_reasons_and_changes_nothing(
             # Dispatch reaches the internal-only identity that Send refused.
             receipt = await o.Dispatch(dispatch_request("erin", "hello"), timeout=10)
             assert receipt.receipt.checkpoint_version == 1
+
+
+async def test_a_corrupted_snapshot_chunk_leaves_the_identity_broken_snapshot_corrupted(
+    tmp_path: Path, etcd_session: Any, prefix: str
+) -> None:
+    import sqlite3
+
+    from mobkit.continuity.codec import CHUNKS
+    from mobkit.gen.continuity.v1 import continuity_pb2
+
+    roster = write_roster(tmp_path / "roster.toml", ["alice"])
+    proc = suite_process(tmp_path, etcd_session.endpoint, roster, prefix=prefix)
+    with proc:
+        async with grpc.aio.insecure_channel(proc.address or "") as ch:
+            await wait_statuses(ch, {"alice"})
+            # A note large enough that the notebook's state is stored as chunks.
+            note = "".join(f"line {i}: remember item {i * 7919 % 10007}\n" for i in range(2000))
+            await stub(ch).Send(send_request("alice", note, key="big"), timeout=20)
+        proc.kill()
+        db = sqlite3.connect(tmp_path / "suite" / "continuity.sqlite3")
+        try:
+            key, value = db.execute(
+                "SELECT key, value FROM continuity_kv WHERE key >= ? AND key < ? LIMIT 1",
+                (CHUNKS, CHUNKS[:-1] + b"0"),
+            ).fetchone()
+            flipped = bytes([value[0] ^ 0xFF]) + bytes(value[1:])
+            db.execute("UPDATE continuity_kv SET value = ? WHERE key = ?", (flipped, key))
+            db.commit()
+        finally:
+            db.close()
+        proc.start()
+        async with grpc.aio.insecure_channel(proc.address or "") as ch:
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                reply = await stub(ch).GetIdentityStatus(
+                    svc.GetIdentityStatusRequest(identity="alice"), timeout=5
+                )
+                status = reply.status
+                if status.state == pb.IDENTITY_LIFECYCLE_STATE_BROKEN:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, f"never broken: {status}"
+                await asyncio.sleep(0.1)
+            kind = status.continuity_failure.kind
+            assert kind == continuity_pb2.CONTINUITY_FAILURE_KIND_SNAPSHOT_CORRUPTED
+            assert "SHA-256" in status.continuity_failure.detail

@@ -24,6 +24,8 @@ from mobkit.continuity.domain import (
     LoadedSnapshot,
     ResolveEntry,
     SessionRecord,
+    StoredReceipt,
+    TurnReceipt,
     check_counter,
     check_fencing_token,
     check_resolve_entries,
@@ -115,6 +117,7 @@ class GrpcContinuityStore:
         version: int,
         fencing_token: int,
         snapshot: SessionSnapshot,
+        receipt: TurnReceipt | None = None,
     ) -> str:
         request = svc.SaveSessionSnapshotRequest(
             identity=identity,
@@ -124,8 +127,15 @@ class GrpcContinuityStore:
             fencing_token=check_fencing_token(fencing_token),
             snapshot=wire.snapshot_to_proto(snapshot),
         )
+        if receipt is not None:
+            request.receipt.CopyFrom(wire.receipt_to_proto(receipt))
         reply = await self._call(self._stub.SaveSessionSnapshot, request, idempotent=True)
         return str(reply.revision)
+
+    async def load_receipt(self, identity: str, idempotency_key: str) -> StoredReceipt | None:
+        request = svc.LoadReceiptRequest(identity=identity, idempotency_key=idempotency_key)
+        reply = await self._call(self._stub.LoadReceipt, request, idempotent=True)
+        return wire.stored_receipt_from_proto(idempotency_key, reply)
 
     async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
         check_counter("record.generation", record.generation)

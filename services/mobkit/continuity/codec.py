@@ -4,22 +4,31 @@ One logical key space (engines map it onto etcd keys or SQLite rows)::
 
     records/<identity>               record state: the record (None once deleted), the
                                      highest fencing token seen, the identity's sessions
-    snapshots/<identity>/<session>   snapshot envelope: checked header + the data
+    snapshots/<identity>/<session>   snapshot: checked header + the data (small ones), or
+                                     header + manifest (the chunks, in order)
+    chunks/<identity>/<tag>/<sha256> one chunk of a session's snapshot (``tag``: a hash
+                                     of the session id), named by its digest
     sessions/<session>               binding: the identity that owns the session
+    receipts/<identity>/<sha256>     a turn's receipt, by the SHA-256 of its idempotency
+                                     key; expires (engines drop it after its deadline)
 
 Everything stored is self-checking: a record carries a CRC-32 of its body, a snapshot
-header a CRC-32 of itself and the SHA-256 of the data (the content revision). A value
-failing its checks raises :class:`CorruptValue`.
+header a CRC-32 of itself (and of its manifest) and the SHA-256 of the data (the content
+revision), a chunk is named by its SHA-256, a receipt carries a CRC-32. A value failing
+its checks raises :class:`CorruptValue`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mobkit.continuity.chunking import DIGEST_BYTES, ChunkRef
 from mobkit.continuity.domain import content_revision
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId, identity_problem
 from mobkit.core.types import ContinuityRecord
@@ -27,11 +36,16 @@ from mobkit.core.types import ContinuityRecord
 RECORDS = b"records/"
 SNAPSHOTS = b"snapshots/"
 SESSIONS = b"sessions/"
+CHUNKS = b"chunks/"
+RECEIPTS = b"receipts/"
 
 _RECORD_MAGIC = b"MKR1"
 _SNAPSHOT_MAGIC = b"MKS1"
+_MANIFEST_MAGIC = b"MKS2"
+_RECEIPT_MAGIC = b"MKT1"
 _U32 = struct.Struct(">I")
 _U32X2 = struct.Struct(">II")
+_CHUNK_REF = struct.Struct(f">{DIGEST_BYTES}sI")
 
 
 class CorruptValue(Exception):
@@ -56,6 +70,30 @@ def snapshot_key(identity: str, session_id: str) -> bytes:
 
 def session_key(session_id: str) -> bytes:
     return SESSIONS + session_id.encode()
+
+
+def chunk_prefix(identity: str) -> bytes:
+    return CHUNKS + identity.encode() + b"/"
+
+
+def session_chunk_prefix(identity: str, session_id: str) -> bytes:
+    # Session ids may contain '/', so a fixed-length hash of the id keeps one session's
+    # prefix from selecting another session's chunks.
+    tag = hashlib.blake2b(session_id.encode(), digest_size=12).hexdigest()
+    return chunk_prefix(identity) + tag.encode() + b"/"
+
+
+def chunk_key(identity: str, session_id: str, ref: ChunkRef) -> bytes:
+    return session_chunk_prefix(identity, session_id) + ref.name.encode()
+
+
+def receipt_prefix(identity: str) -> bytes:
+    return RECEIPTS + identity.encode() + b"/"
+
+
+def receipt_key(identity: str, idempotency_key: str) -> bytes:
+    # Idempotency keys are client strings of any content: a digest bounds the etcd key.
+    return receipt_prefix(identity) + hashlib.sha256(idempotency_key.encode()).hexdigest().encode()
 
 
 # -- records --------------------------------------------------------------------------
@@ -154,8 +192,8 @@ class SnapshotHeader:
     size: int
 
 
-def encode_snapshot(header: SnapshotHeader, data: bytes) -> bytes:
-    raw = json.dumps(
+def _header_json(header: SnapshotHeader) -> bytes:
+    return json.dumps(
         {
             "identity": header.identity,
             "session_id": header.session_id,
@@ -168,20 +206,60 @@ def encode_snapshot(header: SnapshotHeader, data: bytes) -> bytes:
         separators=(",", ":"),
         sort_keys=True,
     ).encode()
+
+
+def encode_snapshot(header: SnapshotHeader, data: bytes) -> bytes:
+    """A snapshot stored whole: the header's CRC covers the header, the SHA-256 the data."""
+    raw = _header_json(header)
     return b"".join((_SNAPSHOT_MAGIC, _U32X2.pack(zlib.crc32(raw), len(raw)), raw, data))
 
 
-def decode_snapshot_header(value: bytes) -> tuple[SnapshotHeader, int]:
-    """The header and the offset where the data starts; the data is not checked."""
-    if len(value) < 12 or value[:4] != _SNAPSHOT_MAGIC:
+def encode_manifest(header: SnapshotHeader, chunks: Sequence[ChunkRef]) -> bytes:
+    """A chunked snapshot: header and manifest, one CRC over both."""
+    raw = _header_json(header)
+    body = raw + b"".join(_CHUNK_REF.pack(c.digest, c.length) for c in chunks)
+    return b"".join((_MANIFEST_MAGIC, _U32X2.pack(zlib.crc32(body), len(raw)), body))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """A decoded ``snapshots/`` value: the header, then either the data (stored whole;
+    not yet checked against the header) or the chunks that make it up, in order."""
+
+    header: SnapshotHeader
+    inline: memoryview | None
+    chunks: tuple[ChunkRef, ...] = ()
+
+
+def decode_stored_snapshot(value: bytes) -> StoredSnapshot:
+    """Header and body of a stored snapshot; checks the CRC of the header (and of the
+    manifest), not the data."""
+    magic = value[:4]
+    if len(value) < 12 or magic not in (_SNAPSHOT_MAGIC, _MANIFEST_MAGIC):
         raise CorruptValue("snapshot: unknown format")
     crc, length = _U32X2.unpack_from(value, 4)
     raw = value[12 : 12 + length]
-    if len(raw) != length or zlib.crc32(raw) != crc:
+    if len(raw) != length:
+        raise CorruptValue("snapshot header: truncated")
+    checked = raw if magic == _SNAPSHOT_MAGIC else value[12:]
+    if zlib.crc32(checked) != crc:
         raise CorruptValue("snapshot header: checksum mismatch")
+    header = _decode_header(raw)
+    if magic == _SNAPSHOT_MAGIC:
+        return StoredSnapshot(header, memoryview(value)[12 + length :])
+    manifest = memoryview(value)[12 + length :]
+    if len(manifest) % _CHUNK_REF.size:
+        raise CorruptValue("snapshot manifest: truncated")
+    chunks = tuple(ChunkRef(d, n) for d, n in _CHUNK_REF.iter_unpack(manifest))
+    if sum(c.length for c in chunks) != header.size:
+        raise CorruptValue(f"snapshot manifest: chunks do not add up to {header.size} bytes")
+    return StoredSnapshot(header, None, chunks)
+
+
+def _decode_header(raw: bytes) -> SnapshotHeader:
     try:
         h = json.loads(raw)
-        header = SnapshotHeader(
+        return SnapshotHeader(
             identity=_text(h["identity"]),
             session_id=_text(h["session_id"]),
             generation=_count(h["generation"]),
@@ -192,24 +270,75 @@ def decode_snapshot_header(value: bytes) -> tuple[SnapshotHeader, int]:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptValue(f"snapshot header: undecodable ({exc})") from exc
-    return header, 12 + length
 
 
-def decode_snapshot(value: bytes, identity: str, session_id: str) -> tuple[SnapshotHeader, bytes]:
-    """Header and data of the snapshot stored under ``snapshots/<identity>/<session_id>``,
-    with the data checked against the header's size and SHA-256."""
-    header, offset = decode_snapshot_header(value)
+def snapshot_header(value: bytes) -> SnapshotHeader:
+    return decode_stored_snapshot(value).header
+
+
+def decode_snapshot(value: bytes, identity: str, session_id: str) -> StoredSnapshot:
+    """The snapshot stored under ``snapshots/<identity>/<session_id>``, checked as far as
+    its own value allows: the header names this session, and data stored whole matches
+    the header's size and SHA-256 (chunks are checked by :func:`assemble`)."""
+    stored = decode_stored_snapshot(value)
+    header = stored.header
     if header.identity != identity or header.session_id != session_id:
         raise CorruptValue(
             f"snapshot under {identity!r}/{session_id!r} names "
             f"{header.identity!r}/{header.session_id!r}"
         )
-    data = value[offset:]
-    if len(data) != header.size:
-        raise CorruptValue(f"snapshot data: {len(data)} bytes stored, header says {header.size}")
-    if content_revision(data) != header.revision:
+    if stored.inline is not None:
+        if len(stored.inline) != header.size:
+            raise CorruptValue(
+                f"snapshot data: {len(stored.inline)} bytes stored, header says {header.size}"
+            )
+        if content_revision(stored.inline) != header.revision:
+            raise CorruptValue("snapshot data: SHA-256 mismatch")
+    return stored
+
+
+def assemble(stored: StoredSnapshot, chunks: Sequence[bytes | None]) -> bytes:
+    """The snapshot's data from its chunks' stored values (in manifest order), each
+    checked against its digest and the whole against the content revision."""
+    if stored.inline is not None:
+        return bytes(stored.inline)
+    parts: list[bytes] = []
+    for index, (ref, value) in enumerate(zip(stored.chunks, chunks, strict=True)):
+        if value is None:
+            raise CorruptValue(f"snapshot chunk {index} ({ref.name[:16]}...) is missing")
+        if len(value) != ref.length or hashlib.sha256(value).digest() != ref.digest:
+            raise CorruptValue(f"snapshot chunk {index} ({ref.name[:16]}...): SHA-256 mismatch")
+        parts.append(value)
+    data = b"".join(parts)
+    if content_revision(data) != stored.header.revision:
         raise CorruptValue("snapshot data: SHA-256 mismatch")
-    return header, data
+    return data
+
+
+# -- receipts -------------------------------------------------------------------------
+
+
+def encode_receipt(idempotency_key: str, data: bytes, expires_at_ms: int) -> bytes:
+    raw = json.dumps({"key": idempotency_key, "expires_at_ms": expires_at_ms}).encode()
+    body = raw + data
+    return b"".join((_RECEIPT_MAGIC, _U32X2.pack(zlib.crc32(body), len(raw)), body))
+
+
+def decode_receipt(value: bytes, idempotency_key: str) -> tuple[bytes, int]:
+    """A stored receipt's data and its deadline (ms since the epoch)."""
+    if len(value) < 12 or value[:4] != _RECEIPT_MAGIC:
+        raise CorruptValue("receipt: unknown format")
+    crc, length = _U32X2.unpack_from(value, 4)
+    if zlib.crc32(value[12:]) != crc or len(value) < 12 + length:
+        raise CorruptValue("receipt: checksum mismatch")
+    try:
+        head = json.loads(value[12 : 12 + length])
+        key, expires = head["key"], _count(head["expires_at_ms"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptValue(f"receipt: undecodable ({exc})") from exc
+    if key != idempotency_key:
+        raise CorruptValue("receipt: stored for another idempotency key")
+    return bytes(value[12 + length :]), expires
 
 
 # -- session bindings ------------------------------------------------------------------

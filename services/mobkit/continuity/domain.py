@@ -23,9 +23,19 @@ from mobkit.core.types import (
     SessionSnapshot,
 )
 
-DEFAULT_SNAPSHOT_LIMIT_BYTES = 1024 * 1024
-"""``Settings.snapshot_limit_bytes``. Larger snapshots are refused (``SNAPSHOT_TOO_LARGE``),
-never chunked: one snapshot is one value written in the same atomic step as its record."""
+DEFAULT_SNAPSHOT_LIMIT_BYTES = 64 * 1024 * 1024
+"""``Settings.snapshot_limit_bytes``. Larger snapshots are refused (``SNAPSHOT_TOO_LARGE``).
+Snapshots above 16 KiB are stored in content-defined chunks (:mod:`.chunking`)."""
+
+DEFAULT_RECEIPT_RETENTION_SECONDS = 24 * 3600.0
+"""``Settings.idempotency_retention``: how long a turn's receipt answers a repeated
+idempotency key (Restate's default, too). Afterwards the store drops it."""
+
+MAX_RECEIPT_BYTES = 256 * 1024
+"""A stored receipt's size limit; the orchestrator bounds a receipt's output well below
+it (``Settings.receipt_output_limit_bytes``)."""
+
+MAX_IDEMPOTENCY_KEY_BYTES = 1024
 
 MAX_COUNTER = 2**63 - 1
 """Tokens, generations and versions are uint64 on the wire but int64 in SQLite and etcd
@@ -54,6 +64,23 @@ class LoadedSnapshot:
     """Content revision: lowercase hex SHA-256 of ``snapshot.data``."""
     generation: int
     checkpoint_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReceipt:
+    """A receipt to commit with a checkpoint, found again by its idempotency key. The
+    store keeps ``data`` opaque: the orchestrator's encoding of the turn's answer."""
+
+    idempotency_key: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReceipt:
+    idempotency_key: str
+    data: bytes
+    expires_at_ms: int
+    """Past this (ms since the epoch) the key no longer finds the receipt."""
 
 
 class SessionRecord(NamedTuple):
@@ -108,13 +135,20 @@ class ContinuityStore(Protocol):
         version: int,
         fencing_token: int,
         snapshot: SessionSnapshot,
+        receipt: TurnReceipt | None = None,
     ) -> str:
         """Store the snapshot and advance the record's ``checkpoint_version`` to
-        ``version``; returns the snapshot's content revision.
+        ``version``; returns the snapshot's content revision. ``receipt`` is committed
+        in the same atomic step, kept for the store's retention.
 
         Needs an existing record with this ``session_id`` and ``generation`` and
         ``version`` > its checkpoint version. Re-sending a save that already committed
         (same arguments and data) succeeds without change."""
+        ...
+
+    async def load_receipt(self, identity: str, idempotency_key: str) -> StoredReceipt | None:
+        """The receipt saved with ``idempotency_key`` for ``identity``, or None when there
+        is none or it is past its retention."""
         ...
 
     async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
@@ -150,7 +184,7 @@ class ContinuityStore(Protocol):
 # -- input rules shared by every implementation ---------------------------------------
 
 
-def content_revision(data: bytes) -> str:
+def content_revision(data: bytes | memoryview) -> str:
     """The content revision of snapshot bytes (compared by compare-and-delete)."""
     return hashlib.sha256(data).hexdigest()
 
@@ -181,6 +215,20 @@ def parse_session_id(value: str, field: str = "session_id") -> SessionId:
     if any(ch.isspace() or not ch.isprintable() for ch in value):
         raise InvalidArgument(field, "must not contain whitespace or control characters")
     return SessionId(value)
+
+
+def parse_idempotency_key(value: str, field: str = "idempotency_key") -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(field, f"must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidArgument(field, "must not be empty")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, "must be valid Unicode text") from None
+    if size > MAX_IDEMPOTENCY_KEY_BYTES:
+        raise InvalidArgument(field, f"must be at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes")
+    return value
 
 
 def parse_revision(value: str, field: str = "expected_current_revision") -> str:

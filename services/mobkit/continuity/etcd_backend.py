@@ -19,9 +19,18 @@ reads first. Read-only operations never use the cache; their reads are lineariza
 and all reads of one operation are pinned to one revision, so a record and its snapshot
 are always seen together.
 
-Large snapshots are refused, not chunked: a snapshot is one value written in the same
-txn as its record, and a txn must fit etcd's request limit (``--max-request-bytes``,
-1.5 MiB by default), so the snapshot limit must leave room for the rest of the request.
+Large snapshots are chunked (:mod:`mobkit.continuity.chunking`): the snapshot key holds
+a manifest, and the chunks a save adds usually ride in its one txn. When they do not fit
+etcd's request limits (``--max-request-bytes``, 1.5 MiB, and ``--max-txn-ops``, 128, by
+default) they are written first, in txns carrying the same compares, and the manifest
+commits after them; chunks the new manifest drops are deleted in the same txn or, when
+too many, by follow-up txns that compare and rewrite the record (see
+:mod:`mobkit.continuity.operations`). A crash between those steps leaves unreferenced
+chunks, collected by :meth:`PlanStore.collect_garbage` (scheduled on the next activation).
+
+Receipts are put with an etcd lease per time bucket (``retention / 24`` wide, one
+grant per bucket per process): the lease expires a bucket's width after the retention of
+its last receipt, and etcd deletes the receipts with it.
 
 Batch reads (``resolve_many``) put up to ``max_txn_ops`` (etcd's ``--max-txn-ops``,
 128 by default) range operations in one read-only txn: 10,000 identities cost about
@@ -32,19 +41,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mobkit.continuity.domain import DEFAULT_SNAPSHOT_LIMIT_BYTES
+from mobkit.continuity.chunking import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
+from mobkit.continuity.codec import RECORDS
+from mobkit.continuity.domain import (
+    DEFAULT_RECEIPT_RETENTION_SECONDS,
+    DEFAULT_SNAPSHOT_LIMIT_BYTES,
+    MAX_RECEIPT_BYTES,
+)
 from mobkit.continuity.operations import Commit, Plan, PlanStore, Read, ReadResult, StoredValue
 from mobkit.continuity.rules import Unreadable
-from mobkit.core.errors import InvalidArgument, MobKitError, StoreUnavailable
+from mobkit.core.errors import BackendFull, InvalidArgument, MobKitError, StoreUnavailable
+from mobkit.core.identity import AgentIdentity
 from mobkit.core.types import DurabilityPolicy, SyncWriteThrough
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.errors import EtcdCompacted, EtcdError, EtcdUnavailable
+from mobkit.etcd.errors import (
+    EtcdCompacted,
+    EtcdError,
+    EtcdLeaseNotFound,
+    EtcdNoSpace,
+    EtcdUnavailable,
+)
 from mobkit.etcd.ops import (
     compare_create_revision,
     compare_mod_revision,
@@ -64,12 +88,24 @@ log = logging.getLogger(__name__)
 ETCD_DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 ETCD_DEFAULT_MAX_TXN_OPS = 128
 REQUEST_OVERHEAD_BYTES = 64 * 1024
-"""Room a save txn needs besides the snapshot data (record, header, keys, compares)."""
+"""Room a save txn needs besides the values it puts (record, header, keys, compares)."""
+MANIFEST_ENTRY_BYTES = 36
 
 DEFAULT_MAX_ATTEMPTS = 200
 DEFAULT_READ_CONCURRENCY = 8
 DEFAULT_CACHE_ENTRIES = 4096
-CACHEABLE_VALUE_BYTES = 64 * 1024
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+CACHEABLE_VALUE_BYTES = 128 * 1024
+"""Records, bindings, lease keys, small snapshots and manifests (up to ~3,600 chunks)."""
+RECEIPT_BUCKETS = 24
+"""Receipt leases per retention period: a receipt outlives its retention by at most
+``retention / RECEIPT_BUCKETS``."""
+DEFAULT_INFLIGHT_TXNS = int(__import__("os").environ.get("MK_INFLIGHT", "1"))  # XXX experiment
+"""Commit txns in flight at once; commits that arrive meanwhile wait and go together."""
+GROUP_MAX = 64
+"""Commits per grouped txn (etcd's ``--max-txn-ops`` bounds it further)."""
+GROUP_KEY_BYTES = 64
+"""Room counted per compare or op of a grouped commit besides the values it puts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +120,31 @@ class Seen:
 _Fetched = Seen | Unreadable
 
 
-class _SeenCache:
-    """LRU of keys as this engine last saw them, for write plans only."""
+@dataclass(slots=True)
+class _Queued:
+    """A commit txn waiting to be sent in a group (see ``_group_txn``)."""
 
-    def __init__(self, capacity: int) -> None:
+    request: rpc_pb2.TxnRequest
+    keys: set[bytes]
+    """Every key it compares, reads, puts or deletes: commits grouped together share none."""
+    ops: int
+    size: int
+    future: asyncio.Future[tuple[rpc_pb2.TxnResponse, int]]
+
+
+class _SeenCache:
+    """LRU of keys as this engine last saw them, for write plans only; bounded in entries
+    and in bytes."""
+
+    def __init__(self, capacity: int, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._entries: OrderedDict[bytes, Seen] = OrderedDict()
+
+    @staticmethod
+    def _size(key: bytes, seen: Seen) -> int:
+        return len(key) + (len(seen.value) if seen.value is not None else 0)
 
     def get(self, key: bytes) -> Seen | None:
         seen = self._entries.get(key)
@@ -98,17 +153,23 @@ class _SeenCache:
         return seen
 
     def put(self, key: bytes, seen: Seen) -> None:
+        self._pop(key)
         if seen.value is not None and len(seen.value) > CACHEABLE_VALUE_BYTES:
-            self._entries.pop(key, None)
             return
         self._entries[key] = seen
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        self._bytes += self._size(key, seen)
+        while len(self._entries) > self._capacity or self._bytes > self._max_bytes:
+            old_key, old = self._entries.popitem(last=False)
+            self._bytes -= self._size(old_key, old)
+
+    def _pop(self, key: bytes) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= self._size(key, old)
 
     def drop(self, keys: Iterable[bytes]) -> None:
         for key in keys:
-            self._entries.pop(key, None)
+            self._pop(key)
 
     def drop_prefix(self, prefix: bytes) -> None:
         self.drop([k for k in self._entries if k.startswith(prefix)])
@@ -122,31 +183,50 @@ class EtcdContinuityStore(PlanStore):
         prefix: str = "/mobkit",
         lease_fence: bool = True,
         snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES,
+        receipt_retention: float = DEFAULT_RECEIPT_RETENTION_SECONDS,
+        clock: Callable[[], float] = time.time,
         max_request_bytes: int = ETCD_DEFAULT_MAX_REQUEST_BYTES,
         max_txn_ops: int = ETCD_DEFAULT_MAX_TXN_OPS,
         read_concurrency: int = DEFAULT_READ_CONCURRENCY,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
     ) -> None:
-        super().__init__(snapshot_limit_bytes=snapshot_limit_bytes)
-        if snapshot_limit_bytes + REQUEST_OVERHEAD_BYTES > max_request_bytes:
+        super().__init__(
+            snapshot_limit_bytes=snapshot_limit_bytes,
+            receipt_retention=receipt_retention,
+            clock=clock,
+        )
+        # The one value that cannot be split: a manifest (one entry per chunk of at least
+        # MIN_CHUNK_BYTES), with the record and a receipt, in one txn.
+        manifest = snapshot_limit_bytes // MIN_CHUNK_BYTES * MANIFEST_ENTRY_BYTES
+        needed = manifest + MAX_RECEIPT_BYTES + MAX_CHUNK_BYTES + REQUEST_OVERHEAD_BYTES
+        if needed > max_request_bytes:
             raise InvalidArgument(
                 "snapshot_limit_bytes",
-                f"{snapshot_limit_bytes} does not fit etcd's request limit of "
-                f"{max_request_bytes} bytes with {REQUEST_OVERHEAD_BYTES} bytes of overhead; "
-                "snapshots are not chunked",
+                f"a {snapshot_limit_bytes}-byte snapshot needs etcd requests of {needed} "
+                f"bytes (its manifest, a receipt and overhead); etcd allows "
+                f"{max_request_bytes} (--max-request-bytes)",
             )
-        if max_txn_ops < 4:
-            raise InvalidArgument("max_txn_ops", "must be at least 4")
+        if max_txn_ops < 8:
+            raise InvalidArgument("max_txn_ops", "must be at least 8")
         self.client = client
         root = prefix.rstrip("/")
         self.namespace = f"{root}/continuity/".encode()
         self._lease_root = f"{root}/leases/".encode()
         self.lease_fence = lease_fence
         self.max_txn_ops = max_txn_ops
+        self._value_budget = max_request_bytes - REQUEST_OVERHEAD_BYTES
         self._read_slots = asyncio.Semaphore(read_concurrency)
         self._max_attempts = max_attempts
         self._cache = _SeenCache(cache_entries)
+        self._receipt_leases: dict[int, int] = {}
+        self._lease_lock = asyncio.Lock()
+        self.max_inflight_txns = DEFAULT_INFLIGHT_TXNS
+        self.grouped_txns = 0
+        """Commit txns that carried more than one commit (benchmarks and tests read it)."""
+        self._inflight = 0
+        self._queued: list[_Queued] = []
+        self._senders: set[asyncio.Task[None]] = set()
 
     @property
     def durability_policy(self) -> DurabilityPolicy:
@@ -184,6 +264,11 @@ class EtcdContinuityStore(PlanStore):
                     return commit.result
             except EtcdCompacted:
                 pass  # the pinned revision was compacted away: read again
+            except EtcdLeaseNotFound:
+                self._receipt_leases.clear()  # a bucket's lease expired early: grant anew
+            except EtcdNoSpace as exc:
+                self._cache.drop(reader.seen)
+                raise BackendFull(str(exc), backend="etcd") from exc
             except EtcdError as exc:
                 self._cache.drop(reader.seen)  # a failed commit may or may not have applied
                 if isinstance(exc, EtcdUnavailable):
@@ -209,7 +294,8 @@ class EtcdContinuityStore(PlanStore):
     async def _commit(self, commit: Commit[T], reader: _Reader) -> bool:
         """One txn: every key read unchanged (lease keys: still the same holder's), then
         the writes. On a conflict, the failure branch reads the keys back into the cache
-        and this returns False."""
+        and this returns False. Chunks that do not fit go before it (same compares) and
+        garbage that does not fit after it (guarded by the record)."""
         ns = self.namespace
         read_keys = list(reader.seen)
         compares = [
@@ -218,24 +304,273 @@ class EtcdContinuityStore(PlanStore):
             else compare_mod_revision(k, "=", seen.revision)
             for k, seen in reader.seen.items()
         ]
+        failure = [range_op(k) for k in read_keys]
+        puts = dict(commit.puts)
+        guard = ns + commit.guard if commit.guard is not None else None
+        if commit.garbage and commit.guard is not None and commit.guard not in puts:
+            seen_guard = reader.seen.get(guard) if guard is not None else None
+            if seen_guard is not None and seen_guard.value is not None:
+                puts[commit.guard] = seen_guard.value  # rewritten: see module docstring
         success = [delete_op(ns + p, prefix_end(ns + p)) for p in commit.delete_prefixes]
         success += [delete_op(ns + k) for k in commit.deletes]
-        success += [put_op(ns + k, v) for k, v in commit.puts.items()]
-        failure = [range_op(k) for k in read_keys]
-        reply = await self.client.txn(txn_request(compares, success, failure))
-        if not reply.succeeded:
-            for key, response in zip(read_keys, reply.responses, strict=True):
-                self._cache.put(key, self._seen(key, response.response_range.kvs))
+        success += [put_op(ns + k, v) for k, v in puts.items()]
+        for key, (value, deadline) in commit.expiring.items():
+            success.append(put_op(ns + key, value, lease=await self._receipt_lease(deadline)))
+        size = sum(len(k) + len(v) for k, v in puts.items())
+        size += sum(len(k) + len(v) for k, (v, _) in commit.expiring.items())
+        staged = list(commit.staged.items())
+        staged_size = sum(len(k) + len(v) for k, v in staged)
+        if len(success) + len(staged) <= self.max_txn_ops and size + staged_size <= (
+            self._value_budget
+        ):
+            success += [put_op(ns + k, v) for k, v in staged]
+            size += staged_size
+        else:
+            for batch in self._batches(staged, self.max_txn_ops, self._value_budget):
+                ops = [put_op(ns + k, v) for k, v in batch]
+                if await self._txn_or_refresh(compares, ops, failure, read_keys) is None:
+                    return False
+                self.bytes_written += sum(len(k) + len(v) for k, v in batch)
+        garbage = list(commit.garbage)
+        room = self.max_txn_ops - len(success)
+        if len(garbage) <= room:
+            success += [delete_op(ns + k) for k in garbage]
+            garbage = []
+        # Commits without range deletes may share a txn with others (group commit).
+        group_keys = None
+        if not commit.delete_prefixes:
+            group_keys = {*read_keys, *(ns + k for k in puts), *(ns + k for k in commit.deletes)}
+            group_keys.update(ns + k for k in commit.expiring)
+            group_keys.update(ns + k for k in commit.staged)  # whether or not inline
+            group_keys.update(ns + k for k in commit.garbage)
+        revision = await self._txn_or_refresh(
+            compares, success, failure, read_keys, group_keys=group_keys, size=size
+        )
+        if revision is None:
             return False
+        self.bytes_written += size
         for key, seen in reader.seen.items():
             self._cache.put(key, seen)
         for prefix in commit.delete_prefixes:
             self._cache.drop_prefix(ns + prefix)
         for key in commit.deletes:
             self._cache.put(ns + key, Seen(None, 0))
-        for key, value in commit.puts.items():
-            self._cache.put(ns + key, Seen(value, int(reply.header.revision)))
+        for key, value in puts.items():
+            self._cache.put(ns + key, Seen(value, revision))
+        if garbage:
+            guard_value = puts.get(commit.guard) if commit.guard is not None else None
+            await self._delete_garbage(commit.guard, guard_value, revision, garbage)
         return True
+
+    @staticmethod
+    def _batches(
+        items: list[tuple[bytes, bytes]], max_ops: int, max_bytes: int
+    ) -> Iterable[list[tuple[bytes, bytes]]]:
+        batch: list[tuple[bytes, bytes]] = []
+        size = 0
+        for key, value in items:
+            item = len(key) + len(value)
+            if batch and (len(batch) >= max_ops or size + item > max_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append((key, value))
+            size += item
+        if batch:
+            yield batch
+
+    async def _txn_or_refresh(
+        self,
+        compares: list[rpc_pb2.Compare],
+        success: list[rpc_pb2.RequestOp],
+        failure: list[rpc_pb2.RequestOp],
+        read_keys: list[bytes],
+        *,
+        group_keys: set[bytes] | None = None,
+        size: int = 0,
+    ) -> int | None:
+        """The txn's revision, or None (and the cache refreshed) if a compare failed.
+        With ``group_keys`` (every key the txn touches) it may go to etcd nested in one
+        txn with other commits (see :meth:`_group_txn`)."""
+        request = txn_request(compares, success, failure)
+        if group_keys is None:
+            reply = await self.client.txn(request)
+            revision = int(reply.header.revision)
+        else:
+            reply, revision = await self._group_txn(request, group_keys, size)
+        if not reply.succeeded:
+            for key, response in zip(read_keys, reply.responses, strict=True):
+                self._cache.put(key, self._seen(key, response.response_range.kvs))
+            return None
+        return revision
+
+    # -- group commit -----------------------------------------------------------------
+
+    async def _group_txn(
+        self, request: rpc_pb2.TxnRequest, keys: set[bytes], size: int
+    ) -> tuple[rpc_pb2.TxnResponse, int]:
+        """Send a commit txn; ``(its response, the revision it committed at)``.
+
+        While ``max_inflight_txns`` commit txns are in flight, commits wait, and then go
+        to etcd together: each as a nested txn (``RequestOp.request_txn``) of one outer
+        txn without compares. etcd decides every nested txn on its own compares (all
+        evaluated before any write of the outer txn, and the grouped commits share no
+        key), so each commit succeeds or fails exactly as it would alone, in one round
+        trip and one raft entry for all. Nothing is acknowledged before that txn
+        committed. A lone commit (one writer) goes at once, as a plain txn."""
+        if self._inflight < self.max_inflight_txns and not self._queued:
+            self._inflight += 1
+            try:
+                reply = await self.client.txn(request)
+            finally:
+                self._inflight -= 1
+                self._send_queued()
+            return reply, int(reply.header.revision)
+        ops = max(len(request.compare), len(request.success), len(request.failure))
+        size += GROUP_KEY_BYTES * (len(request.compare) + len(request.success) + ops)
+        future: asyncio.Future[tuple[rpc_pb2.TxnResponse, int]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queued.append(_Queued(request, keys, ops, size, future))
+        self._send_queued()
+        return await future
+
+    def _send_queued(self) -> None:
+        while self._queued and self._inflight < self.max_inflight_txns:
+            batch = self._take_group()
+            if not batch:
+                continue
+            self._inflight += 1
+            task = asyncio.get_running_loop().create_task(
+                self._send_group(batch), name="continuity-group-commit"
+            )
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    def _take_group(self) -> list[_Queued]:
+        """The next group from the queue, in order: commits sharing no key with an
+        earlier one, within etcd's limits (``--max-txn-ops`` counts a nested txn's ops
+        against what its parent leaves, ``--max-request-bytes`` the whole request)."""
+        group: list[_Queued] = []
+        rest: list[_Queued] = []
+        taken: set[bytes] = set()
+        blocked: set[bytes] = set()
+        size = widest = 0
+        for item in self._queued:
+            if item.future.done():  # its caller gave up before it was sent
+                continue
+            n = len(group) + 1
+            if group and (
+                n > GROUP_MAX
+                or size + item.size > self._value_budget
+                or max(widest, item.ops) > self.max_txn_ops - n
+                or not taken.isdisjoint(item.keys)
+                or not blocked.isdisjoint(item.keys)
+            ):
+                rest.append(item)
+                blocked |= item.keys  # later commits of the same keys stay behind it
+                continue
+            group.append(item)
+            taken |= item.keys
+            size += item.size
+            widest = max(widest, item.ops)
+        self._queued = rest
+        return group
+
+    async def _alone(self, item: _Queued) -> tuple[rpc_pb2.TxnResponse, int] | BaseException:
+        try:
+            reply = await self.client.txn(item.request)
+        except EtcdError as exc:
+            return exc
+        return reply, int(reply.header.revision)
+
+    async def _send_group(self, group: list[_Queued]) -> None:
+        outcomes: list[tuple[rpc_pb2.TxnResponse, int] | BaseException] = []
+        try:
+            if len(group) == 1:
+                outcomes = [await self._alone(group[0])]
+            else:
+                request = txn_request(
+                    success=[rpc_pb2.RequestOp(request_txn=item.request) for item in group]
+                )
+                try:
+                    reply = await self.client.txn(request)
+                except (EtcdUnavailable, EtcdNoSpace) as exc:
+                    outcomes = [exc] * len(group)  # as each would have fared alone
+                except EtcdError:
+                    # Refused as a whole, so nothing applied (a receipt lease that
+                    # expired, ...): each commit on its own, to fail only those at fault.
+                    outcomes = list(await asyncio.gather(*(self._alone(i) for i in group)))
+                else:
+                    self.grouped_txns += 1
+                    revision = int(reply.header.revision)
+                    outcomes = [(op.response_txn, revision) for op in reply.responses]
+        finally:
+            self._inflight -= 1
+            for index, item in enumerate(group):
+                if item.future.done():
+                    continue
+                if index >= len(outcomes):  # cancelled (loop closing): outcome unknown
+                    item.future.set_exception(EtcdUnavailable("commit txn cancelled"))
+                    continue
+                outcome = outcomes[index]
+                if isinstance(outcome, BaseException):
+                    item.future.set_exception(outcome)
+                else:
+                    item.future.set_result(outcome)
+            self._send_queued()
+
+    async def _delete_garbage(
+        self, guard: bytes | None, value: bytes | None, revision: int, garbage: list[bytes]
+    ) -> None:
+        """Delete chunks no longer referenced, a txn at a time, each requiring the record
+        (``guard``) to be as this engine last wrote it (``value`` at ``revision``) and
+        rewriting it. If someone else wrote it meanwhile, what is left waits for a
+        collection. Without a guard (no record, so no save can race) no compare."""
+        ns = self.namespace
+        identity = AgentIdentity(guard[len(RECORDS) :].decode()) if guard is not None else None
+        step = self.max_txn_ops - 1
+        for start in range(0, len(garbage), step):
+            ops = [delete_op(ns + k) for k in garbage[start : start + step]]
+            compares = []
+            if guard is not None:
+                if value is None:
+                    break
+                compares = [compare_mod_revision(ns + guard, "=", revision)]
+                ops.append(put_op(ns + guard, value))
+            try:
+                reply = await self.client.txn(txn_request(compares, ops))
+            except EtcdError as exc:
+                log.warning("%s: deleting unreferenced chunks failed: %s", identity, exc)
+                break
+            if not reply.succeeded:
+                break
+            revision = int(reply.header.revision)
+            if guard is not None:
+                self._cache.put(ns + guard, Seen(value, revision))
+        else:
+            return
+        if identity is not None:
+            if guard is not None:
+                self._cache.drop([ns + guard])
+            self.schedule_collection(identity)
+
+    async def _receipt_lease(self, deadline_ms: int) -> int:
+        """The etcd lease of the time bucket ``deadline_ms`` falls in, granted so that it
+        outlives every deadline of its bucket."""
+        width = max(1000, int(self.receipt_retention * 1000) // RECEIPT_BUCKETS)
+        bucket = deadline_ms // width
+        lease = self._receipt_leases.get(bucket)
+        if lease is not None:
+            return lease
+        async with self._lease_lock:
+            lease = self._receipt_leases.get(bucket)
+            if lease is None:
+                ttl = math.ceil(((bucket + 1) * width - self._now_ms()) / 1000) + 1
+                lease, _ = await self.client.grant_lease(max(ttl, 2))
+                self._receipt_leases[bucket] = lease
+                for old in [b for b in self._receipt_leases if b < bucket - RECEIPT_BUCKETS]:
+                    del self._receipt_leases[old]
+        return lease
 
     def _seen(self, key: bytes, kvs: Sequence[kv_pb2.KeyValue]) -> Seen:
         if not kvs:
@@ -313,11 +648,28 @@ class _Reader:
         values: list[StoredValue] = [
             v if isinstance(v, Unreadable) else v.value for v in (found[k] for k in keys)
         ]
+        listed = await self._list(request.list_prefix) if request.list_prefix else ()
         if lease_key is None:
-            return ReadResult(values)
+            return ReadResult(values, listed=listed)
         lease = found[lease_key]
         assert isinstance(lease, Seen)
-        return ReadResult(values, lease.revision)
+        return ReadResult(values, lease.revision, listed=listed)
+
+    async def _list(self, prefix: bytes) -> tuple[bytes, ...]:
+        """Logical keys under ``prefix``, at this run's revision (keys only)."""
+        store = self._store
+        full = store.namespace + prefix
+        request = rpc_pb2.RangeRequest(
+            key=full, range_end=prefix_end(full), revision=self.revision, keys_only=True
+        )
+        async with store._read_slots:
+            reply = await store.client.txn(
+                txn_request(success=[rpc_pb2.RequestOp(request_range=request)])
+            )
+        if self.revision == 0:
+            self.revision = int(reply.header.revision)
+        cut = len(store.namespace)
+        return tuple(bytes(kv.key)[cut:] for kv in reply.responses[0].response_range.kvs)
 
     async def _fetch(self, keys: list[bytes], tolerate: bool) -> dict[bytes, _Fetched]:
         store = self._store

@@ -8,6 +8,19 @@ atomic step: the memory engine without yielding to the event loop, SQLite inside
 read (a conflict re-runs the plan). So the rules cannot diverge between backends: only
 how bytes are fetched and stored differs.
 
+Chunked snapshots add two kinds of write that an engine with a request size limit (etcd)
+may take out of the atomic step, both safe by construction:
+
+* ``staged`` chunks are immutable and named by their content, so they may be written
+  *before* the step (each batch still conditional on the plan's reads). Written but never
+  referenced (a crash before the step) they are garbage, which a collection removes.
+* ``garbage`` (chunks the new manifest no longer names) may be deleted *after* the step.
+  Every batch compares the record (``guard``) with what the step wrote and rewrites it,
+  so a save that read the record before the deletion cannot commit a manifest naming a
+  chunk it deleted: its own commit compares the record and fails.
+
+Receipts are ``expiring`` puts: the engine drops them after their deadline.
+
 :class:`PlanStore` implements the :class:`~mobkit.continuity.domain.ContinuityStore`
 port on top: it validates input (before any read) and hands plans to ``_execute``.
 """
@@ -15,43 +28,62 @@ port on top: it validates input (before any read) and hands plans to ``_execute`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from mobkit.continuity import rules
+from mobkit.continuity import chunking, rules
+from mobkit.continuity.chunking import ChunkRef
 from mobkit.continuity.codec import (
     CorruptValue,
     RecordState,
     SnapshotHeader,
+    assemble,
+    chunk_key,
+    chunk_prefix,
     decode_binding,
+    decode_receipt,
     decode_record,
     decode_snapshot,
-    decode_snapshot_header,
+    decode_stored_snapshot,
     encode_binding,
+    encode_manifest,
+    encode_receipt,
     encode_record,
     encode_snapshot,
+    receipt_key,
+    receipt_prefix,
     record_key,
+    session_chunk_prefix,
     session_key,
+    snapshot_header,
     snapshot_key,
     snapshot_prefix,
 )
 from mobkit.continuity.domain import (
+    DEFAULT_RECEIPT_RETENTION_SECONDS,
     DEFAULT_SNAPSHOT_LIMIT_BYTES,
+    MAX_RECEIPT_BYTES,
     LoadedSnapshot,
     ResolveEntry,
     SessionRecord,
+    StoredReceipt,
+    TurnReceipt,
     check_counter,
     check_fencing_token,
     content_revision,
+    parse_idempotency_key,
     parse_revision,
     parse_session_id,
 )
 from mobkit.core.errors import (
     BackendUnavailable,
     InvalidArgument,
+    MobKitError,
     SnapshotTooLarge,
     StoreCorruption,
 )
@@ -81,6 +113,9 @@ class Read:
     """Fetch ``keys`` (logical keys of :mod:`mobkit.continuity.codec`)."""
 
     keys: tuple[bytes, ...]
+    list_prefix: bytes | None = None
+    """Also list the keys under this prefix (keys only; a listing is not compared at
+    commit, so only plans whose writes are guarded otherwise may use one)."""
     lease_of: AgentIdentity | None = None
     """Also read this identity's lease fence, on engines that share etcd with the lease
     service; the commit then also requires the lease key to be unchanged."""
@@ -104,6 +139,8 @@ class ReadResult:
     values: list[StoredValue]
     lease_revision: int | None = None
     """``create_revision`` of the lease key (0: no lease); None on engines without one."""
+    listed: tuple[bytes, ...] = ()
+    """The logical keys under ``Read.list_prefix``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +149,33 @@ class Commit(Generic[T]):
     puts: dict[bytes, bytes] = field(default_factory=dict)
     deletes: tuple[bytes, ...] = ()
     delete_prefixes: tuple[bytes, ...] = ()
+    staged: dict[bytes, bytes] = field(default_factory=dict)
+    """Content-addressed chunks: may be written before the atomic step."""
+    garbage: tuple[bytes, ...] = ()
+    """Chunks no longer referenced: may be deleted after the atomic step, each batch
+    guarded by ``guard`` (see the module docstring)."""
+    guard: bytes | None = None
+    """The record key that garbage deletions compare and rewrite."""
+    expiring: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
+    """Puts that expire: key -> (value, deadline in ms since the epoch)."""
+
+    @property
+    def put_bytes(self) -> int:
+        """Bytes of keys and values this commit puts (what it costs the store)."""
+        return sum(len(k) + len(v) for k, v in (*self.puts.items(), *self.staged.items())) + sum(
+            len(k) + len(v) for k, (v, _) in self.expiring.items()
+        )
 
     @property
     def writes(self) -> bool:
-        return bool(self.puts or self.deletes or self.delete_prefixes)
+        return bool(
+            self.puts
+            or self.deletes
+            or self.delete_prefixes
+            or self.staged
+            or self.garbage
+            or self.expiring
+        )
 
 
 Plan = Generator[Read, ReadResult, Commit[T]]
@@ -168,16 +228,19 @@ def upsert_plan(record: ContinuityRecord, token: int) -> Plan[None]:
     if binding is None:
         puts[bk] = encode_binding(identity)
     deletes = tuple(k for s in evicted for k in (snapshot_key(identity, s), session_key(s)))
-    return Commit(None, puts=puts, deletes=deletes)
+    chunks = tuple(session_chunk_prefix(identity, s) for s in evicted)
+    return Commit(None, puts=puts, deletes=deletes, delete_prefixes=chunks)
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotWrite:
-    """A snapshot as it will be stored: encoded once, before the atomic step (hashing and
-    copying the data need no lock)."""
+    """A snapshot as it will be stored: encoded (and, if large, chunked) once, before the
+    atomic step (hashing and copying the data need no lock)."""
 
     header: SnapshotHeader
     encoded: bytes
+    """The ``snapshots/`` value: header + data, or header + manifest."""
+    chunks: tuple[tuple[ChunkRef, memoryview], ...] = ()
 
     @classmethod
     def of(
@@ -186,26 +249,107 @@ class SnapshotWrite:
         header = SnapshotHeader(
             identity, session_id, generation, version, token, content_revision(data), len(data)
         )
-        return cls(header, encode_snapshot(header, data))
+        if not chunking.is_chunked(len(data)):
+            return cls(header, encode_snapshot(header, data))
+        chunks = tuple(chunking.split(data))
+        return cls(header, encode_manifest(header, [ref for ref, _ in chunks]), chunks)
 
 
-def save_plan(identity: AgentIdentity, write: SnapshotWrite) -> Plan[str]:
+@dataclass(frozen=True, slots=True)
+class ReceiptWrite:
+    """A turn's receipt as it will be stored, with its deadline."""
+
+    key: bytes
+    encoded: bytes
+    expires_at_ms: int
+
+
+def _chunks_of(value: StoredValue) -> frozenset[ChunkRef]:
+    """The chunks a stored snapshot references (none if it is absent, whole or corrupt:
+    the save then simply writes every chunk again)."""
+    if not isinstance(value, bytes):
+        return frozenset()
+    try:
+        return frozenset(decode_stored_snapshot(value).chunks)
+    except CorruptValue:
+        return frozenset()
+
+
+def save_plan(
+    identity: AgentIdentity, write: SnapshotWrite, receipt: ReceiptWrite | None = None
+) -> Plan[str]:
     header = write.header
-    rk, sk = record_key(identity), snapshot_key(identity, header.session_id)
-    # Only the record is read on the happy path: every other write of this identity's
-    # snapshots also writes its record (compare-and-delete only removes a snapshot, which
-    # a newer save may replace), so the record alone guards the commit.
+    sid = header.session_id
+    rk, sk = record_key(identity), snapshot_key(identity, sid)
+    # Every other write of this identity's snapshots also writes its record
+    # (compare-and-delete rewrites it too), so the record guards the commit.
     got = yield Read((rk,), lease_of=identity, lease_hint=header.fencing_token)
     state = _state(identity, _known(got.values[0]))
     rules.check_fence(identity, header.fencing_token, state, got.lease_revision)
-    record = rules.checked_save_target(identity, state, header.session_id, header.generation)
+    record = rules.checked_save_target(identity, state, sid, header.generation)
     assert state is not None
-    if header.checkpoint_version == record.checkpoint_version:
-        stored = yield Read((sk,))
-        if rules.is_replay(_known(stored.values[0]), header):
-            return Commit(header.revision)  # a retry of a save that already committed
+    # The session's current snapshot: what a retry would find, and the chunks to reuse.
+    # A session at checkpoint 0 has never been saved.
+    stored = _known((yield Read((sk,), assume_absent=record.checkpoint_version == 0)).values[0])
+    if header.checkpoint_version == record.checkpoint_version and rules.is_replay(stored, header):
+        return Commit(header.revision)  # a retry of a save that already committed
     new_state = rules.saved(state, record, header.checkpoint_version, header.fencing_token)
-    return Commit(header.revision, puts={rk: encode_record(new_state), sk: write.encoded})
+    before = _chunks_of(stored)
+    after = {ref for ref, _ in write.chunks}
+    staged = {
+        chunk_key(identity, sid, ref): bytes(piece)
+        for ref, piece in write.chunks
+        if ref not in before
+    }
+    garbage = tuple(chunk_key(identity, sid, ref) for ref in before - after)
+    expiring = {receipt.key: (receipt.encoded, receipt.expires_at_ms)} if receipt else {}
+    return Commit(
+        header.revision,
+        puts={rk: encode_record(new_state), sk: write.encoded},
+        staged=staged,
+        garbage=garbage,
+        guard=rk,
+        expiring=expiring,
+    )
+
+
+def receipt_plan(
+    identity: AgentIdentity, idempotency_key: str, now_ms: int
+) -> Plan[StoredReceipt | None]:
+    got = yield Read((receipt_key(identity, idempotency_key),))
+    value = _known(got.values[0])
+    if value is None:
+        return Commit(None)
+    try:
+        data, expires = decode_receipt(value, idempotency_key)
+    except CorruptValue as exc:
+        raise StoreCorruption(str(exc), identity=identity) from exc
+    if expires <= now_ms:
+        return Commit(None)  # past its retention, whether or not the engine dropped it yet
+    return Commit(StoredReceipt(idempotency_key, data, expires))
+
+
+def collect_plan(identity: AgentIdentity) -> Plan[int]:
+    """Delete the identity's chunks that no kept snapshot references: chunks written by a
+    save that never committed (a crash between its chunk writes and its commit) or left
+    by deletions that did not finish. Returns how many were deleted."""
+    rk = record_key(identity)
+    got = yield Read((rk,))
+    record_value = _known(got.values[0])
+    state = _state(identity, record_value)
+    sessions = state.sessions if state is not None else ()
+    got = yield Read(tuple(snapshot_key(identity, s) for s in sessions))
+    referenced = {
+        chunk_key(identity, s, ref)
+        for s, value in zip(sessions, got.values, strict=True)
+        for ref in _chunks_of(value)
+    }
+    listed = (yield Read((), list_prefix=chunk_prefix(identity))).listed
+    garbage = tuple(k for k in listed if k not in referenced)
+    if not garbage:
+        return Commit(0)
+    # No record: no save can race, so the garbage needs no guard.
+    return Commit(len(garbage), garbage=garbage, guard=rk if record_value is not None else None)
 
 
 def delete_plan(identity: AgentIdentity, token: int) -> Plan[None]:
@@ -219,7 +363,11 @@ def delete_plan(identity: AgentIdentity, token: int) -> Plan[None]:
         None,
         puts={rk: encode_record(tombstone)},
         deletes=tuple(session_key(s) for s in state.sessions),
-        delete_prefixes=(snapshot_prefix(identity),),
+        delete_prefixes=(
+            snapshot_prefix(identity),
+            chunk_prefix(identity),
+            receipt_prefix(identity),
+        ),
     )
 
 
@@ -230,16 +378,26 @@ def load_plan(session_id: str) -> Plan[LoadedSnapshot | None]:
         return Commit(None)
     owner = _owner(session_id, binding)
     got = yield Read((snapshot_key(owner, session_id),))
-    stored = _known(got.values[0])
-    if stored is None:
+    value = _known(got.values[0])
+    if value is None:
         return Commit(None)
     try:
-        header, data = decode_snapshot(stored, owner, session_id)
+        stored = decode_snapshot(value, owner, session_id)
+        parts: list[bytes | None] = []
+        if stored.chunks:
+            keys = [chunk_key(owner, session_id, ref) for ref in stored.chunks]
+            unique = tuple(dict.fromkeys(keys))
+            got = yield Read(unique)
+            found = dict(zip(unique, map(_known, got.values), strict=True))
+            parts = [found[k] for k in keys]
+        data = assemble(stored, parts)
     except CorruptValue as exc:
         raise StoreCorruption(str(exc), identity=owner) from exc
-    snapshot = SessionSnapshot(bytes(data))
+    header = stored.header
     return Commit(
-        LoadedSnapshot(snapshot, header.revision, header.generation, header.checkpoint_version)
+        LoadedSnapshot(
+            SessionSnapshot(data), header.revision, header.generation, header.checkpoint_version
+        )
     )
 
 
@@ -248,18 +406,27 @@ def delete_if_revision_plan(session_id: str, expected: str) -> Plan[bool]:
     binding = _known(got.values[0])
     if binding is None:
         return Commit(False)
-    sk = snapshot_key(_owner(session_id, binding), session_id)
-    got = yield Read((sk,))
-    stored = _known(got.values[0])
+    owner = _owner(session_id, binding)
+    rk, sk = record_key(owner), snapshot_key(owner, session_id)
+    got = yield Read((rk, sk))
+    record_value, stored = _known(got.values[0]), _known(got.values[1])
     if stored is None:
         return Commit(False)
     try:
-        header, _ = decode_snapshot_header(stored)
+        header = snapshot_header(stored)
     except CorruptValue:
         return Commit(False)  # no revision to compare with
     if header.revision != expected:
         return Commit(False)
-    return Commit(True, deletes=(sk,))
+    # Rewriting the record makes a save of this session that read it before this delete
+    # fail its commit, instead of committing a manifest whose chunks are gone.
+    puts = {rk: record_value} if record_value is not None else {}
+    return Commit(
+        True,
+        puts=puts,
+        deletes=(sk,),
+        delete_prefixes=(session_chunk_prefix(owner, session_id),),
+    )
 
 
 def record_by_session_plan(session_id: str) -> Plan[SessionRecord | None]:
@@ -276,7 +443,7 @@ def record_by_session_plan(session_id: str) -> Plan[SessionRecord | None]:
     version = 0
     if stored is not None:
         try:
-            version = decode_snapshot_header(stored)[0].checkpoint_version
+            version = snapshot_header(stored).checkpoint_version
         except CorruptValue as exc:
             raise StoreCorruption(str(exc), identity=owner) from exc
     return Commit(SessionRecord(state.record, state.fence, version))
@@ -298,7 +465,8 @@ def resolve_plan(identities: Sequence[AgentIdentity]) -> Plan[list[ResolveEntry]
             wanted[index] = snapshot_key(identity, state.record.session_id)
     snapshots: dict[int, StoredValue] = {}
     if wanted:
-        got = yield Read(tuple(wanted.values()), tolerate_unavailable=True)
+        # Warm: the first save after activation reads the snapshot (its chunks are reused).
+        got = yield Read(tuple(wanted.values()), tolerate_unavailable=True, warm=True)
         snapshots = dict(zip(wanted, got.values, strict=True))
     return Commit(
         [
@@ -353,10 +521,28 @@ class PlanStore(ABC):
     """Seconds a health probe may take before the store counts as unreachable (a backend
     that hangs must not hang the health check)."""
 
-    def __init__(self, *, snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES) -> None:
+    max_pending_collections = 1024
+    """Identities waiting for a background chunk collection (more are dropped: the next
+    activation of each schedules it again)."""
+
+    def __init__(
+        self,
+        *,
+        snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES,
+        receipt_retention: float = DEFAULT_RECEIPT_RETENTION_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if snapshot_limit_bytes <= 0:
             raise InvalidArgument("snapshot_limit_bytes", "must be positive")
+        if not 0 < receipt_retention <= 366 * 24 * 3600:
+            raise InvalidArgument("idempotency_retention", "must be between 0 and 366 days")
         self.snapshot_limit_bytes = snapshot_limit_bytes
+        self.receipt_retention = receipt_retention
+        self.clock = clock
+        self.bytes_written = 0
+        """Bytes of keys and values put so far (how much a save costs the store)."""
+        self._collecting: set[AgentIdentity] = set()
+        self._collector: asyncio.Task[None] | None = None
 
     @property
     @abstractmethod
@@ -368,7 +554,13 @@ class PlanStore(ABC):
         failures raise ``StoreUnavailable`` (or ``StoreCorruption``)."""
 
     async def close(self) -> None:
-        return None
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     # -- reads ----------------------------------------------------------------------
 
@@ -383,6 +575,12 @@ class PlanStore(ABC):
     async def load_session_snapshot(self, session_id: str) -> LoadedSnapshot | None:
         sid = parse_session_id(session_id)
         return await self._execute(lambda: load_plan(sid), writes=False)
+
+    async def load_receipt(self, identity: str, idempotency_key: str) -> StoredReceipt | None:
+        ident = parse_identity(identity)
+        key = parse_idempotency_key(idempotency_key)
+        now = self._now_ms()
+        return await self._execute(lambda: receipt_plan(ident, key, now), writes=False)
 
     async def resolve_record_by_session(self, session_id: str) -> SessionRecord | None:
         sid = parse_session_id(session_id)
@@ -408,6 +606,7 @@ class PlanStore(ABC):
         version: int,
         fencing_token: int,
         snapshot: SessionSnapshot,
+        receipt: TurnReceipt | None = None,
     ) -> str:
         ident = parse_identity(identity)
         sid = parse_session_id(session_id)
@@ -416,11 +615,23 @@ class PlanStore(ABC):
         token = check_fencing_token(fencing_token)
         if not isinstance(snapshot, SessionSnapshot) or not isinstance(snapshot.data, bytes):
             raise InvalidArgument("snapshot", "expected a SessionSnapshot with bytes data")
+        stored_receipt = self._receipt_write(ident, receipt) if receipt is not None else None
         data = snapshot.data
         if len(data) > self.snapshot_limit_bytes:
             raise SnapshotTooLarge(len(data), self.snapshot_limit_bytes)
         write = SnapshotWrite.of(ident, sid, gen, ver, token, data)
-        return await self._execute(lambda: save_plan(ident, write), writes=True)
+        return await self._execute(lambda: save_plan(ident, write, stored_receipt), writes=True)
+
+    def _receipt_write(self, identity: AgentIdentity, receipt: TurnReceipt) -> ReceiptWrite:
+        if not isinstance(receipt, TurnReceipt) or not isinstance(receipt.data, bytes):
+            raise InvalidArgument("receipt", "expected a TurnReceipt with bytes data")
+        key = parse_idempotency_key(receipt.idempotency_key, "receipt.idempotency_key")
+        if len(receipt.data) > MAX_RECEIPT_BYTES:
+            raise InvalidArgument("receipt.data", f"must be at most {MAX_RECEIPT_BYTES} bytes")
+        expires = self._now_ms() + int(self.receipt_retention * 1000)
+        return ReceiptWrite(
+            receipt_key(identity, key), encode_receipt(key, receipt.data, expires), expires
+        )
 
     async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
         if not isinstance(record, ContinuityRecord):
@@ -436,6 +647,10 @@ class PlanStore(ABC):
         )
         token = check_fencing_token(fencing_token)
         await self._execute(lambda: upsert_plan(checked, token), writes=True)
+        if checked.checkpoint_version:
+            # A new owner fencing a checkpointed identity: its predecessor may have died
+            # between writing chunks and committing them.
+            self.schedule_collection(checked.identity)
 
     async def delete_continuity_record(self, identity: str, fencing_token: int) -> None:
         ident = parse_identity(identity)
@@ -448,3 +663,36 @@ class PlanStore(ABC):
         sid = parse_session_id(session_id)
         expected = parse_revision(expected_current_revision)
         return await self._execute(lambda: delete_if_revision_plan(sid, expected), writes=True)
+
+    # -- chunk collection -------------------------------------------------------------
+
+    async def collect_garbage(self, identity: str) -> int:
+        """Delete the identity's chunks that no kept snapshot references; returns how
+        many. Safe at any time, concurrently with saves (see :func:`collect_plan`)."""
+        ident = parse_identity(identity)
+        return await self._execute(lambda: collect_plan(ident), writes=True)
+
+    def schedule_collection(self, identity: AgentIdentity) -> None:
+        """Collect the identity's garbage soon, in the background (engines call this when
+        a write may have left unreferenced chunks behind)."""
+        if len(self._collecting) >= self.max_pending_collections:
+            return
+        self._collecting.add(identity)
+        if self._collector is None or self._collector.done():
+            self._collector = asyncio.create_task(self._collect_pending(), name="chunk-gc")
+
+    async def _collect_pending(self) -> None:
+        while self._collecting:
+            identity = self._collecting.pop()
+            try:
+                dropped = await self.collect_garbage(identity)
+            except MobKitError as exc:
+                log.warning("%s: chunk collection failed: %s", identity, exc)
+                continue
+            if dropped:
+                log.info("%s: collected %d unreferenced snapshot chunks", identity, dropped)
+
+    async def idle(self) -> None:
+        """Wait until no background collection is pending (tests, shutdown)."""
+        while self._collector is not None and not self._collector.done():
+            await asyncio.shield(self._collector)

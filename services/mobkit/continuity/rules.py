@@ -11,7 +11,7 @@ from mobkit.continuity.codec import (
     RecordState,
     SnapshotHeader,
     decode_snapshot,
-    decode_snapshot_header,
+    snapshot_header,
 )
 from mobkit.continuity.domain import MAX_SESSIONS_PER_IDENTITY
 from mobkit.core.errors import (
@@ -104,7 +104,7 @@ def is_replay(stored: bytes | None, header: SnapshotHeader) -> bool:
     if stored is None:
         return False
     try:
-        current, _ = decode_snapshot_header(stored)
+        current = snapshot_header(stored)
     except CorruptValue:
         return False
     return current == header
@@ -150,7 +150,9 @@ def classify(
             f"{record.session_id!r} has no snapshot",
         )
     try:
-        header, _ = decode_snapshot(snapshot, identity, record.session_id)
+        # Chunks are checked when the snapshot is loaded (a bad one fails the load with
+        # StoreCorruption, which the orchestrator reports as Broken snapshot_corrupted).
+        header = decode_snapshot(snapshot, identity, record.session_id).header
     except CorruptValue as exc:
         return _broken(identity, ContinuityFailureKind.SNAPSHOT_CORRUPTED, record, str(exc))
     if header.generation != record.generation:

@@ -33,27 +33,34 @@ async def open_store(settings: Settings, resources: Resources) -> PlanStore:
     if unknown:
         raise InvalidArgument("continuity", f"unknown option(s) {', '.join(sorted(unknown))}")
     limit = settings.snapshot_limit_bytes
+    retention = settings.idempotency_retention
     backend = settings.continuity_backend
     if backend == "etcd":
-        from mobkit.continuity.etcd_backend import EtcdContinuityStore
+        from mobkit.continuity.etcd_backend import (
+            ETCD_DEFAULT_MAX_REQUEST_BYTES,
+            ETCD_DEFAULT_MAX_TXN_OPS,
+            EtcdContinuityStore,
+        )
 
         return EtcdContinuityStore(
             await resources.etcd(),
             prefix=settings.etcd_prefix,
             snapshot_limit_bytes=limit,
+            receipt_retention=retention,
             lease_fence=bool(section.get("lease_fence", True)),
-            **{k: int(section[k]) for k in ("max_txn_ops", "max_request_bytes") if k in section},
+            max_txn_ops=int(section.get("max_txn_ops", ETCD_DEFAULT_MAX_TXN_OPS)),
+            max_request_bytes=int(section.get("max_request_bytes", ETCD_DEFAULT_MAX_REQUEST_BYTES)),
         )
     if backend == "sqlite":
         from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 
         return await SqliteContinuityStore.open(
-            settings.resolved_sqlite_path(), snapshot_limit_bytes=limit
+            settings.resolved_sqlite_path(), snapshot_limit_bytes=limit, receipt_retention=retention
         )
     if backend == "memory":
         from mobkit.continuity.memory import MemoryContinuityStore
 
-        return MemoryContinuityStore(snapshot_limit_bytes=limit)
+        return MemoryContinuityStore(snapshot_limit_bytes=limit, receipt_retention=retention)
     raise InvalidArgument("continuity_backend", f"unknown backend {backend!r}")
 
 

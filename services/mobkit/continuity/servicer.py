@@ -55,8 +55,15 @@ class ContinuityServicer(svc_grpc.ContinuityStoreServiceServicer):
             request.checkpoint_version,
             request.fencing_token,
             wire.snapshot_from_proto(request.snapshot),
+            wire.receipt_from_proto(request.receipt) if request.HasField("receipt") else None,
         )
         return svc.SaveSessionSnapshotResponse(revision=revision)
+
+    async def LoadReceipt(
+        self, request: svc.LoadReceiptRequest, context: grpc.aio.ServicerContext
+    ) -> svc.LoadReceiptResponse:
+        found = await self.store.load_receipt(request.identity, request.idempotency_key)
+        return wire.stored_receipt_to_proto(found)
 
     async def UpsertContinuityRecord(
         self, request: svc.UpsertContinuityRecordRequest, context: grpc.aio.ServicerContext

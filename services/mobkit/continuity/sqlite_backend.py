@@ -16,6 +16,11 @@ run in submission order), each inside its own savepoint. A refused or
 failing operation rolls back to its savepoint and leaves no trace; the others share one
 fsynced COMMIT, and none is acknowledged before it. Under concurrency that is one fsync
 for many writers instead of one each, with every operation's rules unchanged.
+
+A plan's chunk writes and deletions (staged, garbage) land in its own transaction, so a
+crash never leaves unreferenced chunks behind here. Expiring rows (receipts) carry
+``expires_at``; a transaction deletes the expired ones at most every ``sweep_interval``
+seconds, a bounded batch at a time.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from mobkit.continuity.domain import DEFAULT_SNAPSHOT_LIMIT_BYTES
+from mobkit.continuity.domain import (
+    DEFAULT_RECEIPT_RETENTION_SECONDS,
+    DEFAULT_SNAPSHOT_LIMIT_BYTES,
+)
 from mobkit.continuity.operations import (
     Commit,
     Plan,
@@ -39,7 +48,7 @@ from mobkit.continuity.operations import (
     drive,
 )
 from mobkit.continuity.rules import Unreadable
-from mobkit.core.errors import StoreCorruption, StoreUnavailable
+from mobkit.core.errors import BackendFull, StoreCorruption, StoreUnavailable
 from mobkit.core.types import DurabilityPolicy, SyncWriteThrough
 from mobkit.etcd.ops import prefix_end
 
@@ -47,11 +56,13 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: ``continuity_kv(key, value)``; 2 adds ``expires_at`` (ms since the epoch)."""
 _PARAMS_PER_SELECT = 500  # below SQLITE_MAX_VARIABLE_NUMBER on every build
 _BUSY_TIMEOUT_MS = 5000  # another process holding the write lock (not normal, but safe)
 _FULL = 2
 GROUP_MAX = 256  # operations per transaction: bounds how long the first one waits
+SWEEP_BATCH = 1000  # expired rows deleted per transaction
 
 
 class SqliteContinuityStore(PlanStore):
@@ -64,8 +75,14 @@ class SqliteContinuityStore(PlanStore):
         conn: sqlite3.Connection,
         *,
         snapshot_limit_bytes: int,
+        receipt_retention: float = DEFAULT_RECEIPT_RETENTION_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(snapshot_limit_bytes=snapshot_limit_bytes)
+        super().__init__(
+            snapshot_limit_bytes=snapshot_limit_bytes,
+            receipt_retention=receipt_retention,
+            clock=clock,
+        )
         self.path = path
         self._executor = executor
         self._conn = conn
@@ -73,10 +90,17 @@ class SqliteContinuityStore(PlanStore):
         self._pending: list[tuple[Callable[[], Plan[Any]], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.transactions = 0  # committed or rolled back; group commit keeps it low
+        self.sweep_interval = 60.0
+        self._next_sweep_ms = 0
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES
+        cls,
+        path: str | Path,
+        *,
+        snapshot_limit_bytes: int = DEFAULT_SNAPSHOT_LIMIT_BYTES,
+        receipt_retention: float = DEFAULT_RECEIPT_RETENTION_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> Self:
         path = Path(path)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobkit-continuity-sqlite")
@@ -86,7 +110,14 @@ class SqliteContinuityStore(PlanStore):
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(path, executor, conn, snapshot_limit_bytes=snapshot_limit_bytes)
+        return cls(
+            path,
+            executor,
+            conn,
+            snapshot_limit_bytes=snapshot_limit_bytes,
+            receipt_retention=receipt_retention,
+            clock=clock,
+        )
 
     @property
     def durability_policy(self) -> DurabilityPolicy:
@@ -96,6 +127,7 @@ class SqliteContinuityStore(PlanStore):
         if self._closed:
             return
         self._closed = True
+        await super().close()
         if self._flusher is not None:
             await self._flusher  # what was submitted before close still runs
         loop = asyncio.get_running_loop()
@@ -153,6 +185,7 @@ class SqliteContinuityStore(PlanStore):
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                self._sweep()
                 for make_plan in plans:
                     if not alone:
                         conn.execute("SAVEPOINT op")
@@ -160,6 +193,7 @@ class SqliteContinuityStore(PlanStore):
                         commit = drive(make_plan(), self._read)
                         if commit.writes:
                             self._apply(commit)
+                            self.bytes_written += commit.put_bytes
                     except sqlite3.DatabaseError:
                         raise
                     except Exception as exc:  # a refusal, or corrupt bytes: this plan only
@@ -179,9 +213,28 @@ class SqliteContinuityStore(PlanStore):
             return [_backend_error(exc)] * len(plans)
         return outcomes
 
+    def _sweep(self) -> None:
+        now = self._now_ms()
+        if now < self._next_sweep_ms:
+            return
+        self._next_sweep_ms = now + int(self.sweep_interval * 1000)
+        self._conn.execute(
+            "DELETE FROM continuity_kv WHERE key IN (SELECT key FROM continuity_kv "
+            "WHERE expires_at <= ? LIMIT ?)",
+            (now, SWEEP_BATCH),
+        )
+
     def _read(self, request: Read) -> ReadResult:
         try:
-            return ReadResult(self._select(request.keys))
+            listed: tuple[bytes, ...] = ()
+            if request.list_prefix is not None:
+                prefix = request.list_prefix
+                rows = self._conn.execute(
+                    "SELECT key FROM continuity_kv WHERE key >= ? AND key < ? ORDER BY key",
+                    (prefix, prefix_end(prefix)),
+                )
+                listed = tuple(bytes(k) for (k,) in rows)
+            return ReadResult(self._select(request.keys), listed=listed)
         except sqlite3.OperationalError as exc:
             if not request.tolerate_unavailable:
                 raise
@@ -208,15 +261,18 @@ class SqliteContinuityStore(PlanStore):
                 "DELETE FROM continuity_kv WHERE key >= ? AND key < ?",
                 (prefix, prefix_end(prefix)),
             )
-        if commit.deletes:
-            conn.executemany(
-                "DELETE FROM continuity_kv WHERE key = ?", [(k,) for k in commit.deletes]
-            )
-        conn.executemany(
-            "INSERT INTO continuity_kv (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            list(commit.puts.items()),
+        deletes = (*commit.deletes, *commit.garbage)
+        if deletes:
+            conn.executemany("DELETE FROM continuity_kv WHERE key = ?", [(k,) for k in deletes])
+        upsert = (
+            "INSERT INTO continuity_kv (key, value, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+            "expires_at = excluded.expires_at"
         )
+        conn.executemany(
+            upsert, [(k, v, None) for k, v in (*commit.staged.items(), *commit.puts.items())]
+        )
+        conn.executemany(upsert, [(k, v, at) for k, (v, at) in commit.expiring.items()])
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -245,7 +301,14 @@ def _connect(path: Path) -> sqlite3.Connection:
             )
         conn.execute(
             "CREATE TABLE IF NOT EXISTS continuity_kv "
-            "(key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+            "(key BLOB PRIMARY KEY, value BLOB NOT NULL, expires_at INTEGER) WITHOUT ROWID"
+        )
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(continuity_kv)")}
+        if "expires_at" not in columns:  # a schema 1 file
+            conn.execute("ALTER TABLE continuity_kv ADD COLUMN expires_at INTEGER")
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS continuity_kv_expiry ON continuity_kv (expires_at) "
+            "WHERE expires_at IS NOT NULL"
         )
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
@@ -257,8 +320,13 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _backend_error(exc: sqlite3.DatabaseError) -> StoreUnavailable | StoreCorruption:
-    """Locked/busy/unopenable files are outages; a malformed file is corruption."""
+def _backend_error(
+    exc: sqlite3.DatabaseError,
+) -> StoreUnavailable | StoreCorruption | BackendFull:
+    """Locked/busy/unopenable files are outages; a full disk is ``BackendFull``; a
+    malformed file is corruption."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return BackendFull(str(exc), backend="sqlite")
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailable(str(exc), backend="sqlite")
     if "malformed" in str(exc) or "not a database" in str(exc):

@@ -289,6 +289,8 @@ class DispatchReceipt:
     output: str
     structured_output: JsonValue | None = None
     correlation_id: str | None = None
+    output_truncated: bool = False
+    """A replay whose stored receipt was cut to the receipt limit."""
 
 
 class IdentityLifecycleState(enum.Enum):

@@ -1,9 +1,20 @@
-"""What a checkpoint stores: the runtime's session snapshot plus recent receipts.
+"""What a checkpoint stores, and how a turn's receipt is kept beside it.
 
-Receipts ride in the same snapshot as the state change they acknowledge, so a
-repeated idempotency key finds its original receipt after a restart or a
-failover exactly when the turn itself was checkpointed — never one without
-the other.
+A checkpoint is the runtime's session snapshot behind a 4-byte format tag, nothing
+else: the snapshot's bytes stay as the runtime wrote them, so the store's
+content-defined chunking finds what a turn left unchanged.
+
+A turn's receipt is saved with its checkpoint, in the same atomic store write
+(``ContinuityStore.save_session_snapshot(..., receipt=...)``), under the request's
+idempotency key, and the store keeps it for its retention however many turns follow. A
+repeated key therefore finds its receipt after a restart or a failover exactly when the
+turn itself was checkpointed, never one without the other. A stored receipt keeps at
+most ``output_limit`` bytes of output; a replay of a longer one answers the first bytes
+with ``output_truncated``.
+
+Format 1 (a JSON envelope carrying the last 256 receipts inside the snapshot) is still
+read: its receipts are honoured by the replica that loads it, until that identity's
+next activation elsewhere (they were never stored beside it).
 """
 
 from __future__ import annotations
@@ -17,13 +28,69 @@ from mobkit.core.errors import StoreCorruption
 from mobkit.core.identity import AgentIdentity, SessionId
 from mobkit.core.types import DispatchReceipt, SessionSnapshot
 
-ENVELOPE_FORMAT = 1
-MAX_RECEIPTS = 256
+FORMAT_TAG = b"MKC2"
+LEGACY_RECEIPTS = 256
+"""What a format-1 checkpoint carried at most (its receipts stay in memory)."""
+DEFAULT_OUTPUT_LIMIT_BYTES = 64 * 1024
+
+_LEGACY_FORMAT = 1
 
 
-def _receipt_to_json(r: DispatchReceipt) -> dict[str, Any]:
-    # Field by field: dataclasses.asdict deep-copies, and a checkpoint carries up to
-    # MAX_RECEIPTS receipts on every turn.
+def encode(runtime_snapshot: SessionSnapshot) -> SessionSnapshot:
+    return SessionSnapshot(FORMAT_TAG + runtime_snapshot.data)
+
+
+def decode(
+    identity: str, snapshot: SessionSnapshot
+) -> tuple[SessionSnapshot, OrderedDict[str, DispatchReceipt]]:
+    """The runtime snapshot, and the receipts a format-1 checkpoint carried."""
+    data = snapshot.data
+    if data[:4] == FORMAT_TAG:
+        return SessionSnapshot(data[4:]), OrderedDict()
+    try:
+        body = json.loads(data)
+        if body.get("format") != _LEGACY_FORMAT:
+            raise ValueError(f"unknown checkpoint format {body.get('format')!r}")
+        runtime = SessionSnapshot(base64.b64decode(body["runtime"], validate=True))
+        receipts = OrderedDict((k, _from_json(r)) for k, r in body["receipts"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreCorruption(f"undecodable checkpoint: {exc}", identity) from exc
+    return runtime, receipts
+
+
+def encode_receipt(receipt: DispatchReceipt, output_limit: int) -> bytes:
+    """A receipt as stored: JSON, its output cut to ``output_limit`` UTF-8 bytes (and a
+    structured output dropped when it alone exceeds the limit)."""
+    body = _to_json(receipt)
+    raw = receipt.output.encode()
+    if len(raw) > output_limit:
+        body["output"] = raw[:output_limit].decode(errors="ignore")
+        body["output_truncated"] = True
+    if receipt.structured_output is not None:
+        structured = json.dumps(receipt.structured_output, separators=(",", ":"))
+        if len(structured.encode()) > output_limit:
+            body["structured_output"] = None
+            body["output_truncated"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_receipt(identity: str, data: bytes) -> DispatchReceipt:
+    try:
+        return _from_json(json.loads(data))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreCorruption(f"undecodable receipt: {exc}", identity) from exc
+
+
+def remember(
+    receipts: OrderedDict[str, DispatchReceipt], key: str, receipt: DispatchReceipt
+) -> None:
+    receipts[key] = receipt
+    receipts.move_to_end(key)
+    while len(receipts) > LEGACY_RECEIPTS:
+        receipts.popitem(last=False)
+
+
+def _to_json(r: DispatchReceipt) -> dict[str, Any]:
     return {
         "identity": r.identity,
         "session_id": r.session_id,
@@ -32,49 +99,18 @@ def _receipt_to_json(r: DispatchReceipt) -> dict[str, Any]:
         "output": r.output,
         "structured_output": r.structured_output,
         "correlation_id": r.correlation_id,
+        "output_truncated": r.output_truncated,
     }
 
 
-def _receipt_from_json(d: dict[str, Any]) -> DispatchReceipt:
+def _from_json(d: dict[str, Any]) -> DispatchReceipt:
     return DispatchReceipt(
         identity=AgentIdentity(d["identity"]),
         session_id=SessionId(d["session_id"]),
         fencing_token=int(d["fencing_token"]),
         checkpoint_version=int(d["checkpoint_version"]),
-        output=d["output"],
+        output=str(d["output"]),
         structured_output=d.get("structured_output"),
         correlation_id=d.get("correlation_id"),
+        output_truncated=bool(d.get("output_truncated", False)),
     )
-
-
-def encode(
-    runtime_snapshot: SessionSnapshot, receipts: OrderedDict[str, DispatchReceipt]
-) -> SessionSnapshot:
-    body = {
-        "format": ENVELOPE_FORMAT,
-        "runtime": base64.b64encode(runtime_snapshot.data).decode("ascii"),
-        "receipts": [[k, _receipt_to_json(r)] for k, r in list(receipts.items())[-MAX_RECEIPTS:]],
-    }
-    return SessionSnapshot(json.dumps(body, separators=(",", ":")).encode())
-
-
-def decode(
-    identity: str, snapshot: SessionSnapshot
-) -> tuple[SessionSnapshot, OrderedDict[str, DispatchReceipt]]:
-    try:
-        body = json.loads(snapshot.data)
-        if body.get("format") != ENVELOPE_FORMAT:
-            raise ValueError(f"unknown checkpoint format {body.get('format')!r}")
-        runtime = SessionSnapshot(base64.b64decode(body["runtime"], validate=True))
-        receipts = OrderedDict((k, _receipt_from_json(r)) for k, r in body["receipts"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StoreCorruption(f"undecodable checkpoint: {exc}", identity) from exc
-    return runtime, receipts
-
-
-def remember(
-    receipts: OrderedDict[str, DispatchReceipt], key: str, receipt: DispatchReceipt
-) -> None:
-    receipts[key] = receipt
-    while len(receipts) > MAX_RECEIPTS:
-        receipts.popitem(last=False)

@@ -14,8 +14,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from mobkit.continuity.domain import TurnReceipt
 from mobkit.core.errors import (
     BackendFull,
     BackendUnavailable,
@@ -26,6 +27,7 @@ from mobkit.core.errors import (
     NotActive,
     NotAddressable,
     StaleFencingToken,
+    StoreCorruption,
     TopologyViolation,
 )
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId, parse_identity
@@ -120,8 +122,10 @@ class Orchestrator:
         resume_concurrency: int = 16,
         mob_id: str = "mobkit",
         fleet: Fleet | None = None,
+        receipt_output_limit: int = checkpoint.DEFAULT_OUTPUT_LIMIT_BYTES,
     ) -> None:
         self.p = providers
+        self.receipt_output_limit = receipt_output_limit
         self.fleet = fleet
         self.events = EventSink(providers.events)
         self.instance = instance
@@ -381,15 +385,7 @@ class Orchestrator:
         spec = slot.spec
         draft = await self._build_draft(spec)
         if isinstance(state, Broken):
-            slot.failure = state.failure
-            if slot.state is not S.BROKEN:
-                slot.move(S.BROKEN)
-                self._event(
-                    "broken",
-                    spec.identity,
-                    {"kind": state.failure.kind.value, "detail": state.failure.detail},
-                )
-            raise _BrokenIdentity(state.failure)
+            self._mark_broken(slot, state.failure)
         if isinstance(state, Uninitialized):
             info = await self.p.runtime.create_session(spec.identity, self._kind(spec), draft)
             record = ContinuityRecord(
@@ -412,7 +408,10 @@ class Orchestrator:
             record = state.record
             # Fence first: our token becomes the highest this identity has seen.
             await self.p.continuity.upsert_continuity_record(record, grant.fencing_token)
-            record, receipts = await self._resume(spec, record, draft)
+            try:
+                record, receipts = await self._resume(spec, record, draft)
+            except _BrokenIdentity as broken:  # its snapshot is missing or corrupt
+                self._mark_broken(slot, broken.failure)
         else:
             raise InvalidArgument("continuity", f"unexpected resolve state {state!r}")
         slot.agent_runtime_id = record.agent_runtime_id
@@ -436,6 +435,15 @@ class Orchestrator:
             },
         )
 
+    def _mark_broken(self, slot: IdentitySlot, failure: ContinuityFailure) -> NoReturn:
+        slot.failure = failure
+        if slot.state is not S.BROKEN:
+            slot.move(S.BROKEN)
+            self._event(
+                "broken", slot.identity, {"kind": failure.kind.value, "detail": failure.detail}
+            )
+        raise _BrokenIdentity(failure)
+
     async def _resume(
         self, spec: DurableAgentSpec, record: ContinuityRecord, draft: AgentBuildDraft
     ) -> tuple[ContinuityRecord, OrderedDict[str, DispatchReceipt]]:
@@ -450,7 +458,14 @@ class Orchestrator:
                 agent_runtime_id=record.agent_runtime_id,
             )
             return record, receipts
-        loaded = await self.p.continuity.load_session_snapshot(record.session_id)
+        try:
+            loaded = await self.p.continuity.load_session_snapshot(record.session_id)
+        except StoreCorruption as exc:
+            raise _BrokenIdentity(
+                ContinuityFailure(
+                    spec.identity, ContinuityFailureKind.SNAPSHOT_CORRUPTED, record, exc.message
+                )
+            ) from exc
         if loaded is None:
             raise _BrokenIdentity(
                 ContinuityFailure(
@@ -584,8 +599,10 @@ class Orchestrator:
             if slot.grant is not None:
                 async with slot.lock:
                     key = message.idempotency_key
-                    if key and key in slot.receipts:
-                        return slot.receipts[key]
+                    if key and slot.state is S.ACTIVE:
+                        replay = await self._replay(slot, key)
+                        if replay is not None:
+                            return replay
                     if slot.state is S.ACTIVE and slot.grant is not None:
                         return await self._turn(slot, message)
                 if slot.grant is not None:  # hosted here but suspended
@@ -612,6 +629,21 @@ class Orchestrator:
                 raise NotActive(slot.identity, "between_owners", retry_after_ms=retry_ms)
             await asyncio.sleep(ROUTE_POLL)
 
+    async def _replay(self, slot: IdentitySlot, key: str) -> DispatchReceipt | None:
+        """The receipt of the turn that ran with ``key`` in this session, if the store
+        still keeps it. Always asked of the store: it alone knows the retention, and a
+        replay answers what it kept (the output cut to the receipt limit)."""
+        legacy = slot.receipts.get(key)  # from a format-1 checkpoint, until restart
+        if legacy is not None:
+            return legacy
+        stored = await self.p.continuity.load_receipt(slot.identity, key)
+        if stored is None:
+            return None
+        receipt = checkpoint.decode_receipt(slot.identity, stored.data)
+        if receipt.session_id != slot.session_id:
+            return None  # from before a reset: the new generation runs it afresh
+        return receipt
+
     async def _turn(self, slot: IdentitySlot, message: DispatchInput) -> DispatchReceipt:
         if slot.state is not S.ACTIVE or slot.gate is None or slot.grant is None:
             raise NotActive(slot.identity, slot.state.value)
@@ -636,13 +668,22 @@ class Orchestrator:
             structured_output=outcome.structured_output,
             correlation_id=message.correlation_id,
         )
-        receipts = OrderedDict(slot.receipts)
-        if message.idempotency_key:
-            checkpoint.remember(receipts, message.idempotency_key, receipt)
-        snapshot = checkpoint.encode(await self.p.runtime.export_snapshot(session_id), receipts)
+        key = message.idempotency_key
+        stored = (
+            TurnReceipt(key, checkpoint.encode_receipt(receipt, self.receipt_output_limit))
+            if key
+            else None
+        )
+        snapshot = checkpoint.encode(await self.p.runtime.export_snapshot(session_id))
         try:
             await self.p.continuity.save_session_snapshot(
-                identity, session_id, slot.generation, version, grant.fencing_token, snapshot
+                identity,
+                session_id,
+                slot.generation,
+                version,
+                grant.fencing_token,
+                snapshot,
+                stored,
             )
         except StaleFencingToken:
             # Someone else owns this identity now: never act on it again here.
@@ -654,7 +695,6 @@ class Orchestrator:
             raise
         self._store_reachable = True
         slot.checkpoint_version = version
-        slot.receipts = receipts
         self._event(
             "turn_completed",
             identity,

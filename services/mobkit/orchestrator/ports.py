@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
+from mobkit.continuity.domain import StoredReceipt, TurnReceipt
 from mobkit.core.types import (
     AgentBuildContext,
     AgentBuildDraft,
@@ -55,7 +56,10 @@ class Continuity(Protocol):
         version: int,
         fencing_token: int,
         snapshot: SessionSnapshot,
+        receipt: TurnReceipt | None = None,
     ) -> Any: ...
+
+    async def load_receipt(self, identity: str, idempotency_key: str) -> StoredReceipt | None: ...
 
     async def upsert_continuity_record(
         self, record: ContinuityRecord, fencing_token: int

@@ -115,9 +115,11 @@ def secure_channel(
     gRPC refuses call credentials on plaintext channels) — fine on loopback,
     not across a network.
     """
+    from mobkit.core.limits import MESSAGE_SIZE_OPTIONS
     from mobkit.security.auth import bearer_call_credentials, bearer_token_interceptors
 
-    opts = [*options, *(tls.options() if tls else [])]
+    # Snapshots travel whole between the orchestrator and its providers.
+    opts = [*MESSAGE_SIZE_OPTIONS, *options, *(tls.options() if tls else [])]
     if tls is None:
         extra = bearer_token_interceptors(token) if token else []
         return grpc.aio.insecure_channel(target, options=opts, interceptors=[*interceptors, *extra])

@@ -19,13 +19,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mobkit.core.limits import MESSAGE_SIZE_OPTIONS
 from mobkit.server.conditions import BackendCondition, BackendConditions
 from mobkit.server.errors import ErrorTable
 from mobkit.server.interceptor import Authorizer, ServiceCallInterceptor
 
 log = logging.getLogger("mobkit.server")
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 LIVENESS = "liveness"
 """Health name that is SERVING from start to stop, whatever the backends do: for
 liveness probes (the empty name goes NOT_SERVING while etcd is out of space)."""
@@ -137,8 +137,7 @@ def build_server(config: ServerConfig) -> tuple[MobKitServer, int]:
             *config.interceptors,
         ],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *MESSAGE_SIZE_OPTIONS,
             ("grpc.so_reuseport", 0),
         ],
     )

@@ -44,7 +44,11 @@ class Settings:
     etcd_alarm_interval: float = 5.0
     continuity_backend: str = "sqlite"
     sqlite_path: str | None = None
-    snapshot_limit_bytes: int = 1024 * 1024
+    snapshot_limit_bytes: int = 64 * 1024 * 1024
+    # Seconds a turn's receipt answers a repeated idempotency key (then the store drops it).
+    idempotency_retention: float = 24 * 3600.0
+    # A receipt keeps at most this much of a turn's output (a replay returns it truncated).
+    receipt_output_limit_bytes: int = 64 * 1024
     roster: str | None = None
     lease_ttl: float = 10.0
     runtime_instance: str | None = None
@@ -57,6 +61,12 @@ class Settings:
     runtime_addr: str | None = None
     reconcile_interval: float = 30.0
     resume_concurrency: int = 16
+    # The event log's window (see docs/architecture.md, "Events"): events older than
+    # event_retention seconds, or beyond the newest event_retention_count, are trimmed
+    # every event_trim_interval seconds by one replica; 0 = no such bound.
+    event_retention: float = 7 * 24 * 3600.0
+    event_retention_count: int = 100_000
+    event_trim_interval: float = 60.0
     log_level: str = "INFO"
     log_format: str = "json"
     grace: float = 5.0
@@ -97,6 +107,11 @@ class Settings:
             )
         if not 0.5 <= self.lease_ttl <= 3600:
             raise InvalidArgument("lease_ttl", "must be between 0.5 and 3600 seconds")
+        for name in ("event_retention", "event_retention_count"):
+            if getattr(self, name) < 0:
+                raise InvalidArgument(name, "must not be negative (0: no bound)")
+        if self.event_trim_interval <= 0:
+            raise InvalidArgument("event_trim_interval", "must be a positive number of seconds")
         return self
 
 

@@ -6,7 +6,13 @@ servicer passes what it received and the store refuses it with a clear error.
 
 from __future__ import annotations
 
-from mobkit.continuity.domain import LoadedSnapshot, ResolveEntry, SessionRecord
+from mobkit.continuity.domain import (
+    LoadedSnapshot,
+    ResolveEntry,
+    SessionRecord,
+    StoredReceipt,
+    TurnReceipt,
+)
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
 from mobkit.core.types import (
@@ -155,6 +161,30 @@ def loaded_from_proto(msg: svc.LoadSessionSnapshotResponse) -> LoadedSnapshot | 
     return LoadedSnapshot(
         snapshot_from_proto(msg.snapshot), msg.revision, msg.generation, msg.checkpoint_version
     )
+
+
+def receipt_to_proto(receipt: TurnReceipt) -> svc.TurnReceipt:
+    return svc.TurnReceipt(idempotency_key=receipt.idempotency_key, data=receipt.data)
+
+
+def receipt_from_proto(msg: svc.TurnReceipt) -> TurnReceipt:
+    return TurnReceipt(msg.idempotency_key, bytes(msg.data))
+
+
+def stored_receipt_to_proto(found: StoredReceipt | None) -> svc.LoadReceiptResponse:
+    if found is None:
+        return svc.LoadReceiptResponse()
+    reply = svc.LoadReceiptResponse(found=True, data=found.data)
+    reply.expires_at.FromMilliseconds(found.expires_at_ms)
+    return reply
+
+
+def stored_receipt_from_proto(
+    idempotency_key: str, msg: svc.LoadReceiptResponse
+) -> StoredReceipt | None:
+    if not msg.found:
+        return None
+    return StoredReceipt(idempotency_key, bytes(msg.data), msg.expires_at.ToMilliseconds())
 
 
 def session_record_to_proto(found: SessionRecord | None) -> svc.ResolveRecordBySessionResponse:

@@ -146,6 +146,7 @@ def receipt_to_proto(r: DispatchReceipt) -> orchestrator_pb2.DispatchReceipt:
         fencing_token=r.fencing_token,
         checkpoint_version=r.checkpoint_version,
         output=r.output,
+        output_truncated=r.output_truncated,
     )
     if isinstance(r.structured_output, dict):
         msg.structured_output.CopyFrom(to_struct(r.structured_output))
@@ -165,6 +166,7 @@ def receipt_from_proto(msg: orchestrator_pb2.DispatchReceipt) -> DispatchReceipt
         if msg.HasField("structured_output")
         else None,
         correlation_id=msg.correlation_id if msg.HasField("correlation_id") else None,
+        output_truncated=msg.output_truncated,
     )
 
 

@@ -9,6 +9,7 @@ checked in the same txn as the write) or SQLite.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from mobkit.gen.continuity.v1 import continuity_pb2 as _continuity_pb2
 import builtins as _builtins
@@ -170,6 +171,7 @@ class SaveSessionSnapshotRequest(_message.Message):
     CHECKPOINT_VERSION_FIELD_NUMBER: _builtins.int
     FENCING_TOKEN_FIELD_NUMBER: _builtins.int
     SNAPSHOT_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity the session belongs to."""
     session_id: _builtins.str
@@ -186,6 +188,10 @@ class SaveSessionSnapshotRequest(_message.Message):
     def snapshot(self) -> _continuity_pb2.SessionSnapshot:
         """The snapshot to store."""
 
+    @_builtins.property
+    def receipt(self) -> Global___TurnReceipt:
+        """A receipt to commit with the snapshot; unset for none."""
+
     def __init__(
         self,
         *,
@@ -195,14 +201,101 @@ class SaveSessionSnapshotRequest(_message.Message):
         checkpoint_version: _builtins.int = ...,
         fencing_token: _builtins.int = ...,
         snapshot: _continuity_pb2.SessionSnapshot | None = ...,
+        receipt: Global___TurnReceipt | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "snapshot", b"snapshot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_version", b"checkpoint_version", "fencing_token", b"fencing_token", "generation", b"generation", "identity", b"identity", "session_id", b"session_id", "snapshot", b"snapshot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_version", b"checkpoint_version", "fencing_token", b"fencing_token", "generation", b"generation", "identity", b"identity", "receipt", b"receipt", "session_id", b"session_id", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SaveSessionSnapshotRequest: _TypeAlias = SaveSessionSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class TurnReceipt(_message.Message):
+    """A turn's receipt, found again by its idempotency key. The store keeps the
+    data opaque (the orchestrator's encoding of the turn's answer).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    """The key a repeated request carries (1 to 1024 bytes of UTF-8)."""
+    data: _builtins.bytes
+    """The receipt, at most 256 KiB."""
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "idempotency_key", b"idempotency_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnReceipt: _TypeAlias = TurnReceipt  # noqa: Y015
+
+@_typing.final
+class LoadReceiptRequest(_message.Message):
+    """Request for ContinuityStoreService.LoadReceipt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    identity: _builtins.str
+    """The identity the receipt was saved for."""
+    idempotency_key: _builtins.str
+    """The idempotency key it was saved with."""
+    def __init__(
+        self,
+        *,
+        identity: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "identity", b"identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadReceiptRequest: _TypeAlias = LoadReceiptRequest  # noqa: Y015
+
+@_typing.final
+class LoadReceiptResponse(_message.Message):
+    """Response for ContinuityStoreService.LoadReceipt."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOUND_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    found: _builtins.bool
+    """Whether a receipt within its retention was found."""
+    data: _builtins.bytes
+    """The receipt's data; empty when not found."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the store stops answering with it; unset when not found."""
+
+    def __init__(
+        self,
+        *,
+        found: _builtins.bool = ...,
+        data: _builtins.bytes = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "expires_at", b"expires_at", "found", b"found"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadReceiptResponse: _TypeAlias = LoadReceiptResponse  # noqa: Y015
 
 @_typing.final
 class SaveSessionSnapshotResponse(_message.Message):

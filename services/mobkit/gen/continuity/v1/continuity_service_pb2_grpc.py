@@ -59,6 +59,11 @@ class ContinuityStoreServiceStub:
                 request_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotRequest.SerializeToString,
                 response_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotResponse.FromString,
                 _registered_method=True)
+        self.LoadReceipt = channel.unary_unary(
+                '/mobkit.continuity.v1.ContinuityStoreService/LoadReceipt',
+                request_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.LoadReceiptRequest.SerializeToString,
+                response_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.LoadReceiptResponse.FromString,
+                _registered_method=True)
         self.UpsertContinuityRecord = channel.unary_unary(
                 '/mobkit.continuity.v1.ContinuityStoreService/UpsertContinuityRecord',
                 request_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.UpsertContinuityRecordRequest.SerializeToString,
@@ -131,10 +136,31 @@ class ContinuityStoreServiceServicer:
         session, generation, checkpoint_version, fencing_token and data)
         succeeds without change, so retries are safe.
 
+        A `receipt` is committed in the same atomic step as the snapshot (the
+        same etcd txn or SQL transaction, under the same fence), so a turn's
+        receipt exists exactly when its checkpoint does. The store keeps it for
+        its configured retention (`--idempotency-retention`, default 24 h),
+        however many saves follow, then drops it by itself.
+
+        Snapshots above 16 KiB are stored as content-defined chunks, so a save
+        writes only the chunks that changed; the default size limit is 64 MiB.
+
         Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
         STALE_CHECKPOINT_VERSION (metadata identity / presented / current),
         GENERATION_MISMATCH, CONTINUITY_RECORD_NOT_FOUND, SNAPSHOT_TOO_LARGE
-        (metadata size / limit), BACKEND_UNAVAILABLE.
+        (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
+        quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadReceipt(self, request, context):
+        """Finds the receipt saved with an idempotency key for an identity. `found`
+        is false when none was saved or it is past the store's retention.
+
+        Errors: INVALID_IDENTITY, INVALID_ARGUMENT (empty or over-long key),
+        STORE_CORRUPTION, BACKEND_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,6 +248,11 @@ def add_ContinuityStoreServiceServicer_to_server(servicer, server):
                     servicer.SaveSessionSnapshot,
                     request_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotRequest.FromString,
                     response_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotResponse.SerializeToString,
+            ),
+            'LoadReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadReceipt,
+                    request_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.LoadReceiptRequest.FromString,
+                    response_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.LoadReceiptResponse.SerializeToString,
             ),
             'UpsertContinuityRecord': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertContinuityRecord,
@@ -339,6 +370,33 @@ class ContinuityStoreService:
             '/mobkit.continuity.v1.ContinuityStoreService/SaveSessionSnapshot',
             mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotRequest.SerializeToString,
             mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobkit.continuity.v1.ContinuityStoreService/LoadReceipt',
+            mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.LoadReceiptRequest.SerializeToString,
+            mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.LoadReceiptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -70,10 +70,27 @@ class ContinuityStoreServiceStub:
     session, generation, checkpoint_version, fencing_token and data)
     succeeds without change, so retries are safe.
 
+    A `receipt` is committed in the same atomic step as the snapshot (the
+    same etcd txn or SQL transaction, under the same fence), so a turn's
+    receipt exists exactly when its checkpoint does. The store keeps it for
+    its configured retention (`--idempotency-retention`, default 24 h),
+    however many saves follow, then drops it by itself.
+
+    Snapshots above 16 KiB are stored as content-defined chunks, so a save
+    writes only the chunks that changed; the default size limit is 64 MiB.
+
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
     STALE_CHECKPOINT_VERSION (metadata identity / presented / current),
     GENERATION_MISMATCH, CONTINUITY_RECORD_NOT_FOUND, SNAPSHOT_TOO_LARGE
-    (metadata size / limit), BACKEND_UNAVAILABLE.
+    (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
+    quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
+    """
+    LoadReceipt: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.LoadReceiptRequest, _continuity_service_pb2.LoadReceiptResponse]
+    """Finds the receipt saved with an idempotency key for an identity. `found`
+    is false when none was saved or it is past the store's retention.
+
+    Errors: INVALID_IDENTITY, INVALID_ARGUMENT (empty or over-long key),
+    STORE_CORRUPTION, BACKEND_UNAVAILABLE.
     """
     UpsertContinuityRecord: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.UpsertContinuityRecordRequest, _continuity_service_pb2.UpsertContinuityRecordResponse]
     """Creates or replaces an identity's record under the fencing precondition.
@@ -160,10 +177,27 @@ class ContinuityStoreServiceAsyncStub(ContinuityStoreServiceStub):
     session, generation, checkpoint_version, fencing_token and data)
     succeeds without change, so retries are safe.
 
+    A `receipt` is committed in the same atomic step as the snapshot (the
+    same etcd txn or SQL transaction, under the same fence), so a turn's
+    receipt exists exactly when its checkpoint does. The store keeps it for
+    its configured retention (`--idempotency-retention`, default 24 h),
+    however many saves follow, then drops it by itself.
+
+    Snapshots above 16 KiB are stored as content-defined chunks, so a save
+    writes only the chunks that changed; the default size limit is 64 MiB.
+
     Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
     STALE_CHECKPOINT_VERSION (metadata identity / presented / current),
     GENERATION_MISMATCH, CONTINUITY_RECORD_NOT_FOUND, SNAPSHOT_TOO_LARGE
-    (metadata size / limit), BACKEND_UNAVAILABLE.
+    (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
+    quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
+    """
+    LoadReceipt: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.LoadReceiptRequest, _continuity_service_pb2.LoadReceiptResponse]  # type: ignore[assignment]
+    """Finds the receipt saved with an idempotency key for an identity. `found`
+    is false when none was saved or it is past the store's retention.
+
+    Errors: INVALID_IDENTITY, INVALID_ARGUMENT (empty or over-long key),
+    STORE_CORRUPTION, BACKEND_UNAVAILABLE.
     """
     UpsertContinuityRecord: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.UpsertContinuityRecordRequest, _continuity_service_pb2.UpsertContinuityRecordResponse]  # type: ignore[assignment]
     """Creates or replaces an identity's record under the fencing precondition.
@@ -265,10 +299,33 @@ class ContinuityStoreServiceServicer(metaclass=_abc_1.ABCMeta):
         session, generation, checkpoint_version, fencing_token and data)
         succeeds without change, so retries are safe.
 
+        A `receipt` is committed in the same atomic step as the snapshot (the
+        same etcd txn or SQL transaction, under the same fence), so a turn's
+        receipt exists exactly when its checkpoint does. The store keeps it for
+        its configured retention (`--idempotency-retention`, default 24 h),
+        however many saves follow, then drops it by itself.
+
+        Snapshots above 16 KiB are stored as content-defined chunks, so a save
+        writes only the chunks that changed; the default size limit is 64 MiB.
+
         Errors: INVALID_IDENTITY, INVALID_ARGUMENT, STALE_FENCING_TOKEN,
         STALE_CHECKPOINT_VERSION (metadata identity / presented / current),
         GENERATION_MISMATCH, CONTINUITY_RECORD_NOT_FOUND, SNAPSHOT_TOO_LARGE
-        (metadata size / limit), BACKEND_UNAVAILABLE.
+        (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
+        quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def LoadReceipt(
+        self,
+        request: _continuity_service_pb2.LoadReceiptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_continuity_service_pb2.LoadReceiptResponse, _abc.Awaitable[_continuity_service_pb2.LoadReceiptResponse]]:
+        """Finds the receipt saved with an idempotency key for an identity. `found`
+        is false when none was saved or it is past the store's retention.
+
+        Errors: INVALID_IDENTITY, INVALID_ARGUMENT (empty or over-long key),
+        STORE_CORRUPTION, BACKEND_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

@@ -245,6 +245,7 @@ class DispatchReceipt(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     STRUCTURED_OUTPUT_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity that ran the turn."""
     session_id: _builtins.str
@@ -257,6 +258,12 @@ class DispatchReceipt(_message.Message):
     """The agent's text output."""
     correlation_id: _builtins.str
     """The input's correlation id, if it had one."""
+    output_truncated: _builtins.bool
+    """True on a replay (a repeated idempotency key) whose stored receipt was cut
+    to the receipt limit (`--receipt-output-limit-bytes`, default 64 KiB):
+    `output` holds its first bytes, and a structured output that did not fit
+    is unset. The turn that ran answered in full.
+    """
     @_builtins.property
     def structured_output(self) -> _struct_pb2.Struct:
         """The agent's structured output; unset if none."""
@@ -271,10 +278,11 @@ class DispatchReceipt(_message.Message):
         output: _builtins.str = ...,
         structured_output: _struct_pb2.Struct | None = ...,
         correlation_id: _builtins.str | None = ...,
+        output_truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "correlation_id", b"correlation_id", "structured_output", b"structured_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "checkpoint_version", b"checkpoint_version", "correlation_id", b"correlation_id", "fencing_token", b"fencing_token", "identity", b"identity", "output", b"output", "session_id", b"session_id", "structured_output", b"structured_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "checkpoint_version", b"checkpoint_version", "correlation_id", b"correlation_id", "fencing_token", b"fencing_token", "identity", b"identity", "output", b"output", "output_truncated", b"output_truncated", "session_id", b"session_id", "structured_output", b"structured_output"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015

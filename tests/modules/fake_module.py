@@ -2,6 +2,8 @@
 
 ``--crash-on-start CODE`` writes a line to stderr and exits with CODE before
 speaking MCP (a module that cannot start, or a crash loop under a restart policy).
+``--spam LINES`` first writes that many numbered 100-byte lines to stderr, then
+``spam done <pid>`` (a module that logs a lot).
 """
 
 from __future__ import annotations
@@ -49,7 +51,12 @@ def block(marker: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--crash-on-start", type=int)
+    parser.add_argument("--spam", type=int, default=0)
     args = parser.parse_args()
+    for i in range(args.spam):
+        print(f"spam {i:08d} " + "x" * 85, file=sys.stderr)
+    if args.spam:
+        print(f"spam done {os.getpid()}", file=sys.stderr, flush=True)
     if args.crash_on_start is not None:
         print("fake module refuses to start", file=sys.stderr, flush=True)
         sys.exit(args.crash_on_start)

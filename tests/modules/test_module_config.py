@@ -44,6 +44,10 @@ def test_full_section() -> None:
     assert config.mobkit.discovery.namespace == "team"
     assert config.mobkit.discovery.modules == ("clock", "notes")
     assert config.supervision.call_timeout == 5 and config.supervision.crash_loop_limit == 2
+    # Module logs rotate at 10 MiB, keeping 3 rotated files, unless the section says.
+    assert (config.supervision.log_max_bytes, config.supervision.log_backups) == (10 << 20, 3)
+    small = parse_modules({"log_max_bytes": 4096, "log_backups": 1}).supervision
+    assert (small.log_max_bytes, small.log_backups) == (4096, 1)
 
 
 def test_no_section_means_no_modules() -> None:
@@ -76,6 +80,8 @@ def test_no_section_means_no_modules() -> None:
         ({"modules": []}, "modules.modules"),
         ({"call_timeout": 0}, "modules.call_timeout"),
         ({"crash_loop_limit": 0}, "modules.crash_loop_limit"),
+        ({"log_max_bytes": 0}, "modules.log_max_bytes"),
+        ({"log_backups": 1.5}, "modules.log_backups"),
         ({"backoff_initial": 5, "backoff_max": 1}, "modules.backoff_max"),
     ],
 )

@@ -136,6 +136,76 @@ async def test_crash_loop_is_parked_with_its_last_error(supervise: Start) -> Non
         await supervisor.call_tool("fake.echo", {"text": "hi"})
 
 
+def log_files(log_dir: Path, module: str = "fake") -> dict[str, int]:
+    """The module's log files and their sizes."""
+    return {f.name: f.stat().st_size for f in sorted(log_dir.glob(f"{module}.log*"))}
+
+
+def logged_lines(log_dir: Path, module: str = "fake", backups: int = 2) -> list[str]:
+    """Every retained line, oldest file first."""
+    names = [f"{module}.log.{i}" for i in range(backups, 0, -1)] + [f"{module}.log"]
+    lines: list[str] = []
+    for name in names:
+        if (log_dir / name).exists():
+            lines += (log_dir / name).read_text().splitlines()
+    return lines
+
+
+async def test_a_chatty_module_log_rotates_and_stays_bounded(
+    supervise: Start, tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "modules"
+    supervisor, _ = await supervise(
+        fake_module(args=("--spam", "3000")), log_max_bytes=20_000, log_backups=2
+    )
+    pid = pid_of(supervisor)
+    await eventually(
+        lambda: f"spam done {pid}" in (log_dir / "fake.log").read_text(), "the last line"
+    )
+    files = log_files(log_dir)
+    assert set(files) == {"fake.log", "fake.log.1", "fake.log.2"}  # 300 KB written
+    assert all(size <= 20_000 for size in files.values()), files
+    # The newest lines are all there, in order, up to the very last one.
+    lines = logged_lines(log_dir)
+    assert lines[-1] == f"spam done {pid}"
+    numbers = [int(line.split()[1]) for line in lines[:-1] if line.startswith("spam 0")]
+    assert len(numbers) > 300 and numbers == list(range(3000 - len(numbers), 3000))
+    # Restarts keep writing the same rotated files: still bounded.
+    os.kill(pid, signal.SIGKILL)
+    await eventually(
+        lambda: supervisor.status("fake").state is H.HEALTHY and supervisor.status("fake").pid
+        not in (None, pid),
+        "restarted",
+    )
+    again = pid_of(supervisor)
+    await eventually(
+        lambda: f"spam done {again}" in (log_dir / "fake.log").read_text(), "the new last line"
+    )
+    files = log_files(log_dir)
+    assert set(files) == {"fake.log", "fake.log.1", "fake.log.2"}
+    assert all(size <= 20_000 for size in files.values()), files
+
+
+async def test_a_crash_after_much_logging_still_reports_its_last_line(
+    supervise: Start, tmp_path: Path
+) -> None:
+    supervisor, _ = await supervise(
+        fake_module(
+            policy="never", required=False, args=("--spam", "2000", "--crash-on-start", "4")
+        ),
+        log_max_bytes=10_000,
+        log_backups=1,
+    )
+    await eventually(lambda: supervisor.status("fake").state is H.UNHEALTHY, "crashed")
+    detail = supervisor.status("fake").detail
+    assert "exited with code 4 before the MCP handshake" in detail
+    assert detail.endswith("fake module refuses to start"), detail  # the very last line
+    files = log_files(tmp_path / "modules")
+    assert set(files) == {"fake.log", "fake.log.1"}
+    assert all(size <= 10_000 for size in files.values()), files
+    assert logged_lines(tmp_path / "modules", backups=1)[-1] == "fake module refuses to start"
+
+
 async def test_required_module_that_cannot_start_fails_start_up(supervise: Start) -> None:
     with pytest.raises(ModuleStartFailed) as caught:
         await supervise(

@@ -7,7 +7,7 @@ real etcd); failure tests (etcd restart, compaction) use a per-test etcd.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,22 +21,10 @@ from mobkit.orchestrator.events import (
     MAX_BATCH_EVENTS,
     EtcdEventLog,
     EventLog,
-    MemoryEventLog,
     NewEvent,
 )
 
 WAIT = 20.0  # upper bound for anything that waits on a watch or on etcd
-
-
-@pytest.fixture(params=["memory", "etcd"])
-async def make_log(
-    request: pytest.FixtureRequest, etcd_client: EtcdClient, etcd_prefix: str
-) -> Callable[[], EventLog]:
-    """A factory of logs that share one backing store (one memory log, or one prefix)."""
-    if request.param == "memory":
-        shared = MemoryEventLog("mob")
-        return lambda: shared
-    return lambda: EtcdEventLog(etcd_client, etcd_prefix, "mob")
 
 
 async def take(it: AsyncIterator[MobStructuralEventEnvelope], n: int) -> list[Any]:

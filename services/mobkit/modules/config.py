@@ -11,6 +11,8 @@
     backoff_max = 30.0             # s, the cap
     crash_loop_limit = 5           # this many exits within crash_loop_window ...
     crash_loop_window = 60.0       # ... park the module Unhealthy with its last error
+    log_max_bytes = 10485760       # <data-dir>/modules/<id>.log rotates at this size ...
+    log_backups = 3                # ... keeping <id>.log.1 .. <id>.log.3 (40 MiB at most)
 
     [[modules.module]]
     id = "clock"                   # [a-z0-9][a-z0-9_-]*; its tools are "clock.<tool>"
@@ -41,6 +43,7 @@ from mobkit.core.types import (
     PreSpawnData,
     RestartPolicy,
 )
+from mobkit.modules.logs import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES
 
 SECTION = "modules"
 # No "." (the tool separator), so "<module>.<tool>" splits unambiguously.
@@ -55,8 +58,11 @@ _SUPERVISION_KEYS = frozenset(
         "backoff_max",
         "crash_loop_limit",
         "crash_loop_window",
+        "log_max_bytes",
+        "log_backups",
     }
 )
+_COUNT_KEYS = frozenset({"crash_loop_limit", "log_max_bytes", "log_backups"})
 _SECTION_KEYS = frozenset({"namespace", "module"}) | _SUPERVISION_KEYS
 _MODULE_KEYS = frozenset(
     {"id", "command", "python_module", "args", "restart_policy", "required", "env"}
@@ -72,6 +78,8 @@ class Supervision:
     backoff_max: float = 30.0
     crash_loop_limit: int = 5
     crash_loop_window: float = 60.0
+    log_max_bytes: int = DEFAULT_MAX_BYTES
+    log_backups: int = DEFAULT_BACKUPS
 
     def backoff(self, consecutive_failures: int) -> float:
         """Delay before restart number ``consecutive_failures`` (1-based) in a row."""
@@ -195,7 +203,7 @@ def _supervision(section: Mapping[str, Any]) -> Supervision:
             continue
         value = section[key]
         where = f"{SECTION}.{key}"
-        if key == "crash_loop_limit":
+        if key in _COUNT_KEYS:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidArgument(where, "must be a positive integer")
         elif not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 from mcp import MCPError
@@ -51,6 +51,7 @@ from mobkit.modules.domain import (
     qualified_tool,
     split_tool,
 )
+from mobkit.modules.logs import ModuleLog, StderrPump
 
 log = logging.getLogger("mobkit.modules")
 
@@ -107,14 +108,17 @@ class _Module:
         self._exits: collections.deque[float] = collections.deque()
         self.first: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
-        self._errlog: TextIO | None = None
+        self._errlog: ModuleLog | None = None
+        self._pump: StderrPump | None = None  # the current (or last) process's stderr
 
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # The module's stderr, kept across restarts; its last line explains a crash.
-        self._errlog = self.log_path.open("a", encoding="utf-8")
+        # The module's stderr, kept across restarts and rotated by size; its last line
+        # explains a crash.
+        self._errlog = ModuleLog(
+            self.log_path, max_bytes=self.s.log_max_bytes, backups=self.s.log_backups
+        )
         self.task = asyncio.create_task(self._run(), name=f"module-{self.id}")
 
     async def stop(self, timeout: float) -> None:
@@ -128,6 +132,8 @@ class _Module:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self._pump is not None:
+            await self._pump.drained(1.0)  # the stopped process's last lines
         if self._errlog is not None:
             self._errlog.close()
             self._errlog = None
@@ -214,10 +220,11 @@ class _Module:
         self.tools = {}
         self._set(H.STARTING)
         assert self._errlog is not None
-        mark = _size(self.log_path)
+        pump = self._pump = self._errlog.pump()
         loop = asyncio.get_running_loop()
         try:
-            async with connect(self.config, self.env, self._errlog) as conn:
+            async with connect(self.config, self.env, pump.stderr) as conn:
+                pump.spawned()  # the child has its own copy of the pipe now
                 self.pid = conn.pid
                 self._emit(
                     "module_started",
@@ -237,7 +244,9 @@ class _Module:
                     code = await conn.settle()
                     if code is None:
                         return _Outcome(None, f"MCP handshake failed: {_one_line(exc)}")
-                    return _Outcome(code, self._why(code, mark, "before the MCP handshake"))
+                    return _Outcome(
+                        code, await self._why(code, pump, "before the MCP handshake")
+                    )
                 self.tools = {t.name: t for t in tools}
                 self.conn = conn
                 healthy_at = loop.time()
@@ -252,19 +261,21 @@ class _Module:
                 ran = loop.time() - healthy_at
                 if code is None:
                     return _Outcome(None, "stopped", ran)
-                return _Outcome(code, self._why(code, mark), ran)
+                return _Outcome(code, await self._why(code, pump), ran)
         except OSError as exc:
             return _Outcome(None, f"cannot run {self.config.command!r}: {exc.strerror or exc}")
         except Exception as exc:  # the SDK's task groups may raise exception groups
             log.exception("module %s: session failed", self.id)
             return _Outcome(None, f"MCP session failed: {_one_line(exc)}")
         finally:
+            pump.spawned()
             self.conn = None
             self.pid = None
 
-    def _why(self, code: int, mark: int, when: str = "") -> str:
+    async def _why(self, code: int, pump: StderrPump, when: str = "") -> str:
         text = describe_exit(code) + (f" {when}" if when else "")
-        last = _last_line(self.log_path, mark)
+        await pump.drained()  # the process is gone: its last lines are on their way
+        last = pump.last_line()
         return _clip(f"{text}: {last}" if last else text)
 
     # -- tool calls -------------------------------------------------------------------
@@ -481,22 +492,3 @@ def _one_line(exc: BaseException) -> str:
 def _clip(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= DETAIL_MAX else line[: DETAIL_MAX - 3] + "..."
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _last_line(path: Path, start: int) -> str:
-    """The last non-empty line the module wrote to stderr since ``start``."""
-    try:
-        with path.open("rb") as f:
-            f.seek(max(start, _size(path) - 4096))
-            tail = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[-1] if lines else ""

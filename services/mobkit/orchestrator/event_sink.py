@@ -5,11 +5,17 @@ whatever has queued in a single ``append_many`` (one etcd round trip per
 batch), so a burst of 1,000 activations costs a handful of round trips and a
 ``Send`` pays none. The price: events queued in the last few milliseconds
 before a crash are lost. Checkpoints never depend on events.
+
+The queue is bounded (``MAX_QUEUE`` events): while the log cannot keep up (etcd
+slow or away), newer events beyond it are dropped and counted, and once the
+queue has room again one ``events_dropped`` event (data ``{"count": n}``) says
+how many, so a reader knows the log has a gap there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from typing import Any
@@ -19,30 +25,47 @@ from mobkit.orchestrator.events import NewEvent
 
 log = logging.getLogger("mobkit.orchestrator")
 MAX_BATCH = 256
+MAX_QUEUE = 65_536  # events waiting for the log; about 20 MiB at most
 
 
 class EventSink:
-    def __init__(self, log_: Any) -> None:
+    def __init__(self, log_: Any, *, max_queue: int = MAX_QUEUE) -> None:
         self._log = log_
-        self._queue: list[NewEvent] = []
+        self._queue: collections.deque[NewEvent] = collections.deque()
+        self.max_queue = max_queue
+        self.dropped = 0  # dropped since the last events_dropped event
+        self.dropped_total = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
     def emit(self, kind: str, identity: str | None, data: dict[str, Any]) -> None:
+        if len(self._queue) >= self.max_queue:
+            if not self.dropped:
+                log.warning("event queue full (%d): dropping new events", self.max_queue)
+            self.dropped += 1
+            self.dropped_total += 1
+            return
+        self._note_dropped()  # the gap goes before the first event that has room
         self._queue.append(NewEvent(kind, identity, data))
         self._idle.clear()
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="event-sink")
 
+    def _note_dropped(self) -> None:
+        if self.dropped:
+            self._queue.append(NewEvent("events_dropped", None, {"count": self.dropped}))
+            self.dropped = 0
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            while self._queue or self.dropped:
+                self._note_dropped()
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
                 try:
                     await self._log.append_many(batch)
                 except MobKitError as exc:

@@ -13,18 +13,28 @@ Cursor rules (both implementations):
 * ``after_seq`` greater than :meth:`EventLog.latest_cursor` is ``StaleEventCursor``;
   ``after_seq == latest`` is valid and yields only future events;
 * :meth:`EventLog.trim` drops old events (retention). A cursor below the highest
-  trimmed cursor was "compacted away" and is ``StaleEventCursor`` too: its reader would
-  otherwise silently miss events.
+  trimmed cursor (the *floor*) was "compacted away" and is ``StaleEventCursor`` too: its
+  reader would otherwise silently miss events. 0 always means "from the floor".
+* :meth:`EventLog.retain` keeps a window, by age and by count: it drops the oldest
+  batches that are older than ``max_age`` or beyond the newest ``max_count`` events.
+  Batches go whole, so at least ``max_count`` events stay.
 
 etcd layout (``<prefix>`` is e.g. ``/mobkit``):
 
-* ``<prefix>/events/<instance>/<unique>`` — one key per appended batch; the value is
-  JSON ``{"v": 1, "events": [...]}`` (envelopes without cursor and event id). A batch
-  key is written once and never changed, so its ``mod_revision`` is the etcd revision
-  of the append.
+* ``<prefix>/events/<instance>/<time ns>-<seq>-<random>-<n>`` — one key per appended
+  batch of ``n`` events; the value is JSON ``{"v": 1, "events": [...]}`` (envelopes
+  without cursor and event id). A batch key is written once and never changed, so its
+  ``mod_revision`` is the etcd revision of the append. The time and ``n`` in the name let
+  retention plan from a keys-only range (keys written before ``n`` was added are read).
 * ``<prefix>/events-meta/head`` — rewritten by every append: its ``mod_revision`` and
   its ``n`` give the latest cursor in one key read.
-* ``<prefix>/events-meta/floor`` — the highest trimmed cursor.
+* ``<prefix>/events-meta/floor`` — the highest trimmed cursor. Only ever raised, by a
+  compare-and-swap, before any batch below it is deleted: concurrent trimmers are
+  harmless (each deletes only batches at or below the floor it raised, and a window
+  never moves backwards, so a plan made earlier never cuts into a later window).
+* ``<prefix>/events-meta/trimmer`` — the retention round claim: replicas claim each
+  round with a CAS on its version (the Kubernetes API server's compactor does the same),
+  so normally one replica per interval does the work.
 
 The cursor of the ``i``-th event of a batch appended at etcd revision ``r`` is
 ``r * CURSOR_STRIDE + i``: etcd revisions are global to the cluster and survive
@@ -62,6 +72,7 @@ from mobkit.etcd.errors import EtcdCompacted, EtcdError, EtcdUnavailable
 from mobkit.etcd.ops import (
     compare_create_revision,
     compare_mod_revision,
+    compare_version,
     delete_op,
     prefix_end,
     put_op,
@@ -85,6 +96,12 @@ MAX_BATCH_BYTES = 512 * 1024
 CATCH_UP_PAGE = 256
 """Batch keys per range while a watch catches up after etcd compaction."""
 
+TRIM_MAX_BATCHES = 8192
+"""Batch keys one :meth:`EventLog.retain` call deletes at most; ``more`` says go again."""
+
+SCAN_PAGE = 1000
+"""Keys per range while retention lists the batch keys (keys only, ~100 bytes each)."""
+
 _DELETES_PER_TXN = 64  # under etcd's default --max-txn-ops (128)
 _APPEND_ATTEMPTS = 5
 _READ_ATTEMPTS = 3
@@ -101,6 +118,16 @@ class NewEvent:
     kind: str
     identity: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrimReport:
+    """What one retention pass did."""
+
+    batches: int = 0  # batch keys deleted
+    events: int = 0  # events in them (known from the key names)
+    floor: int = 0  # the floor afterwards
+    more: bool = False  # stopped at TRIM_MAX_BATCHES: call again
 
 
 @runtime_checkable
@@ -135,6 +162,25 @@ class EventLog(Protocol):
         dropped. Readers behind the trimmed cursor get ``StaleEventCursor``."""
         ...
 
+    async def retain(
+        self,
+        *,
+        max_age: float | None,
+        max_count: int | None,
+        now_ms: int | None = None,
+        max_batches: int = TRIM_MAX_BATCHES,
+    ) -> TrimReport:
+        """Keep a window: drop the oldest batches older than ``max_age`` seconds, and
+        those beyond the newest ``max_count`` events (None: no such limit). Safe to run
+        on several replicas at once. At most ``max_batches`` batches per call."""
+        ...
+
+    async def claim_trim(self, seen: int) -> tuple[bool, int]:
+        """Claim this retention round: True when this caller won. ``seen`` is the round
+        version the caller last learned (start with 0); returns the version to pass
+        next time. Callers on one schedule win one at a time."""
+        ...
+
 
 def _check_args(after_seq: int, page_size: int | None = None) -> None:
     if after_seq < 0:
@@ -154,6 +200,40 @@ def _now_ms() -> int:
 
 def _event_id(cursor: int) -> str:
     return f"mob-evt-{cursor}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One batch as retention sees it, oldest first by ``order``."""
+
+    order: int  # etcd mod revision (etcd log) or first cursor (memory log)
+    last: int  # its last cursor
+    n: int  # events in it
+    time_ms: int  # when it was appended
+    key: bytes = b""
+
+
+def _window_cut(
+    batches: Sequence[_Batch], max_age: float | None, max_count: int | None, now_ms: int
+) -> int:
+    """How many of the oldest ``batches`` (in log order) fall outside the window.
+
+    Age: the leading run older than ``max_age`` (a younger batch ends it, so a writer
+    with a skewed clock only ever keeps more). Count: everything before the shortest
+    suffix holding at least ``max_count`` events. The larger cut wins.
+    """
+    cut = 0
+    if max_age is not None:
+        cutoff = now_ms - int(max_age * 1000)
+        while cut < len(batches) and batches[cut].time_ms < cutoff:
+            cut += 1
+    if max_count is not None:
+        kept, start = 0, len(batches)
+        while start > 0 and kept < max_count:
+            start -= 1
+            kept += batches[start].n
+        cut = max(cut, start)
+    return cut
 
 
 # -- in memory ------------------------------------------------------------------------
@@ -242,6 +322,28 @@ class MemoryEventLog:
         self._notify()
         return cut
 
+    async def retain(
+        self,
+        *,
+        max_age: float | None,
+        max_count: int | None,
+        now_ms: int | None = None,
+        max_batches: int = TRIM_MAX_BATCHES,
+    ) -> TrimReport:
+        # Each event is its own batch here.
+        batches = [_Batch(e.cursor, e.cursor, 1, e.timestamp_ms) for e in self._events]
+        now = _now_ms() if now_ms is None else now_ms
+        cut = _window_cut(batches, max_age, max_count, now)
+        more = cut > max_batches
+        cut = min(cut, max_batches)
+        if cut == 0:
+            return TrimReport(floor=self._floor)
+        dropped = await self.trim(batches[cut - 1].last)
+        return TrimReport(dropped, dropped, self._floor, more)
+
+    async def claim_trim(self, seen: int) -> tuple[bool, int]:
+        return True, seen + 1  # one process: no one to race
+
 
 # -- etcd -----------------------------------------------------------------------------
 
@@ -271,8 +373,10 @@ class EtcdEventLog:
         self._events_end = prefix_end(self._events_prefix)
         self._head_key = f"{base}/events-meta/head".encode()
         self._floor_key = f"{base}/events-meta/floor".encode()
+        self._trimmer_key = f"{base}/events-meta/trimmer".encode()
         self._instance = instance or secrets.token_hex(4)
         self._seq = 0
+        self._floor_seen = 0  # the highest floor this object read (it only rises)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -292,11 +396,11 @@ class EtcdEventLog:
             await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
-    def _batch_key(self) -> bytes:
+    def _batch_key(self, n: int) -> bytes:
         # Time first so keys of one writer sort by age; the counter and random suffix
-        # make them unique even if the clock steps back.
+        # make them unique even if the clock steps back; n (events) is for retention.
         self._seq += 1
-        unique = f"{time.time_ns():020d}-{self._seq:08d}-{secrets.token_hex(3)}"
+        unique = f"{time.time_ns():020d}-{self._seq:08d}-{secrets.token_hex(3)}-{n}"
         return self._events_prefix + f"{self._instance}/{unique}".encode()
 
     def _decode(self, kv: kv_pb2.KeyValue) -> list[Envelope]:
@@ -369,7 +473,7 @@ class EtcdEventLog:
         return batches
 
     async def _append_batch(self, items: list[dict[str, Any]]) -> list[Envelope]:
-        key = self._batch_key()
+        key = self._batch_key(len(items))
         value = json.dumps({"v": _FORMAT, "events": items}, separators=(",", ":")).encode()
         head = json.dumps({"n": len(items)}).encode()
         # Only-if-absent makes a retry after a lost reply idempotent: the failure branch
@@ -414,11 +518,9 @@ class EtcdEventLog:
         """(latest cursor, floor, store revision), read atomically."""
         request = txn_request(success=[range_op(self._head_key), range_op(self._floor_key)])
         reply = await self._txn(request, read_only=True)
-        return (
-            self._latest_from(reply.responses[0]),
-            self._meta_int(reply.responses[1], "cursor"),
-            int(reply.header.revision),
-        )
+        floor = self._meta_int(reply.responses[1], "cursor")
+        self._floor_seen = max(self._floor_seen, floor)
+        return self._latest_from(reply.responses[0]), floor, int(reply.header.revision)
 
     async def _read(self, after_seq: int, page_size: int) -> _Read:
         """One atomic snapshot: the page, the head and the floor.
@@ -427,11 +529,14 @@ class EtcdEventLog:
         a page costs the etcd server O(batch keys retained): keep the log bounded with
         :meth:`trim`.
         """
+        # A trim raises the floor before it deletes: never show what is below it. Events
+        # above it are all there (0 reads from the floor; a cursor below it is stale).
+        start = max(after_seq, self._floor_seen)
         events_range = rpc_pb2.RangeRequest(
             key=self._events_prefix,
             range_end=self._events_end,
-            # The batch holding after_seq may still have later events: include it.
-            min_mod_revision=after_seq // CURSOR_STRIDE,
+            # The batch holding the start may still have later events: include it.
+            min_mod_revision=start // CURSOR_STRIDE,
             sort_order=rpc_pb2.RangeRequest.ASCEND,
             sort_target=rpc_pb2.RangeRequest.MOD,
             # Each batch has >= 1 event and only the first can be wholly <= after_seq,
@@ -449,12 +554,19 @@ class EtcdEventLog:
         latest = self._latest_from(reply.responses[1])
         floor = self._meta_int(reply.responses[2], "cursor")
         _check_cursor(after_seq, latest, floor)
+        start = max(after_seq, floor)
         events = [
             env
             for kv in reply.responses[0].response_range.kvs
             for env in self._decode(kv)
-            if env.cursor > after_seq
+            if env.cursor > start
         ]
+        if floor > self._floor_seen:
+            # The floor rose since this object last saw it: the range began below it, so
+            # batches a trim has not deleted yet may have filled the page. Read again.
+            self._floor_seen = floor
+            if start // CURSOR_STRIDE > events_range.min_mod_revision:
+                return await self._read(after_seq, page_size)
         return _Read(events[:page_size], latest, floor, int(reply.header.revision))
 
     async def list(self, after_seq: int, page_size: int) -> tuple[builtins.list[Envelope], int]:
@@ -470,9 +582,10 @@ class EtcdEventLog:
         _check_args(after_seq)
         latest, floor, _ = await self._frontier()
         _check_cursor(after_seq, latest, floor)
-        last = after_seq
-        # The batch holding after_seq may still have later events: start at its revision.
-        start_revision = max(after_seq // CURSOR_STRIDE, 1)
+        # 0 (or any cursor a trim is still deleting below) starts at the floor.
+        last = max(after_seq, floor)
+        # The batch holding `last` may still have later events: start at its revision.
+        start_revision = max(last // CURSOR_STRIDE, 1)
         while True:
             try:
                 # The client's watch re-watches from the last delivered revision + 1 after
@@ -504,14 +617,17 @@ class EtcdEventLog:
 
     # -- retention ------------------------------------------------------------------------
 
-    async def _raise_floor(self, cursor: int) -> None:
+    async def _raise_floor(self, cursor: int) -> int:
+        """Raise the floor to at least ``cursor`` (compare-and-swap: it never goes down,
+        whoever else raises it meanwhile); returns the floor now stored."""
         while True:
             reply = await self._txn(
                 txn_request(success=[range_op(self._floor_key)]), read_only=True
             )
             kvs = reply.responses[0].response_range.kvs
-            if kvs and int(json.loads(kvs[0].value)["cursor"]) >= cursor:
-                return
+            current = int(json.loads(kvs[0].value)["cursor"]) if kvs else 0
+            if current >= cursor:
+                return current
             request = txn_request(
                 compare=[
                     compare_mod_revision(self._floor_key, "=", kvs[0].mod_revision if kvs else 0)
@@ -519,7 +635,13 @@ class EtcdEventLog:
                 success=[put_op(self._floor_key, json.dumps({"cursor": cursor}))],
             )
             if (await self._txn(request)).succeeded:
-                return
+                self._floor_seen = max(self._floor_seen, cursor)
+                return cursor
+
+    async def _delete(self, keys: Sequence[bytes]) -> None:
+        for i in range(0, len(keys), _DELETES_PER_TXN):
+            ops = [delete_op(key) for key in keys[i : i + _DELETES_PER_TXN]]
+            await self._txn(txn_request(success=ops))  # deletes are idempotent
 
     async def trim(self, through: int) -> int:
         if through <= 0:
@@ -543,7 +665,100 @@ class EtcdEventLog:
             return 0
         # Floor first: no reader may see events gone while the floor still admits them.
         await self._raise_floor(highest)
-        for i in range(0, len(doomed), _DELETES_PER_TXN):
-            ops = [delete_op(key) for key, _ in doomed[i : i + _DELETES_PER_TXN]]
-            await self._txn(txn_request(success=ops))  # deletes are idempotent
+        await self._delete([key for key, _ in doomed])
         return sum(n for _, n in doomed)
+
+    def _batch_of(self, kv: kv_pb2.KeyValue) -> _Batch | None:
+        """A batch key's time and size from its name (None: a name without them)."""
+        name = kv.key.rsplit(b"/", 1)[-1].decode(errors="replace").split("-")
+        if len(name) != 4 or not (name[0].isdigit() and name[3].isdigit()) or name[3] == "0":
+            return None
+        n, revision = int(name[3]), int(kv.mod_revision)
+        last = revision * CURSOR_STRIDE + n - 1
+        return _Batch(revision, last, n, int(name[0]) // 1_000_000, bytes(kv.key))
+
+    async def _read_batches(self, kvs: Sequence[kv_pb2.KeyValue]) -> builtins.list[_Batch]:
+        """Batches whose names do not tell their time and size: read their values."""
+        out: list[_Batch] = []
+        for i in range(0, len(kvs), _DELETES_PER_TXN):
+            chunk = kvs[i : i + _DELETES_PER_TXN]
+            reply = await self._txn(
+                txn_request(success=[range_op(kv.key) for kv in chunk]), read_only=True
+            )
+            for resp in reply.responses:
+                for kv in resp.response_range.kvs:
+                    revision = int(kv.mod_revision)
+                    try:
+                        events = self._decode(kv)
+                    except StoreCorruption as exc:
+                        # Unreadable anyway: treat it as one old event, so the window
+                        # passes over it and a later trim removes it.
+                        log.warning("event retention: %s", exc)
+                        events = []
+                    n = max(1, len(events))
+                    when = events[-1].timestamp_ms if events else 0
+                    out.append(
+                        _Batch(revision, revision * CURSOR_STRIDE + n - 1, n, when, bytes(kv.key))
+                    )
+        return out
+
+    async def _scan(self) -> builtins.list[_Batch]:
+        """Every batch key, oldest first, from one consistent keys-only listing."""
+        batches: list[_Batch] = []
+        unnamed: list[kv_pb2.KeyValue] = []
+        try:
+            async for kv in self._client.range_prefix(
+                self._events_prefix, SCAN_PAGE, keys_only=True
+            ):
+                batch = self._batch_of(kv)
+                if batch is None:
+                    unnamed.append(kv)
+                else:
+                    batches.append(batch)
+        except EtcdError as exc:
+            raise BackendUnavailable(_BACKEND, str(exc)) from exc
+        batches += await self._read_batches(unnamed)
+        batches.sort(key=lambda b: b.order)
+        return batches
+
+    async def retain(
+        self,
+        *,
+        max_age: float | None,
+        max_count: int | None,
+        now_ms: int | None = None,
+        max_batches: int = TRIM_MAX_BATCHES,
+    ) -> TrimReport:
+        now = _now_ms() if now_ms is None else now_ms
+        _, floor, _ = await self._frontier()
+        # The listing is one snapshot: every batch appended before it is in it, so a
+        # cut inside it never passes a batch the plan did not count.
+        batches = await self._scan()
+        # Left by a trim that raised the floor and stopped before it deleted.
+        below = [b for b in batches if b.last <= floor][:max_batches]
+        live = [b for b in batches if b.last > floor]
+        cut = _window_cut(live, max_age, max_count, now)
+        budget = max_batches - len(below)
+        more = cut > budget or len(below) == max_batches
+        cut = max(0, min(cut, budget))
+        doomed = below + live[:cut]
+        if not doomed:
+            return TrimReport(floor=floor)
+        if cut:
+            # Floor first: no reader may see events gone while the floor admits them.
+            floor = await self._raise_floor(live[cut - 1].last)
+        await self._delete([b.key for b in doomed])
+        return TrimReport(len(doomed), sum(b.n for b in doomed), floor, more)
+
+    async def claim_trim(self, seen: int) -> tuple[bool, int]:
+        body = json.dumps({"by": self._instance, "at_ms": _now_ms()}).encode()
+        request = txn_request(
+            compare=[compare_version(self._trimmer_key, "=", seen)],
+            success=[put_op(self._trimmer_key, body)],
+            failure=[range_op(self._trimmer_key)],
+        )
+        reply = await self._txn(request)
+        if reply.succeeded:
+            return True, seen + 1
+        kvs = reply.responses[0].response_range.kvs
+        return False, int(kvs[0].version) if kvs else 0

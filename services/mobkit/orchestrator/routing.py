@@ -9,6 +9,9 @@ owner answers NOT_ACTIVE instead of bouncing the call around).
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +29,10 @@ from mobkit.wire.orchestrator import (
     status_page_token,
 )
 
+MAX_PEER_CHANNELS = 64
+"""Peer channels kept open; the least recently used beyond it is closed. Replicas that
+restart on new addresses (pods, ephemeral ports) would otherwise add one per restart."""
+CHANNEL_CLOSE_GRACE = 30.0  # s for an evicted channel's calls in flight to finish
 FORWARDED = "x-mobkit-forwarded"
 LOCAL_ONLY = "x-mobkit-local-only"
 _COMMANDS: dict[str, tuple[str, Any]] = {
@@ -46,13 +53,26 @@ class Router:
     ) -> None:
         self.registry = registry
         self._open = open_channel
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels: OrderedDict[str, grpc.aio.Channel] = OrderedDict()
+        self._evicted: dict[grpc.aio.Channel, asyncio.Task[None]] = {}
 
     def _stub(self, address: str) -> svc_grpc.OrchestratorServiceStub:
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = self._open(address)
+            while len(self._channels) > MAX_PEER_CHANNELS:
+                _, evicted = self._channels.popitem(last=False)
+                task = asyncio.get_running_loop().create_task(
+                    evicted.close(grace=CHANNEL_CLOSE_GRACE)
+                )
+                self._evicted[evicted] = task
+                task.add_done_callback(functools.partial(self._closed, evicted))
+        else:
+            self._channels.move_to_end(address)
         return svc_grpc.OrchestratorServiceStub(channel)
+
+    def _closed(self, channel: grpc.aio.Channel, _task: asyncio.Task[None]) -> None:
+        self._evicted.pop(channel, None)
 
     async def owner(self, identity: str) -> str | None:
         return await self.registry.owner(identity)
@@ -152,3 +172,6 @@ class Router:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for channel, task in list(self._evicted.items()):
+            await channel.close()  # no more grace: cancels what is left in flight
+            await asyncio.gather(task, return_exceptions=True)

@@ -10,6 +10,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.service import start_modules
 from mobkit.orchestrator.backend_events import BackendEvents
 from mobkit.orchestrator.composition import compose
+from mobkit.orchestrator.event_retention import Retention, trimmer_for
 from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
 from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.routing import Router
@@ -76,7 +77,17 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
     def add(server: object) -> None:
         svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
 
+    # One replica at a time trims the event log to its window (see event_retention).
+    trimmer = trimmer_for(
+        providers.events,
+        Retention(
+            settings.event_retention, settings.event_retention_count, settings.event_trim_interval
+        ),
+    )
+
     async def stop() -> None:
+        if trimmer is not None:
+            await trimmer.stop()
         await modules.stop()  # first: its last events go out with the sink's flush
         await runner.stop(release=True)
         await registry.stop()
@@ -89,6 +100,8 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
             await close()
 
     await runner.start()
+    if trimmer is not None:
+        trimmer.start()
     if compactor is not None:
         compactor.start()
     return ServiceRegistration(SERVICE_NAME, add, ERRORS, on_stop=[stop])

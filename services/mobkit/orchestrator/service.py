@@ -48,6 +48,7 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
         lease_ttl=timedelta(seconds=settings.lease_ttl),
         resume_concurrency=settings.resume_concurrency,
         fleet=router,
+        receipt_output_limit=settings.receipt_output_limit_bytes,
     )
     try:
         # Before the first reconcile, so turns find their tools; a required module
@@ -100,8 +101,8 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
             await close()
 
     await runner.start()
-    if trimmer is not None:
-        trimmer.start()
     if compactor is not None:
         compactor.start()
+    if trimmer is not None:
+        trimmer.start()
     return ServiceRegistration(SERVICE_NAME, add, ERRORS, on_stop=[stop])

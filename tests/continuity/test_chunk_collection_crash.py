@@ -28,6 +28,7 @@ from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
 from mobkit.core.types import ContinuityRecord
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.process import EtcdProcess
+from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -234,3 +235,90 @@ async def test_a_32_mib_snapshot_survives_a_sigkill_and_resumes_byte_for_byte(
         await store.close()
         if backend == "etcd":
             await client.close()
+
+
+async def test_a_full_etcd_refuses_saves_with_backend_full_and_still_serves_reads(
+    tmp_path: Path,
+) -> None:
+    """Over its quota etcd refuses every txn, even read-only ones; the store answers
+    BACKEND_FULL for writes, keeps reading through plain ranges, and saves again once
+    an operator compacted, defragmented and disarmed."""
+    import random
+
+    from mobkit.core.errors import BackendFull
+    from mobkit.core.types import SessionSnapshot
+
+    etcd = EtcdProcess(
+        tmp_path / "etcd", unsafe_no_fsync=True, quota_backend_bytes=16 * 1024 * 1024
+    )
+    etcd.start()
+    client = await EtcdClient.connect([etcd.endpoint])
+    store = EtcdContinuityStore(client, prefix="/full", lease_fence=False)
+    try:
+        record = ContinuityRecord(
+            AgentIdentity("planner"), AgentRuntimeId("rt"), SessionId("s-1"), 0, 0
+        )
+        await store.upsert_continuity_record(record, 7)
+        kept = random.Random(1).randbytes(2 * 1024 * 1024)
+        await store.save_session_snapshot("planner", "s-1", 0, 1, 7, SessionSnapshot(kept))
+        rng = random.Random(2)
+        version = 1
+        with pytest.raises(BackendFull) as info:
+            for version in range(2, 200):  # every save replaces 2 MiB: history fills etcd
+                await store.save_session_snapshot(
+                    "planner", "s-1", 0, version, 7, SessionSnapshot(rng.randbytes(2 << 20))
+                )
+        assert info.value.reason == "BACKEND_FULL" and info.value.backend == "etcd"
+        committed = version - 1
+        assert [a.alarm for a in await client.alarms()] == [rpc_pb2.NOSPACE]
+        # Reads still work: resolve, load (byte for byte: the last acknowledged save).
+        state = (await store.resolve_many(["planner"]))[0][1]
+        assert state.record.checkpoint_version == committed  # type: ignore[union-attr]
+        loaded = await store.load_session_snapshot("s-1")
+        assert loaded is not None and loaded.checkpoint_version == committed
+        # The operator's recovery: compact, defragment, disarm.
+        status = await client.status()
+        await client.compact(int(status.header.revision), physical=True)
+        await client.defragment()
+        await client.disarm()
+        again = random.Random(3).randbytes(1024 * 1024)
+        await store.save_session_snapshot(
+            "planner", "s-1", 0, committed + 1, 7, SessionSnapshot(again)
+        )
+        loaded = await store.load_session_snapshot("s-1")
+        assert loaded is not None and loaded.snapshot.data == again
+    finally:
+        await store.close()
+        await client.close()
+        etcd.kill()
+
+
+async def test_reads_fall_back_to_plain_ranges_when_etcd_refuses_txns_for_space(
+    client: EtcdClient, etcd_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some etcd versions refuse even a read-only txn while NOSPACE is raised."""
+    import random
+
+    from mobkit.core.errors import BackendFull
+    from mobkit.core.types import Ready, SessionSnapshot
+    from mobkit.etcd.errors import EtcdNoSpace
+
+    store = EtcdContinuityStore(client, prefix=etcd_prefix, lease_fence=False)
+    record = ContinuityRecord(AgentIdentity("planner"), AgentRuntimeId("rt"), SessionId("s-1"), 0, 0)
+    await store.upsert_continuity_record(record, 7)
+    data = random.Random(4).randbytes(3 * 1024 * 1024)
+    await store.save_session_snapshot("planner", "s-1", 0, 1, 7, SessionSnapshot(data))
+    real_txn = client.txn
+
+    async def txn(request: rpc_pb2.TxnRequest, **kwargs: object) -> rpc_pb2.TxnResponse:
+        raise EtcdNoSpace("etcdserver: mvcc: database space exceeded", code="RESOURCE_EXHAUSTED")
+
+    monkeypatch.setattr(client, "txn", txn)
+    state = (await store.resolve_many(["planner"]))[0][1]
+    assert isinstance(state, Ready) and state.record.checkpoint_version == 1
+    loaded = await store.load_session_snapshot("s-1")
+    assert loaded is not None and loaded.snapshot.data == data
+    with pytest.raises(BackendFull):  # writes are refused, loudly
+        await store.save_session_snapshot("planner", "s-1", 0, 2, 7, SessionSnapshot(b"new"))
+    monkeypatch.setattr(client, "txn", real_txn)
+    await store.save_session_snapshot("planner", "s-1", 0, 2, 7, SessionSnapshot(b"new"))

@@ -379,6 +379,9 @@ async def test_a_full_sqlite_disk_is_backend_full_and_recovers(tmp_path: Path) -
     from mobkit.core.errors import BackendFull
 
     store = await SqliteContinuityStore.open(tmp_path / "c.sqlite3")
+    told: list[str | None] = []
+    store.on_full = told.append
+    store.on_recovered = lambda: told.append(None)
     loop = asyncio.get_running_loop()
 
     def pages(limit: int) -> None:  # on the connection's thread, like every statement
@@ -396,6 +399,7 @@ async def test_a_full_sqlite_disk_is_backend_full_and_recovers(tmp_path: Path) -
                 "planner", "s-1", 0, 2, 1, SessionSnapshot(os.urandom(4 * MIB))
             )
         assert info.value.reason == "BACKEND_FULL" and info.value.backend == "sqlite"
+        assert len(told) == 1 and told[0] is not None and "full" in told[0]
         loaded = await store.load_session_snapshot("s-1")
         assert loaded is not None and loaded.snapshot.data == b"kept"  # nothing half-written
         await loop.run_in_executor(store._executor, pages, 1_000_000)  # space freed
@@ -403,5 +407,6 @@ async def test_a_full_sqlite_disk_is_backend_full_and_recovers(tmp_path: Path) -
             "planner", "s-1", 0, 2, 1, SessionSnapshot(b"after"), TurnReceipt("k", b"r")
         )
         assert (await store.load_receipt("planner", "k")) is not None
+        assert told[-1] is None  # recovered, once
     finally:
         await store.close()

@@ -70,3 +70,15 @@ def test_binary_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setenv("MOBKIT_ETCD_BIN", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError):
         find_etcd_binary()
+
+
+def test_a_long_etcd_log_is_rotated_at_start(tmp_path: Path) -> None:
+    from mobkit.etcd.process import LOG_ROTATE_BYTES, _rotate
+
+    log = tmp_path / "etcd.log"
+    log.write_bytes(b"x" * (LOG_ROTATE_BYTES + 1))
+    _rotate(log)
+    assert not log.exists() and (tmp_path / "etcd.log.1").stat().st_size == LOG_ROTATE_BYTES + 1
+    log.write_bytes(b"short")
+    _rotate(log)  # below the bound: left alone
+    assert log.read_bytes() == b"short"

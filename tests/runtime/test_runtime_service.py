@@ -294,3 +294,13 @@ async def test_profiles_naming_an_unknown_agent_kind_fail_at_start() -> None:
     settings = Settings(listen="127.0.0.1:0", sections={"profiles": {"x": "no-such-kind"}})
     with pytest.raises(InvalidArgument):
         await start_services(["runtime"], settings)
+
+
+async def test_a_notebook_reply_stays_short_however_many_notes_it_holds() -> None:
+    runtime = LocalAgentRuntime()
+    info = await runtime.create_session("planner", "notebook", DRAFT)
+    for i in range(30):
+        reply = await say(runtime, info.session_id, f"remember note {i}")
+    assert reply.endswith("30 notes, the newest: " + "; ".join(f"note {i}" for i in range(20, 30)))
+    recall = await say(runtime, info.session_id, "recall")
+    assert recall.endswith("I remember: " + "; ".join(f"note {i}" for i in range(30)))

@@ -54,9 +54,13 @@ async def open_store(settings: Settings, resources: Resources) -> PlanStore:
     if backend == "sqlite":
         from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 
-        return await SqliteContinuityStore.open(
+        store = await SqliteContinuityStore.open(
             settings.resolved_sqlite_path(), snapshot_limit_bytes=limit, receipt_retention=retention
         )
+        # A full disk turns health NOT_SERVING and shows in status, like a full etcd.
+        store.on_full = lambda detail: resources.conditions.report_full("sqlite", detail)
+        store.on_recovered = lambda: resources.conditions.report_recovered("sqlite")
+        return store
     if backend == "memory":
         from mobkit.continuity.memory import MemoryContinuityStore
 

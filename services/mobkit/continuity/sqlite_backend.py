@@ -92,6 +92,10 @@ class SqliteContinuityStore(PlanStore):
         self.transactions = 0  # committed or rolled back; group commit keeps it low
         self.sweep_interval = 60.0
         self._next_sweep_ms = 0
+        self.on_full: Callable[[str], None] | None = None
+        """Told the detail when the disk fills up (health, metric, status follow it)."""
+        self.on_recovered: Callable[[], None] | None = None
+        self._full = False
 
     @classmethod
     async def open(
@@ -156,6 +160,7 @@ class SqliteContinuityStore(PlanStore):
                     outcomes = await loop.run_in_executor(self._executor, self._group, plans)
                 except RuntimeError as exc:  # executor shut down under us
                     outcomes = [StoreUnavailable(str(exc), backend="sqlite")] * len(group)
+                self._track_space(outcomes)
                 for (_, future), outcome in zip(group, outcomes, strict=True):
                     if future.done():  # the caller gave up waiting: the outcome stands
                         continue
@@ -171,6 +176,19 @@ class SqliteContinuityStore(PlanStore):
                 if not future.done():
                     future.set_exception(StoreUnavailable("store is closing", backend="sqlite"))
             self._pending = []
+
+    def _track_space(self, outcomes: list[object]) -> None:
+        full = next((o for o in outcomes if isinstance(o, BackendFull)), None)
+        if full is not None and not self._full:
+            self._full = True
+            if self.on_full is not None:
+                self.on_full(full.detail)
+        elif full is None and self._full and any(
+            not isinstance(o, BaseException) for o in outcomes
+        ):
+            self._full = False  # a transaction committed again
+            if self.on_recovered is not None:
+                self.on_recovered()
 
     # -- on the connection's thread -------------------------------------------------
 

@@ -162,6 +162,17 @@ def _die_with_parent() -> tuple[list[str], Callable[[], None] | None]:
     return [], preexec
 
 
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
+"""At start, a log past this size moves to ``<log>.1`` (replacing the one before), so
+restarts never grow it without a bound; etcd itself logs warnings and errors only."""
+
+
+def _rotate(log: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if log.stat().st_size > LOG_ROTATE_BYTES:
+            log.replace(log.with_name(log.name + ".1"))
+
+
 def _kill_popen(popen: subprocess.Popen[bytes]) -> None:
     if popen.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -316,6 +327,7 @@ class EtcdProcess:
             f"--auto-compaction-mode={self.auto_compaction_mode}",
             f"--auto-compaction-retention={self.auto_compaction_retention}",
             "--logger=zap",
+            "--log-level=warn",
             "--log-outputs=stderr",
         ]
         if self.unsafe_no_fsync:
@@ -331,6 +343,7 @@ class EtcdProcess:
         self._assign_ports()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._close_log()
+        _rotate(self.log_path)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self._log_offset = self._log.tell()
         prefix, preexec = _die_with_parent()

@@ -68,7 +68,7 @@ from mobkit.core.errors import (
 )
 from mobkit.core.types import MobStructuralEventEnvelope
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.errors import EtcdCompacted, EtcdError, EtcdUnavailable
+from mobkit.etcd.errors import EtcdCompacted, EtcdError, EtcdUnavailable, backend_error
 from mobkit.etcd.ops import (
     compare_create_revision,
     compare_mod_revision,
@@ -391,8 +391,8 @@ class EtcdEventLog:
             except EtcdUnavailable as exc:
                 if attempt + 1 == attempts:
                     raise BackendUnavailable(_BACKEND, str(exc)) from exc
-            except EtcdError as exc:
-                raise BackendUnavailable(_BACKEND, str(exc)) from exc
+            except EtcdError as exc:  # out of space: BACKEND_FULL
+                raise backend_error(exc, _BACKEND) from exc
             await asyncio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -492,8 +492,8 @@ class EtcdEventLog:
                 if attempt + 1 == _APPEND_ATTEMPTS:
                     raise BackendUnavailable(_BACKEND, str(exc)) from exc
                 log.info("event append failed (%s); retrying", exc)
-            except EtcdError as exc:
-                raise BackendUnavailable(_BACKEND, str(exc)) from exc
+            except EtcdError as exc:  # out of space: BACKEND_FULL
+                raise backend_error(exc, _BACKEND) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
         if reply.succeeded:
@@ -612,8 +612,8 @@ class EtcdEventLog:
                     if len(read.events) < CATCH_UP_PAGE:
                         start_revision = read.revision + 1
                         break
-            except EtcdError as exc:
-                raise BackendUnavailable(_BACKEND, str(exc)) from exc
+            except EtcdError as exc:  # out of space: BACKEND_FULL
+                raise backend_error(exc, _BACKEND) from exc
 
     # -- retention ------------------------------------------------------------------------
 

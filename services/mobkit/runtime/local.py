@@ -26,6 +26,9 @@ class _Session:
     agent: Agent
     turns: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    exported: bytes | None = None
+    """The last export, while the state is still what it holds: a failed turn rolls
+    back to it, so a turn serialises a large state once (its export), not twice."""
 
 
 class LocalAgentRuntime:
@@ -156,12 +159,14 @@ class LocalAgentRuntime:
                 _send_to_peer=send_to_peer,
                 _call_tool=call_tool,
             )
-            before = json.dumps(session.agent.state)
+            exported, session.exported = session.exported, None
+            before = exported or json.dumps({"state": session.agent.state}).encode()
             try:
                 output = await session.agent.on_turn(ctx, message.content)
             except BaseException:
                 # A failed turn leaves no trace: the state is what the last checkpoint holds.
-                session.agent.state = json.loads(before)
+                session.agent.state = json.loads(before)["state"]
+                session.exported = exported
                 raise
             session.turns += 1
             return TurnOutcome(output=output, turn=session.turns)
@@ -175,7 +180,8 @@ class LocalAgentRuntime:
             "turns": session.turns,
             "state": session.agent.state,
         }
-        return SessionSnapshot(json.dumps(body, sort_keys=True).encode())
+        session.exported = json.dumps(body, sort_keys=True).encode()
+        return SessionSnapshot(session.exported)
 
     async def close_session(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)

@@ -1,7 +1,9 @@
 """``notebook``: a deterministic agent whose reply shows its continuity.
 
 Each reply says how many turns the session has seen and what the notebook
-holds, so a restart or failover that lost state is visible from outside.
+holds, so a restart or failover that lost state is visible from outside. Past
+``SHOWN_NOTES`` notes a reply shows the count and the newest ones (``recall``
+lists them all), so a reply does not grow with the notebook.
 
 Commands (anything else is just noted):
   ``remember TEXT``  add a note
@@ -18,6 +20,8 @@ import json
 
 from mobkit.core.errors import InvalidArgument
 from mobkit.runtime.sdk import Agent, TurnContext
+
+SHOWN_NOTES = 10
 
 
 class NotebookAgent(Agent):
@@ -58,4 +62,6 @@ class NotebookAgent(Agent):
             self.state["last_message"] = message
             said = f"heard {message!r}"
         memory = "; ".join(notes) if notes else "nothing yet"
+        if len(notes) > SHOWN_NOTES and command != "recall":
+            memory = f"{len(notes)} notes, the newest: " + "; ".join(notes[-SHOWN_NOTES:])
         return f"[{self.identity} turn {turns}] {said}. I remember: {memory}"

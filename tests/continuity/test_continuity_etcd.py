@@ -199,6 +199,40 @@ async def test_steady_saves_cost_one_round_trip(store: EtcdContinuityStore) -> N
     assert store.client.round_trips - before == 10
 
 
+async def test_concurrent_saves_share_txns_and_each_keeps_its_own_compares(
+    store: EtcdContinuityStore,
+) -> None:
+    ids = [f"w-{i:02d}" for i in range(24)]
+    tokens = {i: await take_lease(store, i) for i in ids}
+    for i in ids:
+        await store.upsert_continuity_record(record(i, f"s-{i}"), tokens[i])
+    # Two saves of one identity's same version race among the others: one of them must
+    # lose (its compare fails inside the shared txn) without failing its neighbours.
+    stale = ids[0]
+    before, grouped = store.client.round_trips, store.grouped_txns
+    outcomes = await asyncio.gather(
+        *(store.save_session_snapshot(i, f"s-{i}", 0, 1, tokens[i], snapshot(i)) for i in ids),
+        store.save_session_snapshot(stale, f"s-{stale}", 0, 1, tokens[stale], snapshot("B")),
+        return_exceptions=True,
+    )
+    assert store.grouped_txns > grouped
+    assert store.client.round_trips - before < len(ids)
+    assert all(isinstance(o, str) for o in outcomes[1:-1])
+    assert sum(isinstance(o, StaleCheckpointVersion) for o in (outcomes[0], outcomes[-1])) == 1
+    # A save under a token that lost its lease fails alone, also in a group.
+    fenced = ids[1]
+    await take_lease(store, fenced)  # someone else holds it now
+    outcomes = await asyncio.gather(
+        *(store.save_session_snapshot(i, f"s-{i}", 0, 2, tokens[i], snapshot(i)) for i in ids),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], StaleFencingToken)
+    assert all(isinstance(o, str) for i, o in enumerate(outcomes) if i != 1)
+    entries = await store.resolve_many(ids)
+    versions = {i: s.record.checkpoint_version for i, s in entries if isinstance(s, Ready)}
+    assert versions == {i: 1 if i == fenced else 2 for i in ids}
+
+
 async def test_a_no_op_on_a_stale_cache_is_not_a_success(pair: tuple[Any, Any]) -> None:
     a, b = pair
     await a.upsert_continuity_record(record(), 5)

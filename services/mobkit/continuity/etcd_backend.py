@@ -100,7 +100,7 @@ CACHEABLE_VALUE_BYTES = 128 * 1024
 RECEIPT_BUCKETS = 24
 """Receipt leases per retention period: a receipt outlives its retention by at most
 ``retention / RECEIPT_BUCKETS``."""
-DEFAULT_INFLIGHT_TXNS = int(__import__("os").environ.get("MK_INFLIGHT", "1"))  # XXX experiment
+DEFAULT_INFLIGHT_TXNS = 1
 """Commit txns in flight at once; commits that arrive meanwhile wait and go together."""
 GROUP_MAX = 64
 """Commits per grouped txn (etcd's ``--max-txn-ops`` bounds it further)."""
@@ -582,16 +582,34 @@ class EtcdContinuityStore(PlanStore):
     async def range_at(self, keys: Sequence[bytes], revision: int) -> rpc_pb2.TxnResponse:
         """Read ``keys`` in one read-only txn at ``revision`` (0: now, linearizable)."""
         async with self._read_slots:
-            return await self.client.txn(
-                txn_request(
-                    success=[
-                        rpc_pb2.RequestOp(
-                            request_range=rpc_pb2.RangeRequest(key=k, revision=revision)
-                        )
-                        for k in keys
-                    ]
+            try:
+                return await self.client.txn(
+                    txn_request(
+                        success=[
+                            rpc_pb2.RequestOp(
+                                request_range=rpc_pb2.RangeRequest(key=k, revision=revision)
+                            )
+                            for k in keys
+                        ]
+                    )
                 )
-            )
+            except EtcdNoSpace:
+                # Over its quota etcd refuses every txn, even read-only ones, but still
+                # serves ranges: reads (resolve, load, a rewind) keep working while full.
+                return await self._ranges_at(keys, revision)
+
+    async def _ranges_at(self, keys: Sequence[bytes], revision: int) -> rpc_pb2.TxnResponse:
+        """What ``range_at`` answers, from one range per key, all at one revision."""
+        reply = rpc_pb2.TxnResponse(succeeded=True)
+        for key in keys:
+            found = await self.client.range(key, revision=revision)
+            if revision == 0:
+                revision = int(found.header.revision)
+                reply.header.CopyFrom(found.header)
+            reply.responses.add().response_range.CopyFrom(found)
+        if not keys:
+            reply.header.revision = revision
+        return reply
 
 
 class _Reader:
@@ -663,13 +681,11 @@ class _Reader:
             key=full, range_end=prefix_end(full), revision=self.revision, keys_only=True
         )
         async with store._read_slots:
-            reply = await store.client.txn(
-                txn_request(success=[rpc_pb2.RequestOp(request_range=request)])
-            )
+            found = await store.client.kv.Range(request)  # a range works even over quota
         if self.revision == 0:
-            self.revision = int(reply.header.revision)
+            self.revision = int(found.header.revision)
         cut = len(store.namespace)
-        return tuple(bytes(kv.key)[cut:] for kv in reply.responses[0].response_range.kvs)
+        return tuple(bytes(kv.key)[cut:] for kv in found.kvs)
 
     async def _fetch(self, keys: list[bytes], tolerate: bool) -> dict[bytes, _Fetched]:
         store = self._store

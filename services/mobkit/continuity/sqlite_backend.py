@@ -183,8 +183,8 @@ class SqliteContinuityStore(PlanStore):
             self._full = True
             if self.on_full is not None:
                 self.on_full(full.detail)
-        elif full is None and self._full and any(
-            not isinstance(o, BaseException) for o in outcomes
+        elif (
+            full is None and self._full and any(not isinstance(o, BaseException) for o in outcomes)
         ):
             self._full = False  # a transaction committed again
             if self.on_recovered is not None:

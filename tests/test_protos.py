@@ -30,6 +30,7 @@ API: dict[str, dict[str, dict[str, tuple[bool, bool]]]] = {
                 "DeleteSessionSnapshotIfCurrentRevision",
                 "ResolveRecordBySession",
                 "GetContinuityHealth",
+                "LoadReceipt",  # compatible extension beyond API.md (receipts kept for a time)
             ],
             UNARY,
         ),

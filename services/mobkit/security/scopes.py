@@ -36,6 +36,7 @@ REQUIRED_SCOPES: dict[str, dict[str, Scope]] = {
     "mobkit.continuity.v1.ContinuityStoreService": {
         "ResolveMany": R,
         "LoadSessionSnapshot": R,
+        "LoadReceipt": R,
         "SaveSessionSnapshot": W,
         "UpsertContinuityRecord": W,
         "DeleteContinuityRecord": A,

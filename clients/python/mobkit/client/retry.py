@@ -56,6 +56,7 @@ IDEMPOTENT: frozenset[str] = frozenset(
                 "UpsertContinuityRecord",
                 "ResolveRecordBySession",
                 "GetContinuityHealth",
+                "LoadReceipt",
             )
         ),
         "/mobkit.roster.v1.RosterService/GetRoster",

@@ -85,6 +85,9 @@ def goal(met: bool | None, text: str, why: str = "") -> str:
     return f"(goal {text}: {verdict}{', ' + why if why else ''})"
 
 
+COMPACTION_INTERVAL = 30
+
+
 def suite(tmp: Path, etcd: str, roster: Path, name: str) -> ServeProcess:
     args = [
         "--etcd-endpoints",
@@ -101,8 +104,20 @@ def suite(tmp: Path, etcd: str, roster: Path, name: str) -> ServeProcess:
         name,
         "--log-level",
         "WARNING",
+        # MobKit's compactor at a tenth of its 300 s default, so a phase of a few minutes
+        # sees several compactions (history is kept one interval, as in production).
+        "--etcd-compaction-interval",
+        str(COMPACTION_INTERVAL),
     ]
     return ServeProcess("all", args, log_dir=tmp, name=name)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def etcd_metrics(
@@ -326,9 +341,9 @@ async def fleet_turns(
 
 
 @contextlib.asynccontextmanager
-async def fresh_suite(tmp: Path, name: str, ids: list[str]) -> AsyncIterator[tuple[str, str]]:
+async def fresh_suite(tmp: Path, name: str, ids: list[str]) -> AsyncIterator[tuple[str, str, int]]:
     """A fresh etcd and ``mobkit serve all`` on it with ``ids`` all Active:
-    (etcd endpoint, suite address)."""
+    (etcd endpoint, suite address, suite pid)."""
     etcd = EtcdProcess(tmp / f"etcd-{name}")
     await etcd.start_async()
     try:
@@ -336,7 +351,7 @@ async def fresh_suite(tmp: Path, name: str, ids: list[str]) -> AsyncIterator[tup
         with suite(tmp, etcd.endpoint, roster, name) as proc:
             async with grpc.aio.insecure_channel(proc.address or "") as ch:
                 await wait_fleet(ch, len(ids), owners=1, timeout=120)
-            yield etcd.endpoint, proc.address or ""
+            yield etcd.endpoint, proc.address or "", proc.pid
     finally:
         await etcd.stop_async()
 
@@ -355,11 +370,20 @@ async def phase_growth(tmp: Path, args: argparse.Namespace) -> None:
         f" notes, etcd continuity, fresh etcd",
         flush=True,
     )
-    async with fresh_suite(tmp, "growth", ["solo"]) as (etcd, address):
+    async with fresh_suite(tmp, "growth", ["solo"]) as (etcd, address, pid):
+        rss_before = rss_mib(pid)
         g = await growth(
             address, etcd, "solo", args.turns, args.window, args.note_bytes, args.growth_budget
         )
+        rss_after = rss_mib(pid)
+        status = await etcd_status(etcd)
     report_growth(g, args.turns, args.window)
+    print(
+        f"  suite RSS {rss_after:,.0f} MiB after the turns vs {rss_before:,.0f} MiB before"
+        f" = {rss_after / rss_before:.2f}x; etcd dbSize {status.dbSize / MiB:,.1f} MiB"
+        f" (in use {status.dbSizeInUse / MiB:,.1f} MiB)",
+        flush=True,
+    )
 
 
 async def phase_fleet(tmp: Path, args: argparse.Namespace, bare: list[float]) -> None:
@@ -369,7 +393,8 @@ async def phase_fleet(tmp: Path, args: argparse.Namespace, bare: list[float]) ->
         f" {args.concurrency} in flight, etcd continuity, fresh etcd",
         flush=True,
     )
-    async with fresh_suite(tmp, "fleet", ids) as (etcd, address):
+    async with fresh_suite(tmp, "fleet", ids) as (etcd, address, pid):
+        rss_before = rss_mib(pid)
         lat = await send_latency(address, ids, args.echo_samples)
         ratio = pct(lat, 0.5) / pct(bare, 0.5)
         print(
@@ -382,6 +407,7 @@ async def phase_fleet(tmp: Path, args: argparse.Namespace, bare: list[float]) ->
         )
         status = await etcd_status(etcd)
         keys, live = await live_data(etcd, "/soak-fleet/")
+        rss_after = rss_mib(pid)
     failed = ", ".join(f"{n} {code}" for code, n in run.failures.items())
     print(
         f"  {run.done:,} turns in {run.seconds:.0f} s ({run.done / max(run.seconds, 1e-9):.0f}/s)"
@@ -397,6 +423,10 @@ async def phase_fleet(tmp: Path, args: argparse.Namespace, bare: list[float]) ->
         f" = {ratio:.1f}x; dbSizeInUse {status.dbSizeInUse / MiB:,.1f} MiB"
         f" = {status.dbSizeInUse / max(1, live):.1f}x"
         f" {goal(ratio <= GOAL_DB_RATIO and complete, f'<= {GOAL_DB_RATIO:.0f}x', why)}"
+    )
+    print(
+        f"  suite RSS {rss_after:,.0f} MiB after the turns vs {rss_before:,.0f} MiB before"
+        f" = {rss_after / rss_before:.2f}x"
     )
 
 

@@ -410,3 +410,57 @@ async def test_a_full_sqlite_disk_is_backend_full_and_recovers(tmp_path: Path) -
         assert told[-1] is None  # recovered, once
     finally:
         await store.close()
+
+
+async def test_a_full_sqlite_disk_shows_in_the_process_conditions(tmp_path: Path) -> None:
+    """What health (NOT_SERVING), the metric and `mobkit status` follow."""
+    from mobkit.continuity.service import open_store
+    from mobkit.core.errors import BackendFull
+    from mobkit.server.config import Settings
+    from mobkit.server.resources import Resources
+
+    settings = Settings(continuity_backend="sqlite", sqlite_path=str(tmp_path / "c.sqlite3"))
+    resources = Resources(settings)
+    store = await open_store(settings, resources)
+    assert isinstance(store, SqliteContinuityStore)
+    loop = asyncio.get_running_loop()
+    try:
+        await store.upsert_continuity_record(record(), 1)
+        (used,) = await loop.run_in_executor(
+            store._executor, lambda: store._conn.execute("PRAGMA page_count").fetchone()
+        )
+        await loop.run_in_executor(
+            store._executor, store._conn.execute, f"PRAGMA max_page_count={used + 2}"
+        )
+        with pytest.raises(BackendFull):
+            await store.save_session_snapshot(
+                "planner", "s-1", 0, 1, 1, SessionSnapshot(os.urandom(4 * MIB))
+            )
+        assert [c.backend for c in resources.conditions.current()] == ["sqlite"]
+        assert resources.conditions.degraded
+        await loop.run_in_executor(
+            store._executor, store._conn.execute, "PRAGMA max_page_count=1000000"
+        )
+        await store.save_session_snapshot("planner", "s-1", 0, 1, 1, snapshot("fits"))
+        assert not resources.conditions.degraded
+    finally:
+        await store.close()
+        await resources.close()
+
+
+async def test_etcd_holds_a_snapshot_at_the_default_64_mib_limit(
+    etcd_client: object, etcd_prefix: str
+) -> None:
+    from mobkit.core.errors import SnapshotTooLarge
+
+    store = EtcdContinuityStore(etcd_client, prefix=etcd_prefix)  # type: ignore[arg-type]
+    store.lease_fence = False
+    assert store.snapshot_limit_bytes == 64 * MIB  # the default
+    await store.upsert_continuity_record(record(), 1)
+    data = random.Random(64).randbytes(64 * MIB)
+    with pytest.raises(SnapshotTooLarge):
+        await store.save_session_snapshot("planner", "s-1", 0, 1, 1, SessionSnapshot(data + b"!"))
+    await store.save_session_snapshot("planner", "s-1", 0, 1, 1, SessionSnapshot(data))
+    loaded = await store.load_session_snapshot("s-1")
+    assert loaded is not None and loaded.snapshot.data == data
+    await store.delete_continuity_record("planner", 1)  # and its 64 MiB of chunks

@@ -108,7 +108,8 @@ async def thousand_later_turns(
         receipts[key] = await send(channel, identity, f"remember n{i:04d}", key=key)
         assert receipts[key].checkpoint_version == i + 1, receipts[key]
     last = receipts[f"later-{LATER_TURNS:04d}"]
-    assert "the first note" in last.output and f"n{LATER_TURNS:04d}" in last.output
+    # The reply names the count and the newest notes (recall lists them all).
+    assert f"{LATER_TURNS + 1} notes" in last.output and f"n{LATER_TURNS:04d}" in last.output
     return first, receipts
 
 

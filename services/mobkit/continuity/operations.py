@@ -244,15 +244,30 @@ class SnapshotWrite:
 
     @classmethod
     def of(
-        cls, identity: str, session_id: str, generation: int, version: int, token: int, data: bytes
+        cls,
+        identity: str,
+        session_id: str,
+        generation: int,
+        version: int,
+        token: int,
+        data: bytes,
+        cutter: chunking.IncrementalCutter | None = None,
     ) -> SnapshotWrite:
-        header = SnapshotHeader(
-            identity, session_id, generation, version, token, content_revision(data), len(data)
-        )
+        def header(revision: str) -> SnapshotHeader:
+            return SnapshotHeader(
+                identity, session_id, generation, version, token, revision, len(data)
+            )
+
         if not chunking.is_chunked(len(data)):
-            return cls(header, encode_snapshot(header, data))
-        chunks = tuple(chunking.split(data))
-        return cls(header, encode_manifest(header, [ref for ref, _ in chunks]), chunks)
+            plain = header(content_revision(data))
+            return cls(plain, encode_snapshot(plain, data))
+        if cutter is not None:
+            cut = cutter.cut((identity, session_id), data)
+            chunks, revision = cut.chunks, cut.revision
+        else:
+            chunks, revision = tuple(chunking.split(data)), content_revision(data)
+        chunked = header(revision)
+        return cls(chunked, encode_manifest(chunked, [ref for ref, _ in chunks]), chunks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,6 +556,7 @@ class PlanStore(ABC):
         self.clock = clock
         self.bytes_written = 0
         """Bytes of keys and values put so far (how much a save costs the store)."""
+        self._cutter = chunking.IncrementalCutter()
         self._collecting: set[AgentIdentity] = set()
         self._collector: asyncio.Task[None] | None = None
 
@@ -619,7 +635,7 @@ class PlanStore(ABC):
         data = snapshot.data
         if len(data) > self.snapshot_limit_bytes:
             raise SnapshotTooLarge(len(data), self.snapshot_limit_bytes)
-        write = SnapshotWrite.of(ident, sid, gen, ver, token, data)
+        write = SnapshotWrite.of(ident, sid, gen, ver, token, data, self._cutter)
         return await self._execute(lambda: save_plan(ident, write, stored_receipt), writes=True)
 
     def _receipt_write(self, identity: AgentIdentity, receipt: TurnReceipt) -> ReceiptWrite:

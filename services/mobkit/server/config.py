@@ -39,7 +39,7 @@ class Settings:
     etcd_cert: str | None = None
     etcd_key: str | None = None
     # Seconds between MobKit's own etcd compactions (one replica compacts); 0: never.
-    etcd_compaction_interval: float = 300.0
+    etcd_compaction_interval: float = 60.0
     # Seconds between checks for etcd's NOSPACE alarm (health, status, metric); 0: never.
     etcd_alarm_interval: float = 5.0
     continuity_backend: str = "sqlite"

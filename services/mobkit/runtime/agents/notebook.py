@@ -61,7 +61,8 @@ class NotebookAgent(Agent):
         else:
             self.state["last_message"] = message
             said = f"heard {message!r}"
-        memory = "; ".join(notes) if notes else "nothing yet"
         if len(notes) > SHOWN_NOTES and command != "recall":
             memory = f"{len(notes)} notes, the newest: " + "; ".join(notes[-SHOWN_NOTES:])
+        else:
+            memory = "; ".join(notes) if notes else "nothing yet"
         return f"[{self.identity} turn {turns}] {said}. I remember: {memory}"

@@ -1,0 +1,51 @@
+"""The incremental cutter gives exactly what a fresh cut and a fresh SHA-256 give."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mobkit.continuity import chunking
+
+edits = st.lists(
+    st.tuples(st.sampled_from(["append", "insert", "replace", "truncate"]), st.integers(0, 2**31)),
+    min_size=1,
+    max_size=6,
+)
+
+
+def _edit(data: bytes, kind: str, seed: int) -> bytes:
+    rng = random.Random(seed)
+    at = rng.randrange(len(data) + 1)
+    blob = rng.randbytes(rng.randrange(1, 3000))
+    if kind == "append":
+        return data + blob
+    if kind == "insert":
+        return data[:at] + blob + data[at:]
+    if kind == "replace":
+        return data[:at] + blob + data[at + len(blob) :]
+    return data[:at]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), size=st.integers(0, 600_000), steps=edits)
+def test_incremental_cuts_equal_fresh_cuts(seed: int, size: int, steps: list) -> None:
+    cutter = chunking.IncrementalCutter()
+    data = random.Random(seed).randbytes(size)
+    for kind, edit_seed in [("append", 0), *steps]:
+        cut = cutter.cut(("planner", "s-1"), data)
+        fresh = chunking.split(data)
+        assert [ref for ref, _ in cut.chunks] == [ref for ref, _ in fresh]
+        assert b"".join(bytes(piece) for _, piece in cut.chunks) == data
+        assert cut.revision == hashlib.sha256(data).hexdigest()
+        data = _edit(data, kind, edit_seed)
+
+
+def test_the_cutter_remembers_a_bounded_number_of_bytes() -> None:
+    cutter = chunking.IncrementalCutter(max_bytes=1_000_000)
+    for i in range(10):
+        cutter.cut(("planner", f"s-{i}"), random.Random(i).randbytes(300_000))
+    assert cutter._bytes <= 1_000_000 and len(cutter._last) == 3

@@ -28,6 +28,15 @@ EXAMPLE_CONFIG = EXAMPLES / "mobkit.toml"
 SPLIT_SERVICES = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
 
 
+def local_etcd_endpoint(data_dir: str | Path) -> str | None:
+    """The endpoint of the etcd ``mobkit up`` runs for ``data_dir``, if it has one."""
+    ports_file = Path(data_dir) / "etcd" / "ports.json"
+    try:
+        return f"http://127.0.0.1:{int(json.loads(ports_file.read_text())['client'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 async def _local_etcd(data_dir: Path) -> object:
     """A local etcd whose ports are remembered, so a restart finds the same member."""
     from mobkit.etcd.process import EtcdProcess, free_ports

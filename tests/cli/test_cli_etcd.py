@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_status_compact_defrag_disarm(
 
 
 def test_unreachable_etcd_exits_6_and_no_endpoints_is_usage(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("MOBKIT_ETCD_ENDPOINTS", raising=False)
     dead = f"http://127.0.0.1:{free_ports(1)[0]}"
@@ -61,5 +62,21 @@ def test_unreachable_etcd_exits_6_and_no_endpoints_is_usage(
     assert main(["etcd", "recover", "--etcd-endpoints", dead, "--timeout", "1", "--json"]) == 6
     error = json.loads(capsys.readouterr().err)["error"]
     assert (error["reason"], error["exit_code"]) == ("UNAVAILABLE", 6)
-    assert main(["etcd", "status"]) == 2
+    assert main(["etcd", "status", "--data-dir", str(tmp_path)]) == 2
     assert "no etcd endpoints" in capsys.readouterr().err
+
+
+def test_without_endpoints_it_finds_the_etcd_mobkit_up_runs(
+    etcd: EtcdProcess,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("MOBKIT_ETCD_ENDPOINTS", raising=False)
+    data = tmp_path / "up"
+    (data / "etcd").mkdir(parents=True)
+    ports = {"client": etcd.client_port, "peer": etcd.peer_port}
+    (data / "etcd" / "ports.json").write_text(json.dumps(ports))
+    assert main(["etcd", "status", "--data-dir", str(data), "--json"]) == 0
+    (member,) = json.loads(capsys.readouterr().out)
+    assert member["endpoint"] == f"http://127.0.0.1:{etcd.client_port}"

@@ -38,6 +38,7 @@ ETCD_OPTIONS = (
     "etcd_key",
     "etcd_username",
     "etcd_password",
+    "data_dir",  # without endpoints: the etcd `mobkit up` runs for it
 )
 DEFRAG_TIMEOUT = 300.0
 
@@ -63,7 +64,16 @@ class Etcd:
 
     def __init__(self, settings: Settings, timeout: float) -> None:
         if not settings.etcd_endpoints:
-            raise ValueError("no etcd endpoints: give --etcd-endpoints (or MOBKIT_ETCD_ENDPOINTS)")
+            from mobkit.up import local_etcd_endpoint
+
+            # Without endpoints: the etcd that `mobkit up` runs for this data dir.
+            local = local_etcd_endpoint(settings.data_dir)
+            if local is None:
+                raise ValueError(
+                    "no etcd endpoints: give --etcd-endpoints (or MOBKIT_ETCD_ENDPOINTS), "
+                    f"or run it where `mobkit up` keeps {settings.data_dir}/etcd"
+                )
+            settings.etcd_endpoints = [local]
         self.settings = settings
         self.timeout = timeout
 

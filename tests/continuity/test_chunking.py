@@ -7,8 +7,11 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyfastcdc import FastCDC
 
 from mobkit.continuity import chunking
+
+FASTCDC = FastCDC(avg_size=chunking.AVG_CHUNK_BYTES)
 
 edits = st.lists(
     st.tuples(st.sampled_from(["append", "insert", "replace", "truncate"]), st.integers(0, 2**31)),
@@ -39,6 +42,10 @@ def test_incremental_cuts_equal_fresh_cuts(seed: int, size: int, steps: list) ->
         cut = cutter.cut(("planner", "s-1"), data)
         fresh = chunking.split(data)
         assert [ref for ref, _ in cut.chunks] == [ref for ref, _ in fresh]
+        # ... and a fresh cut is FastCDC's own, each chunk named by its SHA-256.
+        assert [ref.length for ref, _ in fresh] == [c.length for c in FASTCDC.cut_buf(data)]
+        for ref, piece in fresh:
+            assert ref.digest == hashlib.sha256(piece).digest()
         assert b"".join(bytes(piece) for _, piece in cut.chunks) == data
         assert cut.revision == hashlib.sha256(data).hexdigest()
         data = _edit(data, kind, edit_seed)

@@ -45,14 +45,10 @@ class ChunkRef:
         return self.digest.hex()
 
 
-def split(data: bytes) -> list[tuple[ChunkRef, memoryview]]:
-    """The chunks of ``data`` in order, with their bytes (views into ``data``)."""
-    view = memoryview(data)
-    out: list[tuple[ChunkRef, memoryview]] = []
-    for chunk in _CUTTER.cut_buf(view):
-        piece = view[chunk.offset : chunk.offset + chunk.length]
-        out.append((ChunkRef(hashlib.sha256(piece).digest(), chunk.length), piece))
-    return out
+def split(data: bytes) -> tuple[tuple[ChunkRef, memoryview], ...]:
+    """The chunks of ``data`` in order, with their bytes (views into ``data``), cut
+    afresh."""
+    return IncrementalCutter(max_bytes=0).cut(("", ""), data).chunks
 
 
 def is_chunked(size: int) -> bool:
@@ -67,13 +63,30 @@ class Cut:
     revision: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Last:
     data: bytes
-    chunks: tuple[tuple[ChunkRef, memoryview], ...]
+    refs: tuple[ChunkRef, ...]
     starts: tuple[int, ...]
     hashed: tuple[Any, ...]
     """SHA-256 state over ``data[:starts[i]]``, for each chunk ``i``."""
+
+    def reusable(self, data: bytes) -> int:
+        """How many leading chunks ``data`` shares with this, never counting the last
+        (cut by the end of the data, not by its content). Compared with
+        ``bytes.startswith`` (memcmp, no copy): memoryview equality goes element by
+        element (1,000x slower), and slicing copies megabytes every turn."""
+        old = memoryview(self.data)
+        if len(self.refs) < 2:
+            return 0
+        if data.startswith(old[: self.starts[-1]]):  # the usual turn: an append
+            return len(self.refs) - 1
+        keep = 0
+        for ref, start in zip(self.refs[:-1], self.starts, strict=False):
+            if not data.startswith(old[start : start + ref.length], start):
+                break
+            keep += 1
+        return keep
 
 
 class IncrementalCutter:
@@ -81,14 +94,13 @@ class IncrementalCutter:
 
     A session's next snapshot usually shares a long prefix with its last one (state
     appended to, or changed near its end). Every chunk that lies whole within that
-    prefix, except the last one (cut by the end of the data, not by its content), ends
-    where a fresh cut would end it: FastCDC decides a boundary from the bytes since the
-    previous one only. So only the rest is cut and hashed again, and the content
-    revision continues from the SHA-256 state saved at that chunk's start. A turn then
-    costs a comparison of the prefix (memcmp speed) plus work on what changed, not a
-    cut and two hashes of the whole state. The result is what :func:`split` and a
-    fresh SHA-256 would give. Remembered data is bounded in bytes (least recently
-    used sessions are forgotten)."""
+    prefix, except the last one, ends where a fresh cut would end it: FastCDC decides a
+    boundary from the bytes since the previous one only. So only the rest is cut and
+    hashed again, and the content revision continues from the SHA-256 state saved at
+    that chunk's start. A turn then costs a comparison of the prefix (memcmp speed)
+    plus work on what changed, not a cut and two hashes of the whole state. The result
+    is what a fresh cut and a fresh SHA-256 give. Remembered data is bounded in bytes
+    (least recently used sessions are forgotten)."""
 
     def __init__(self, max_bytes: int = 128 * 1024 * 1024) -> None:
         self._max_bytes = max_bytes
@@ -99,38 +111,23 @@ class IncrementalCutter:
         last = self._last.pop(key, None)
         if last is not None:
             self._bytes -= len(last.data)
-        view = memoryview(data)
-        keep = 0
-        if last is not None and len(last.chunks) > 1:
-            # Reuse the chunks that match, but never the last old one. Compared with
-            # bytes.startswith (memcmp, no copy): memoryview equality goes element by
-            # element (1,000x slower), and slicing copies megabytes every turn.
-            old = memoryview(last.data)
-            if data.startswith(old[: last.starts[-1]]):  # the usual turn: an append
-                keep = len(last.chunks) - 1
-            else:
-                for (ref, _), start in zip(last.chunks[:-1], last.starts, strict=False):
-                    if not data.startswith(old[start : start + ref.length], start):
-                        break
-                    keep += 1
-        start = last.starts[keep] if last is not None and keep else 0
-        digest = last.hashed[keep].copy() if last is not None and keep else hashlib.sha256()
+        keep = last.reusable(data) if last is not None else 0
+        refs = list(last.refs[:keep]) if last is not None else []
         starts = list(last.starts[:keep]) if last is not None else []
-        kept = tuple(
-            (ref, view[begin : begin + ref.length])  # views of the new data, not the old
-            for (ref, _), begin in zip(last.chunks[:keep] if last else (), starts, strict=True)
-        )
         hashed = list(last.hashed[:keep]) if last is not None else []
-        fresh: list[tuple[ChunkRef, memoryview]] = []
+        start, digest = 0, hashlib.sha256()
+        if last is not None and keep:
+            start, digest = last.starts[keep], last.hashed[keep].copy()
+        view = memoryview(data)
         for chunk in _CUTTER.cut_buf(view[start:]):
             begin = start + chunk.offset
             piece = view[begin : begin + chunk.length]
             starts.append(begin)
             hashed.append(digest.copy())
             digest.update(piece)
-            fresh.append((ChunkRef(hashlib.sha256(piece).digest(), chunk.length), piece))
-        chunks = (*kept, *fresh)
-        self._remember(key, _Last(data, chunks, tuple(starts), tuple(hashed)))
+            refs.append(ChunkRef(hashlib.sha256(piece).digest(), chunk.length))
+        self._remember(key, _Last(data, tuple(refs), tuple(starts), tuple(hashed)))
+        chunks = tuple((r, view[b : b + r.length]) for r, b in zip(refs, starts, strict=True))
         return Cut(chunks, digest.hexdigest())
 
     def _remember(self, key: tuple[str, str], last: _Last) -> None:
@@ -141,8 +138,3 @@ class IncrementalCutter:
         while self._bytes > self._max_bytes:
             _, old = self._last.popitem(last=False)
             self._bytes -= len(old.data)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        last = self._last.pop(key, None)
-        if last is not None:
-            self._bytes -= len(last.data)

@@ -677,11 +677,10 @@ class _Reader:
         """Logical keys under ``prefix``, at this run's revision (keys only)."""
         store = self._store
         full = store.namespace + prefix
-        request = rpc_pb2.RangeRequest(
-            key=full, range_end=prefix_end(full), revision=self.revision, keys_only=True
-        )
-        async with store._read_slots:
-            found = await store.client.kv.Range(request)  # a range works even over quota
+        async with store._read_slots:  # a range, not a txn: it works even over quota
+            found = await store.client.range(
+                full, prefix_end(full), revision=self.revision, keys_only=True
+            )
         if self.revision == 0:
             self.revision = int(found.header.revision)
         cut = len(store.namespace)

@@ -251,7 +251,7 @@ class SnapshotWrite:
         version: int,
         token: int,
         data: bytes,
-        cutter: chunking.IncrementalCutter | None = None,
+        cutter: chunking.IncrementalCutter,
     ) -> SnapshotWrite:
         def header(revision: str) -> SnapshotHeader:
             return SnapshotHeader(
@@ -261,11 +261,8 @@ class SnapshotWrite:
         if not chunking.is_chunked(len(data)):
             plain = header(content_revision(data))
             return cls(plain, encode_snapshot(plain, data))
-        if cutter is not None:
-            cut = cutter.cut((identity, session_id), data)
-            chunks, revision = cut.chunks, cut.revision
-        else:
-            chunks, revision = tuple(chunking.split(data)), content_revision(data)
+        cut = cutter.cut((identity, session_id), data)
+        chunks, revision = cut.chunks, cut.revision
         chunked = header(revision)
         return cls(chunked, encode_manifest(chunked, [ref for ref, _ in chunks]), chunks)
 

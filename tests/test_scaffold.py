@@ -18,7 +18,7 @@ from mobkit.gen.topology.v1 import topology_service_pb2_grpc as topo_grpc
 from mobkit.server.app import ServerConfig, ServiceRegistration, build_server
 from mobkit.server.catalog import CATALOG
 from mobkit.server.errors import common_errors
-from mobkit.server.validation import IDENTITY_FIELDS, _plan
+from mobkit.server.validation import IDENTITY_FIELDS, carries_identities
 from mobkit.testing.servers import running_services
 
 ALL = [spec.full_name for spec in CATALOG.values()]
@@ -73,14 +73,17 @@ async def test_reflection_lists_every_service(suite: Any) -> None:
 
 def _poison(msg: Message, bad: str) -> bool:
     """Put ``bad`` into the first identity field of ``msg`` (recursing). True if done."""
-    for name, is_identity, repeated in _plan(msg.DESCRIPTOR):
-        if is_identity:
+    for field in msg.DESCRIPTOR.fields:
+        repeated = field.is_repeated
+        if field.type == field.TYPE_STRING and field.name in IDENTITY_FIELDS:
             if repeated:
-                getattr(msg, name).append(bad)
+                getattr(msg, field.name).append(bad)
             else:
-                setattr(msg, name, bad)
+                setattr(msg, field.name, bad)
             return True
-        child = getattr(msg, name).add() if repeated else getattr(msg, name)
+        if field.type != field.TYPE_MESSAGE or not carries_identities(field.message_type):
+            continue
+        child = getattr(msg, field.name).add() if repeated else getattr(msg, field.name)
         if _poison(child, bad):
             return True
     return False
@@ -96,7 +99,7 @@ def _identity_rpcs() -> list[tuple[str, Any, bool]]:
 
             service = descriptor_pool.Default().FindServiceByName(spec.full_name)
         for method in service.methods:
-            if _plan(method.input_type):
+            if carries_identities(method.input_type):
                 cases.append((f"/{spec.full_name}/{method.name}", method, method.server_streaming))
     return cases
 
@@ -110,7 +113,24 @@ def test_identity_fields_are_the_known_names() -> None:
     assert {"identity", "identities"} <= IDENTITY_FIELDS
 
 
-@pytest.mark.parametrize("bad", ["", "two words", "a/b"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "two words",
+        "a/b",
+        "x" * 10_000,  # its error must still fit gRPC's 16 KiB trailers, ErrorInfo included
+        "é" * 129,  # 258 UTF-8 bytes
+        "a\x00b",
+        "bell\x07",
+        "esc\x1b[0m",
+        "del\x7f",
+        "zero\u200bwidth",
+        "\ufeffbom",
+        "nel\x85",
+    ],
+    ids=["empty", "space", "slash", "10k", "258-bytes", "nul", "bel", "esc", "del", "zwsp", "bom", "nel"],
+)
 async def test_invalid_identity_on_every_rpc(suite: Any, bad: str) -> None:
     from google.protobuf import message_factory
 

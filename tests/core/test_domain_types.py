@@ -12,12 +12,9 @@ from hypothesis import strategies as st
 from mobkit.core import errors as e
 from mobkit.core.identity import parse_display_name, parse_identities, parse_identity
 from mobkit.core.types import ManagedPeerEdge, SessionSnapshot
+from mobkit.testing.strategies import identities
 
-valid_ids = st.text(
-    alphabet=st.characters(blacklist_categories=("Zs", "Zl", "Zp", "Cc"), blacklist_characters="/"),
-    min_size=1,
-    max_size=30,
-).filter(lambda s: not any(c.isspace() for c in s))
+valid_ids = identities(max_size=30)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +24,14 @@ valid_ids = st.text(
         ("a b", "must not contain whitespace"),
         ("tab\there", "must not contain whitespace"),
         ("a/b", "must not contain slashes"),
+        ("x" * 257, "must be at most 256 UTF-8 bytes (got 257)"),
+        ("é" * 129, "must be at most 256 UTF-8 bytes (got 258)"),
+        ("a\x00b", "must not contain control or format characters (U+0000 at index 1)"),
+        ("esc\x1b", "must not contain control or format characters (U+001B at index 3)"),
+        ("del\x7f", "must not contain control or format characters (U+007F at index 3)"),
+        ("zw\u200bsp", "must not contain control or format characters (U+200B at index 2)"),
+        ("\ufeffbom", "must not contain control or format characters (U+FEFF at index 0)"),
+        ("\x1c", "must not contain whitespace"),  # str.isspace, as Meerkat's validator
     ],
 )
 def test_invalid_identities_carry_the_seed_reason(value: str, detail: str) -> None:
@@ -89,3 +94,10 @@ def test_error_metadata_holds_every_dynamic_value_as_strings() -> None:
     err = e.StaleFencingToken("planner", 5, 9)
     assert err.reason == "STALE_FENCING_TOKEN" and err.domain == "mobkit.dev"
     assert err.metadata == {"identity": "planner", "presented": "5", "current": "9"}
+
+
+def test_the_identity_bound_counts_utf8_bytes_inclusively() -> None:
+    assert parse_identity("x" * 256) == "x" * 256
+    assert parse_identity("é" * 128) == "é" * 128  # 256 bytes
+    assert parse_identity("\U0001f600" * 64) == "\U0001f600" * 64  # 4-byte characters
+    assert parse_identity("\ue000private") == "\ue000private"  # private use is allowed

@@ -2,7 +2,9 @@
 change, every answer a proper status with one ErrorInfo.
 
 Requests are bad on purpose: raw garbage, invalid UTF-8 in a string field, or a
-structurally valid message with random values and at least one invalid identity.
+structurally valid message with random values and at least one invalid identity (too
+long, whitespace, slashes, control or format characters) or one number beyond what etcd
+and SQLite hold (a uint64 above 2^63-1, a Duration beyond its range).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from mobkit.gen.lease.v1 import lease_service_pb2 as lease_svc
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as lease_grpc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as orch_svc
 from mobkit.server.catalog import CATALOG
-from mobkit.server.validation import _plan
+from mobkit.server.validation import IDENTITY_FIELDS, carries_identities
 from mobkit.testing.fleet import wait_fleet
 from mobkit.testing.servers import running_services
 from mobkit.testing.suite import stub, write_roster
@@ -42,7 +44,26 @@ ALLOWED = {
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.DATA_LOSS,
 }
-BAD_IDENTITIES = ["", " ", "a b", "x/y", "\t", "tab\there", "/", "new\nline"]
+BAD_IDENTITIES = [
+    "",
+    " ",
+    "a b",
+    "x/y",
+    "\t",
+    "tab\there",
+    "/",
+    "new\nline",
+    "x" * 10_000,
+    "é" * 200,
+    "nul\x00",
+    "bel\x07",
+    "esc\x1b",
+    "del\x7f",
+    "zw\u200bsp",
+    "\ufeffbom",
+    "rtl\u202e",
+]
+HUGE = [2**63, 2**63 + 1, 2**64 - 1]
 
 
 def _text(rng: random.Random) -> str:
@@ -72,7 +93,8 @@ def _fill(msg: Message, rng: random.Random, depth: int = 0) -> None:
                 if f.message_type.full_name == "google.protobuf.Struct":
                     child.update({"k": rng.random()})
                 elif f.message_type.full_name == "google.protobuf.Duration":
-                    child.seconds = rng.choice([0, 1, 10**9, -5])
+                    child.seconds = rng.choice([0, 1, 10**9, -5, 2**53 + 1, 2**63 - 1])
+                    child.nanos = rng.choice([0, -1, 999_999_999, 2**31 - 1])
                 else:
                     _fill(child, rng, depth + 1)
                 continue
@@ -104,23 +126,47 @@ def _fill(msg: Message, rng: random.Random, depth: int = 0) -> None:
 
 
 def _poison(msg: Message, rng: random.Random) -> bool:
-    for name, is_identity, repeated in _plan(msg.DESCRIPTOR):
-        bad = rng.choice(BAD_IDENTITIES)
-        if is_identity:
-            if repeated:
-                getattr(msg, name).append(bad)
+    """Put a bad identity into the first identity field (recursing). True if done."""
+    for f in msg.DESCRIPTOR.fields:
+        if f.type == FieldDescriptor.TYPE_STRING and f.name in IDENTITY_FIELDS:
+            bad = rng.choice(BAD_IDENTITIES)
+            if f.is_repeated:
+                getattr(msg, f.name).append(bad)
             else:
-                setattr(msg, name, bad)
+                setattr(msg, f.name, bad)
             return True
-        child = getattr(msg, name).add() if repeated else getattr(msg, name)
+        if f.type != FieldDescriptor.TYPE_MESSAGE or not carries_identities(f.message_type):
+            continue
+        child = getattr(msg, f.name).add() if f.is_repeated else getattr(msg, f.name)
         if _poison(child, rng):
             return True
     return False
 
 
+def _overflow(msg: Message, rng: random.Random, depth: int = 0) -> bool:
+    """Put a number beyond int64 into the first uint64 field (recursing). True if done."""
+    for f in msg.DESCRIPTOR.fields:
+        if f.type == FieldDescriptor.TYPE_UINT64:
+            value = rng.choice(HUGE)
+            if f.is_repeated:
+                getattr(msg, f.name).append(value)
+            else:
+                setattr(msg, f.name, value)
+            return True
+        if f.type == FieldDescriptor.TYPE_MESSAGE and depth < 3:
+            if f.message_type.full_name.startswith("google.protobuf.") or (
+                f.message_type.GetOptions().map_entry
+            ):
+                continue
+            child = getattr(msg, f.name).add() if f.is_repeated else getattr(msg, f.name)
+            if _overflow(child, rng, depth + 1):
+                return True
+    return False
+
+
 def bad_request(desc: Descriptor, rng: random.Random) -> bytes:
     """Bytes that must be refused: garbage, invalid UTF-8, or a poisoned message."""
-    kind = rng.randrange(3)
+    kind = rng.randrange(4)
     string_fields = [f for f in desc.fields if f.type == FieldDescriptor.TYPE_STRING]
     if kind == 1 and string_fields:
         f = rng.choice(string_fields)
@@ -130,6 +176,10 @@ def bad_request(desc: Descriptor, rng: random.Random) -> bytes:
     msg = message_factory.GetMessageClass(desc)()
     _fill(msg, rng)
     if kind == 2 and _poison(msg, rng):
+        return msg.SerializeToString()
+    if kind == 3 and _overflow(msg, rng):
+        if rng.random() < 0.5:  # beside a bad identity: refused whichever is seen first
+            _poison(msg, rng)
         return msg.SerializeToString()
     # Garbage: a truncated varint / bogus wire type is never a valid message.
     return b"\x0a\xff\xff\xff\xff\xff" + rng.randbytes(rng.randrange(0, 64))

@@ -13,15 +13,12 @@ from hypothesis import strategies as st
 
 from mobkit.core.errors import InvalidArgument, InvalidIdentity, SelfEdge
 from mobkit.core.types import DurableAgentSpec, ManagedPeerEdge, TopologyContext
+from mobkit.testing.strategies import identities
 from mobkit.topology.domain import MAX_PAGE_SIZE, TopologyProvider, iter_edges
 from mobkit.topology.policy import TopologyPolicy
 from mobkit.topology.provider import PolicyTopology
 
-names = st.text(
-    st.characters(min_codepoint=33, max_codepoint=0x24F, blacklist_characters="/"),
-    min_size=1,
-    max_size=4,
-).filter(lambda s: not any(c.isspace() for c in s))
+names = identities(max_size=4, max_codepoint=0x24F)
 teams = st.sampled_from(["red", "blue", "green", None])
 
 

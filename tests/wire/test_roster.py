@@ -10,13 +10,10 @@ from mobkit.core.errors import InvalidArgument, InvalidIdentity
 from mobkit.core.types import AgentAddressability, DurableAgentSpec, RosterContext, RuntimeMode
 from mobkit.gen.roster.v1 import roster_pb2, roster_service_pb2
 from mobkit.roster.domain import RosterProblem, RosterSnapshot
+from mobkit.testing.strategies import identities as valid_identities
 from mobkit.wire import roster as wire
 
-identities = st.text(
-    st.characters(blacklist_categories=("Cs", "Zs", "Zl", "Zp", "Cc"), blacklist_characters="/"),
-    min_size=1,
-    max_size=12,
-).filter(lambda s: not any(c.isspace() for c in s))
+identities = valid_identities(max_size=12)
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 json_scalars = st.none() | st.booleans() | st.integers(-(2**50), 2**50).map(float) | texts
 json_objects = st.dictionaries(

@@ -9,14 +9,11 @@ from hypothesis import strategies as st
 from mobkit.core.errors import InvalidIdentity, SelfEdge
 from mobkit.core.types import DurableAgentSpec, ManagedPeerEdge, TopologyContext
 from mobkit.gen.topology.v1 import topology_pb2, topology_service_pb2
+from mobkit.testing.strategies import identities as valid_identities
 from mobkit.topology.domain import EdgePage
 from mobkit.wire import topology as wire
 
-identities = st.text(
-    st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/"),
-    min_size=1,
-    max_size=8,
-).filter(lambda s: not any(c.isspace() for c in s))
+identities = valid_identities(max_size=8, max_codepoint=0x2FF)
 edges = (
     st.tuples(identities, identities)
     .filter(lambda p: p[0] != p[1])

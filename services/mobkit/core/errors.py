@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from mobkit.core.bounds import echo
+
 
 class MobKitError(Exception):
     """Base of every error MobKit reports to callers."""
@@ -32,7 +34,7 @@ class InvalidIdentity(MobKitError, ValueError):
 
     def __init__(self, identity: str, detail: str) -> None:
         super().__init__(
-            f"invalid identity {identity!r}: {detail}", identity=identity, detail=detail
+            f"invalid identity {echo(identity)}: {detail}", identity=identity, detail=detail
         )
         self.identity = identity
         self.detail = detail

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from typing import NewType
 
+from mobkit.core.bounds import control_problem, length_problem, name_problem
 from mobkit.core.errors import InvalidArgument, InvalidIdentity
 
 AgentIdentity = NewType("AgentIdentity", str)
@@ -21,19 +22,24 @@ AgentRuntimeId = NewType("AgentRuntimeId", str)
 SessionId = NewType("SessionId", str)
 
 
-_WHITESPACE = re.compile(r"\s")  # for str patterns: exactly the characters str.isspace() accepts
+# For str patterns ``\s`` is exactly what ``str.isspace()`` accepts, the rule of
+# Meerkat's Python validator. It differs from the seeds' Rust ``char::is_whitespace``
+# only in U+001C..U+001F, which are controls and refused below either way.
+_WHITESPACE = re.compile(r"\s")
 
 
 def identity_problem(value: str) -> str | None:
-    """The reason ``value`` is not a valid identity, or None when it is (checked in the
-    seed's order: empty, whitespace, slash). Hot path: batches of thousands."""
+    """The reason ``value`` is not a valid identity, or None when it is: the seed's rules
+    in the seed's order (empty, whitespace, slash), then MobKit's bounds (at most
+    :data:`~mobkit.core.bounds.MAX_NAME_BYTES` UTF-8 bytes; no control or format
+    characters). Hot path: batches of thousands."""
     if not value:
         return "must not be empty"
     if _WHITESPACE.search(value):
         return "must not contain whitespace"
     if "/" in value:
         return "must not contain slashes"
-    return None
+    return length_problem(value) or control_problem(value)
 
 
 def parse_identity(value: str) -> AgentIdentity:
@@ -59,6 +65,18 @@ def parse_identities(values: Iterable[str], *, field: str = "identities") -> lis
             raise InvalidArgument(field, f"duplicate identity {value!r} in one request")
         seen.add(value)
     return out
+
+
+def parse_runtime_instance(value: str, field: str = "runtime_instance") -> str:
+    """A lease holder's name (``orch-1@10.0.0.5:7000``): non-empty, no surrounding
+    whitespace, at most 256 UTF-8 bytes, no control or format characters (a newline
+    would forge log lines and ``mobkit leases`` rows). Inner spaces and ``/`` are allowed."""
+    if not value or value.strip() != value:
+        raise InvalidArgument(field, "must be non-empty without surrounding whitespace")
+    problem = name_problem(value)
+    if problem is not None:
+        raise InvalidArgument(field, problem)
+    return value
 
 
 def parse_display_name(value: str) -> str:

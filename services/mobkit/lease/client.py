@@ -38,8 +38,10 @@ class GrpcLeaseProvider:
             raise error_from_rpc(err, LeaseProviderUnavailable) from None
         return wire.acquire_results_from_proto(reply.results)
 
-    async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
-        request = pb.RenewLeasesRequest()
+    async def renew_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> list[LeaseRenewResult]:
+        request = pb.RenewLeasesRequest(runtime_instance=runtime_instance or "")
         wire.add_grants(request.grants, grants)
         try:
             reply = await self._stub.RenewLeases(request, timeout=self._timeout)
@@ -47,8 +49,10 @@ class GrpcLeaseProvider:
             raise error_from_rpc(err, LeaseProviderUnavailable) from None
         return wire.renew_results_from_proto(reply.results)
 
-    async def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
-        request = pb.ReleaseLeasesRequest()
+    async def release_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> None:
+        request = pb.ReleaseLeasesRequest(runtime_instance=runtime_instance or "")
         wire.add_grants(request.grants, grants)
         try:
             await self._stub.ReleaseLeases(request, timeout=self._timeout)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from mobkit.core.errors import InvalidArgument
-from mobkit.core.identity import AgentIdentity, parse_identities
+from mobkit.core.identity import AgentIdentity, parse_identities, parse_runtime_instance
 from mobkit.core.types import LeaseAcquireResult, LeaseGrant, LeaseRenewResult
 
 # Same bounds as ``Settings.lease_ttl`` (``--lease-ttl``).
@@ -56,12 +56,18 @@ class LeaseProvider(Protocol):
         ``runtime_instance`` already holds comes back ``Acquired`` with its current grant."""
         ...
 
-    async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
-        """``Renewed`` while the identity still has the grant's token, else ``Lost``."""
+    async def renew_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> list[LeaseRenewResult]:
+        """``Renewed`` while the identity still has the grant's token, else ``Lost``.
+        With ``runtime_instance``, a grant another instance holds is ``Lost`` too."""
         ...
 
-    async def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
-        """Give up grants that are still current; stale ones are a no-op."""
+    async def release_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> None:
+        """Give up grants that are still current; stale ones are a no-op, and so, with
+        ``runtime_instance``, are grants another instance holds."""
         ...
 
     async def list_leases(
@@ -85,11 +91,12 @@ def check_ttl(ttl: timedelta) -> timedelta:
 
 
 def check_runtime_instance(runtime_instance: str) -> str:
-    if not runtime_instance or runtime_instance.strip() != runtime_instance:
-        raise InvalidArgument(
-            "runtime_instance", "must be non-empty without surrounding whitespace"
-        )
-    return runtime_instance
+    return parse_runtime_instance(runtime_instance)
+
+
+def check_asker(runtime_instance: str | None) -> str | None:
+    """The instance a renew or release speaks for; None: holder-less (token only)."""
+    return parse_runtime_instance(runtime_instance) if runtime_instance else None
 
 
 def check_grants(grants: Sequence[LeaseGrant]) -> list[LeaseGrant]:

@@ -59,6 +59,7 @@ from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2
 from mobkit.gen.etcd.api.mvccpb import kv_pb2
 from mobkit.lease.domain import (
     Lease,
+    check_asker,
     check_grants,
     check_page_size,
     check_runtime_instance,
@@ -290,14 +291,21 @@ class EtcdLeaseProvider:
 
     # -- renew -----------------------------------------------------------------------
 
-    async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
+    async def renew_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> list[LeaseRenewResult]:
         grants = check_grants(grants)
+        asker = check_asker(runtime_instance)
         if not grants:
             return []
         keys = [self.key(g.identity) for g in grants]
         with _etcd_unavailable():
-            current = await self._read_keys(keys)
-            held = [current.get(key) for key in keys]
+            # The holder is the key's value: read only when someone asks to be checked.
+            current = await self._read_keys(keys, keys_only=asker is None)
+            held = [
+                kv if kv is None or asker is None or kv.value == asker.encode() else None
+                for kv in (current.get(key) for key in keys)
+            ]
             lease_ids = sorted(
                 {
                     kv.lease
@@ -326,8 +334,11 @@ class EtcdLeaseProvider:
                 results.append(Lost(grant.identity))
         return results
 
-    async def _read_keys(self, keys: list[bytes]) -> dict[bytes, kv_pb2.KeyValue]:
-        """The current metadata (no values) of those of ``keys`` that exist.
+    async def _read_keys(
+        self, keys: list[bytes], *, keys_only: bool = True
+    ) -> dict[bytes, kv_pb2.KeyValue]:
+        """The current metadata (values too unless ``keys_only``) of those of ``keys``
+        that exist.
 
         A small batch is point reads in one txn. A large one reads the keys' interval
         in one keys-only range (one more if it holds more keys than expected), unless
@@ -336,11 +347,11 @@ class EtcdLeaseProvider:
         """
         wanted = set(keys)
         if len(keys) <= self._chunk:
-            return self._pick(await self._point_reads(keys), wanted)
+            return self._pick(await self._point_reads(keys, keys_only), wanted)
         ordered = sorted(keys)
         start, end = ordered[0], ordered[-1] + b"\0"
         first = await self._retry(
-            lambda: self._client.range(start, end, keys_only=True, limit=2 * len(keys))
+            lambda: self._client.range(start, end, keys_only=keys_only, limit=2 * len(keys))
         )
         self._saw(first.header.revision)
         found = self._pick(first.kvs, wanted)
@@ -348,25 +359,28 @@ class EtcdLeaseProvider:
             return found
         after = first.kvs[-1].key + b"\0"
         if first.count <= SPARSE * len(keys):
-            rest = await self._retry(lambda: self._client.range(after, end, keys_only=True))
+            rest = await self._retry(lambda: self._client.range(after, end, keys_only=keys_only))
             found.update(self._pick(rest.kvs, wanted))
             return found
         remaining = [k for k in ordered if k >= after]
-        for kvs in await asyncio.gather(*map(self._point_reads, self._chunks(remaining))):
+        reads = (self._point_reads(chunk, keys_only) for chunk in self._chunks(remaining))
+        for kvs in await asyncio.gather(*reads):
             found.update(self._pick(kvs, wanted))
         return found
 
-    async def _point_reads(self, keys: Sequence[bytes]) -> list[kv_pb2.KeyValue]:
+    async def _point_reads(
+        self, keys: Sequence[bytes], keys_only: bool
+    ) -> list[kv_pb2.KeyValue]:
         try:
             reply = await self._txn(
-                txn_request(success=[range_op(k, keys_only=True) for k in keys])
+                txn_request(success=[range_op(k, keys_only=keys_only) for k in keys])
             )
         except EtcdNoSpace:
             # etcd 3.5 refuses even read-only txns while its NOSPACE alarm is raised;
             # plain ranges (and keepalives) still work, so renewal keeps every owner
             # in place until space is freed.
             replies = await asyncio.gather(
-                *(self._retry(partial(self._client.range, k, keys_only=True)) for k in keys)
+                *(self._retry(partial(self._client.range, k, keys_only=keys_only)) for k in keys)
             )
             return [kv for r in replies for kv in r.kvs]
         return [kv for op in reply.responses for kv in op.response_range.kvs]
@@ -377,13 +391,17 @@ class EtcdLeaseProvider:
 
     # -- release ---------------------------------------------------------------------
 
-    async def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
+    async def release_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> None:
         grants = check_grants(grants)
+        asker = check_asker(runtime_instance)
         if not grants:
             return
         ops = [
             txn_op(
-                [compare_create_revision(self.key(g.identity), "=", g.fencing_token)],
+                [compare_create_revision(self.key(g.identity), "=", g.fencing_token)]
+                + ([compare_value(self.key(g.identity), "=", asker)] if asker else []),
                 [delete_op(self.key(g.identity), prev_kv=True)],
             )
             for g in grants

@@ -27,6 +27,7 @@ from mobkit.core.types import (
 )
 from mobkit.lease.domain import (
     Lease,
+    check_asker,
     check_grants,
     check_page_size,
     check_runtime_instance,
@@ -97,26 +98,32 @@ class MemoryLeaseProvider:
                 results.append(AlreadyHeld(identity, key.holder))
         return results
 
-    async def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
+    async def renew_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> list[LeaseRenewResult]:
         grants = check_grants(grants)
+        asker = check_asker(runtime_instance)
         now = self._now()
         results: list[LeaseRenewResult] = []
         for grant in grants:
             key = self._keys.get(grant.identity)
-            if key is None or key.token != grant.fencing_token:
+            if key is None or not _current(key, grant, asker):
                 results.append(Lost(grant.identity))
                 continue
             key.session.expires_at = now + key.session.ttl.total_seconds()
             results.append(Renewed(LeaseGrant(grant.identity, key.token, key.session.ttl)))
         return results
 
-    async def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
+    async def release_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> None:
         grants = check_grants(grants)
+        asker = check_asker(runtime_instance)
         self._now()
         for grant in grants:
             key = self._keys.get(grant.identity)
-            if key is None or key.token != grant.fencing_token:
-                continue  # already lost, released, or someone else's now
+            if key is None or not _current(key, grant, asker):
+                continue  # already lost, released, or someone else's
             del self._keys[grant.identity]
             key.session.identities.discard(grant.identity)
             if not key.session.identities:  # holds nothing: end the session
@@ -141,3 +148,8 @@ class MemoryLeaseProvider:
         ]
         more = len(names) > size
         return page, encode_page_token(page[-1].identity) if more else ""
+
+
+def _current(key: _Key, grant: LeaseGrant, asker: str | None) -> bool:
+    """Whether ``grant`` is the identity's current lease (and ``asker``'s, if named)."""
+    return key.token == grant.fencing_token and (asker is None or key.holder == asker)

@@ -13,6 +13,8 @@ import grpc
 from mobkit.gen.lease.v1 import lease_service_pb2 as pb
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as pb_grpc
 from mobkit.lease.domain import LeaseProvider
+from mobkit.security.auth import Principal
+from mobkit.server import context as callctx
 from mobkit.server.errors import common_errors
 from mobkit.wire import lease as wire
 
@@ -33,9 +35,8 @@ class LeaseServicer(pb_grpc.LeaseServiceServicer):
         ttl = (
             wire.duration_from_proto(request.ttl) if request.HasField("ttl") else self._default_ttl
         )
-        results = await self._provider.acquire_leases(
-            list(request.identities), request.runtime_instance, ttl
-        )
+        holder = _holder(request.runtime_instance, "AcquireLeases") or request.runtime_instance
+        results = await self._provider.acquire_leases(list(request.identities), holder, ttl)
         response = pb.AcquireLeasesResponse()
         wire.add_acquire_results(response.results, results)
         return response
@@ -43,7 +44,10 @@ class LeaseServicer(pb_grpc.LeaseServiceServicer):
     async def RenewLeases(
         self, request: pb.RenewLeasesRequest, context: grpc.aio.ServicerContext
     ) -> pb.RenewLeasesResponse:
-        results = await self._provider.renew_leases(wire.grants_from_proto(request.grants))
+        results = await self._provider.renew_leases(
+            wire.grants_from_proto(request.grants),
+            _holder(request.runtime_instance, "RenewLeases"),
+        )
         response = pb.RenewLeasesResponse()
         wire.add_renew_results(response.results, results)
         return response
@@ -51,7 +55,10 @@ class LeaseServicer(pb_grpc.LeaseServiceServicer):
     async def ReleaseLeases(
         self, request: pb.ReleaseLeasesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseLeasesResponse:
-        await self._provider.release_leases(wire.grants_from_proto(request.grants))
+        await self._provider.release_leases(
+            wire.grants_from_proto(request.grants),
+            _holder(request.runtime_instance, "ReleaseLeases"),
+        )
         return pb.ReleaseLeasesResponse()
 
     async def ListLeases(
@@ -61,3 +68,12 @@ class LeaseServicer(pb_grpc.LeaseServiceServicer):
         return pb.ListLeasesResponse(
             leases=[wire.lease_to_proto(lease) for lease in leases], next_page_token=next_token
         )
+
+
+def _holder(requested: str, method: str) -> str | None:
+    """Who a lease call acts as: the request's ``runtime_instance``, checked against the
+    caller's token when it is scoped to runtime instances (auth on); None: holder-less."""
+    principal = callctx.caller.get()
+    if isinstance(principal, Principal):
+        return principal.lease_holder(requested or None, method)
+    return requested or None

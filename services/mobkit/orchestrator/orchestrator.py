@@ -61,6 +61,7 @@ from mobkit.orchestrator import checkpoint
 from mobkit.orchestrator.event_sink import EventSink
 from mobkit.orchestrator.fleet import fair_share, preference
 from mobkit.orchestrator.gate import TeardownGate
+from mobkit.orchestrator.inputs import check_dispatch_input
 from mobkit.orchestrator.lifecycle import check_transition
 from mobkit.orchestrator.ports import (
     Continuity,
@@ -377,7 +378,7 @@ class Orchestrator:
         slot.grant = None
         if grant is not None:
             with contextlib.suppress(MobKitError):
-                await self.p.leases.release_leases([grant])
+                await self.p.leases.release_leases([grant], self.instance)
 
     async def _materialise(self, slot: IdentitySlot, state: Any) -> None:
         grant = slot.grant
@@ -500,7 +501,8 @@ class Orchestrator:
         if not held:
             return []
         try:
-            results = await self.p.leases.renew_leases([s.grant for s in held if s.grant])
+            grants = [s.grant for s in held if s.grant]
+            results = await self.p.leases.renew_leases(grants, self.instance)
         except (BackendUnavailable, BackendFull):
             for slot in held:
                 slot.lease_healthy = False
@@ -531,7 +533,7 @@ class Orchestrator:
         if release and slot.grant is not None:
             # Still the owner in etcd: hand the identity back so anyone can resume it.
             with contextlib.suppress(MobKitError):
-                await self.p.leases.release_leases([slot.grant])
+                await self.p.leases.release_leases([slot.grant], self.instance)
         session_id = slot.session_id
         slot.clear_session()
         slot.grant = None
@@ -562,6 +564,7 @@ class Orchestrator:
         slot = self._slot(identity)
         if slot.spec.addressability is AgentAddressability.INTERNAL_ONLY:
             raise NotAddressable(identity)
+        check_dispatch_input(message)
         return await self._deliver(
             slot, message, dispatch=False, forwarded=forwarded, timeout=timeout
         )
@@ -575,6 +578,7 @@ class Orchestrator:
         timeout: float | None = None,
     ) -> DispatchReceipt:
         slot = self._slot(identity)
+        check_dispatch_input(message)
         return await self._deliver(
             slot, message, dispatch=True, forwarded=forwarded, timeout=timeout
         )
@@ -824,7 +828,7 @@ class Orchestrator:
         if release and grant is not None:
             slot.grant = None
             with contextlib.suppress(MobKitError):
-                await self.p.leases.release_leases([grant])
+                await self.p.leases.release_leases([grant], self.instance)
         if slot.state is S.ACTIVE:
             slot.state = S.DORMANT
 
@@ -990,7 +994,7 @@ class Orchestrator:
                         await self.p.runtime.close_session(session_id)
         if release and grants:
             with contextlib.suppress(MobKitError):
-                await self.p.leases.release_leases(grants)
+                await self.p.leases.release_leases(grants, self.instance)
         await self.events.close()
 
     def _event(self, kind: str, identity: str | None, data: dict[str, Any]) -> None:

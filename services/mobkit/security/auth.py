@@ -8,6 +8,7 @@ their SHA-256 (hex) from a tokens file, so the file leaks no usable secret::
     name = "ops"
     scopes = ["admin"]                 # read, write, admin (admin > write > read)
     expires_at = 2027-01-01T00:00:00Z  # optional; no offset means UTC
+    runtime_instances = ["orch-1@10.0.0.5:7000"]  # optional: may hold leases only as these
 
 ``mobkit token create`` (:func:`issue_token`) makes a token and appends its entry.
 No token, a malformed header, an unknown or expired token -> UNAUTHENTICATED;
@@ -31,7 +32,9 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
+from mobkit.core.bounds import echo
 from mobkit.core.errors import InvalidArgument, MobKitError, PermissionDenied, Unauthenticated
+from mobkit.core.identity import parse_runtime_instance
 from mobkit.security.scopes import IMPLIED, Scope, required_scope
 from mobkit.server.errors import status_for
 
@@ -56,9 +59,37 @@ class Principal:
     name: str
     scopes: frozenset[Scope]
     expires_at: datetime | None = None
+    # The runtime instances this token may acquire, renew and release leases as;
+    # None: any (an operator's or a holder-less SDK's token).
+    runtime_instances: frozenset[str] | None = None
 
     def allows(self, scope: Scope) -> bool:
         return any(scope in IMPLIED[s] for s in self.scopes)
+
+    def lease_holder(self, requested: str | None, method: str) -> str | None:
+        """The runtime instance a lease call acts as: ``requested`` if this token may act
+        as it; for an instance-scoped token that names none, its only instance. Raises
+        :class:`PermissionDenied` when the token may not act as the requested one."""
+        allowed = self.runtime_instances
+        if allowed is None:
+            return requested
+        if requested:
+            if requested in allowed:
+                return requested
+            raise PermissionDenied(
+                f"{self.name!r} may not act as runtime instance {echo(requested)} in {method}",
+                principal=self.name,
+                runtime_instance=requested,
+                method=method,
+            )
+        if len(allowed) == 1:
+            return next(iter(allowed))
+        raise PermissionDenied(
+            f"{self.name!r} is scoped to several runtime instances: "
+            f"name one in runtime_instance for {method}",
+            principal=self.name,
+            method=method,
+        )
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -93,7 +124,20 @@ def _principal(digest: str, entry: Any) -> Principal:
         scopes = frozenset(Scope(s) for s in raw_scopes)
     except ValueError as exc:
         raise InvalidArgument(_SETTING, f"{where}: unknown scope in {raw_scopes}") from exc
-    return Principal(name, scopes, _expiry(entry.get("expires_at"), where))
+    return Principal(
+        name,
+        scopes,
+        _expiry(entry.get("expires_at"), where),
+        _instances(entry.get("runtime_instances"), where),
+    )
+
+
+def _instances(value: Any, where: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(_SETTING, f"{where}: runtime_instances must be a list of strings")
+    return frozenset(value)
 
 
 class TokenRegistry:
@@ -156,11 +200,14 @@ class TokenRegistry:
             )
         return principal
 
-    def authorize(self, method: str, metadata: Iterable[tuple[str, Any]] | None) -> None:
-        """Raise :class:`Unauthenticated` / :class:`PermissionDenied` unless allowed."""
+    def authorize(
+        self, method: str, metadata: Iterable[tuple[str, Any]] | None
+    ) -> Principal | None:
+        """The caller, or :class:`Unauthenticated` / :class:`PermissionDenied` unless
+        allowed (None for the open services)."""
         scope = required_scope(method)
         if scope is None:
-            return
+            return None
         principal = self.authenticate(metadata)
         if not principal.allows(scope):
             raise PermissionDenied(
@@ -169,6 +216,7 @@ class TokenRegistry:
                 required_scope=scope.value,
                 method=method,
             )
+        return principal
 
 
 def _status_code(exc: MobKitError) -> grpc.StatusCode:
@@ -296,6 +344,7 @@ def issue_token(
     scopes: Sequence[str],
     *,
     expires_at: datetime | None = None,
+    runtime_instances: Sequence[str] = (),
 ) -> str:
     """Make a token, add its hash entry to the tokens file (created if missing), return it.
 
@@ -317,6 +366,9 @@ def issue_token(
     entry: dict[str, Any] = {"name": name, "scopes": checked}
     if expires_at is not None:
         entry["expires_at"] = expires_at.isoformat()
+    instances = sorted({parse_runtime_instance(i) for i in runtime_instances})
+    if instances:
+        entry["runtime_instances"] = instances
     if path.exists():
         TokenRegistry.load(path)  # refuse to append to a file we could not read back
     if path.suffix == ".json":
@@ -328,6 +380,10 @@ def issue_token(
         lines.append("scopes = [" + ", ".join(json.dumps(s) for s in checked) + "]")
         if expires_at is not None:
             lines.append(f"expires_at = {expires_at.isoformat()}")
+        if instances:
+            lines.append(
+                "runtime_instances = [" + ", ".join(json.dumps(i) for i in instances) + "]"
+            )
         old = path.read_text() if path.exists() else "# MobKit bearer tokens (SHA-256 only)\n"
         _write_private(path, old + "\n".join(lines) + "\n")
     return token

@@ -49,9 +49,18 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
         help="the --auth-tokens-file to add the token's SHA-256 to (.toml or .json)",
     )
     parser.add_argument("--expires-in", help="lifetime such as 90d, 12h or 30m (default none)")
+    parser.add_argument(
+        "--runtime-instance",
+        action="append",
+        default=[],
+        metavar="INSTANCE",
+        help="scope the token's lease calls to this runtime instance (repeatable; "
+        "default: any instance)",
+    )
 
 
 _DURATION = re.compile(r"(\d+)([dhm])")
+_MAX_LIFETIME_MINUTES = 100 * 366 * 1440
 
 
 def parse_lifetime(text: str) -> timedelta:
@@ -59,15 +68,22 @@ def parse_lifetime(text: str) -> timedelta:
     if match is None:
         raise InvalidArgument("expires_in", f"expected e.g. 90d, 12h or 30m, got {text!r}")
     amount, unit = int(match.group(1)), match.group(2)
-    return {"d": timedelta(days=amount), "h": timedelta(hours=amount)}.get(
-        unit, timedelta(minutes=amount)
-    )
+    minutes = amount * {"d": 1440, "h": 60, "m": 1}[unit]
+    if minutes > _MAX_LIFETIME_MINUTES:
+        raise InvalidArgument("expires_in", f"at most 100 years, got {text!r}")
+    return timedelta(minutes=minutes)
 
 
 def run_token_create(args: argparse.Namespace) -> int:
     expires = datetime.now(UTC) + parse_lifetime(args.expires_in) if args.expires_in else None
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    token = issue_token(args.tokens_file, args.name, scopes, expires_at=expires)
+    token = issue_token(
+        args.tokens_file,
+        args.name,
+        scopes,
+        expires_at=expires,
+        runtime_instances=args.runtime_instance,
+    )
     print(
         f"added {args.name!r} ({', '.join(scopes)}) to {args.tokens_file}; "
         "the token is shown only now:",

@@ -25,7 +25,7 @@ from grpc_status import rpc_status
 from mobkit.core.errors import InvalidArgument, MobKitError
 from mobkit.server import context as callctx
 from mobkit.server.errors import ErrorTable, code_for, internal_status, status_for_error
-from mobkit.server.validation import validate_identities
+from mobkit.server.validation import validate_request
 
 log = logging.getLogger("mobkit.rpc")
 
@@ -90,29 +90,35 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         metadata = details.invocation_metadata or ()
         rid = next((v for k, v in metadata if k == REQUEST_ID_HEADER), None)
         denied: MobKitError | None = None
+        caller: object | None = None
         if self._authorizer is not None:
             try:
-                self._authorizer(method, metadata)
+                caller = self._authorizer(method, metadata)
             except MobKitError as exc:  # raised inside the call, so it is translated and counted
                 denied = exc
         # Requests are decoded inside the call, so undecodable bytes (garbage, invalid
         # UTF-8 in a string) become INVALID_ARGUMENT with an ErrorInfo, not UNKNOWN.
         decode = handler.request_deserializer
+        who = (rid, caller)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, table, rid, denied, decode),
+                self._wrap_unary(handler.unary_unary, method, table, who, denied, decode),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, table, rid, denied, decode),
+                self._wrap_stream(handler.unary_stream, method, table, who, denied, decode),
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _begin(self, method: str, rid: Any, ctx: grpc.aio.ServicerContext) -> None:
+    def _begin(
+        self, method: str, who: tuple[Any, object | None], ctx: grpc.aio.ServicerContext
+    ) -> None:
+        rid, caller = who
         request_id = rid if isinstance(rid, str) and rid else uuid.uuid4().hex
         callctx.request_id.set(request_id)
+        callctx.caller.set(caller)
         callctx.rpc_method.set(method)
         ctx.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
 
@@ -137,19 +143,19 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         inner: Any,
         method: str,
         table: ErrorTable,
-        rid: Any,
+        who: tuple[Any, object | None],
         denied: MobKitError | None,
         decode: Callable[[bytes], Any] | None,
     ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            self._begin(method, rid, ctx)
+            self._begin(method, who, ctx)
             code = "UNKNOWN"
             try:
                 if denied is not None:
                     raise denied
                 request = _decoded(request, decode)
-                validate_identities(request)
+                validate_request(request)
                 reply = await inner(request, ctx)
                 code = _ctx_code_name(ctx, "OK")
                 return reply
@@ -172,19 +178,19 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         inner: Any,
         method: str,
         table: ErrorTable,
-        rid: Any,
+        who: tuple[Any, object | None],
         denied: MobKitError | None,
         decode: Callable[[bytes], Any] | None,
     ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            self._begin(method, rid, ctx)
+            self._begin(method, who, ctx)
             code = "UNKNOWN"
             try:
                 if denied is not None:
                     raise denied
                 request = _decoded(request, decode)
-                validate_identities(request)
+                validate_request(request)
                 async for item in inner(request, ctx):
                     yield item
                 code = _ctx_code_name(ctx, "OK")

@@ -109,11 +109,15 @@ class LeaseClient(_Sync):
     ) -> list[LeaseAcquireResult]:
         return self._loop.run(self._a.acquire_leases(identities, runtime_instance, ttl))
 
-    def renew_leases(self, grants: Sequence[LeaseGrant]) -> list[LeaseRenewResult]:
-        return self._loop.run(self._a.renew_leases(grants))
+    def renew_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> list[LeaseRenewResult]:
+        return self._loop.run(self._a.renew_leases(grants, runtime_instance))
 
-    def release_leases(self, grants: Sequence[LeaseGrant]) -> None:
-        self._loop.run(self._a.release_leases(grants))
+    def release_leases(
+        self, grants: Sequence[LeaseGrant], runtime_instance: str | None = None
+    ) -> None:
+        self._loop.run(self._a.release_leases(grants, runtime_instance))
 
     def list_leases(self, page_size: int = 0, page_token: str = "") -> tuple[list[Lease], str]:
         return self._loop.run(self._a.list_leases(page_size, page_token))

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from mobkit.gen.lease.v1 import lease_pb2 as mobkit_dot_lease_dot_v1_dot_lease__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#mobkit/lease/v1/lease_service.proto\x12\x0fmobkit.lease.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bmobkit/lease/v1/lease.proto\"l\n\x14\x41\x63quireLeasesRequest\x12\x12\n\nidentities\x18\x01 \x03(\t\x12\x18\n\x10runtime_instance\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\x15\x41\x63quireLeasesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.mobkit.lease.v1.LeaseAcquireResult\"A\n\x12RenewLeasesRequest\x12+\n\x06grants\x18\x01 \x03(\x0b\x32\x1b.mobkit.lease.v1.LeaseGrant\"I\n\x13RenewLeasesResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.mobkit.lease.v1.LeaseRenewResult\"C\n\x14ReleaseLeasesRequest\x12+\n\x06grants\x18\x01 \x03(\x0b\x32\x1b.mobkit.lease.v1.LeaseGrant\"\x17\n\x15ReleaseLeasesResponse\":\n\x11ListLeasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"U\n\x12ListLeasesResponse\x12&\n\x06leases\x18\x01 \x03(\x0b\x32\x16.mobkit.lease.v1.Lease\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xff\x02\n\x0cLeaseService\x12^\n\rAcquireLeases\x12%.mobkit.lease.v1.AcquireLeasesRequest\x1a&.mobkit.lease.v1.AcquireLeasesResponse\x12X\n\x0bRenewLeases\x12#.mobkit.lease.v1.RenewLeasesRequest\x1a$.mobkit.lease.v1.RenewLeasesResponse\x12^\n\rReleaseLeases\x12%.mobkit.lease.v1.ReleaseLeasesRequest\x1a&.mobkit.lease.v1.ReleaseLeasesResponse\x12U\n\nListLeases\x12\".mobkit.lease.v1.ListLeasesRequest\x1a#.mobkit.lease.v1.ListLeasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#mobkit/lease/v1/lease_service.proto\x12\x0fmobkit.lease.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bmobkit/lease/v1/lease.proto\"l\n\x14\x41\x63quireLeasesRequest\x12\x12\n\nidentities\x18\x01 \x03(\t\x12\x18\n\x10runtime_instance\x18\x02 \x01(\t\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\x15\x41\x63quireLeasesResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.mobkit.lease.v1.LeaseAcquireResult\"[\n\x12RenewLeasesRequest\x12+\n\x06grants\x18\x01 \x03(\x0b\x32\x1b.mobkit.lease.v1.LeaseGrant\x12\x18\n\x10runtime_instance\x18\x02 \x01(\t\"I\n\x13RenewLeasesResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.mobkit.lease.v1.LeaseRenewResult\"]\n\x14ReleaseLeasesRequest\x12+\n\x06grants\x18\x01 \x03(\x0b\x32\x1b.mobkit.lease.v1.LeaseGrant\x12\x18\n\x10runtime_instance\x18\x02 \x01(\t\"\x17\n\x15ReleaseLeasesResponse\":\n\x11ListLeasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"U\n\x12ListLeasesResponse\x12&\n\x06leases\x18\x01 \x03(\x0b\x32\x16.mobkit.lease.v1.Lease\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xff\x02\n\x0cLeaseService\x12^\n\rAcquireLeases\x12%.mobkit.lease.v1.AcquireLeasesRequest\x1a&.mobkit.lease.v1.AcquireLeasesResponse\x12X\n\x0bRenewLeases\x12#.mobkit.lease.v1.RenewLeasesRequest\x1a$.mobkit.lease.v1.RenewLeasesResponse\x12^\n\rReleaseLeases\x12%.mobkit.lease.v1.ReleaseLeasesRequest\x1a&.mobkit.lease.v1.ReleaseLeasesResponse\x12U\n\nListLeases\x12\".mobkit.lease.v1.ListLeasesRequest\x1a#.mobkit.lease.v1.ListLeasesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,17 +39,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACQUIRELEASESRESPONSE']._serialized_start=227
   _globals['_ACQUIRELEASESRESPONSE']._serialized_end=304
   _globals['_RENEWLEASESREQUEST']._serialized_start=306
-  _globals['_RENEWLEASESREQUEST']._serialized_end=371
-  _globals['_RENEWLEASESRESPONSE']._serialized_start=373
-  _globals['_RENEWLEASESRESPONSE']._serialized_end=446
-  _globals['_RELEASELEASESREQUEST']._serialized_start=448
-  _globals['_RELEASELEASESREQUEST']._serialized_end=515
-  _globals['_RELEASELEASESRESPONSE']._serialized_start=517
-  _globals['_RELEASELEASESRESPONSE']._serialized_end=540
-  _globals['_LISTLEASESREQUEST']._serialized_start=542
-  _globals['_LISTLEASESREQUEST']._serialized_end=600
-  _globals['_LISTLEASESRESPONSE']._serialized_start=602
-  _globals['_LISTLEASESRESPONSE']._serialized_end=687
-  _globals['_LEASESERVICE']._serialized_start=690
-  _globals['_LEASESERVICE']._serialized_end=1073
+  _globals['_RENEWLEASESREQUEST']._serialized_end=397
+  _globals['_RENEWLEASESRESPONSE']._serialized_start=399
+  _globals['_RENEWLEASESRESPONSE']._serialized_end=472
+  _globals['_RELEASELEASESREQUEST']._serialized_start=474
+  _globals['_RELEASELEASESREQUEST']._serialized_end=567
+  _globals['_RELEASELEASESRESPONSE']._serialized_start=569
+  _globals['_RELEASELEASESRESPONSE']._serialized_end=592
+  _globals['_LISTLEASESREQUEST']._serialized_start=594
+  _globals['_LISTLEASESREQUEST']._serialized_end=652
+  _globals['_LISTLEASESRESPONSE']._serialized_start=654
+  _globals['_LISTLEASESRESPONSE']._serialized_end=739
+  _globals['_LEASESERVICE']._serialized_start=742
+  _globals['_LEASESERVICE']._serialized_end=1125
 # @@protoc_insertion_point(module_scope)

@@ -90,6 +90,13 @@ class RenewLeasesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GRANTS_FIELD_NUMBER: _builtins.int
+    RUNTIME_INSTANCE_FIELD_NUMBER: _builtins.int
+    runtime_instance: _builtins.str
+    """Who is asking: the runtime_instance the grants were acquired with. When set, a
+    grant held by another instance answers `lost` and is not renewed. Empty keeps
+    the holder-less form (the token alone proves the grant), unless the caller's
+    bearer token is scoped to runtime instances: then the holder must be one of them.
+    """
     @_builtins.property
     def grants(self) -> _containers.RepeatedCompositeFieldContainer[_lease_pb2.LeaseGrant]:
         """Grants to renew, as returned by AcquireLeases; no duplicate identities."""
@@ -98,10 +105,11 @@ class RenewLeasesRequest(_message.Message):
         self,
         *,
         grants: _abc.Iterable[_lease_pb2.LeaseGrant] | None = ...,
+        runtime_instance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grants", b"grants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grants", b"grants", "runtime_instance", b"runtime_instance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -138,6 +146,11 @@ class ReleaseLeasesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GRANTS_FIELD_NUMBER: _builtins.int
+    RUNTIME_INSTANCE_FIELD_NUMBER: _builtins.int
+    runtime_instance: _builtins.str
+    """Who is asking, as in RenewLeasesRequest: when set, a grant held by another
+    instance is left in place (a no-op, like a stale grant).
+    """
     @_builtins.property
     def grants(self) -> _containers.RepeatedCompositeFieldContainer[_lease_pb2.LeaseGrant]:
         """Grants to release; each is released only if still current."""
@@ -146,10 +159,11 @@ class ReleaseLeasesRequest(_message.Message):
         self,
         *,
         grants: _abc.Iterable[_lease_pb2.LeaseGrant] | None = ...,
+        runtime_instance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grants", b"grants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grants", b"grants", "runtime_instance", b"runtime_instance"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

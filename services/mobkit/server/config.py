@@ -105,14 +105,33 @@ class Settings:
             raise InvalidArgument(
                 "continuity_backend", f"must be one of {', '.join(CONTINUITY_BACKENDS)}"
             )
-        if not 0.5 <= self.lease_ttl <= 3600:
-            raise InvalidArgument("lease_ttl", "must be between 0.5 and 3600 seconds")
-        for name in ("event_retention", "event_retention_count"):
-            if getattr(self, name) < 0:
-                raise InvalidArgument(name, "must not be negative (0: no bound)")
-        if self.event_trim_interval <= 0:
-            raise InvalidArgument("event_trim_interval", "must be a positive number of seconds")
+        for name, (low, high, unit) in NUMERIC_BOUNDS.items():
+            value = getattr(self, name)
+            # `not low <= value <= high` also refuses NaN, which compares false to all.
+            if not low <= value <= high:
+                raise InvalidArgument(name, f"must be between {low:g} and {high:g} {unit}")
         return self
+
+
+_DAY = 86400.0
+NUMERIC_BOUNDS: dict[str, tuple[float, float, str]] = {
+    # Every number that reaches a timer, a store or a buffer, with its unit: huge values
+    # would overflow timers (or, for sizes, outgrow gRPC's message limit), NaN and
+    # infinity would spin or never fire. 0 means "never"/"no bound" where allowed.
+    "lease_ttl": (0.5, 3600, "seconds"),
+    "etcd_compaction_interval": (0, 7 * _DAY, "seconds (0: never)"),
+    "etcd_alarm_interval": (0, 3600, "seconds (0: never)"),
+    "snapshot_limit_bytes": (1, 64 * 1024 * 1024, "bytes"),
+    "idempotency_retention": (0.1, 30 * _DAY, "seconds"),
+    # A receipt commits in the checkpoint's etcd txn, within etcd's 1.5 MiB request.
+    "receipt_output_limit_bytes": (0, 1024 * 1024, "bytes"),
+    "reconcile_interval": (0.1, _DAY, "seconds"),
+    "resume_concurrency": (1, 1024, "activations"),
+    "event_retention": (0, 366 * _DAY, "seconds (0: no bound)"),
+    "event_retention_count": (0, 100_000_000, "events (0: no bound)"),
+    "event_trim_interval": (0.01, _DAY, "seconds"),
+    "grace": (0, 3600, "seconds"),
+}
 
 
 _FIELDS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+
 def identities(
     *, max_size: int = 30, max_codepoint: int | None = None
 ) -> st.SearchStrategy[str]:

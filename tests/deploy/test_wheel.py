@@ -38,7 +38,9 @@ def _run(*cmd: str | Path, timeout: float, cwd: Path | None = None) -> str:
         env=_clean_env(),
         check=False,
     )
-    assert done.returncode == 0, f"{' '.join(map(str, cmd))}: rc={done.returncode}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(map(str, cmd))}: rc={done.returncode}\n{done.stderr[-3000:]}"
+    )
     return done.stdout
 
 
@@ -53,17 +55,41 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the wheel built from this tree (and its dependencies)."""
     base = tmp_path_factory.mktemp("wheel")
     wheels = base / "wheels"
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT, timeout=BUILD_TIMEOUT)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-q",
+        "-w",
+        wheels,
+        ROOT,
+        timeout=BUILD_TIMEOUT,
+    )
     (wheel,) = wheels.glob("mobkit-*.whl")
     env = base / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", env, timeout=BUILD_TIMEOUT)
     python = env / "bin" / "python"
     # This interpreter's pip installs into the new venv (--python); no bytecode, to be quick.
-    _run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-compile", wheel, timeout=BUILD_TIMEOUT)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "-q",
+        "--no-compile",
+        wheel,
+        timeout=BUILD_TIMEOUT,
+    )
     return env
 
 
-def _pump(stream: Iterator[str], lines: list[str], found: threading.Event, address: list[str]) -> None:
+def _pump(
+    stream: Iterator[str], lines: list[str], found: threading.Event, address: list[str]
+) -> None:
     for line in stream:  # drains the pipe for the child's whole life
         lines.append(line)
         match = LISTENING.search(line)
@@ -76,14 +102,29 @@ def test_installed_wheel_runs_up_with_its_packaged_example(venv: Path, tmp_path:
     mobkit = venv / "bin" / "mobkit"
     elsewhere = tmp_path / "elsewhere"  # no examples/ here, nor anywhere up the tree
     elsewhere.mkdir()
-    located = _run(venv / "bin" / "python", "-c", "import mobkit.up; print(mobkit.up.__file__)", cwd=elsewhere, timeout=60)
+    located = _run(
+        venv / "bin" / "python",
+        "-c",
+        "import mobkit.up; print(mobkit.up.__file__)",
+        cwd=elsewhere,
+        timeout=60,
+    )
     assert Path(located.strip()).is_relative_to(venv), "mobkit imported from outside the venv"
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert _run(mobkit, "--version", cwd=elsewhere, timeout=60).strip() == f"mobkit {version}"
 
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [str(mobkit), "up", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--log-format", "text"],
+        [
+            str(mobkit),
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data),
+            "--log-format",
+            "text",
+        ],
         cwd=elsewhere,
         env=_clean_env(),
         stdout=subprocess.DEVNULL,
@@ -97,12 +138,16 @@ def test_installed_wheel_runs_up_with_its_packaged_example(venv: Path, tmp_path:
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not found.wait(0.1):
-            assert proc.poll() is None, f"mobkit up exited rc={proc.returncode}:\n{''.join(lines)[-3000:]}"
+            assert proc.poll() is None, (
+                f"mobkit up exited rc={proc.returncode}:\n{''.join(lines)[-3000:]}"
+            )
             assert time.monotonic() < deadline, f"mobkit up never served:\n{''.join(lines)[-3000:]}"
         status = _run(mobkit, "status", "--addr", address[0], "--json", cwd=elsewhere, timeout=60)
         example = parse_roster_toml((ROOT / "examples" / "roster.toml").read_text())
         assert {s["identity"] for s in json.loads(status)} == {s.identity for s in example.specs}
-        assert any("mobkit/example/roster.toml" in line for line in lines), "roster not the packaged one"
+        assert any("mobkit/example/roster.toml" in line for line in lines), (
+            "roster not the packaged one"
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(STOP_TIMEOUT) == 0, "".join(lines)[-3000:]
     finally:
@@ -111,4 +156,9 @@ def test_installed_wheel_runs_up_with_its_packaged_example(venv: Path, tmp_path:
             proc.wait(10)
     # `up` stopped the etcd it started: its remembered client port is free again.
     client_port = json.loads((data / "etcd" / "ports.json").read_text())["client"]
-    _run(sys.executable, "-c", f"import socket; socket.create_server(('127.0.0.1', {client_port})).close()", timeout=30)
+    _run(
+        sys.executable,
+        "-c",
+        f"import socket; socket.create_server(('127.0.0.1', {client_port})).close()",
+        timeout=30,
+    )

@@ -1,5 +1,7 @@
 # MobKit services: one image, one `mobkit` entry point (`mobkit serve SERVICE ...`).
 # Build: docker build -t mobkit:dev .    Run: see docker-compose.yml and deploy/k8s/.
+# The whole suite with its packaged example team, etcd included, in one container:
+#   docker run --rm -p 7700:7700 mobkit:dev up --listen 0.0.0.0:7700
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -21,7 +23,8 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 10001:10001
 WORKDIR /var/lib/mobkit
-# 7000 orchestrator, 7001-7006 providers (by convention of docker-compose.yml), 9100 /metrics
-EXPOSE 7000-7006 9100
+# 7700 `mobkit up` and the orchestrator, 7701-7706 providers (by convention of
+# docker-compose.yml), 9100 /metrics
+EXPOSE 7700-7706 9100
 ENTRYPOINT ["mobkit"]
 CMD ["--help"]

@@ -19,12 +19,10 @@ import signal
 import sys
 from pathlib import Path
 
+from mobkit.example import CONFIG, ROSTER, example_path
 from mobkit.server.config import Settings, load_settings, with_port
 from mobkit.server.logs import configure_logging
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-EXAMPLE_ROSTER = EXAMPLES / "roster.toml"
-EXAMPLE_CONFIG = EXAMPLES / "mobkit.toml"
 SPLIT_SERVICES = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
 
 
@@ -134,7 +132,7 @@ def _prepare(settings: Settings) -> Path:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.roster:
-        settings.roster = str(EXAMPLE_ROSTER)
+        settings.roster = str(example_path(ROSTER))
     if settings.runtime_instance is None:
         settings.runtime_instance = "local"  # stable, so a restart finds its own leases
     return data_dir
@@ -145,7 +143,7 @@ async def run_up(args: argparse.Namespace) -> int:
     from mobkit.server.host import start_services
 
     if not args.config and not os.environ.get("MOBKIT_CONFIG") and not args.roster:
-        args.config = str(EXAMPLE_CONFIG)  # the example team's topology and rules
+        args.config = str(example_path(CONFIG))  # the example team's topology and rules
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
     stop = stop_on_signals()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -59,3 +60,30 @@ def running_suite(tmp: Path, etcd_endpoint: str) -> Iterator[ServeProcess]:
         assert proc.address is not None
         wait_active(proc.address, TEAM)
         yield proc
+
+
+def cli_commands() -> dict[str, argparse.ArgumentParser]:
+    """Every parser of the real ``mobkit`` CLI by command path ("" for the top level,
+    "etcd compact", ...)."""
+    from mobkit.cli import _parser
+
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        found[path] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}".strip())
+
+    walk(_parser(), "")
+    return found
+
+
+def option_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The parser's flags and positionals, without -h and subcommands."""
+    return [
+        a
+        for a in parser._actions
+        if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+    ]

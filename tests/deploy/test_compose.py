@@ -1,18 +1,27 @@
-"""docker-compose.yml and the Dockerfile, checked by parsing (no Docker engine here)."""
+"""docker-compose.yml and the Dockerfile, checked by parsing (no Docker engine here):
+against the Compose Specification's JSON Schema (Compose v2) and docker-compose 1.29's
+own (Debian's package), and by `docker-compose config` where that is installed."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from deploy_support import ENV_NAMES, ROOT, hostport, parse_mobkit, settings_for
 
+from mobkit.client.options import DEFAULT_ADDRESS
 from mobkit.etcd.process import DEFAULT_QUOTA_BYTES
 from mobkit.roster.document import parse_roster_toml
 from mobkit.server.catalog import CATALOG
 
 HEALTHCHECK = ["CMD", "python", "-m", "mobkit.server.healthcheck"]
+SCHEMAS = ROOT / "tests" / "deploy" / "schemas"  # origins: tests/deploy/schemas/README.md
+METRICS_PORT = 9100
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +127,61 @@ def test_dockerfile_is_slim_non_root_and_runs_mobkit() -> None:
     assert any("pip install" in ln for ln in tail)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
+
+
+@pytest.mark.parametrize(
+    ("schema", "validator"),
+    [
+        ("compose-spec.json", jsonschema.Draft7Validator),  # Compose v2
+        ("docker-compose-1.29.json", jsonschema.Draft4Validator),  # as 1.29 validates
+    ],
+)
+def test_both_compose_versions_accept_the_file(
+    compose: dict[str, Any], schema: str, validator: type[jsonschema.protocols.Validator]
+) -> None:
+    check = validator(json.loads((SCHEMAS / schema).read_text()))
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in check.iter_errors(compose)]
+    assert errors == []
+    # The key 1.29 refused: its schema must still say so, or this test proves nothing.
+    refused = list(check.iter_errors({**compose, "name": "mobkit"}))
+    assert refused if "1.29" in schema else not refused
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_docker_compose_config_accepts_the_file() -> None:
+    run = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def _published(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
+    """container port -> (host address, host port) of short-syntax `ports`."""
+    out = {}
+    for spec in service.get("ports", []):
+        address, host, container = str(spec).split(":")
+        out[int(container)] = (address, int(host))
+    return out
+
+
+def test_the_cli_default_reaches_the_orchestrator_and_metrics_are_published(
+    compose: dict[str, Any],
+) -> None:
+    services = _mobkit_services(compose)
+    orchestrator = services["orchestrator"]
+    listen = settings_for(orchestrator["command"], _env(orchestrator)).listen
+    _, port = hostport(DEFAULT_ADDRESS)
+    assert hostport(listen)[1] == port
+    assert _published(orchestrator)[port] == ("127.0.0.1", port)
+    metrics_hosts = set()
+    for key, service in services.items():
+        settings = settings_for(service["command"], _env(service))
+        assert hostport(settings.metrics_listen or "")[1] == METRICS_PORT, key
+        address, host_port = _published(service)[METRICS_PORT]
+        assert address == "127.0.0.1", key  # no auth by default: loopback only
+        metrics_hosts.add(host_port)
+    assert len(metrics_hosts) == len(services)

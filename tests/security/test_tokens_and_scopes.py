@@ -138,7 +138,7 @@ def test_authorize_raises_the_domain_errors(tmp_path: Path) -> None:
 
 def test_token_command_and_lifetimes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "tokens.toml"
-    args = argparse.Namespace(name="ci", scopes="read,write", tokens_file=str(path), expires_in="2h", runtime_instance=[])
+    args = argparse.Namespace(name="ci", scopes="read,write", tokens_file=str(path), expires_in="2h", runtime_instances=[])
     assert run_token_create(args) == 0
     token = capsys.readouterr().out.strip()
     principal = TokenRegistry.load(path).authenticate(bearer_metadata(token))

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from mobkit.cli import exit_codes
 from mobkit.core.errors import MobKitError
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"mobkit {_version()}")
     add_client_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True)
     add_server_commands(sub)
@@ -70,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     add_token_arguments(create)
     create.set_defaults(kind="local", local_handler=run_token_create, command_name="token create")
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, for an editable install)."""
+    try:
+        return metadata.version("mobkit")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 async def _run_client(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from mobkit.cli import exit_codes
-from mobkit.cli.connect import add_client_options
+from mobkit.cli.connect import RECONCILE_TIMEOUT, add_client_options
 from mobkit.cli.output import (
     STATUS_HEADERS,
     condition_line,
@@ -41,7 +41,6 @@ from mobkit.core.types import (
     MobStructuralEventEnvelope,
 )
 
-RECONCILE_TIMEOUT = 300.0
 PROGRESS_INTERVAL = 1.0
 
 
@@ -125,14 +124,21 @@ def add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = _command(
         sub, "status", status, "identities: state, owner, fencing token, version, lease TTL"
     )
-    p.add_argument("identities", nargs="*", metavar="IDENTITY", help="only these identities")
-    p.add_argument("--state", choices=STATES, help="only identities in this state")
+    p.add_argument(
+        "identities", nargs="*", metavar="IDENTITY", help="only these identities [default: all]"
+    )
+    p.add_argument(
+        "--state",
+        choices=STATES,
+        metavar="STATE",
+        help=f"only identities in this state: {', '.join(STATES)} [default: any]",
+    )
     p.add_argument(
         "--label",
         action="append",
         type=_label,
         metavar="KEY=VALUE",
-        help="only identities with this label (repeatable: all must match)",
+        help="only identities with this label (repeatable: all must match) [default: any]",
     )
 
 
@@ -172,14 +178,19 @@ async def dispatch(run: Run) -> int:
 
 
 def _turn_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("identity", metavar="IDENTITY")
-    p.add_argument("text", metavar="TEXT")
+    p.add_argument("identity", metavar="IDENTITY", help="the agent that runs the turn")
+    p.add_argument("text", metavar="TEXT", help="the turn's input")
     p.add_argument(
         "--key",
+        metavar="KEY",
         help="idempotency key: a repeated key returns the first receipt (and makes the "
-        "call safe to retry)",
+        "call safe to retry) [default: none]",
     )
-    p.add_argument("--correlation-id", help="echoed in the receipt, for tracing")
+    p.add_argument(
+        "--correlation-id",
+        metavar="ID",
+        help="echoed in the receipt, for tracing [default: none]",
+    )
 
 
 def add_turns(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -190,7 +201,9 @@ def add_turns(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--origin",
         choices=[o.value for o in DispatchOrigin],
         default=DispatchOrigin.SYSTEM.value,
-        help="who originates the input (default system)",
+        metavar="ORIGIN",
+        help=f"who originates the input: {', '.join(o.value for o in DispatchOrigin)} "
+        f"[default: {DispatchOrigin.SYSTEM.value}]",
     )
 
 
@@ -241,15 +254,18 @@ def add_events(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=int,
         default=0,
         metavar="N",
-        help="only events with cursor > N (default 0: from the oldest)",
+        help="only events with cursor > N [default: 0, from the oldest kept]",
     )
     p.add_argument(
         "--follow",
         "-f",
         action="store_true",
-        help="keep following; resumes from the last cursor if the server restarts",
+        help="keep following; resumes from the last cursor if the server restarts "
+        "[default: off, stop at the newest]",
     )
-    p.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    p.add_argument(
+        "--limit", type=int, metavar="N", help="stop after N events [default: no limit]"
+    )
 
 
 # -- reconcile ------------------------------------------------------------------------------------
@@ -368,7 +384,9 @@ LIFECYCLE = {
 
 def add_lifecycle(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, help in LIFECYCLE.items():
-        _command(sub, name, _lifecycle(name), help).add_argument("identity", metavar="IDENTITY")
+        _command(sub, name, _lifecycle(name), help).add_argument(
+            "identity", metavar="IDENTITY", help=f"the identity to {name}"
+        )
 
 
 # -- leases, topology ---------------------------------------------------------------------------
@@ -391,7 +409,8 @@ def add_leases(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--lease-addr",
         dest="lease_service_addr",
         metavar="HOST:PORT",
-        help="the lease service, when not served on --addr (as by `serve all` and `up`)",
+        help="the lease service, when not served on --addr as by `serve all` and `up` "
+        "[default: --addr]",
     )
 
 
@@ -407,7 +426,9 @@ async def topology(run: Run) -> int:
 
 def add_topology(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _command(sub, "topology", topology, "managed peer edges in force")
-    p.add_argument("--identity", help="only edges touching this identity")
+    p.add_argument(
+        "--identity", metavar="IDENTITY", help="only edges touching this identity [default: all]"
+    )
 
 
 async def modules(run: Run) -> int:

@@ -18,6 +18,7 @@ from mobkit.client.options import DEFAULT_ADDRESS, DEFAULT_TIMEOUT
 from mobkit.security.auth import read_token_file
 
 DEFAULT_RETRIES = 3
+RECONCILE_TIMEOUT = 300.0  # `mobkit reconcile` waits for every activation
 
 
 def add_client_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
@@ -32,64 +33,73 @@ def add_client_options(parser: argparse.ArgumentParser, *, top_level: bool) -> N
         "--addr",
         metavar="HOST:PORT",
         default=default(None),
-        help=f"orchestrator HOST:PORT (env MOBKIT_ADDR, default {DEFAULT_ADDRESS})",
+        help=f"the orchestrator [default: {DEFAULT_ADDRESS}, where `mobkit up` listens; "
+        "env MOBKIT_ADDR]",
     )
     group.add_argument(
-        "--json", action="store_true", default=default(False), help="JSON output for scripts"
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="JSON output for scripts, errors as one JSON object on stderr [default: off]",
     )
     group.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
         default=default(None),
-        help=f"deadline of each call in seconds, retries included (default {DEFAULT_TIMEOUT:g})",
+        help=f"deadline of each call, retries included [default: {DEFAULT_TIMEOUT:g} s; "
+        f"reconcile: {RECONCILE_TIMEOUT:g} s]",
     )
     group.add_argument(
         "--retries",
         type=int,
         metavar="N",
         default=default(DEFAULT_RETRIES),
-        help=f"retries of idempotent calls on UNAVAILABLE (default {DEFAULT_RETRIES})",
+        help=f"retries of idempotent calls on UNAVAILABLE [default: {DEFAULT_RETRIES}]",
     )
     group.add_argument(
         "--tls",
         action="store_true",
         default=default(False),
-        help="use TLS (implied by --tls-ca/--tls-cert); without --tls-ca trusts the system roots",
+        help="use TLS (implied by --tls-ca/--tls-cert); without --tls-ca trusts the system "
+        "roots [default: off]",
     )
     group.add_argument(
         "--tls-ca",
         dest="ca_file",
         metavar="FILE",
         default=default(None),
-        help="CA file verifying the server",
+        help="CA file verifying the server [default: none; env MOBKIT_TLS_CA, else "
+        "MOBKIT_TLS_CLIENT_CA]",
     )
     group.add_argument(
         "--tls-cert",
         dest="cert_file",
         metavar="FILE",
         default=default(None),
-        help="client certificate (mTLS)",
+        help="client certificate (mTLS) [default: none; env MOBKIT_TLS_CERT]",
     )
     group.add_argument(
         "--tls-key",
         dest="key_file",
         metavar="FILE",
         default=default(None),
-        help="client certificate's key",
+        help="key of --tls-cert [default: none; env MOBKIT_TLS_KEY]",
     )
     group.add_argument(
         "--tls-server-name",
         dest="server_name",
         metavar="NAME",
         default=default(None),
-        help="name to verify in the server certificate (when dialling an IP)",
+        help="name to verify in the server certificate, when dialling an IP [default: the "
+        "host of --addr; env MOBKIT_TLS_SERVER_NAME]",
     )
     group.add_argument(
         "--token-file",
         metavar="FILE",
         default=default(None),
-        help="file holding a bearer token (env MOBKIT_CALL_TOKEN_FILE; or MOBKIT_TOKEN)",
+        help="file holding a bearer token [default: none; env MOBKIT_CALL_TOKEN_FILE, or the "
+        "token itself in MOBKIT_TOKEN]",
     )
 
 

@@ -240,8 +240,22 @@ def add_etcd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for action, help in HELP.items():
         p = actions.add_parser(action, help=help, description=help)
         add_arguments(p, ETCD_OPTIONS)  # as the services take them, env and --config too
-        p.add_argument("--json", action="store_true", help="JSON for scripts")
-        p.add_argument("--timeout", type=float, default=10.0, help="seconds per etcd call")
+        p.add_argument(
+            "--json", action="store_true", help="JSON output for scripts [default: off]"
+        )
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help=f"deadline of each etcd call [default: 10 s; a defragmentation gets at "
+            f"least {DEFRAG_TIMEOUT:g} s]",
+        )
         if action == "compact":
-            p.add_argument("--revision", type=int, help="compact up to this revision")
+            p.add_argument(
+                "--revision",
+                type=int,
+                metavar="N",
+                help="compact up to this revision [default: the current revision]",
+            )
         p.set_defaults(kind="local", local_handler=run, command_name=f"etcd {action}")

@@ -54,6 +54,10 @@ def add_roster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="check a roster file offline (exit 3 with the entry and field if invalid)",
     )
     p.add_argument("file", metavar="FILE", help="roster file (TOML, or JSON as stored in etcd)")
-    p.add_argument("--config", help="config file whose [roster] profiles the service also uses")
-    p.add_argument("--json", action="store_true", help="JSON output for scripts")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config file whose [roster] profiles the service also uses [default: none]",
+    )
+    p.add_argument("--json", action="store_true", help="JSON output for scripts [default: off]")
     p.set_defaults(kind="local", local_handler=validate, command_name="roster validate")

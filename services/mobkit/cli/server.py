@@ -5,21 +5,32 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mobkit.server.catalog import CATALOG
 from mobkit.server.config import add_arguments, load_settings, with_port
 from mobkit.server.logs import configure_logging
 
+SERVE_HELP = "run one service (or all) in this process"
+UP_HELP = "the whole suite on its embedded default (local etcd included)"
+REFERENCE = "Every option: docs/configuration.md. Flags win over MOBKIT_* variables, which win over --config."
+
 
 def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = sub.add_parser("serve", help="run one service (or all) in this process")
+    serve = sub.add_parser("serve", help=SERVE_HELP, description=SERVE_HELP, epilog=REFERENCE)
     serve.add_argument(
         "service",
-        help="lease, continuity, roster, topology, customizer, runtime, orchestrator or all",
+        metavar="SERVICE",
+        help=f"{', '.join(CATALOG)}, or all (every one of them)",
     )
     add_arguments(serve)
     serve.set_defaults(kind="server", server_handler=_serve)
 
-    up = sub.add_parser("up", help="the whole suite on its embedded default (local etcd included)")
-    up.add_argument("--split", action="store_true", help="one process per service")
+    up = sub.add_parser("up", help=UP_HELP, description=UP_HELP, epilog=REFERENCE)
+    up.add_argument(
+        "--split",
+        action="store_true",
+        help="one `mobkit serve` process per provider on loopback, the orchestrator in "
+        "this one [default: off, every service in this process]",
+    )
     add_arguments(up)
     up.set_defaults(kind="server", server_handler=_up)
 

@@ -24,12 +24,12 @@ from mobkit.server.app import ServiceRegistration
 from mobkit.server.config import Settings
 from mobkit.server.resources import Resources
 
-_OPTIONS = {"lease_fence", "max_txn_ops", "max_request_bytes"}
+SECTION_KEYS = frozenset({"lease_fence", "max_txn_ops", "max_request_bytes"})
 
 
 async def open_store(settings: Settings, resources: Resources) -> PlanStore:
     section: dict[str, Any] = dict(settings.sections.get("continuity", {}))
-    unknown = set(section) - _OPTIONS
+    unknown = set(section) - SECTION_KEYS
     if unknown:
         raise InvalidArgument("continuity", f"unknown option(s) {', '.join(sorted(unknown))}")
     limit = settings.snapshot_limit_bytes

@@ -63,8 +63,8 @@ _SUPERVISION_KEYS = frozenset(
     }
 )
 _COUNT_KEYS = frozenset({"crash_loop_limit", "log_max_bytes", "log_backups"})
-_SECTION_KEYS = frozenset({"namespace", "module"}) | _SUPERVISION_KEYS
-_MODULE_KEYS = frozenset(
+SECTION_KEYS = frozenset({"namespace", "module"}) | _SUPERVISION_KEYS
+MODULE_KEYS = frozenset(
     {"id", "command", "python_module", "args", "restart_policy", "required", "env"}
 )
 
@@ -115,7 +115,7 @@ def parse_modules(section: Mapping[str, Any] | None) -> ModulesConfig:
         return ModulesConfig()
     if not isinstance(section, Mapping):
         raise InvalidArgument(SECTION, "must be a table")
-    _known(section, _SECTION_KEYS, SECTION)
+    _known(section, SECTION_KEYS, SECTION)
     namespace = section.get("namespace", "default")
     if not isinstance(namespace, str) or not namespace:
         raise InvalidArgument(f"{SECTION}.namespace", "must be a non-empty string")
@@ -159,7 +159,7 @@ def _known(raw: Mapping[str, Any], keys: frozenset[str], where: str) -> None:
 def _module(raw: Any, where: str) -> tuple[ModuleConfig, dict[str, str], bool]:
     if not isinstance(raw, Mapping):
         raise InvalidArgument(where, "must be a table")
-    _known(raw, _MODULE_KEYS, where)
+    _known(raw, MODULE_KEYS, where)
     module_id = raw.get("id")
     if not isinstance(module_id, str) or not MODULE_ID.match(module_id):
         raise InvalidArgument(

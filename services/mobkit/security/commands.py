@@ -13,19 +13,29 @@ from datetime import UTC, datetime, timedelta
 
 from mobkit.core.errors import InvalidArgument
 from mobkit.security.auth import issue_token
-from mobkit.security.devca import make_dev_ca
+from mobkit.security.devca import DEFAULT_HOSTS, make_dev_ca
 
 
 def add_dev_ca_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", help="where to write the CA and certificates")
+    parser.add_argument("directory", metavar="DIR", help="where to write the CA and certificates")
     parser.add_argument(
         "--host",
         action="append",
         default=[],
-        help="extra DNS name or IP for the server certificate (repeatable), e.g. lease",
+        metavar="NAME",
+        help="extra DNS name or IP for the server certificate (repeatable), e.g. lease "
+        f"[default: {', '.join(DEFAULT_HOSTS)} only]",
     )
-    parser.add_argument("--days", type=int, default=825, help="validity of the certificates")
-    parser.add_argument("--force", action="store_true", help="replace an existing dev CA")
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=825,
+        metavar="DAYS",
+        help="validity of the certificates [default: 825 days]",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing dev CA [default: refuse]"
+    )
 
 
 def run_dev_ca(args: argparse.Namespace) -> int:
@@ -39,23 +49,34 @@ def run_dev_ca(args: argparse.Namespace) -> int:
 
 
 def add_token_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="who the token is for (shown in errors and logs)")
     parser.add_argument(
-        "--scopes", default="read", help="comma-separated: read, write, admin (default read)"
+        "name", metavar="NAME", help="who the token is for (shown in errors and logs)"
+    )
+    parser.add_argument(
+        "--scopes",
+        default="read",
+        metavar="SCOPES",
+        help="comma-separated, of read < write < admin [default: read]",
     )
     parser.add_argument(
         "--tokens-file",
         required=True,
-        help="the --auth-tokens-file to add the token's SHA-256 to (.toml or .json)",
+        metavar="FILE",
+        help="the --auth-tokens-file to add the token's SHA-256 to, .toml or .json (required)",
     )
-    parser.add_argument("--expires-in", help="lifetime such as 90d, 12h or 30m (default none)")
+    parser.add_argument(
+        "--expires-in",
+        metavar="DURATION",
+        help="lifetime: N days, hours or minutes, e.g. 90d, 12h, 30m [default: never expires]",
+    )
     parser.add_argument(
         "--runtime-instance",
+        dest="runtime_instances",
         action="append",
         default=[],
         metavar="INSTANCE",
-        help="scope the token's lease calls to this runtime instance (repeatable; "
-        "default: any instance)",
+        help="scope the token's lease calls to this runtime instance, repeatable "
+        "[default: any instance]",
     )
 
 
@@ -82,7 +103,7 @@ def run_token_create(args: argparse.Namespace) -> int:
         args.name,
         scopes,
         expires_at=expires,
-        runtime_instances=args.runtime_instance,
+        runtime_instances=args.runtime_instances,
     )
     print(
         f"added {args.name!r} ({', '.join(scopes)}) to {args.tokens_file}; "

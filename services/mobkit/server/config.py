@@ -3,9 +3,9 @@
 Precedence, lowest first: defaults, the TOML file given by ``--config``, the
 environment (``MOBKIT_ETCD_ENDPOINTS`` for ``--etcd-endpoints``), flags. Every
 option is declared once, in ``Settings``; flags and variable names derive
-from the field names. Sections of the TOML file other than the top-level keys
-(``[topology]``, ``[customizer]``, ...) are provider configuration, kept as-is
-in ``Settings.sections``.
+from the field names, and what each means is in :mod:`mobkit.server.options`.
+The TOML file's tables (``SECTIONS``: ``[topology]``, ``[customizer]``, ...)
+are provider configuration, kept as-is in ``Settings.sections``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from mobkit.core.errors import InvalidArgument
+from mobkit.server import options
 
-CONTINUITY_BACKENDS = ("etcd", "sqlite", "memory")
 PROVIDERS = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
+# The tables of a --config file, each read by the provider of the same name (runtime:
+# [profiles]; the orchestrator: [modules]). Any other table is a typo, refused.
+SECTIONS = ("profiles", "roster", "topology", "customizer", "continuity", "modules")
 
 
 @dataclass
@@ -101,38 +104,21 @@ class Settings:
         return value
 
     def validate(self) -> Settings:
-        if self.continuity_backend not in CONTINUITY_BACKENDS:
-            raise InvalidArgument(
-                "continuity_backend", f"must be one of {', '.join(CONTINUITY_BACKENDS)}"
-            )
-        for name, (low, high, unit) in NUMERIC_BOUNDS.items():
+        self.log_level = self.log_level.upper()  # logging's names, in any case on input
+        for name, doc in options.OPTIONS.items():
+            value = getattr(self, name)
+            if doc.choices and value not in doc.choices:
+                raise InvalidArgument(
+                    name, f"must be one of {', '.join(doc.choices)} (got {value!r})"
+                )
+        for name, (low, high) in options.BOUNDS.items():
             value = getattr(self, name)
             # `not low <= value <= high` also refuses NaN, which compares false to all.
             if not low <= value <= high:
-                raise InvalidArgument(name, f"must be between {low:g} and {high:g} {unit}")
+                unit = options.OPTIONS[name].unit
+                detail = f"must be between {low:g} and {high:g} {unit}".rstrip()
+                raise InvalidArgument(name, detail)
         return self
-
-
-_DAY = 86400.0
-NUMERIC_BOUNDS: dict[str, tuple[float, float, str]] = {
-    # Every number that reaches a timer, a store or a buffer, with its unit: huge values
-    # would overflow timers (or, for sizes, outgrow gRPC's message limit), NaN and
-    # infinity would spin or never fire. 0 means "never"/"no bound" where allowed.
-    "lease_ttl": (0.5, 3600, "seconds"),
-    "etcd_compaction_interval": (0, 7 * _DAY, "seconds (0: never)"),
-    "etcd_alarm_interval": (0, 3600, "seconds (0: never)"),
-    "snapshot_limit_bytes": (1, 64 * 1024 * 1024, "bytes"),
-    "idempotency_retention": (0.1, 30 * _DAY, "seconds"),
-    # A receipt commits in the checkpoint's etcd txn, within etcd's 1.5 MiB request.
-    "receipt_output_limit_bytes": (0, 1024 * 1024, "bytes"),
-    "reconcile_interval": (0.1, _DAY, "seconds"),
-    "resume_concurrency": (1, 1024, "activations"),
-    "event_retention": (0, 366 * _DAY, "seconds (0: no bound)"),
-    "event_retention_count": (0, 100_000_000, "events (0: no bound)"),
-    "event_trim_interval": (0.01, _DAY, "seconds"),
-    "grace": (0, 3600, "seconds"),
-}
-
 
 _FIELDS = {
     f.name: f for f in dataclasses.fields(Settings) if f.name not in ("sections", "config_path")
@@ -160,16 +146,26 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
+def default_of(name: str) -> Any:
+    """The value a setting has when nothing sets it."""
+    return getattr(Settings(), name)
+
+
 def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
     """Add one ``--flag`` per setting, or per setting in ``names`` (default None so
-    unset flags do not override)."""
-    parser.add_argument("--config", help="TOML configuration file")
+    unset flags do not override), in the groups and with the help of :mod:`options`."""
+    parser.add_argument("--config", metavar="FILE", help=options.CONFIG_HELP)
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for name in names if names is not None else _FIELDS:
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
+        doc = options.OPTIONS[name]
+        if doc.group not in groups:
+            groups[doc.group] = parser.add_argument_group(options.GROUPS[doc.group])
+        groups[doc.group].add_argument(
+            options.flag(name),
             dest=name,
             default=None,
-            help=f"(env MOBKIT_{name.upper()})",
+            metavar=doc.metavar,
+            help=options.help_text(name, default_of(name)),
         )
 
 
@@ -191,8 +187,13 @@ def load_settings(
             name = key.replace("-", "_")
             if name in _FIELDS:
                 values[name] = _coerce(name, value)
-            elif isinstance(value, dict):
+            elif isinstance(value, dict) and name in SECTIONS:
                 sections[name] = value
+            elif isinstance(value, dict):
+                raise InvalidArgument(
+                    "config",
+                    f"unknown section [{key}] in {config_path} (expected {', '.join(SECTIONS)})",
+                )
             else:
                 raise InvalidArgument("config", f"unknown setting {key!r} in {config_path}")
     for name in _FIELDS:

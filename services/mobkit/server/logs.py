@@ -19,6 +19,9 @@ from mobkit.server import context as callctx
 
 _EXTRA_KEYS = ("identity", "fencing_token", "session_id", "runtime_instance", "service", "event")
 _SECRET_KEYS = ("password", "token", "authorization", "secret", "key")
+# Libraries whose DEBUG records narrate their own machinery (grpc: "Loaded running
+# loop" on every call): they log from INFO up, so --log-level DEBUG shows MobKit.
+QUIET_LOGGERS = ("grpc",)
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+|\bmbk_[A-Za-z0-9_-]+")
 
 
@@ -64,3 +67,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))

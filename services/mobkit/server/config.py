@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mobkit.core.errors import InvalidArgument
+from mobkit.server.addresses import check_addresses
 
 CONTINUITY_BACKENDS = ("etcd", "sqlite", "memory")
 PROVIDERS = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
@@ -112,6 +113,7 @@ class Settings:
                 raise InvalidArgument(name, "must not be negative (0: no bound)")
         if self.event_trim_interval <= 0:
             raise InvalidArgument("event_trim_interval", "must be a positive number of seconds")
+        check_addresses(self)
         return self
 
 

@@ -41,7 +41,7 @@ class Settings:
     etcd_key: str | None = None
     # Seconds between MobKit's own etcd compactions (one replica compacts); 0: never.
     etcd_compaction_interval: float = 60.0
-    # Seconds between checks for etcd's NOSPACE alarm (health, status, metric); 0: never.
+    # Seconds between checks of etcd: reachable? NOSPACE alarm? (health, status); 0: never.
     etcd_alarm_interval: float = 5.0
     continuity_backend: str = "sqlite"
     sqlite_path: str | None = None

@@ -65,16 +65,23 @@ class EtcdStatusWatch(Background):
         self._kick.set()
 
     async def check(self) -> None:
-        """Ask etcd once and report what changed."""
-        try:
-            status = await self._client.status(wait_for_ready=False)
-        except EtcdUnavailable as exc:
+        """Ask etcd and report what changed. A call that goes unanswered is made once
+        more: round robin sends it to another member, so one hung member of a cluster
+        does not make the whole of etcd look unreachable."""
+        status = None
+        for _ in range(2):
+            try:
+                status = await self._client.status(wait_for_ready=False)
+                break
+            except EtcdUnavailable as exc:
+                failure = exc
+            except EtcdError as exc:  # answered, with an error: reachable, state unknown
+                log.debug("etcd status check failed: %s", exc)
+                return
+        if status is None:
             if self.reachable:
                 self.reachable = False
-                self._on_unreachable(unreachable(self._client.endpoints, exc))
-            return
-        except EtcdError as exc:  # answered, with an error: reachable, state unknown
-            log.debug("etcd status check failed: %s", exc)
+                self._on_unreachable(unreachable(self._client.endpoints, failure))
             return
         if not self.reachable:
             self.reachable = True

@@ -13,44 +13,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mobkit.example import CONFIG, ROSTER, example_path
 from mobkit.server.config import Settings, load_settings, with_port
 from mobkit.server.logs import configure_logging
+from mobkit.server.startup import StartupError
+
+if TYPE_CHECKING:
+    from mobkit.etcd.process import EtcdProcess
+    from mobkit.server.datadir_lock import DataDirLock
 
 SPLIT_SERVICES = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
 
 
-def local_etcd_endpoint(data_dir: str | Path) -> str | None:
-    """The endpoint of the etcd ``mobkit up`` runs for ``data_dir``, if it has one."""
-    ports_file = Path(data_dir) / "etcd" / "ports.json"
+async def _local_etcd(data_dir: Path) -> EtcdProcess:
+    """The data dir's etcd, started; a failure is one line (its log has the rest)."""
+    from mobkit.etcd.local import start_local_etcd
+    from mobkit.etcd.process import EtcdStartError
+
     try:
-        return f"http://127.0.0.1:{int(json.loads(ports_file.read_text())['client'])}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-async def _local_etcd(data_dir: Path) -> object:
-    """A local etcd whose ports are remembered, so a restart finds the same member."""
-    from mobkit.etcd.process import EtcdProcess, free_ports
-
-    base = data_dir / "etcd"
-    base.mkdir(parents=True, exist_ok=True)
-    ports_file = base / "ports.json"
-    if ports_file.exists():
-        ports = json.loads(ports_file.read_text())
-        client, peer = int(ports["client"]), int(ports["peer"])
-    else:
-        client, peer = free_ports(2)
-        ports_file.write_text(json.dumps({"client": client, "peer": peer}))
-    etcd = EtcdProcess(base, client_port=client, peer_port=peer, heartbeat_ms=100, election_ms=1000)
-    await etcd.start_async()
-    return etcd
+        return await start_local_etcd(data_dir)
+    except EtcdStartError as exc:
+        raise StartupError(f"etcd did not start: {str(exc).splitlines()[0]}") from None
 
 
 def _banner(settings: Settings, address: str, etcd_endpoint: str, split: bool) -> str:
@@ -139,19 +128,40 @@ def _prepare(settings: Settings) -> Path:
 
 
 async def run_up(args: argparse.Namespace) -> int:
-    from mobkit.server.app import serve_until_signalled, stop_on_signals
-    from mobkit.server.host import start_services
+    from mobkit.server.datadir_lock import DataDirLock
 
     if not args.config and not os.environ.get("MOBKIT_CONFIG") and not args.roster:
         args.config = str(example_path(CONFIG))  # the example team's topology and rules
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
-    stop = stop_on_signals()
     data_dir = _prepare(settings)
-    etcd = None
+    # Before anything is loaded, bound or started: one suite per data dir.
+    lock = DataDirLock.acquire(data_dir, settings.listen)
+    try:
+        return await _run(args, settings, data_dir, lock)
+    finally:
+        lock.release()
+
+
+async def _run(
+    args: argparse.Namespace, settings: Settings, data_dir: Path, lock: DataDirLock
+) -> int:
+    from mobkit.etcd.supervisor import EtcdSupervisor
+    from mobkit.server.addresses import check_listen_free
+    from mobkit.server.app import serve_until_signalled, stop_on_signals
+    from mobkit.server.host import start_services
+    from mobkit.server.resources import Resources
+
+    stop = stop_on_signals()
+    check_listen_free(settings)
+    resources = Resources(settings)
+    etcd = supervisor = None
     if not settings.etcd_endpoints:
         etcd = await _local_etcd(data_dir)
-        settings.etcd_endpoints = [etcd.endpoint]  # type: ignore[attr-defined]
+        settings.etcd_endpoints = [etcd.endpoint]
+        # Its death and its return: the status watch looks at once (health, events).
+        supervisor = EtcdSupervisor(etcd, on_change=resources.check_backends_now)
+        supervisor.start()
     procs: list[asyncio.subprocess.Process] = []
     relays: list[asyncio.Task[None]] = []
     try:
@@ -162,8 +172,9 @@ async def run_up(args: argparse.Namespace) -> int:
             keys = ["orchestrator"]
         else:
             keys = ["all"]
-        server, resources = await start_services(keys, settings)
+        server, resources = await start_services(keys, settings, resources)
         address = with_port(settings.listen, server.port)
+        lock.record(address)
         print(_banner(settings, address, settings.etcd_endpoints[0], args.split), flush=True)
         print(f"listening on {address}", file=sys.stderr, flush=True)
         try:
@@ -181,6 +192,8 @@ async def run_up(args: argparse.Namespace) -> int:
                 proc.kill()
         for relay in relays:
             relay.cancel()
+        if supervisor is not None:
+            await supervisor.stop()  # first, or it would restart the etcd we stop
         if etcd is not None:
-            await etcd.stop_async()  # type: ignore[attr-defined]
+            await etcd.stop_async()
     return 0

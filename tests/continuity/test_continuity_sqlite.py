@@ -140,3 +140,39 @@ async def test_concurrent_writers_share_commits_but_not_refusals(tmp_path: Path)
             assert loaded is not None and loaded.snapshot == snapshot(f"{identity}3")
     finally:
         await reopened.close()
+
+
+async def test_a_failing_file_shows_in_the_process_conditions_until_it_works(
+    tmp_path: Path,
+) -> None:
+    """What the continuity service's health follows (NOT_SERVING while SQLite fails)."""
+    from mobkit.continuity.service import open_store
+    from mobkit.server.backends import service_backends
+    from mobkit.server.conditions import BACKEND_UNAVAILABLE
+    from mobkit.server.config import Settings
+    from mobkit.server.resources import Resources
+
+    settings = Settings(continuity_backend="sqlite", sqlite_path=str(tmp_path / "c.sqlite3"))
+    assert service_backends("continuity", settings) == {"sqlite"}
+    resources = Resources(settings)
+    store = await open_store(settings, resources)
+    assert isinstance(store, SqliteContinuityStore)
+    loop = asyncio.get_running_loop()
+
+    def query_only(on: bool) -> None:  # every write fails: "attempt to write a readonly database"
+        store._conn.execute(f"PRAGMA query_only={int(on)}")
+
+    try:
+        await store.upsert_continuity_record(record(), 1)
+        await loop.run_in_executor(store._executor, query_only, True)
+        with pytest.raises(StoreUnavailable):
+            await store.save_session_snapshot(ID, "s-1", 0, 1, 1, snapshot("refused"))
+        [condition] = resources.conditions.current()
+        assert (condition.backend, condition.reason) == ("sqlite", BACKEND_UNAVAILABLE)
+        assert condition.detail.startswith(f"unusable at {store.path} (")
+        await loop.run_in_executor(store._executor, query_only, False)
+        await store.save_session_snapshot(ID, "s-1", 0, 1, 1, snapshot("fits"))
+        assert not resources.conditions.degraded
+    finally:
+        await store.close()
+        await resources.close()

@@ -15,7 +15,7 @@ from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.compactor import Compactor, compaction_key
 from mobkit.etcd.errors import EtcdCompacted, EtcdNoSpace, EtcdUnavailable, backend_error
 from mobkit.etcd.process import DEFAULT_QUOTA_BYTES, EtcdProcess
-from mobkit.etcd.space import NoSpaceWatch
+from mobkit.etcd.status_watch import EtcdStatusWatch
 from mobkit.testing.suite import eventually
 
 QUOTA = 16 * 1024**2
@@ -95,7 +95,7 @@ async def test_the_watch_reports_the_alarm_and_its_end(
 ) -> None:
     _, client = small
     seen: list[str] = []
-    watch = NoSpaceWatch(
+    watch = EtcdStatusWatch(
         client,
         60.0,  # only kicks make it look again within this test
         on_full=lambda detail: seen.append(f"full: {detail}"),

@@ -21,6 +21,7 @@ from importlib import metadata
 
 from mobkit.cli import exit_codes
 from mobkit.core.errors import MobKitError
+from mobkit.server.startup import StartupError
 
 EPILOG = """\
 client commands reach the orchestrator at --addr (env MOBKIT_ADDR, default
@@ -131,9 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         except KeyboardInterrupt:
             return 130
-        except (MobKitError, ValueError, OSError) as exc:
+        except (MobKitError, ValueError, OSError, StartupError) as exc:
             print(f"mobkit {args.command}: {exc}", file=sys.stderr)
-            return 2
+            return exit_codes.USAGE
     name = getattr(args, "command_name", args.command)
     try:
         if args.kind == "client":

@@ -27,7 +27,7 @@ from mobkit.cli import exit_codes
 from mobkit.cli.output import table
 from mobkit.etcd.client import EtcdClient, EtcdTLS
 from mobkit.etcd.errors import EtcdAuthError, EtcdCompacted, EtcdError, EtcdUnavailable
-from mobkit.etcd.space import nospace_alarms
+from mobkit.etcd.status_watch import nospace_alarms
 from mobkit.server.config import Settings, add_arguments, load_settings
 
 ETCD_OPTIONS = (
@@ -64,7 +64,7 @@ class Etcd:
 
     def __init__(self, settings: Settings, timeout: float) -> None:
         if not settings.etcd_endpoints:
-            from mobkit.up import local_etcd_endpoint
+            from mobkit.etcd.local import local_etcd_endpoint
 
             # Without endpoints: the etcd that `mobkit up` runs for this data dir.
             local = local_etcd_endpoint(settings.data_dir)

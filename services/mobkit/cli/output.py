@@ -107,6 +107,11 @@ def condition_line(c: Any) -> str:
             f"warning: {c.backend} is out of space ({c.detail}): writes fail with "
             f"BACKEND_FULL until space is freed;{fix}"
         )
+    if c.reason == "BACKEND_UNAVAILABLE":
+        return (
+            f"warning: {c.backend} {c.detail}: this is the view of the replica that "
+            "answered, and calls that need it fail with BACKEND_UNAVAILABLE"
+        )
     return f"warning: {c.backend}: {c.reason}: {c.detail}"
 
 

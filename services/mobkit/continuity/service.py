@@ -60,6 +60,8 @@ async def open_store(settings: Settings, resources: Resources) -> PlanStore:
         # A full disk turns health NOT_SERVING and shows in status, like a full etcd.
         store.on_full = lambda detail: resources.conditions.report_full("sqlite", detail)
         store.on_recovered = lambda: resources.conditions.report_recovered("sqlite")
+        store.on_unavailable = lambda d: resources.conditions.report_unavailable("sqlite", d)
+        store.on_available = lambda: resources.conditions.report_available("sqlite")
         return store
     if backend == "memory":
         from mobkit.continuity.memory import MemoryContinuityStore

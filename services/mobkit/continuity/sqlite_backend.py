@@ -96,6 +96,11 @@ class SqliteContinuityStore(PlanStore):
         """Told the detail when the disk fills up (health, metric, status follow it)."""
         self.on_recovered: Callable[[], None] | None = None
         self._full = False
+        self.on_unavailable: Callable[[str], None] | None = None
+        """Told the detail when the file fails (I/O error, read-only, locked by another
+        process): health follows it, like an unreachable etcd."""
+        self.on_available: Callable[[], None] | None = None
+        self._failing = False
 
     @classmethod
     async def open(
@@ -161,6 +166,7 @@ class SqliteContinuityStore(PlanStore):
                 except RuntimeError as exc:  # executor shut down under us
                     outcomes = [StoreUnavailable(str(exc), backend="sqlite")] * len(group)
                 self._track_space(outcomes)
+                self._track_failure(outcomes)
                 for (_, future), outcome in zip(group, outcomes, strict=True):
                     if future.done():  # the caller gave up waiting: the outcome stands
                         continue
@@ -189,6 +195,17 @@ class SqliteContinuityStore(PlanStore):
             self._full = False  # a transaction committed again
             if self.on_recovered is not None:
                 self.on_recovered()
+
+    def _track_failure(self, outcomes: list[object]) -> None:
+        failed = next((o for o in outcomes if isinstance(o, StoreUnavailable)), None)
+        if failed is not None and not self._failing and not self._closed:
+            self._failing = True
+            if self.on_unavailable is not None:
+                self.on_unavailable(f"unusable at {self.path} ({failed.detail})")
+        elif failed is None and self._failing:
+            self._failing = False  # a transaction ran again
+            if self.on_available is not None:
+                self.on_available()
 
     # -- on the connection's thread -------------------------------------------------
 

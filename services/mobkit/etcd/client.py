@@ -482,9 +482,15 @@ class EtcdClient:
 
     # -- cluster ---------------------------------------------------------------------
 
-    async def status(self, *, timeout: float | None = None) -> rpc_pb2.StatusResponse:
-        """Status of whichever member the call reached."""
-        return await self.maintenance.Status(rpc_pb2.StatusRequest(), timeout=timeout)
+    async def status(
+        self, *, timeout: float | None = None, wait_for_ready: bool | None = None
+    ) -> rpc_pb2.StatusResponse:
+        """Status of whichever member the call reached. ``wait_for_ready=False`` fails
+        at once while no member can be connected to (health checks), instead of
+        waiting for one until the deadline."""
+        return await self.maintenance.Status(
+            rpc_pb2.StatusRequest(), timeout=timeout, wait_for_ready=wait_for_ready
+        )
 
     async def member_list(self, *, timeout: float | None = None) -> rpc_pb2.MemberListResponse:
         return await self.cluster.MemberList(rpc_pb2.MemberListRequest(), timeout=timeout)

@@ -8,6 +8,8 @@ these into their domain errors (a store outage becomes ``UNAVAILABLE`` at the AP
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from mobkit.core.errors import BackendFull, BackendUnavailable
@@ -77,6 +79,11 @@ def map_rpc_error(err: grpc.RpcError, method: str = "") -> EtcdError:
     ):
         return EtcdAuthError(message, code=name)
     return EtcdError(message, code=name)
+
+
+def unreachable(endpoints: Sequence[str], cause: object) -> str:
+    """How logs, errors and conditions say that no member at ``endpoints`` answered."""
+    return f"unreachable at {', '.join(endpoints)} ({cause})"
 
 
 def backend_error(exc: EtcdError, backend: str = "etcd") -> BackendFull | BackendUnavailable:

@@ -539,6 +539,32 @@ class EtcdProcess:
     async def stop_async(self, timeout: float = 5.0) -> None:
         await asyncio.to_thread(self.stop, timeout)
 
+    async def wait_exit_async(self) -> int:
+        """Wait, without blocking the event loop, until the process exits; reap it and
+        return its exit status (negative: the signal that killed it).
+
+        On Linux a pidfd tells the loop the moment it exits; elsewhere a thread waits
+        (until the process exits, even if the caller is cancelled).
+        """
+        popen = self._popen
+        if popen is None:
+            raise RuntimeError(f"etcd {self.name} has not been started")
+        if popen.poll() is not None:
+            return popen.returncode
+        try:
+            fd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):
+            return await asyncio.to_thread(popen.wait)
+        loop = asyncio.get_running_loop()
+        exited = asyncio.Event()
+        loop.add_reader(fd, exited.set)
+        try:
+            await exited.wait()
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        return popen.wait()  # it has exited: this only reaps it
+
     def _reap(self) -> None:
         self._paused = False
         if self._finalizer is not None:

@@ -1,12 +1,14 @@
-"""``backend_full`` and ``backend_recovered`` events, from the process's backend conditions.
+"""Events from the process's backend conditions: ``backend_full`` then
+``backend_recovered`` (out of space), ``backend_unavailable`` then
+``backend_available`` (unreachable).
 
-The event log usually lives on the very etcd that is full, so the queued event sink
-would drop ``backend_full``. Each event is therefore appended here directly, again
-every ``retry`` seconds until the log takes it: a write refused for lack of space was
-not applied, so retrying never duplicates it. ``backend_full`` lands once space is
-freed (its ``data.detected_at_ms`` says when it was noticed), and always before the
-same replica's ``backend_recovered``. Each replica reports what it saw
-(``data.replica``), so a fleet of N records N of each.
+The event log usually lives on the very etcd that is full or unreachable, so the
+queued event sink would drop these. Each event is therefore appended here directly,
+again every ``retry`` seconds until the log takes it: a write refused for lack of
+space was not applied, so retrying never duplicates it. ``backend_full`` lands once
+space is freed, ``backend_unavailable`` once etcd answers again (``data.detected_at_ms``
+says when each was noticed), and always before the same replica's event of the end.
+Each replica reports what it saw (``data.replica``), so a fleet of N records N of each.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ from typing import Any
 
 from mobkit.core.errors import MobKitError
 from mobkit.orchestrator.ports import Events
-from mobkit.server.conditions import BackendCondition
+from mobkit.server.conditions import BACKEND_FULL, BACKEND_UNAVAILABLE, BackendCondition
 
 log = logging.getLogger("mobkit.orchestrator")
+
+KINDS = {
+    BACKEND_FULL: ("backend_full", "backend_recovered"),
+    BACKEND_UNAVAILABLE: ("backend_unavailable", "backend_available"),
+}
+"""Condition reason -> the kinds of the events of its start and of its end."""
 
 
 class BackendEvents:
@@ -33,15 +41,17 @@ class BackendEvents:
         self._last: asyncio.Task[None] | None = None  # events land in the order noticed
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def __call__(self, backend: str, condition: BackendCondition | None) -> None:
+    def __call__(self, condition: BackendCondition, holds: bool) -> None:
         data: dict[str, Any] = {
-            "backend": backend,
+            "backend": condition.backend,
             "replica": self._replica,
+            "reason": condition.reason,
             "detected_at_ms": int(time.time() * 1000),
         }
-        if condition is not None:
-            data.update(reason=condition.reason, detail=condition.detail)
-        kind = "backend_full" if condition is not None else "backend_recovered"
+        if holds:
+            data["detail"] = condition.detail
+        started, ended = KINDS[condition.reason]
+        kind = started if holds else ended
         task = asyncio.get_running_loop().create_task(
             self._append(kind, data, self._last), name=f"event-{kind}"
         )

@@ -911,17 +911,25 @@ class Orchestrator:
         return self.status(identity)
 
     async def statuses_page(
-        self, after: str, limit: int, flt: StatusFilter, *, local_only: bool = False
+        self,
+        after: str,
+        limit: int,
+        flt: StatusFilter,
+        *,
+        local_only: bool = False,
+        own_view: bool = False,
     ) -> tuple[list[IdentityStatus], bool]:
         """Statuses of the identities after ``after``, each as reported by the replica
         hosting it, up to ``limit``; and whether more follow. ``local_only`` (a peer's
-        request): only what this replica hosts, no fan-out."""
+        request): only what this replica hosts, no fan-out. ``own_view``: every roster
+        identity as this replica sees it, no fan-out (etcd, which lists the other
+        replicas, is unreachable: answer now rather than wait for it)."""
         if local_only:
             hosted = sorted(i for i, s in self.slots.items() if s.grant is not None)
             return local_page(hosted, self.status, after, limit, flt)
         ids = sorted(self.slots)
         fleet = self.fleet
-        if fleet is None:
+        if fleet is None or own_view:
             return local_page(ids, self.status, after, limit, flt)
         others = [m for m in await fleet.members() if m != self.instance]
 

@@ -17,7 +17,7 @@ from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
 from mobkit.runtime.domain import SessionNotFound
-from mobkit.server.conditions import BackendConditions
+from mobkit.server.conditions import BACKEND_UNAVAILABLE, BackendConditions
 from mobkit.server.errors import ErrorTable, common_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
 from mobkit.wire.modules import status_to_proto as module_status_to_proto
@@ -125,7 +125,11 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
             dict(request.label_selector),
         )
         page, more = await self.o.statuses_page(
-            after, size, flt, local_only=_flag(context, LOCAL_ONLY)
+            after,
+            size,
+            flt,
+            local_only=_flag(context, LOCAL_ONLY),
+            own_view=self.conditions.holds("etcd", BACKEND_UNAVAILABLE),
         )
         return svc.ListIdentityStatusesResponse(
             statuses=[status_to_proto(s) for s in page],

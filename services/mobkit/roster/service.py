@@ -39,6 +39,11 @@ class RosterConfig:
     profiles: Mapping[str, str] = field(default_factory=dict)
 
 
+def in_etcd(source: str | None) -> bool:
+    """Whether the roster source setting names etcd (unset does, when etcd is configured)."""
+    return source is None or source == "etcd" or source.startswith("etcd:")
+
+
 def roster_config(settings: Settings) -> RosterConfig:
     section: Mapping[str, Any] = settings.sections.get("roster", {})
     for key in section:
@@ -57,7 +62,7 @@ def roster_config(settings: Settings) -> RosterConfig:
         raise InvalidArgument(
             "roster", "no roster source: give --roster FILE, or --etcd-endpoints to use etcd"
         )
-    if source is None or source == "etcd" or source.startswith("etcd:"):
+    if in_etcd(source):
         key = source[len("etcd:") :] if source and source.startswith("etcd:") else ""
         return RosterConfig(
             etcd_key=key or roster_key(settings.etcd_prefix),

@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mobkit.core.limits import MESSAGE_SIZE_OPTIONS
+from mobkit.server.addresses import listen_problem
 from mobkit.server.conditions import BackendCondition, BackendConditions
 from mobkit.server.errors import ErrorTable
 from mobkit.server.interceptor import Authorizer, ServiceCallInterceptor
@@ -39,6 +40,8 @@ class ServiceRegistration:
     add_to_server: Callable[[grpc.aio.Server], None]
     errors: ErrorTable
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+    # The backends it cannot work without ("etcd", "sqlite"): its health follows them.
+    backends: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -71,6 +74,7 @@ class MobKitServer:
         self.port = port
         self._stopped = False
         self._health_tasks: set[asyncio.Task[None]] = set()
+        self._health_lock = asyncio.Lock()
 
     @property
     def service_names(self) -> list[str]:
@@ -86,31 +90,41 @@ class MobKitServer:
             await self.health.set(name, status)
 
     def follow(self, conditions: BackendConditions) -> None:
-        """NOT_SERVING (the empty name and every service) while ``conditions`` report a
-        backend out of space, SERVING again once none does. ``liveness`` stays SERVING:
-        restarting the process would not free any space."""
+        """Each service NOT_SERVING while ``conditions`` hold for a backend it uses
+        (etcd out of space or unreachable, ...), SERVING again once none does; the
+        empty name NOT_SERVING while any service is. ``liveness`` stays SERVING:
+        restarting the process would not free space or bring etcd back."""
 
-        def changed(backend: str, condition: BackendCondition | None) -> None:
-            task = asyncio.get_running_loop().create_task(self._follow(conditions))
-            self._health_tasks.add(task)
-            task.add_done_callback(self._health_tasks.discard)
+        def changed(condition: BackendCondition, holds: bool) -> None:
+            self._refresh(conditions)
 
         conditions.subscribe(changed)
         if conditions.degraded:
-            changed("", None)
+            self._refresh(conditions)
+
+    def _refresh(self, conditions: BackendConditions) -> None:
+        task = asyncio.get_running_loop().create_task(self._follow(conditions))
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
 
     async def _follow(self, conditions: BackendConditions) -> None:
-        if self._stopped:
-            return
-        serving = health_pb2.HealthCheckResponse
-        await self._set_health(serving.NOT_SERVING if conditions.degraded else serving.SERVING)
+        async with self._health_lock:  # the last change is the one that stays
+            if self._stopped:
+                return
+            serving = health_pb2.HealthCheckResponse
+            down = conditions.affected()
+            degraded = [bool(s.backends & down) for s in self.config.services]
+            for svc, bad in zip(self.config.services, degraded, strict=True):
+                await self.health.set(svc.name, serving.NOT_SERVING if bad else serving.SERVING)
+            await self.health.set("", serving.NOT_SERVING if any(degraded) else serving.SERVING)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, then drain in-flight calls, then close resources."""
         if self._stopped:
             return
         self._stopped = True
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        async with self._health_lock:  # after any change being applied
+            await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
         grace = self.config.grace if grace is None else grace
         if grace > 0 and self.config.drain_delay > 0:
@@ -148,12 +162,15 @@ def build_server(config: ServerConfig) -> tuple[MobKitServer, int]:
     reflection.enable_server_reflection(
         [*(s.name for s in config.services), health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    if config.credentials is not None:
-        port = server.add_secure_port(config.listen, config.credentials)
-    else:
-        port = server.add_insecure_port(config.listen)
+    try:
+        if config.credentials is not None:
+            port = server.add_secure_port(config.listen, config.credentials)
+        else:
+            port = server.add_insecure_port(config.listen)
+    except RuntimeError:  # gRPC's "Failed to bind": say why, in one line
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
+        raise OSError(f"cannot listen on {config.listen}: {listen_problem(config.listen)}")
     return MobKitServer(server, health_servicer, config, port), port
 
 

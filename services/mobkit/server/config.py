@@ -23,6 +23,7 @@ from typing import Any
 
 from mobkit.core.errors import InvalidArgument
 from mobkit.server import options
+from mobkit.server.addresses import check_addresses
 
 PROVIDERS = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
 # The tables of a --config file, each read by the provider of the same name (runtime:
@@ -43,7 +44,7 @@ class Settings:
     etcd_key: str | None = None
     # Seconds between MobKit's own etcd compactions (one replica compacts); 0: never.
     etcd_compaction_interval: float = 60.0
-    # Seconds between checks for etcd's NOSPACE alarm (health, status, metric); 0: never.
+    # Seconds between checks of etcd: reachable? NOSPACE alarm? (health, status); 0: never.
     etcd_alarm_interval: float = 5.0
     continuity_backend: str = "sqlite"
     sqlite_path: str | None = None
@@ -118,6 +119,7 @@ class Settings:
                 unit = options.OPTIONS[name].unit
                 detail = f"must be between {low:g} and {high:g} {unit}".rstrip()
                 raise InvalidArgument(name, detail)
+        check_addresses(self)
         return self
 
 _FIELDS = {

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 
+from mobkit.server.addresses import check_listen_free
 from mobkit.server.app import MobKitServer, ServerConfig, ServiceRegistration, build_server
+from mobkit.server.backends import service_backends, uses_etcd
 from mobkit.server.catalog import CATALOG, ServiceSpec
 from mobkit.server.config import Settings, split_hostport
 from mobkit.server.resources import Resources
+from mobkit.server.startup import check_etcd_answers
 from mobkit.server.wiring import secure_and_observe
 
 # Build order matters for `all`: the orchestrator composes the providers built before it.
@@ -39,7 +43,7 @@ async def registration(key: str, settings: Settings, resources: Resources) -> Se
     if module is None:
         return unimplemented(spec)
     reg: ServiceRegistration = await importlib.import_module(module).build(settings, resources)
-    return reg
+    return dataclasses.replace(reg, backends=service_backends(key, settings))
 
 
 def expand(keys: Sequence[str]) -> list[str]:
@@ -51,11 +55,15 @@ def expand(keys: Sequence[str]) -> list[str]:
     return [k for k in ORDER if k in keys]
 
 
-def _on_full(resources: Resources) -> Callable[[str, str, float], None]:
-    """RPC observer: a RESOURCE_EXHAUSTED answer may be etcd out of space; check now."""
+_BACKEND_TROUBLE = frozenset({"RESOURCE_EXHAUSTED", "UNAVAILABLE"})
+
+
+def _on_trouble(resources: Resources) -> Callable[[str, str, float], None]:
+    """RPC observer: a RESOURCE_EXHAUSTED or UNAVAILABLE answer may be etcd out of
+    space or away; check now."""
 
     def observe(method: str, code: str, elapsed: float) -> None:
-        if code == "RESOURCE_EXHAUSTED":
+        if code in _BACKEND_TROUBLE:
             resources.check_backends_now()
 
     return observe
@@ -73,18 +81,21 @@ async def start_services(
 
         settings.listen = f"{host}:{free_ports(1)[0]}"
     try:
+        check_listen_free(settings)
+        if settings.etcd_endpoints and uses_etcd(expand(keys), settings):
+            await check_etcd_answers(resources)  # before any service loads anything
         regs = [await registration(k, settings, resources) for k in expand(keys)]
         config = ServerConfig(
             regs,
             listen=settings.listen,
             grace=settings.grace,
-            observers=[_on_full(resources)],
+            observers=[_on_trouble(resources)],
         )
         server, _ = build_server(await secure_and_observe(config, settings, resources))
         await server.start()
-        # While etcd (or another backend) is out of space, health says NOT_SERVING.
+        # While etcd (or another backend) is full or away, its services are NOT_SERVING.
         server.follow(resources.conditions)
-        resources.watch_etcd_space()
+        resources.watch_etcd()
     except BaseException:
         await resources.close()
         raise

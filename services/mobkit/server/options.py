@@ -71,7 +71,8 @@ OPTIONS: dict[str, OptionDoc] = {
     ),
     "etcd_alarm_interval": OptionDoc(
         "etcd",
-        "interval of checks for etcd's NOSPACE alarm: health, status, metric, events (0: never)",
+        "interval of checks of etcd (does it answer? is its NOSPACE alarm raised?): health, "
+        "status, metric, events (0: never)",
         "SECONDS",
         unit="s",
     ),

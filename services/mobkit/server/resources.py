@@ -12,7 +12,7 @@ from mobkit.server.config import Settings
 
 if TYPE_CHECKING:
     from mobkit.etcd.client import EtcdClient
-    from mobkit.etcd.space import NoSpaceWatch
+    from mobkit.etcd.status_watch import EtcdStatusWatch
 
 
 class Resources:
@@ -25,9 +25,9 @@ class Resources:
         self._lock = asyncio.Lock()
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.providers: dict[str, Any] = {}
-        #: Backend conditions (etcd out of space, ...) seen by this process.
+        #: Backend conditions (etcd out of space or unreachable, ...) seen by this process.
         self.conditions = BackendConditions()
-        self._space_watch: NoSpaceWatch | None = None
+        self._etcd_watch: EtcdStatusWatch | None = None
 
     async def etcd(self) -> EtcdClient:
         async with self._lock:
@@ -47,29 +47,33 @@ class Resources:
                 )
             return self._etcd
 
-    def watch_etcd_space(self) -> None:
-        """Follow etcd's NOSPACE alarm into :attr:`conditions`, if this process uses
-        etcd (``etcd_alarm_interval`` > 0); stops with :meth:`close`."""
+    def watch_etcd(self) -> None:
+        """Follow etcd's reachability and NOSPACE alarm into :attr:`conditions`, if this
+        process uses etcd (``etcd_alarm_interval`` > 0); stops with :meth:`close`."""
         interval = self.settings.etcd_alarm_interval
-        if self._etcd is None or self._space_watch is not None or interval <= 0:
+        if self._etcd is None or self._etcd_watch is not None or interval <= 0:
             return
-        from mobkit.etcd.space import NoSpaceWatch
+        from mobkit.etcd.status_watch import EtcdStatusWatch
         from mobkit.observability import metrics
 
         metrics.BACKEND_FULL.labels("etcd").set(0)
-        watch = self._space_watch = NoSpaceWatch(
+        conditions = self.conditions
+        watch = self._etcd_watch = EtcdStatusWatch(
             self._etcd,
             interval,
-            on_full=lambda detail: self.conditions.report_full("etcd", detail),
-            on_recovered=lambda: self.conditions.report_recovered("etcd"),
+            on_full=lambda detail: conditions.report_full("etcd", detail),
+            on_recovered=lambda: conditions.report_recovered("etcd"),
+            on_unreachable=lambda detail: conditions.report_unavailable("etcd", detail),
+            on_reachable=lambda: conditions.report_available("etcd"),
         )
         watch.start()
         self.on_close(watch.stop)
 
     def check_backends_now(self) -> None:
-        """A write failed for lack of space, perhaps: look at etcd's alarms now."""
-        if self._space_watch is not None:
-            self._space_watch.kick()
+        """A call failed for lack of space or as unavailable, perhaps, or etcd was seen
+        to die or come back: ask etcd now."""
+        if self._etcd_watch is not None:
+            self._etcd_watch.kick()
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)

@@ -41,18 +41,11 @@ class ServeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    def command(self, listen: str) -> list[str]:
+        return [sys.executable, "-m", "mobkit.cli", "serve", self.service, "--listen", listen]
+
     def start(self, timeout: float = 30.0) -> Self:
-        listen = self.address or "127.0.0.1:0"
-        cmd = [
-            sys.executable,
-            "-m",
-            "mobkit.cli",
-            "serve",
-            self.service,
-            "--listen",
-            listen,
-            *self.args,
-        ]
+        cmd = [*self.command(self.address or "127.0.0.1:0"), *self.args]
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             cmd, env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
@@ -129,3 +122,20 @@ class ServeProcess:
     def __exit__(self, *exc: object) -> None:
         self.resume()
         self.kill()
+
+
+class UpProcess(ServeProcess):
+    """``mobkit up --listen 127.0.0.1:PORT ...``: the whole suite, its own etcd included."""
+
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        *,
+        log_dir: str | Path,
+        env: dict[str, str] | None = None,
+        name: str = "up",
+    ) -> None:
+        super().__init__("all", args, log_dir=log_dir, env=env, name=name)
+
+    def command(self, listen: str) -> list[str]:
+        return [sys.executable, "-m", "mobkit.cli", "up", "--listen", listen]

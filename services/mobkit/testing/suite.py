@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -99,6 +99,16 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 40.0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 40.0) -> None:
+    """Poll an async ``check`` until it holds; fail naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
         await asyncio.sleep(0.05)

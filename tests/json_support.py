@@ -47,21 +47,22 @@ def nest(leaf: Any, depth: int, as_object: bool) -> Any:
     return leaf
 
 
-deep_values = st.builds(nest, scalars, st.integers(0, MAX_DEPTH), st.booleans())
-"""A value at any depth the API allows, up to :data:`MAX_DEPTH`."""
-
-json_values = (
-    st.recursive(
+def values_within(depth: int) -> st.SearchStrategy[Any]:
+    """Any JSON value nested at most ``depth`` levels: scalars (strings and numbers as
+    top-level values too), arrays, objects, big integers, floats, unicode, null, and
+    values as deep as ``depth`` allows."""
+    wide = st.recursive(
         scalars,
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
-        max_leaves=12,
+        max_leaves=12,  # at most 12 levels deep, far below the bound
     )
-    | deep_values
-)
-"""Any JSON value: scalars (strings and numbers as top-level values too), arrays,
-objects, big integers, floats, unicode, null, and deep nesting."""
+    return wide | st.builds(nest, scalars, st.integers(0, depth), st.booleans())
 
-json_objects = st.dictionaries(keys, json_values, max_size=4)
+
+json_values = values_within(MAX_DEPTH)
+"""Any JSON value the API carries, up to the depth bound :data:`MAX_DEPTH`."""
+
+json_objects = st.dictionaries(keys, values_within(MAX_DEPTH - 1), max_size=4)
 
 
 def same(a: Any, b: Any) -> bool:

@@ -40,10 +40,11 @@ class NotJson(ValueError):
         self.path = path
 
 
-def measure(value: Any) -> int:
+def measure(value: Any, max_depth: int = MAX_DEPTH) -> int:
     """Check that ``value`` is JSON under the module's rules; return its depth.
 
     Iterative, so a hostile value cannot exhaust the stack before the bound applies.
+    A document that holds values (a roster) may allow its own levels on top.
     """
     deepest = 0
     # (item, its depth, the entry of its container, its key there): a path is
@@ -70,8 +71,8 @@ def measure(value: Any) -> int:
         else:
             raise NotJson(f"{type(item).__name__} values are not JSON", _path(entry))
         level += 1
-        if level > MAX_DEPTH:
-            raise NotJson(f"nested deeper than {MAX_DEPTH} levels", _path(entry))
+        if level > max_depth:
+            raise NotJson(f"nested deeper than {max_depth} levels", _path(entry))
         deepest = max(deepest, level)
         stack.extend((child, level, entry, key) for key, child in children)
     return deepest
@@ -116,15 +117,15 @@ def _float(text: str) -> float:
     return number
 
 
-def decode(text: str | bytes) -> Any:
+def decode(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
     """The value of a JSON text, checked like :func:`measure`."""
     try:
         value = json.loads(text, parse_constant=_constant, parse_float=_float)
     except NotJson:
         raise
     except RecursionError:
-        raise NotJson(f"nested deeper than {MAX_DEPTH} levels") from None
+        raise NotJson(f"nested deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, int digit limit
         raise NotJson(f"not JSON: {exc}") from None
-    measure(value)
+    measure(value, max_depth)
     return value

@@ -77,7 +77,8 @@ def parse_roster_text(
     if not text.lstrip().startswith("{"):
         return parse_roster_toml(text, configured_profiles=configured_profiles)
     try:
-        data = jsontext.decode(text)
+        # A context may nest MAX_DEPTH levels below its entry: root, agents, entry.
+        data = jsontext.decode(text, jsontext.MAX_DEPTH + 3)
     except jsontext.NotJson as exc:
         raise RosterInvalid(f"malformed JSON: {exc}") from exc
     return parse_roster_data(data, configured_profiles=configured_profiles)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from compat_support import ROSTER, Suite, serve_suite
 
@@ -15,9 +16,10 @@ from mobkit.etcd.process import EtcdProcess
 
 @pytest_asyncio.fixture
 async def suite(
-    etcd_session: EtcdProcess, etcd_prefix: str, tmp_path: Path
+    request: pytest.FixtureRequest, etcd_session: EtcdProcess, etcd_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Suite]:
+    """Parametrize it indirectly with a roster's text to serve another roster."""
     roster = tmp_path / "roster.toml"
-    roster.write_text(ROSTER)
+    roster.write_text(getattr(request, "param", ROSTER))
     async with serve_suite(etcd_session.endpoint, etcd_prefix, roster) as suite:
         yield suite

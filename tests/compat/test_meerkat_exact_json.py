@@ -4,16 +4,12 @@ floats, and a context may be any JSON value, not only an object."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest_asyncio
-from compat_support import Suite, serve_suite
+import pytest
+from compat_support import Suite
 from hypothesis import HealthCheck, given, settings
 from json_support import json_objects, json_values, same
-
-from mobkit.etcd.process import EtcdProcess
 
 ROSTER = "callback/roster_provider/roster"
 EDGES = "callback/topology_provider/compute_edges"
@@ -47,22 +43,14 @@ CONTEXTS: dict[str, Any] = {
     "table": {"budget": 3, "ratio": 0.1, "nested": {"big": 2**53 + 1, "list": [[], {}]}},
 }
 
+pytestmark = pytest.mark.parametrize("suite", [EXACT_ROSTER], indirect=True)
+
 # Per example one gRPC round trip against servers the fixture keeps for the test.
 EXAMPLES = settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-@pytest_asyncio.fixture
-async def exact(
-    etcd_session: EtcdProcess, etcd_prefix: str, tmp_path: Path
-) -> AsyncIterator[Suite]:
-    roster = tmp_path / "roster.toml"
-    roster.write_text(EXACT_ROSTER)
-    async with serve_suite(etcd_session.endpoint, etcd_prefix, roster) as suite:
-        yield suite
 
 
 def spec(identity: str, context: Any = None) -> dict[str, Any]:
@@ -82,40 +70,40 @@ def build(spec: dict[str, Any], draft: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def test_the_roster_answers_each_context_exactly(exact: Suite) -> None:
-    answered = {s["identity"]: s.get("context") for s in await exact.call(ROSTER, {})}
+async def test_the_roster_answers_each_context_exactly(suite: Suite) -> None:
+    answered = {s["identity"]: s.get("context") for s in await suite.call(ROSTER, {})}
     assert answered.keys() == CONTEXTS.keys()
     for identity, context in CONTEXTS.items():
         assert same(answered[identity], context), identity
 
 
-async def test_specs_whose_context_is_not_an_object_get_their_edges(exact: Suite) -> None:
-    roster = await exact.call(ROSTER, {})
+async def test_specs_whose_context_is_not_an_object_get_their_edges(suite: Suite) -> None:
+    roster = await suite.call(ROSTER, {})
     params = {"target_identities": list(CONTEXTS), "context": {"roster": roster}}
     # label_keys = ["team"] meshes nobody here (no labels); hubs name no target: no edges,
     # and above all no refusal because of one spec's context.
-    assert await exact.call(EDGES, params) == []
+    assert await suite.call(EDGES, params) == []
     labelled = [{**s, "labels": {"team": "t"}} for s in roster]
     params = {"target_identities": ["list", "text"], "context": {"roster": labelled}}
-    assert await exact.call(EDGES, params) == [{"a": "list", "b": "text"}]
+    assert await suite.call(EDGES, params) == [{"a": "list", "b": "text"}]
 
 
 @EXAMPLES
 @given(app_context=json_values, schema=json_objects)
 async def test_a_draft_comes_back_with_the_json_it_was_sent(
-    exact: Suite, app_context: Any, schema: dict[str, Any]
+    suite: Suite, app_context: Any, schema: dict[str, Any]
 ) -> None:
     tool = {"name": "lookup", "description": "Look up", "input_schema": schema}
     draft: dict[str, Any] = {"external_tools": [tool]}
     if app_context is not None:
         draft["app_context"] = app_context
-    out = await exact.call(CUSTOMIZE, build(spec("coordinator"), draft))  # no rule matches
+    out = await suite.call(CUSTOMIZE, build(spec("coordinator"), draft))  # no rule matches
     assert same(out.get("app_context"), app_context)
     assert same(out["external_tools"], [tool])
 
 
 @EXAMPLES
 @given(context=json_values)
-async def test_a_spec_context_reaches_the_draft_exactly(exact: Suite, context: Any) -> None:
-    out = await exact.call(CUSTOMIZE, build(spec("coordinator", context), {}))
+async def test_a_spec_context_reaches_the_draft_exactly(suite: Suite, context: Any) -> None:
+    out = await suite.call(CUSTOMIZE, build(spec("coordinator", context), {}))
     assert same(out.get("app_context"), context)  # inherit_spec: it flows in as it is

@@ -6,7 +6,8 @@ through the RosterService, the TopologyService (ComputeEdges), the customizer
 context as structured output) and the orchestrator (the Send receipt, and the
 receipt replayed from SQLite), then the identity's status. Each leg is also read
 through the Python client. ``same`` tells ``3`` from ``3.0``, so a value that
-went through a double anywhere fails.
+went through a double anywhere fails. JSON text that is not JSON is refused with
+INVALID_ARGUMENT naming its field.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from json_support import json_values, same
 
@@ -37,6 +41,13 @@ from mobkit.core.types import (
 )
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.process import EtcdProcess
+from mobkit.gen.customizer.v1 import (
+    customizer_pb2,
+    customizer_service_pb2,
+    customizer_service_pb2_grpc,
+)
+from mobkit.gen.roster.v1 import roster_pb2
+from mobkit.gen.topology.v1 import topology_pb2, topology_service_pb2, topology_service_pb2_grpc
 from mobkit.roster.etcd_source import put_roster_document, roster_key
 from mobkit.server.app import MobKitServer
 from mobkit.server.config import Settings
@@ -59,6 +70,7 @@ PROVIDERS = ["roster", "topology", "customizer", "runtime"]
 class Stack:
     mk: MobKit
     put_roster: Any  # (identity, context) -> None
+    providers: str  # HOST:PORT of the provider services
 
 
 def roster_document(identity: str, context: Any) -> str:
@@ -124,7 +136,7 @@ def stack(etcd_session: EtcdProcess, tmp_path_factory: pytest.TempPathFactory) -
 
         addresses = dict.fromkeys(PROVIDERS, providers_addr)
         with MobKit(orchestrator_addr, timeout=10, provider_addresses=addresses) as mk:
-            yield Stack(mk, put_roster)
+            yield Stack(mk, put_roster, providers_addr)
     finally:
         loop.run(stop(etcd))
         loop.close()
@@ -210,3 +222,38 @@ def test_a_string_or_list_context_does_not_fail_compute_edges(stack: Stack, cont
         [s.identity for s in specs], TopologyContext(roster=tuple(specs))
     )
     assert edges == [ManagedPeerEdge.new(ANCHOR, identity)]
+
+
+def _error(call: Any) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    status = rpc_status.from_call(err.value)  # type: ignore[arg-type]
+    assert status is not None and len(status.details) == 1
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    return err.value.code(), info.reason, dict(info.metadata)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("text", ["{", "NaN", "[1,]", "1e400", "[" * 200 + "]" * 200])
+def test_json_text_that_is_not_json_is_invalid_argument_naming_the_field(
+    stack: Stack, text: str
+) -> None:
+    with grpc.insecure_channel(stack.providers) as channel:
+        spec = roster_pb2.DurableAgentSpec(identity="x", profile="notebook", context_json=text)
+        edges = topology_service_pb2.ComputeEdgesRequest(
+            target_identities=["x"], context=topology_pb2.TopologyContext(roster=[spec])
+        )
+        compute = topology_service_pb2_grpc.TopologyServiceStub(channel).ComputeEdges
+        code, reason, metadata = _error(lambda: compute(edges, timeout=10))
+        assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+        assert metadata["field"] == "context.roster[0].context_json"
+
+        build = customizer_service_pb2.CustomizeBuildRequest(
+            context=customizer_pb2.AgentBuildContext(identity="x"),
+            spec=roster_pb2.DurableAgentSpec(identity="x", profile="notebook"),
+            draft=customizer_pb2.AgentBuildDraft(app_context_json=text),
+        )
+        customize = customizer_service_pb2_grpc.AgentCustomizerServiceStub(channel).CustomizeBuild
+        code, reason, metadata = _error(lambda: customize(build, timeout=10))
+        assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+        assert metadata["field"] == "draft.app_context_json"

@@ -54,8 +54,8 @@ def put_json(msg: Message, name: str, value: JsonValue | None, where: str = "") 
         else:
             json_format.ParseDict(value, legacy)
     except (ValueError, TypeError, OverflowError, json_format.ParseError):
-        # Not representable there (an integer beyond a double's range, a lone
-        # surrogate): older readers see no value rather than a wrong one.
+        # Not representable there at all (an integer beyond a double's range, a
+        # lone surrogate): older readers see no value, newer ones read the text.
         msg.ClearField(name)
 
 

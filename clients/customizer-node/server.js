@@ -7,6 +7,9 @@
 //     (FAILED_PRECONDITION + one google.rpc.ErrorInfo, domain mobkit.dev, in the
 //     grpc-status-details-bin trailer — what MobKit's clients decode);
 //   * AfterCreate logs the new session.
+// The draft's free-form JSON (`app_context_json`, each tool's `input_schema_json`)
+// is JSON text, passed back untouched; to change it, parse and rewrite the text
+// (JSON.parse rounds integers beyond 2^53: see clients/node/json.js).
 //
 // Usage: node server.js [--listen HOST:PORT] [--protos DIR]
 // Prints `listening on HOST:PORT` to stderr once it serves. Point an

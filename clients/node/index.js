@@ -4,7 +4,9 @@
 // Stubs come from MobKit's own .proto files, loaded at run time with
 // @grpc/proto-loader (no code generation step). Results are plain objects in
 // the protos' snake_case; 64-bit numbers (cursors, fencing tokens, versions)
-// are decimal strings, so nothing loses precision. Errors are MobKitError with
+// are decimal strings, so nothing loses precision; so are free-form JSON values
+// (a receipt's structured_output, an event's data), read from their exact
+// `*_json` text with integers beyond 2^53 as BigInt (./json.js). Errors are MobKitError with
 // `reason`, `domain` and `metadata` decoded from the ErrorInfo MobKit sends.
 //
 // As in the Python client: every unary call has a deadline; UNAVAILABLE is
@@ -18,6 +20,7 @@ const path = require("node:path");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 const { MobKitError, decodeError } = require("./errors");
+const { parseJson, stringifyJson } = require("./json");
 
 const DEFAULT_PROTOS = path.join(__dirname, "..", "..", "protos");
 const DEFAULT_ADDRESS = "127.0.0.1:7700";
@@ -44,7 +47,8 @@ const SERVICES = [
  * @property {string} fencing_token
  * @property {string} checkpoint_version
  * @property {string} output
- * @property {Record<string, unknown> | null} structured_output
+ * @property {unknown} structured_output any JSON value, or null if none
+ * @property {string} structured_output_json its exact JSON text ("" if none)
  * @property {string} [correlation_id]
  */
 
@@ -56,7 +60,8 @@ const SERVICES = [
  * @property {string} timestamp_ms
  * @property {string} kind
  * @property {string} [agent_identity]
- * @property {Record<string, unknown> | null} data
+ * @property {unknown} data any JSON value, or null if none
+ * @property {string} data_json its exact JSON text ("" if none)
  */
 
 /** @param {number} ms */
@@ -99,14 +104,26 @@ function fromStruct(struct) {
   return out;
 }
 
+/**
+ * A free-form JSON field: its exact `<name>_json` text when set, else the deprecated
+ * Struct (a server older than the text fields).
+ * @param {any} message
+ * @param {string} name
+ * @returns {unknown}
+ */
+function jsonField(message, name) {
+  const text = message[`${name}_json`];
+  return text ? parseJson(text) : fromStruct(message[name]);
+}
+
 /** @param {any} event */
 function structuralEvent(event) {
-  return { ...event, data: fromStruct(event.data) };
+  return { ...event, data: jsonField(event, "data") };
 }
 
 /** @param {any} receipt @returns {DispatchReceipt} */
 function dispatchReceipt(receipt) {
-  return { ...receipt, structured_output: fromStruct(receipt.structured_output) };
+  return { ...receipt, structured_output: jsonField(receipt, "structured_output") };
 }
 
 /**
@@ -362,4 +379,12 @@ class MobKitClient {
   }
 }
 
-module.exports = { MobKitClient, MobKitError, decodeError, fromStruct, DEFAULT_ADDRESS };
+module.exports = {
+  MobKitClient,
+  MobKitError,
+  decodeError,
+  fromStruct,
+  parseJson,
+  stringifyJson,
+  DEFAULT_ADDRESS,
+};

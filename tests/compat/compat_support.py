@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 from meerkat_mobkit.agent_builder import CallbackDispatcher
 
 from mobkit.compat.meerkat import LeaseProviderAdapter, MeerkatProviders
+from mobkit.server.config import Settings
+from mobkit.server.host import start_services
 
 SERVICES = ["lease", "continuity", "roster", "topology", "customizer"]
 
@@ -107,3 +112,26 @@ class Suite:
             LeaseProviderAdapter.from_channel(self.channel, ttl=SHORT_TTL, timeout=WAIT)
         )
         return dispatcher
+
+
+@asynccontextmanager
+async def serve_suite(etcd_endpoint: str, etcd_prefix: str, roster: Path) -> AsyncIterator[Suite]:
+    """:data:`SERVICES` on port 0 over a real etcd, ``roster`` as the roster file."""
+    settings = Settings(
+        listen="127.0.0.1:0",
+        etcd_endpoints=[etcd_endpoint],
+        etcd_prefix=etcd_prefix,
+        continuity_backend="etcd",
+        roster=str(roster),
+        sections=SECTIONS,
+        log_level="WARNING",
+    ).validate()
+    server, resources = await start_services(SERVICES, settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        providers = MeerkatProviders.from_channel(channel, timeout=WAIT)
+        yield Suite(channel, providers, dispatcher_for(providers))
+    finally:
+        await channel.close()
+        await server.stop(0)
+        await resources.close()

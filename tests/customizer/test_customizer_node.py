@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from json_support import same
 
 from mobkit.core.errors import CustomizerFailed
 from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec, ExternalToolDef
@@ -77,8 +78,9 @@ async def test_node_customizer_changes_the_draft(node_customizer: str) -> None:
             model="m",
             additional_instructions=["first"],
             labels={"team": "alpha"},
-            app_context={"k": "v"},
-            external_tools=[ExternalToolDef("t", "d", {"type": "object"})],
+            # A customizer in another language hands the JSON text back untouched.
+            app_context=["v", 2**64 + 1, {"whole": 3.0, "n": 3}],
+            external_tools=[ExternalToolDef("t", "d", {"type": "object", "maxItems": 2**53 + 1})],
         )
         spec = DurableAgentSpec(identity="worker-1", profile="worker")  # type: ignore[arg-type]
         out = await client.customize_build(AgentBuildContext(identity="worker-1"), spec, draft)  # type: ignore[arg-type]
@@ -89,6 +91,8 @@ async def test_node_customizer_changes_the_draft(node_customizer: str) -> None:
             draft.app_context,
             draft.external_tools,
         )
+        assert same(out.app_context, draft.app_context)
+        assert same(out.external_tools[0].input_schema, draft.external_tools[0].input_schema)
         assert out.system_prompt is None  # presence survives the other language
         assert await after_create_best_effort(client, "worker-1", "session-1", {"a": 1})
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+from json_support import same
 
 from mobkit.core.errors import CustomizerFailed, InvalidArgument
 from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec, ExternalToolDef
@@ -67,6 +68,25 @@ async def test_spec_fields_flow_into_the_draft_by_default() -> None:
     assert out.app_context == {"x": 1, "y": 2, "z": 3}
     off = DeclarativeCustomizer(inherit_spec=False)
     assert await off.customize_build(ctx(), s, draft) == draft
+
+
+@pytest.mark.parametrize(
+    ("draft_context", "spec_context", "expected"),
+    [
+        ({"x": 1}, ["a", 2**64 + 1], ["a", 2**64 + 1]),  # not an object: it is the context
+        ({"x": 1}, "plain text", "plain text"),
+        ("old", {"y": 2}, {"y": 2}),  # keys set on an object: a non-object has none to keep
+        ({"x": 1}, None, {"x": 1}),
+        (None, 0, 0),
+    ],
+)
+async def test_a_spec_context_of_any_json_type_flows_into_the_draft(
+    draft_context: Any, spec_context: Any, expected: Any
+) -> None:
+    draft = AgentBuildDraft(app_context=draft_context)
+    out = await DeclarativeCustomizer().customize_build(ctx(), spec(context=spec_context), draft)
+    assert same(out.app_context, expected)
+    assert draft.app_context == draft_context  # the input draft is left as it was
 
 
 async def test_matching_rules_apply_in_order() -> None:

@@ -23,7 +23,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.servers import running_services
 from mobkit.testing.suite import eventually, reason, send_request, stub, write_roster
-from mobkit.wire.json import from_struct
+from mobkit.wire.json import get_json
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -102,7 +102,7 @@ async def modules(o: Any) -> dict[str, Any]:
 
 async def event_kinds(o: Any) -> list[tuple[str, str, dict[str, Any]]]:
     reply = await o.ListEvents(svc.ListEventsRequest(after_seq=0, page_size=1000), timeout=5)
-    return [(e.kind, e.agent_identity, from_struct(e.data)) for e in reply.events]
+    return [(e.kind, e.agent_identity, get_json(e, "data")) for e in reply.events]
 
 
 async def test_agent_turn_calls_a_module_tool(orch: Any) -> None:
@@ -170,7 +170,7 @@ async def test_agent_turn_calls_a_module_tool(orch: Any) -> None:
 
     await asyncio.wait_for(read(), 20)
     stream.cancel()
-    assert [(e.kind, from_struct(e.data).get("module")) for e in watched] == kinds
+    assert [(e.kind, get_json(e, "data").get("module")) for e in watched] == kinds
 
 
 async def test_module_killed_during_a_tool_call_fails_the_turn_cleanly(

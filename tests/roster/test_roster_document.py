@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from json_support import same
 
 from mobkit.core.errors import RosterInvalid
 from mobkit.core.types import AgentAddressability, RuntimeMode
@@ -72,6 +73,37 @@ nested = { list = [1, "two", true] }
     assert spec.context == {"nested": {"list": [1, "two", True]}}
 
 
+@pytest.mark.parametrize(
+    ("toml", "context"),
+    [
+        ('"eu"', "eu"),
+        ("[1, 2.0, 9223372036854775807]", [1, 2.0, 2**63 - 1]),
+        ("{ budget = 3, ratio = 0.5 }", {"budget": 3, "ratio": 0.5}),
+        ("-7", -7),
+    ],
+)
+def test_context_is_any_json_value_and_exact_in_toml(toml: str, context: Any) -> None:
+    (spec,) = parse_roster_toml(
+        HEAD + f'[[agents]]\nidentity = "w"\nprofile = "worker"\ncontext = {toml}\n'
+    ).specs
+    assert same(spec.context, context)
+
+
+def test_context_is_exact_in_json_documents_too() -> None:
+    context = {"big": 2**64 + 1, "neg": -(2**70), "n": 3, "f": 3.0, "s": "\u00e9", "z": None}
+    for value in (context, [context, "x"], "text", 2**100):
+        doc = {"profiles": {"worker": "echo"}, "agents": [{"identity": "w", "profile": "worker"}]}
+        doc["agents"][0]["context"] = value
+        (spec,) = parse_roster_text(json.dumps(doc)).specs
+        assert same(spec.context, value)
+
+
+def test_a_json_document_that_is_not_json_is_roster_invalid() -> None:
+    for text in ('{"agents": [NaN]}', '{"agents": [' + "[" * 5000 + "]" * 5000 + "]}"):
+        with pytest.raises(RosterInvalid, match="malformed JSON"):
+            parse_roster_text(text)
+
+
 def test_empty_roster_is_valid() -> None:
     assert parse_roster_toml("").specs == ()
 
@@ -135,7 +167,7 @@ def test_non_utf8_is_unreadable() -> None:
         ('identity = "w"\nprofile = "worker"\ndisplay_name = ""', "display_name"),
         ('identity = "w"\nprofile = "worker"\nlabels = { team = 1 }', "labels.team"),
         ('identity = "w"\nprofile = "worker"\nlabels = "team"', "labels"),
-        ('identity = "w"\nprofile = "worker"\ncontext = "x"', "context"),
+        ('identity = "w"\nprofile = "worker"\ncontext = [1, 1979-05-27]', "context[1]"),
         ('identity = "w"\nprofile = "worker"\ncontext = { at = 1979-05-27 }', "context.at"),
         (
             'identity = "w"\nprofile = "worker"\nadditional_instructions = "x"',

@@ -15,7 +15,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from json_support import same
 
+from mobkit.core import jsontext
 from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
 from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
 from mobkit.gen.continuity.v1 import continuity_pb2
@@ -25,6 +27,7 @@ from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
 from mobkit.runtime.client import GrpcAgentRuntime
 from mobkit.runtime.domain import AgentRuntime, CallbackUnavailable, SessionNotFound
 from mobkit.runtime.local import LocalAgentRuntime
+from mobkit.runtime.sdk import Agent, TurnContext
 from mobkit.server.config import Settings
 from mobkit.server.host import start_services
 
@@ -105,6 +108,48 @@ async def test_notebook_state_survives_export_into_another_runtime(runtime: Agen
     await runtime.close_session(info.session_id)
     await runtime.resume_session("scribe", "", info.session_id, "rt-1", back, DRAFT)
     assert "turn 3" in await say(runtime, info.session_id, "hello")
+
+
+@pytest.mark.parametrize(
+    "app_context",
+    [{"budget": 3, "big": 2**64 + 1, "f": 3.0}, ["a", None, -(2**70)], "text", 0, None],
+)
+async def test_the_app_context_comes_back_exactly_as_structured_output(
+    runtime: AgentRuntime, app_context: Any
+) -> None:
+    """The notebook's ``context`` command: the draft's app context, as the runtime got it."""
+    draft = AgentBuildDraft(app_context=app_context)
+    info = await runtime.create_session("scribe", "notebook", draft)
+    outcome = await runtime.run_turn(info.session_id, DispatchInput("context"))
+    assert same(outcome.structured_output, app_context)
+    shown = "none" if app_context is None else jsontext.encode(app_context)
+    assert f"my context: {shown}" in outcome.output
+    plain = await runtime.run_turn(info.session_id, DispatchInput("recall"))
+    assert plain.structured_output is None
+
+
+class Oddity(Agent):
+    """Gives a structured output that is not JSON."""
+
+    kind = "oddity"
+
+    async def on_turn(self, ctx: TurnContext, message: str) -> str:
+        self.state["seen"] = self.state.get("seen", 0) + 1
+        ctx.structured_output = {"when": {1, 2}} if message == "bad" else [message]
+        return "ok"
+
+
+async def test_a_structured_output_that_is_not_json_fails_the_turn_and_changes_nothing() -> None:
+    runtime = LocalAgentRuntime(agents={"oddity": Oddity})
+    info = await runtime.create_session("o", "oddity", AgentBuildDraft())
+    assert same(
+        (await runtime.run_turn(info.session_id, DispatchInput("x"))).structured_output, ["x"]
+    )
+    before = await runtime.export_snapshot(info.session_id)
+    with pytest.raises(InvalidArgument) as err:
+        await runtime.run_turn(info.session_id, DispatchInput("bad"))
+    assert err.value.field == "structured_output"
+    assert await runtime.export_snapshot(info.session_id) == before
 
 
 async def test_unknown_session_is_session_not_found(runtime: AgentRuntime) -> None:

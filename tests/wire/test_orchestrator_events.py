@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from json_support import json_values, same
 
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.types import MobStructuralEventEnvelope
@@ -14,18 +15,6 @@ from mobkit.gen.orchestrator.v1 import orchestrator_pb2
 from mobkit.wire.orchestrator import event_from_proto, event_to_proto
 
 text = st.text(max_size=12)
-json_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**53), max_value=2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | text
-)
-json_value = st.recursive(
-    json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
-    max_leaves=8,
-)
 labels = st.dictionaries(text, text, max_size=3)
 
 events = st.builds(
@@ -35,7 +24,7 @@ events = st.builds(
     mob_id=text,
     timestamp_ms=st.integers(min_value=0, max_value=2**64 - 1),
     kind=text,
-    data=st.none() | st.dictionaries(text, json_value, max_size=4),
+    data=json_values,
     run_id=st.none() | text,
     step_id=st.none() | text,
     agent_identity=st.none() | text,
@@ -48,7 +37,8 @@ events = st.builds(
 def test_event_round_trip(env: MobStructuralEventEnvelope) -> None:
     msg = event_to_proto(env)
     wire = orchestrator_pb2.MobStructuralEventEnvelope.FromString(msg.SerializeToString())
-    assert event_from_proto(wire) == env
+    back = event_from_proto(wire)
+    assert back == env and same(back.data, env.data)
 
 
 def test_empty_data_and_absent_data_stay_distinct() -> None:
@@ -60,7 +50,11 @@ def test_empty_data_and_absent_data_stay_distinct() -> None:
     assert event_from_proto(absent).data is None
 
 
-def test_non_object_data_is_refused() -> None:
-    env = MobStructuralEventEnvelope("e", 1, "m", 2, "k", data=[1, 2])
-    with pytest.raises(InvalidArgument):
+def test_data_that_is_not_json_is_refused() -> None:
+    env = MobStructuralEventEnvelope("e", 1, "m", 2, "k", data={"x": float("inf")})
+    with pytest.raises(InvalidArgument) as info:
         event_to_proto(env)
+    assert info.value.field == "event.data"
+    with pytest.raises(InvalidArgument) as info:
+        event_from_proto(orchestrator_pb2.MobStructuralEventEnvelope(data_json="[1 2]"))
+    assert info.value.field == "event.data_json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from json_support import json_values, same
 
 from mobkit.core.errors import InvalidArgument, InvalidIdentity
 from mobkit.core.types import AgentAddressability, DurableAgentSpec, RosterContext, RuntimeMode
@@ -15,16 +16,6 @@ from mobkit.wire import roster as wire
 
 identities = valid_identities(max_size=12)
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
-json_scalars = st.none() | st.booleans() | st.integers(-(2**50), 2**50).map(float) | texts
-json_objects = st.dictionaries(
-    texts,
-    st.recursive(
-        json_scalars,
-        lambda c: st.lists(c, max_size=3) | st.dictionaries(texts, c, max_size=3),
-        max_leaves=8,
-    ),
-    max_size=4,
-)
 
 specs = st.builds(
     DurableAgentSpec,
@@ -33,7 +24,7 @@ specs = st.builds(
     addressability=st.sampled_from(AgentAddressability),
     display_name=st.none() | st.text(min_size=1, max_size=10),
     labels=st.dictionaries(texts, texts, max_size=3),
-    context=st.none() | json_objects,
+    context=json_values,
     additional_instructions=st.lists(texts, max_size=3).map(tuple),
     initial_message=st.none() | texts,
     runtime_mode_override=st.none() | st.sampled_from(RuntimeMode),
@@ -51,7 +42,8 @@ problems = st.builds(
 def test_spec_round_trip(spec: DurableAgentSpec) -> None:
     msg = wire.spec_to_proto(spec)
     again = roster_pb2.DurableAgentSpec.FromString(msg.SerializeToString())
-    assert wire.spec_from_proto(again) == spec
+    back = wire.spec_from_proto(again)
+    assert back == spec and same(back.context, spec.context)
 
 
 @given(
@@ -73,14 +65,16 @@ def test_snapshot_round_trip_through_both_responses(
     watch = roster_service_pb2.WatchRosterResponse.FromString(
         wire.watch_roster_response(snapshot).SerializeToString()
     )
-    assert wire.snapshot_from_proto(get) == snapshot
-    assert wire.snapshot_from_proto(watch) == snapshot
+    for back in (wire.snapshot_from_proto(get), wire.snapshot_from_proto(watch)):
+        assert back == snapshot
+        assert all(same(b.context, s.context) for b, s in zip(back.specs, specs, strict=True))
 
 
-@given(st.none() | json_objects, st.lists(identities, max_size=4).map(tuple))
-def test_roster_context_round_trip(definition: dict | None, previous: tuple[str, ...]) -> None:
+@given(json_values, st.lists(identities, max_size=4).map(tuple))
+def test_roster_context_round_trip(definition: object, previous: tuple[str, ...]) -> None:
     context = RosterContext(mob_definition=definition, previous_identities=previous)  # type: ignore[arg-type]
-    assert wire.roster_context_from_proto(wire.roster_context_to_proto(context)) == context
+    back = wire.roster_context_from_proto(wire.roster_context_to_proto(context))
+    assert back == context and same(back.mob_definition, definition)
 
 
 def test_unset_enums_mean_the_seed_defaults() -> None:
@@ -114,5 +108,12 @@ def test_invalid_spec_fields_are_refused() -> None:
         wire.spec_from_proto(
             roster_pb2.DurableAgentSpec(identity="a", profile="p", display_name="")
         )
-    with pytest.raises(InvalidArgument):
-        wire.spec_to_proto(DurableAgentSpec(identity="a", profile="p", context=[1, 2]))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument) as info:
+        wire.spec_to_proto(DurableAgentSpec(identity="a", profile="p", context={1, 2}))  # type: ignore[arg-type]
+    assert info.value.field == "spec.context"
+    with pytest.raises(InvalidArgument) as info:
+        wire.spec_from_proto(
+            roster_pb2.DurableAgentSpec(identity="a", profile="p", context_json="[1,"),
+            "context.roster[2]",
+        )
+    assert info.value.field == "context.roster[2].context_json"

@@ -4,14 +4,15 @@
 //
 // Usage: node examples/send-and-follow.js ADDR IDENTITY TEXT [--events N] [--timeout-ms MS] [--key K]
 //
-// Prints the receipt and the agent's output, then the first N structural events
-// (default 3) from the start of the log, and exits 0. Exits 1 with
+// Prints the receipt, the agent's output and its structured output (exact JSON,
+// when the turn has one), then the first N structural events (default 3) from the
+// start of the log, and exits 0. Exits 1 with
 // `send-and-follow: REASON: message` (ErrorInfo decoded from
 // grpc-status-details-bin) if a call fails, 3 if N events did not arrive within
 // --timeout-ms (default 20000), 2 on bad usage.
 "use strict";
 
-const { MobKitClient, MobKitError } = require("..");
+const { MobKitClient, MobKitError, stringifyJson } = require("..");
 
 function usage(message) {
   console.error(`send-and-follow: ${message}`);
@@ -58,11 +59,14 @@ async function main() {
         `fencing_token=${receipt.fencing_token} checkpoint=${receipt.checkpoint_version}`,
     );
     console.log(`output ${receipt.output}`);
+    if (receipt.structured_output !== null) {
+      console.log(`structured ${stringifyJson(receipt.structured_output)}`);
+    }
     let seen = 0;
     if (args.events > 0) {
       for await (const event of client.events({ afterSeq: 0 })) {
         const who = event.agent_identity ? ` ${event.agent_identity}` : "";
-        console.log(`event ${event.cursor} ${event.kind}${who} ${JSON.stringify(event.data)}`);
+        console.log(`event ${event.cursor} ${event.kind}${who} ${stringifyJson(event.data)}`);
         seen += 1;
         if (seen >= args.events) break;
       }

@@ -23,7 +23,6 @@ from mobkit.cli.connect import RECONCILE_TIMEOUT, add_client_options
 from mobkit.cli.output import (
     STATUS_HEADERS,
     condition_line,
-    event_json,
     event_line,
     print_json,
     seconds,
@@ -217,7 +216,7 @@ async def events(run: Run) -> int:
     def emit(event: MobStructuralEventEnvelope) -> bool:
         nonlocal emitted
         if run.json:
-            print_json(event_json(event), run.out)
+            print_json(event, run.out)
         else:
             run.print(event_line(event))
         emitted += 1

@@ -40,23 +40,6 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def whole_numbers(value: Any) -> Any:
-    """JSON from a protobuf Struct has only doubles: show ``5.0`` as ``5`` again."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [whole_numbers(v) for v in value]
-    return value
-
-
-def event_json(event: MobStructuralEventEnvelope) -> dict[str, Any]:
-    out: dict[str, Any] = jsonable(event)
-    out["data"] = whole_numbers(out["data"])
-    return out
-
-
 def print_json(value: Any, out: TextIO | None = None) -> None:
     print(json.dumps(jsonable(value), sort_keys=True), file=out or sys.stdout, flush=True)
 
@@ -117,7 +100,7 @@ def condition_line(c: Any) -> str:
 
 def event_line(e: MobStructuralEventEnvelope) -> str:
     when = datetime.fromtimestamp(e.timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds")
-    data = json.dumps(whole_numbers(e.data), sort_keys=True) if e.data else ""
+    data = json.dumps(e.data, sort_keys=True) if e.data else ""
     return "  ".join(
         x for x in (str(e.cursor), when.replace("+00:00", "Z"), e.kind, e.agent_identity, data) if x
     )

@@ -4,12 +4,10 @@ same domain exceptions as an in-process customizer (CUSTOMIZER_FAILED included).
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
 from mobkit.core.errors import CustomizerUnavailable
-from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec
+from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec, JsonValue
 from mobkit.gen.customizer.v1 import customizer_service_pb2 as pb
 from mobkit.gen.customizer.v1 import customizer_service_pb2_grpc as pb_grpc
 from mobkit.wire import customizer as wire
@@ -39,13 +37,9 @@ class GrpcAgentCustomizer:
         return wire.draft_from_proto(reply.draft)
 
     async def after_create(
-        self, identity: str, session_id: str, context: dict[str, Any] | None = None
+        self, identity: str, session_id: str, context: JsonValue | None = None
     ) -> None:
-        request = pb.AfterCreateRequest(
-            identity=identity,
-            session_id=session_id,
-            context=wire.session_context_to_proto(context),
-        )
+        request = wire.after_create_request(identity, session_id, context)
         try:
             await self._stub.AfterCreate(request, timeout=self._timeout)
         except grpc.RpcError as err:

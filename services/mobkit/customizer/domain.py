@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec
+from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec, JsonValue
 
 log = logging.getLogger("mobkit.customizer")
 
@@ -25,12 +25,12 @@ class AgentCustomizer(Protocol):
     ) -> AgentBuildDraft: ...
 
     async def after_create(
-        self, identity: str, session_id: str, context: dict[str, Any] | None
+        self, identity: str, session_id: str, context: JsonValue | None
     ) -> None: ...
 
 
 async def after_create_best_effort(
-    customizer: AgentCustomizer, identity: str, session_id: str, context: dict[str, Any] | None
+    customizer: AgentCustomizer, identity: str, session_id: str, context: JsonValue | None
 ) -> bool:
     """Notify the customizer; a failure is logged, not raised. Returns whether it succeeded."""
     try:

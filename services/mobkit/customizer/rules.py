@@ -4,6 +4,8 @@
 
     [customizer]
     inherit_spec = true            # default: the spec's instructions, labels, context flow in
+                                   # (an object context's keys are set on the app context;
+                                   # any other JSON value replaces it)
 
     [[customizer.rules]]
     name = "workers"               # shown in logs and refusals
@@ -12,7 +14,7 @@
     system_prompt = "You are a worker."
     additional_instructions = ["Report to the coordinator."]      # appended
     labels = { tier = "worker" }   # merged
-    app_context = { budget = 10 }  # keys set
+    app_context = { budget = 10 }  # keys set (on an object; any other app context is replaced)
     external_tools = [{ name = "search", description = "Search notes", input_schema = { type = "object" } }]
 
     [[customizer.rules]]
@@ -29,6 +31,7 @@ nothing more.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -115,9 +118,20 @@ def append_instructions(draft: AgentBuildDraft, instructions: tuple[str, ...]) -
 
 
 def merge_context(current: JsonValue | None, keys: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+    """``keys`` set on the object ``current``; a context that is not an object (a
+    string, an array, ...) has no keys to keep, so the result is ``keys`` alone."""
     base = dict(current) if isinstance(current, dict) else {}
     base.update(keys)
     return base
+
+
+def inherit_context(current: JsonValue | None, context: JsonValue | None) -> JsonValue | None:
+    """The spec's context flowing into the draft's: an object's keys are merged in;
+    any other value (a string, an array, a number) is the app context itself."""
+    if context is None:
+        return current
+    context = copy.deepcopy(context)  # the draft owns its context
+    return merge_context(current, context) if isinstance(context, dict) else context
 
 
 def add_tool(draft: AgentBuildDraft, tool: ExternalToolDef) -> None:
@@ -160,16 +174,13 @@ class DeclarativeCustomizer:
         if self.inherit_spec:
             append_instructions(out, spec.additional_instructions)
             out.labels.update(spec.labels)
-            if isinstance(spec.context, dict):
-                out.app_context = merge_context(out.app_context, spec.context)
+            out.app_context = inherit_context(out.app_context, spec.context)
         for rule in self.rules:
             if rule.match.matches(spec):
                 rule.apply(spec, out)
         return out
 
-    async def after_create(
-        self, identity: str, session_id: str, context: dict[str, Any] | None
-    ) -> None:
+    async def after_create(self, identity: str, session_id: str, context: JsonValue | None) -> None:
         log.debug("session %s created for %s", session_id, identity, extra={"identity": identity})
 
 

@@ -11,7 +11,6 @@ from mobkit.gen.customizer.v1 import customizer_service_pb2 as pb
 from mobkit.gen.customizer.v1 import customizer_service_pb2_grpc as pb_grpc
 from mobkit.server.errors import common_errors
 from mobkit.wire import customizer as wire
-from mobkit.wire.json import from_struct
 from mobkit.wire.roster import spec_from_proto
 
 SERVICE_NAME = "mobkit.customizer.v1.AgentCustomizerService"
@@ -43,6 +42,6 @@ class CustomizerServicer(pb_grpc.AgentCustomizerServiceServicer):
         await self._customizer.after_create(
             parse_identity(request.identity),
             request.session_id,
-            from_struct(request.context) if request.HasField("context") else None,
+            wire.after_create_context(request),
         )
         return pb.AfterCreateResponse()

@@ -15,8 +15,11 @@ is documented by ``schemas/roster.schema.json``::
     additional_instructions = ["Plan first."]
     initial_message = "Hello"
     runtime_mode_override = "turn_driven" # or "autonomous_host"
-    [agents.context]           # free-form JSON object
-    region = "eu"
+    [agents.context]           # free-form JSON: a table here, or any value
+    region = "eu"              # (context = "eu", context = [1, 2], ...)
+
+``context`` is carried exactly, integers of any size included
+(:mod:`mobkit.core.jsontext`); TOML dates and times are not JSON and are refused.
 
 Every problem is a :class:`RosterInvalid` naming the entry (``agents[2]``) and
 the field (``labels.team``), so an editor can point at it. Unknown keys are
@@ -25,15 +28,15 @@ errors too: a typo must not silently drop a setting.
 
 from __future__ import annotations
 
-import json
-import math
+import copy
 import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from mobkit.core import jsontext
 from mobkit.core.errors import RosterInvalid
 from mobkit.core.identity import AgentIdentity, identity_problem
-from mobkit.core.types import AgentAddressability, DurableAgentSpec, JsonValue, RuntimeMode
+from mobkit.core.types import AgentAddressability, DurableAgentSpec, RuntimeMode
 from mobkit.roster.domain import RosterDocument, RosterUnreadable
 
 TOP_LEVEL_KEYS = frozenset({"$schema", "profiles", "agents"})
@@ -74,8 +77,9 @@ def parse_roster_text(
     if not text.lstrip().startswith("{"):
         return parse_roster_toml(text, configured_profiles=configured_profiles)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        # A context may nest MAX_DEPTH levels below its entry: root, agents, entry.
+        data = jsontext.decode(text, jsontext.MAX_DEPTH + 3)
+    except jsontext.NotJson as exc:
         raise RosterInvalid(f"malformed JSON: {exc}") from exc
     return parse_roster_data(data, configured_profiles=configured_profiles)
 
@@ -204,10 +208,12 @@ def parse_entry(
             raise fail(f"labels.{key}", "label values must be strings")
 
     context = raw.get("context")
-    if context is not None:
-        if not isinstance(context, Mapping):
-            raise fail("context", "must be a table (a JSON object)")
-        context = _json(context, "context", fail)
+    try:
+        jsontext.measure(context)
+    except jsontext.NotJson as exc:
+        field = "context" + exc.path.removeprefix("$")  # "$.a[2]" -> "context.a[2]"
+        raise fail(field, exc.detail) from None
+    context = copy.deepcopy(context)  # the spec's own: a caller's later edits stay out
 
     instructions = raw.get("additional_instructions", [])
     if not isinstance(instructions, list):
@@ -234,19 +240,6 @@ def parse_entry(
         initial_message=text("initial_message"),
         runtime_mode_override=mode,
     )
-
-
-def _json(value: Any, path: str, fail: Any) -> JsonValue:
-    """A deep copy of ``value`` made of JSON types only (TOML dates are not JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): _json(v, f"{path}.{k}", fail) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json(v, f"{path}[{i}]", fail) for i, v in enumerate(value)]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise fail(path, "non-finite numbers are not JSON")
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise fail(path, f"{type(value).__name__} values are not JSON")
 
 
 def spec_to_entry(spec: DurableAgentSpec) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
+from mobkit.core import jsontext
 from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
-from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
+from mobkit.core.types import AgentBuildDraft, DispatchInput, JsonValue, SessionSnapshot
 from mobkit.runtime.agents import BUILTIN_AGENTS
 from mobkit.runtime.domain import CallbackUnavailable, SessionInfo, SessionNotFound, TurnOutcome
 from mobkit.runtime.sdk import Agent, AgentFactory, PeerSender, ToolCaller, TurnContext
@@ -27,6 +28,17 @@ def dump_json(value: Any) -> bytes:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError:
         return json.dumps(value, sort_keys=True).encode()
+
+
+def _structured(value: JsonValue | None) -> JsonValue | None:
+    """The turn's own copy of an agent's structured output, checked to be JSON (else
+    the turn fails with INVALID_ARGUMENT, its state rolled back)."""
+    if value is None:
+        return None
+    try:
+        return jsontext.decode(jsontext.encode(value))
+    except jsontext.NotJson as exc:
+        raise InvalidArgument("structured_output", str(exc)) from None
 
 
 @dataclass
@@ -175,13 +187,14 @@ class LocalAgentRuntime:
             before = exported or dump_json({"state": session.agent.state})
             try:
                 output = await session.agent.on_turn(ctx, message.content)
+                structured = _structured(ctx.structured_output)
             except BaseException:
                 # A failed turn leaves no trace: the state is what the last checkpoint holds.
                 session.agent.state = json.loads(before)["state"]
                 session.exported = exported
                 raise
             session.turns += 1
-            return TurnOutcome(output=output, turn=session.turns)
+            return TurnOutcome(output=output, turn=session.turns, structured_output=structured)
 
     async def export_snapshot(self, session_id: str) -> SessionSnapshot:
         session = self._get(session_id)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mobkit.core.types import AgentBuildDraft, ExternalToolDef
+from mobkit.core.types import AgentBuildDraft, ExternalToolDef, JsonValue
 
 PeerSender = Callable[[str, str], Awaitable[str]]
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -35,6 +35,9 @@ class TurnContext:
     peers: tuple[str, ...] = ()
     origin: str = "system"
     correlation_id: str | None = None
+    structured_output: JsonValue | None = None
+    """Set by the agent to give the turn a structured output (any JSON value), which
+    the receipt carries beside the text reply."""
     _send_to_peer: PeerSender | None = field(default=None, repr=False)
     _call_tool: ToolCaller | None = field(default=None, repr=False)
 

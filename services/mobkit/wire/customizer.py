@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.identity import parse_identity
-from mobkit.core.types import AgentBuildContext, AgentBuildDraft, ExternalToolDef
-from mobkit.gen.customizer.v1 import customizer_pb2
-from mobkit.wire.json import from_struct, to_struct
+from mobkit.core.types import AgentBuildContext, AgentBuildDraft, ExternalToolDef, JsonValue
+from mobkit.gen.customizer.v1 import customizer_pb2, customizer_service_pb2
+from mobkit.wire.json import get_json, put_json
 from mobkit.wire.topology import edge_from_proto, edge_to_proto
-
-
-def _object(value: Any, field: str) -> Any:
-    if not isinstance(value, dict):
-        raise InvalidArgument(field, "must be a JSON object")
-    return to_struct(value)
 
 
 def build_context_to_proto(context: AgentBuildContext) -> customizer_pb2.AgentBuildContext:
@@ -34,19 +26,22 @@ def build_context_from_proto(msg: customizer_pb2.AgentBuildContext) -> AgentBuil
     )
 
 
-def tool_to_proto(tool: ExternalToolDef) -> customizer_pb2.ExternalToolDef:
-    return customizer_pb2.ExternalToolDef(
-        name=tool.name,
-        description=tool.description,
-        input_schema=_object(tool.input_schema, f"external_tools.{tool.name}.input_schema"),
-    )
+def tool_to_proto(
+    tool: ExternalToolDef, where: str = "external_tools"
+) -> customizer_pb2.ExternalToolDef:
+    msg = customizer_pb2.ExternalToolDef(name=tool.name, description=tool.description)
+    put_json(msg, "input_schema", tool.input_schema, f"{where}.{tool.name}")
+    return msg
 
 
-def tool_from_proto(msg: customizer_pb2.ExternalToolDef) -> ExternalToolDef:
+def tool_from_proto(
+    msg: customizer_pb2.ExternalToolDef, where: str = "external_tools"
+) -> ExternalToolDef:
     if not msg.name:
-        raise InvalidArgument("external_tools.name", "must not be empty")
+        raise InvalidArgument(f"{where}.name", "must not be empty")
+    schema = get_json(msg, "input_schema", where)
     return ExternalToolDef(
-        name=msg.name, description=msg.description, input_schema=from_struct(msg.input_schema)
+        name=msg.name, description=msg.description, input_schema={} if schema is None else schema
     )
 
 
@@ -54,28 +49,38 @@ def draft_to_proto(draft: AgentBuildDraft) -> customizer_pb2.AgentBuildDraft:
     msg = customizer_pb2.AgentBuildDraft(
         additional_instructions=list(draft.additional_instructions),
         labels=draft.labels,
-        external_tools=[tool_to_proto(t) for t in draft.external_tools],
+        external_tools=[tool_to_proto(t, "draft.external_tools") for t in draft.external_tools],
     )
     if draft.model is not None:
         msg.model = draft.model
     if draft.system_prompt is not None:
         msg.system_prompt = draft.system_prompt
-    if draft.app_context is not None:
-        msg.app_context.CopyFrom(_object(draft.app_context, "draft.app_context"))
+    put_json(msg, "app_context", draft.app_context, "draft")
     return msg
 
 
-def draft_from_proto(msg: customizer_pb2.AgentBuildDraft) -> AgentBuildDraft:
+def draft_from_proto(msg: customizer_pb2.AgentBuildDraft, where: str = "draft") -> AgentBuildDraft:
     return AgentBuildDraft(
         model=msg.model if msg.HasField("model") else None,
         system_prompt=msg.system_prompt if msg.HasField("system_prompt") else None,
         additional_instructions=list(msg.additional_instructions),
         labels=dict(msg.labels),
-        app_context=from_struct(msg.app_context) if msg.HasField("app_context") else None,
-        external_tools=[tool_from_proto(t) for t in msg.external_tools],
+        app_context=get_json(msg, "app_context", where),
+        external_tools=[
+            tool_from_proto(t, f"{where}.external_tools[{i}]")
+            for i, t in enumerate(msg.external_tools)
+        ],
     )
 
 
-def session_context_to_proto(context: dict[str, Any] | None) -> Any:
+def after_create_request(
+    identity: str, session_id: str, context: JsonValue | None
+) -> customizer_service_pb2.AfterCreateRequest:
     """AfterCreate's free-form context; None stays unset."""
-    return None if context is None else _object(context, "context")
+    msg = customizer_service_pb2.AfterCreateRequest(identity=identity, session_id=session_id)
+    put_json(msg, "context", context)
+    return msg
+
+
+def after_create_context(msg: customizer_service_pb2.AfterCreateRequest) -> JsonValue | None:
+    return get_json(msg, "context")

@@ -22,7 +22,7 @@ from mobkit.wire.continuity import (
     health_from_proto,
     health_to_proto,
 )
-from mobkit.wire.json import from_struct, to_struct
+from mobkit.wire.json import get_json, put_json
 from mobkit.wire.lease import lease_info_from_proto, lease_info_to_proto
 from mobkit.wire.roster import (
     addressability_from_proto,
@@ -69,11 +69,7 @@ def event_to_proto(env: MobStructuralEventEnvelope) -> orchestrator_pb2.MobStruc
         value = getattr(env, name)
         if value is not None:
             setattr(msg, name, value)
-    if env.data is not None:
-        if not isinstance(env.data, dict):
-            raise InvalidArgument("event.data", "must be a JSON object")
-        msg.data.CopyFrom(to_struct(env.data))
-        msg.data.SetInParent()  # keeps {} distinct from "no data"
+    put_json(msg, "data", env.data, "event")
     return msg
 
 
@@ -86,7 +82,7 @@ def event_from_proto(
         mob_id=msg.mob_id,
         timestamp_ms=msg.timestamp_ms,
         kind=msg.kind,
-        data=from_struct(msg.data) if msg.HasField("data") else None,
+        data=get_json(msg, "data", "event"),
         run_id=msg.run_id if msg.HasField("run_id") else None,
         step_id=msg.step_id if msg.HasField("step_id") else None,
         agent_identity=msg.agent_identity if msg.HasField("agent_identity") else None,
@@ -148,8 +144,7 @@ def receipt_to_proto(r: DispatchReceipt) -> orchestrator_pb2.DispatchReceipt:
         output=r.output,
         output_truncated=r.output_truncated,
     )
-    if isinstance(r.structured_output, dict):
-        msg.structured_output.CopyFrom(to_struct(r.structured_output))
+    put_json(msg, "structured_output", r.structured_output, "receipt")
     if r.correlation_id is not None:
         msg.correlation_id = r.correlation_id
     return msg
@@ -162,9 +157,7 @@ def receipt_from_proto(msg: orchestrator_pb2.DispatchReceipt) -> DispatchReceipt
         fencing_token=msg.fencing_token,
         checkpoint_version=msg.checkpoint_version,
         output=msg.output,
-        structured_output=from_struct(msg.structured_output)
-        if msg.HasField("structured_output")
-        else None,
+        structured_output=get_json(msg, "structured_output", "receipt"),
         correlation_id=msg.correlation_id if msg.HasField("correlation_id") else None,
         output_truncated=msg.output_truncated,
     )

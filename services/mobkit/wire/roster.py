@@ -14,7 +14,7 @@ from mobkit.core.types import (
 )
 from mobkit.gen.roster.v1 import roster_pb2, roster_service_pb2
 from mobkit.roster.domain import RosterProblem, RosterSnapshot
-from mobkit.wire.json import from_struct, to_struct
+from mobkit.wire.json import get_json, put_json
 
 _ADDRESSABILITY = {
     AgentAddressability.ADDRESSABLE: roster_pb2.AGENT_ADDRESSABILITY_ADDRESSABLE,
@@ -86,10 +86,7 @@ def spec_to_proto(spec: DurableAgentSpec) -> roster_pb2.DurableAgentSpec:
     )
     if spec.display_name is not None:
         msg.display_name = spec.display_name
-    if spec.context is not None:
-        if not isinstance(spec.context, dict):
-            raise InvalidArgument("spec.context", "must be a JSON object")
-        msg.context.CopyFrom(to_struct(spec.context))
+    put_json(msg, "context", spec.context, "spec")
     if spec.initial_message is not None:
         msg.initial_message.CopyFrom(content_to_proto(spec.initial_message))
     if spec.runtime_mode_override is not None:
@@ -97,17 +94,18 @@ def spec_to_proto(spec: DurableAgentSpec) -> roster_pb2.DurableAgentSpec:
     return msg
 
 
-def spec_from_proto(msg: roster_pb2.DurableAgentSpec) -> DurableAgentSpec:
+def spec_from_proto(msg: roster_pb2.DurableAgentSpec, where: str = "spec") -> DurableAgentSpec:
+    """``where`` names the spec in errors (``spec``, ``context.roster[3]``)."""
     return DurableAgentSpec(
         identity=parse_identity(msg.identity),
         profile=msg.profile,
         addressability=addressability_from_proto(msg.addressability),
         display_name=parse_display_name(msg.display_name) if msg.HasField("display_name") else None,
         labels=dict(msg.labels),
-        context=from_struct(msg.context) if msg.HasField("context") else None,
+        context=get_json(msg, "context", where),
         additional_instructions=tuple(msg.additional_instructions),
         initial_message=(
-            content_from_proto(msg.initial_message, "spec.initial_message")
+            content_from_proto(msg.initial_message, f"{where}.initial_message")
             if msg.HasField("initial_message")
             else None
         ),
@@ -124,16 +122,13 @@ def roster_context_to_proto(context: RosterContext | None) -> roster_pb2.RosterC
     if context is None:
         return msg
     msg.previous_identities.extend(context.previous_identities)
-    if context.mob_definition is not None:
-        if not isinstance(context.mob_definition, dict):
-            raise InvalidArgument("context.mob_definition", "must be a JSON object")
-        msg.mob_definition.CopyFrom(to_struct(context.mob_definition))
+    put_json(msg, "mob_definition", context.mob_definition, "context")
     return msg
 
 
 def roster_context_from_proto(msg: roster_pb2.RosterContext) -> RosterContext:
     return RosterContext(
-        mob_definition=from_struct(msg.mob_definition) if msg.HasField("mob_definition") else None,
+        mob_definition=get_json(msg, "mob_definition", "context"),
         previous_identities=tuple(parse_identity(i) for i in msg.previous_identities),
     )
 
@@ -189,7 +184,7 @@ def snapshot_from_proto(
 ) -> RosterSnapshot:
     """Either response: they carry the same snapshot fields."""
     return RosterSnapshot(
-        specs=tuple(spec_from_proto(s) for s in msg.specs),
+        specs=tuple(spec_from_proto(s, f"specs[{i}]") for i, s in enumerate(msg.specs)),
         revision=int(msg.roster_revision),
         profiles=dict(msg.profiles),
         problem=problem_from_proto(msg.problem) if msg.HasField("problem") else None,

@@ -30,7 +30,7 @@ from mobkit.gen.continuity.v1 import continuity_pb2
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.runtime.domain import SessionInfo, TurnOutcome
 from mobkit.wire.customizer import draft_from_proto, draft_to_proto
-from mobkit.wire.json import from_struct, to_struct
+from mobkit.wire.json import get_json, put_json
 from mobkit.wire.orchestrator import origin_from_proto, origin_to_proto
 from mobkit.wire.roster import (
     content_from_proto,
@@ -73,12 +73,6 @@ def snapshot_to_proto(snapshot: SessionSnapshot) -> continuity_pb2.SessionSnapsh
 
 def snapshot_from_proto(msg: continuity_pb2.SessionSnapshot) -> SessionSnapshot:
     return SessionSnapshot(bytes(msg.data))
-
-
-def _object(value: Any, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InvalidArgument(field, "must be a JSON object")
-    return value
 
 
 # -- CreateSession --------------------------------------------------------------------------
@@ -219,11 +213,7 @@ def run_turn_request_from_proto(msg: pb.RunTurnRequest) -> RunTurnCall:
 
 def turn_outcome_to_proto(outcome: TurnOutcome) -> pb.RunTurnResponse:
     msg = pb.RunTurnResponse(output=outcome.output)
-    if outcome.structured_output is not None:
-        msg.structured_output.CopyFrom(
-            to_struct(_object(outcome.structured_output, "structured_output"))
-        )
-        msg.structured_output.SetInParent()
+    put_json(msg, "structured_output", outcome.structured_output)
     _set_declared(msg, "turn", outcome.turn)
     return msg
 
@@ -232,7 +222,5 @@ def turn_outcome_from_proto(msg: pb.RunTurnResponse) -> TurnOutcome:
     return TurnOutcome(
         output=msg.output,
         turn=int(_get_declared(msg, "turn", 0)),
-        structured_output=(
-            from_struct(msg.structured_output) if msg.HasField("structured_output") else None
-        ),
+        structured_output=get_json(msg, "structured_output"),
     )

@@ -26,7 +26,9 @@ def topology_context_to_proto(context: TopologyContext) -> topology_pb2.Topology
 
 
 def topology_context_from_proto(msg: topology_pb2.TopologyContext) -> TopologyContext:
-    return TopologyContext(roster=tuple(spec_from_proto(s) for s in msg.roster))
+    return TopologyContext(
+        roster=tuple(spec_from_proto(s, f"context.roster[{i}]") for i, s in enumerate(msg.roster))
+    )
 
 
 def page_to_proto(page: EdgePage) -> topology_service_pb2.ComputeEdgesResponse:

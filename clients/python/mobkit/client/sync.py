@@ -43,6 +43,7 @@ from mobkit.core.types import (
     DurableAgentSpec,
     IdentityLifecycleState,
     IdentityStatus,
+    JsonValue,
     LeaseAcquireResult,
     LeaseGrant,
     LeaseRenewResult,
@@ -227,7 +228,7 @@ class CustomizerClient(_Sync):
         return self._loop.run(self._a.customize_build(context, spec, draft))
 
     def after_create(
-        self, identity: str, session_id: str, context: dict[str, Any] | None = None
+        self, identity: str, session_id: str, context: JsonValue | None = None
     ) -> None:
         self._loop.run(self._a.after_create(identity, session_id, context))
 

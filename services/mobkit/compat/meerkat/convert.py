@@ -10,6 +10,11 @@ something MobKit's API cannot, the conversion says so here:
   (``INVALID_ARGUMENT``), as MobKit's API refuses it;
 * ``AgentBuildDraft.provider_params`` and in-process tool handlers stay on the SDK's
   draft: the customizer service neither sees nor changes them.
+
+Free-form JSON (a spec's ``context``, a draft's ``app_context``, a tool's
+``input_schema``, the ``mob_definition``) passes as it is, whatever its JSON type:
+the services carry it exactly (``mobkit.core.jsontext``), so the SDK gets back the
+integers, floats and strings it sent.
 """
 
 from __future__ import annotations

@@ -12,12 +12,15 @@ Commands (anything else is just noted):
   ``ask PEER TEXT``  message a managed peer and note its answer
   ``tool NAME [JSON]``  call a tool its draft grants (e.g. ``tool clock.now {}``), note the result
   ``tools``          list the tools its draft grants
+  ``context``        show the app context its draft carries (also the turn's
+                     structured output, exactly as the customizer built it)
 """
 
 from __future__ import annotations
 
 import json
 
+from mobkit.core import jsontext
 from mobkit.core.errors import InvalidArgument
 from mobkit.runtime.sdk import Agent, TurnContext
 
@@ -56,6 +59,12 @@ class NotebookAgent(Agent):
             said = f"called {name}: {result}"
         elif command == "tools":
             said = "my tools: " + (", ".join(t.name for t in ctx.tools) or "none")
+        elif command == "context":
+            app_context = self.draft.app_context
+            said = "my context: " + (
+                "none" if app_context is None else jsontext.encode(app_context)
+            )
+            ctx.structured_output = app_context
         elif command == "recall":
             said = "recalling"
         else:

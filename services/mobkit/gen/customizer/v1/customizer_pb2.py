@@ -27,21 +27,25 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from mobkit.gen.topology.v1 import topology_pb2 as mobkit_dot_topology_dot_v1_dot_topology__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mobkit/customizer/v1/customizer.proto\x12\x14mobkit.customizer.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a!mobkit/topology/v1/topology.proto\"w\n\x11\x41gentBuildContext\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63tive_peers\x18\x02 \x03(\t\x12:\n\rmanaged_edges\x18\x03 \x03(\x0b\x32#.mobkit.topology.v1.ManagedPeerEdge\"c\n\x0f\x45xternalToolDef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xdd\x02\n\x0f\x41gentBuildDraft\x12\x12\n\x05model\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rsystem_prompt\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1f\n\x17\x61\x64\x64itional_instructions\x18\x03 \x03(\t\x12\x41\n\x06labels\x18\x04 \x03(\x0b\x32\x31.mobkit.customizer.v1.AgentBuildDraft.LabelsEntry\x12,\n\x0b\x61pp_context\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12=\n\x0e\x65xternal_tools\x18\x06 \x03(\x0b\x32%.mobkit.customizer.v1.ExternalToolDef\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_modelB\x10\n\x0e_system_promptb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mobkit/customizer/v1/customizer.proto\x12\x14mobkit.customizer.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a!mobkit/topology/v1/topology.proto\"w\n\x11\x41gentBuildContext\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63tive_peers\x18\x02 \x03(\t\x12:\n\rmanaged_edges\x18\x03 \x03(\x0b\x32#.mobkit.topology.v1.ManagedPeerEdge\"\x82\x01\n\x0f\x45xternalToolDef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x31\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x19\n\x11input_schema_json\x18\x04 \x01(\t\"\xfb\x02\n\x0f\x41gentBuildDraft\x12\x12\n\x05model\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rsystem_prompt\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x1f\n\x17\x61\x64\x64itional_instructions\x18\x03 \x03(\t\x12\x41\n\x06labels\x18\x04 \x03(\x0b\x32\x31.mobkit.customizer.v1.AgentBuildDraft.LabelsEntry\x12\x30\n\x0b\x61pp_context\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x18\n\x10\x61pp_context_json\x18\x07 \x01(\t\x12=\n\x0e\x65xternal_tools\x18\x06 \x03(\x0b\x32%.mobkit.customizer.v1.ExternalToolDef\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_modelB\x10\n\x0e_system_promptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mobkit.customizer.v1.customizer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_EXTERNALTOOLDEF'].fields_by_name['input_schema']._loaded_options = None
+  _globals['_EXTERNALTOOLDEF'].fields_by_name['input_schema']._serialized_options = b'\030\001'
   _globals['_AGENTBUILDDRAFT_LABELSENTRY']._loaded_options = None
   _globals['_AGENTBUILDDRAFT_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_AGENTBUILDDRAFT'].fields_by_name['app_context']._loaded_options = None
+  _globals['_AGENTBUILDDRAFT'].fields_by_name['app_context']._serialized_options = b'\030\001'
   _globals['_AGENTBUILDCONTEXT']._serialized_start=128
   _globals['_AGENTBUILDCONTEXT']._serialized_end=247
-  _globals['_EXTERNALTOOLDEF']._serialized_start=249
-  _globals['_EXTERNALTOOLDEF']._serialized_end=348
-  _globals['_AGENTBUILDDRAFT']._serialized_start=351
-  _globals['_AGENTBUILDDRAFT']._serialized_end=700
-  _globals['_AGENTBUILDDRAFT_LABELSENTRY']._serialized_start=627
-  _globals['_AGENTBUILDDRAFT_LABELSENTRY']._serialized_end=672
+  _globals['_EXTERNALTOOLDEF']._serialized_start=250
+  _globals['_EXTERNALTOOLDEF']._serialized_end=380
+  _globals['_AGENTBUILDDRAFT']._serialized_start=383
+  _globals['_AGENTBUILDDRAFT']._serialized_end=762
+  _globals['_AGENTBUILDDRAFT_LABELSENTRY']._serialized_start=689
+  _globals['_AGENTBUILDDRAFT_LABELSENTRY']._serialized_end=734
 # @@protoc_insertion_point(module_scope)

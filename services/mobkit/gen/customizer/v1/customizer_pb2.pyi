@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -66,13 +71,21 @@ class ExternalToolDef(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    INPUT_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Tool name, unique within a draft."""
     description: _builtins.str
     """What the tool does, shown to the model."""
+    input_schema_json: _builtins.str
+    """JSON Schema of the tool's input, as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`); empty means `{}`.
+    """
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def input_schema(self) -> _struct_pb2.Struct:
-        """JSON Schema of the tool's input."""
+        """Deprecated: the Struct form of `input_schema_json` (doubles only), read
+        only when that is empty; still filled for older readers.
+        """
 
     def __init__(
         self,
@@ -80,10 +93,11 @@ class ExternalToolDef(_message.Message):
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         input_schema: _struct_pb2.Struct | None = ...,
+        input_schema_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input_schema", b"input_schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema", b"input_schema", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema", b"input_schema", "input_schema_json", b"input_schema_json", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -120,11 +134,17 @@ class AgentBuildDraft(_message.Message):
     ADDITIONAL_INSTRUCTIONS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     APP_CONTEXT_FIELD_NUMBER: _builtins.int
+    APP_CONTEXT_JSON_FIELD_NUMBER: _builtins.int
     EXTERNAL_TOOLS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model to use; unset means the profile's model."""
     system_prompt: _builtins.str
     """System prompt; unset means the profile's prompt."""
+    app_context_json: _builtins.str
+    """Opaque application context for the agent, any JSON value as JSON text
+    (the rules of `mobkit.roster.v1.DurableAgentSpec.context_json`); empty
+    if none.
+    """
     @_builtins.property
     def additional_instructions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Extra instructions appended to the prompt, in order."""
@@ -134,8 +154,11 @@ class AgentBuildDraft(_message.Message):
         """Labels attached to the agent."""
 
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def app_context(self) -> _struct_pb2.Struct:
-        """Opaque application context for the agent; unset if none."""
+        """Deprecated: the Struct form of `app_context_json` (objects and doubles
+        only), read only when that is empty; still filled for older readers.
+        """
 
     @_builtins.property
     def external_tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExternalToolDef]:
@@ -149,11 +172,12 @@ class AgentBuildDraft(_message.Message):
         additional_instructions: _abc.Iterable[_builtins.str] | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         app_context: _struct_pb2.Struct | None = ...,
+        app_context_json: _builtins.str = ...,
         external_tools: _abc.Iterable[Global___ExternalToolDef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_system_prompt", b"_system_prompt", "app_context", b"app_context", "model", b"model", "system_prompt", b"system_prompt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_system_prompt", b"_system_prompt", "additional_instructions", b"additional_instructions", "app_context", b"app_context", "external_tools", b"external_tools", "labels", b"labels", "model", b"model", "system_prompt", b"system_prompt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_model", b"_model", "_system_prompt", b"_system_prompt", "additional_instructions", b"additional_instructions", "app_context", b"app_context", "app_context_json", b"app_context_json", "external_tools", b"external_tools", "labels", b"labels", "model", b"model", "system_prompt", b"system_prompt"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__model: _TypeAlias = _typing.Literal["model"]  # noqa: Y015
     _WhichOneofArgType__model: _TypeAlias = _typing.Literal["_model", b"_model"]  # noqa: Y015

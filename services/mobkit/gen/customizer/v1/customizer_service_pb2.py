@@ -28,21 +28,23 @@ from mobkit.gen.customizer.v1 import customizer_pb2 as mobkit_dot_customizer_dot
 from mobkit.gen.roster.v1 import roster_pb2 as mobkit_dot_roster_dot_v1_dot_roster__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-mobkit/customizer/v1/customizer_service.proto\x12\x14mobkit.customizer.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/customizer/v1/customizer.proto\x1a\x1dmobkit/roster/v1/roster.proto\"\xb9\x01\n\x15\x43ustomizeBuildRequest\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.mobkit.customizer.v1.AgentBuildContext\x12\x30\n\x04spec\x18\x02 \x01(\x0b\x32\".mobkit.roster.v1.DurableAgentSpec\x12\x34\n\x05\x64raft\x18\x03 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\"N\n\x16\x43ustomizeBuildResponse\x12\x34\n\x05\x64raft\x18\x01 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\"d\n\x12\x41\x66terCreateRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12(\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x15\n\x13\x41\x66terCreateResponse2\xe9\x01\n\x16\x41gentCustomizerService\x12k\n\x0e\x43ustomizeBuild\x12+.mobkit.customizer.v1.CustomizeBuildRequest\x1a,.mobkit.customizer.v1.CustomizeBuildResponse\x12\x62\n\x0b\x41\x66terCreate\x12(.mobkit.customizer.v1.AfterCreateRequest\x1a).mobkit.customizer.v1.AfterCreateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-mobkit/customizer/v1/customizer_service.proto\x12\x14mobkit.customizer.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/customizer/v1/customizer.proto\x1a\x1dmobkit/roster/v1/roster.proto\"\xb9\x01\n\x15\x43ustomizeBuildRequest\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.mobkit.customizer.v1.AgentBuildContext\x12\x30\n\x04spec\x18\x02 \x01(\x0b\x32\".mobkit.roster.v1.DurableAgentSpec\x12\x34\n\x05\x64raft\x18\x03 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\"N\n\x16\x43ustomizeBuildResponse\x12\x34\n\x05\x64raft\x18\x01 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\"~\n\x12\x41\x66terCreateRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12,\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x14\n\x0c\x63ontext_json\x18\x04 \x01(\t\"\x15\n\x13\x41\x66terCreateResponse2\xe9\x01\n\x16\x41gentCustomizerService\x12k\n\x0e\x43ustomizeBuild\x12+.mobkit.customizer.v1.CustomizeBuildRequest\x1a,.mobkit.customizer.v1.CustomizeBuildResponse\x12\x62\n\x0b\x41\x66terCreate\x12(.mobkit.customizer.v1.AfterCreateRequest\x1a).mobkit.customizer.v1.AfterCreateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mobkit.customizer.v1.customizer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_AFTERCREATEREQUEST'].fields_by_name['context']._loaded_options = None
+  _globals['_AFTERCREATEREQUEST'].fields_by_name['context']._serialized_options = b'\030\001'
   _globals['_CUSTOMIZEBUILDREQUEST']._serialized_start=172
   _globals['_CUSTOMIZEBUILDREQUEST']._serialized_end=357
   _globals['_CUSTOMIZEBUILDRESPONSE']._serialized_start=359
   _globals['_CUSTOMIZEBUILDRESPONSE']._serialized_end=437
   _globals['_AFTERCREATEREQUEST']._serialized_start=439
-  _globals['_AFTERCREATEREQUEST']._serialized_end=539
-  _globals['_AFTERCREATERESPONSE']._serialized_start=541
-  _globals['_AFTERCREATERESPONSE']._serialized_end=562
-  _globals['_AGENTCUSTOMIZERSERVICE']._serialized_start=565
-  _globals['_AGENTCUSTOMIZERSERVICE']._serialized_end=798
+  _globals['_AFTERCREATEREQUEST']._serialized_end=565
+  _globals['_AFTERCREATERESPONSE']._serialized_start=567
+  _globals['_AFTERCREATERESPONSE']._serialized_end=588
+  _globals['_AGENTCUSTOMIZERSERVICE']._serialized_start=591
+  _globals['_AGENTCUSTOMIZERSERVICE']._serialized_end=824
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -91,13 +96,21 @@ class AfterCreateRequest(_message.Message):
     IDENTITY_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    CONTEXT_JSON_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity whose session was created."""
     session_id: _builtins.str
     """The created session."""
+    context_json: _builtins.str
+    """Session-created context as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`); empty if none.
+    """
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def context(self) -> _struct_pb2.Struct:
-        """Session-created context (free-form JSON); unset if none."""
+        """Deprecated: the Struct form of `context_json` (doubles only), read only
+        when that is empty; still filled for older readers.
+        """
 
     def __init__(
         self,
@@ -105,10 +118,11 @@ class AfterCreateRequest(_message.Message):
         identity: _builtins.str = ...,
         session_id: _builtins.str = ...,
         context: _struct_pb2.Struct | None = ...,
+        context_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "identity", b"identity", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "context_json", b"context_json", "identity", b"identity", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,6 +24,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _IdentityLifecycleState:
@@ -246,6 +251,7 @@ class DispatchReceipt(_message.Message):
     STRUCTURED_OUTPUT_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     OUTPUT_TRUNCATED_FIELD_NUMBER: _builtins.int
+    STRUCTURED_OUTPUT_JSON_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity that ran the turn."""
     session_id: _builtins.str
@@ -264,9 +270,17 @@ class DispatchReceipt(_message.Message):
     `output` holds its first bytes, and a structured output that did not fit
     is unset. The turn that ran answered in full.
     """
+    structured_output_json: _builtins.str
+    """The agent's structured output, any JSON value as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`); empty if none.
+    """
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def structured_output(self) -> _struct_pb2.Struct:
-        """The agent's structured output; unset if none."""
+        """Deprecated: the Struct form of `structured_output_json` (objects and
+        doubles only), read only when that is empty; still filled for older
+        readers.
+        """
 
     def __init__(
         self,
@@ -279,10 +293,11 @@ class DispatchReceipt(_message.Message):
         structured_output: _struct_pb2.Struct | None = ...,
         correlation_id: _builtins.str | None = ...,
         output_truncated: _builtins.bool = ...,
+        structured_output_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "correlation_id", b"correlation_id", "structured_output", b"structured_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "checkpoint_version", b"checkpoint_version", "correlation_id", b"correlation_id", "fencing_token", b"fencing_token", "identity", b"identity", "output", b"output", "output_truncated", b"output_truncated", "session_id", b"session_id", "structured_output", b"structured_output"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "checkpoint_version", b"checkpoint_version", "correlation_id", b"correlation_id", "fencing_token", b"fencing_token", "identity", b"identity", "output", b"output", "output_truncated", b"output_truncated", "session_id", b"session_id", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015
@@ -518,6 +533,7 @@ class MobStructuralEventEnvelope(_message.Message):
     MOB_LABELS_FIELD_NUMBER: _builtins.int
     RUN_LABELS_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    DATA_JSON_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (`mob-evt-` prefixed)."""
     cursor: _builtins.int
@@ -534,6 +550,10 @@ class MobStructuralEventEnvelope(_message.Message):
     """Flow step id, when associated with a step."""
     agent_identity: _builtins.str
     """Identity the event is attributable to, if any."""
+    data_json: _builtins.str
+    """Variant-specific payload of the event kind as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`); empty if none.
+    """
     @_builtins.property
     def mob_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Mob-scoped labels at projection time."""
@@ -543,8 +563,11 @@ class MobStructuralEventEnvelope(_message.Message):
         """Run-scoped labels at projection time; empty without a run."""
 
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def data(self) -> _struct_pb2.Struct:
-        """Variant-specific payload of the event kind."""
+        """Deprecated: the Struct form of `data_json` (doubles only), read only
+        when that is empty; still filled for older readers.
+        """
 
     def __init__(
         self,
@@ -560,10 +583,11 @@ class MobStructuralEventEnvelope(_message.Message):
         mob_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         run_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         data: _struct_pb2.Struct | None = ...,
+        data_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_identity", b"_agent_identity", "_run_id", b"_run_id", "_step_id", b"_step_id", "agent_identity", b"agent_identity", "data", b"data", "run_id", b"run_id", "step_id", b"step_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_identity", b"_agent_identity", "_run_id", b"_run_id", "_step_id", b"_step_id", "agent_identity", b"agent_identity", "cursor", b"cursor", "data", b"data", "event_id", b"event_id", "kind", b"kind", "mob_id", b"mob_id", "mob_labels", b"mob_labels", "run_id", b"run_id", "run_labels", b"run_labels", "step_id", b"step_id", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_identity", b"_agent_identity", "_run_id", b"_run_id", "_step_id", b"_step_id", "agent_identity", b"agent_identity", "cursor", b"cursor", "data", b"data", "data_json", b"data_json", "event_id", b"event_id", "kind", b"kind", "mob_id", b"mob_id", "mob_labels", b"mob_labels", "run_id", b"run_id", "run_labels", b"run_labels", "step_id", b"step_id", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__agent_identity: _TypeAlias = _typing.Literal["agent_identity"]  # noqa: Y015
     _WhichOneofArgType__agent_identity: _TypeAlias = _typing.Literal["_agent_identity", b"_agent_identity"]  # noqa: Y015
@@ -589,13 +613,21 @@ class AgentEvent(_message.Message):
     AGENT_ID_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """Agent that emitted the event."""
     event_type: _builtins.str
     """Event type."""
+    payload_json: _builtins.str
+    """Event payload as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`); empty if none.
+    """
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def payload(self) -> _struct_pb2.Value:
-        """Event payload (any JSON); unset if none."""
+        """Deprecated: the Value form of `payload_json` (numbers as doubles), read
+        only when that is empty; still filled for older readers.
+        """
 
     def __init__(
         self,
@@ -603,10 +635,11 @@ class AgentEvent(_message.Message):
         agent_id: _builtins.str = ...,
         event_type: _builtins.str = ...,
         payload: _struct_pb2.Value | None = ...,
+        payload_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "event_type", b"event_type", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "event_type", b"event_type", "payload", b"payload", "payload_json", b"payload_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -621,13 +654,21 @@ class ModuleEvent(_message.Message):
     MODULE_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     module: _builtins.str
     """Module id."""
     event_type: _builtins.str
     """Event type."""
+    payload_json: _builtins.str
+    """Event payload as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`).
+    """
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def payload(self) -> _struct_pb2.Value:
-        """Event payload (any JSON)."""
+        """Deprecated: the Value form of `payload_json` (numbers as doubles), read
+        only when that is empty; still filled for older readers.
+        """
 
     def __init__(
         self,
@@ -635,10 +676,11 @@ class ModuleEvent(_message.Message):
         module: _builtins.str = ...,
         event_type: _builtins.str = ...,
         payload: _struct_pb2.Value | None = ...,
+        payload_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "module", b"module", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "module", b"module", "payload", b"payload", "payload_json", b"payload_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _AgentAddressability:
@@ -215,6 +220,7 @@ class DurableAgentSpec(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
+    CONTEXT_JSON_FIELD_NUMBER: _builtins.int
     ADDITIONAL_INSTRUCTIONS_FIELD_NUMBER: _builtins.int
     INITIAL_MESSAGE_FIELD_NUMBER: _builtins.int
     RUNTIME_MODE_OVERRIDE_FIELD_NUMBER: _builtins.int
@@ -226,6 +232,14 @@ class DurableAgentSpec(_message.Message):
     """Whether Send reaches the identity; unspecified means addressable."""
     display_name: _builtins.str
     """Human-facing display name; non-empty when set."""
+    context_json: _builtins.str
+    """Opaque application context passed to the build pipeline: any JSON value
+    (object, array, string, number, bool) as JSON text (RFC 8259), carried
+    exactly, integers of any size included; nesting up to 128 levels. Empty
+    or `null` means none. Text that is not JSON, or nested deeper, is
+    INVALID_ARGUMENT naming the field. Every free-form JSON field of the API
+    has such a `*_json` twin with these rules.
+    """
     runtime_mode_override: Global___RuntimeMode.ValueType
     """Overrides the profile's runtime mode when set."""
     @_builtins.property
@@ -233,8 +247,14 @@ class DurableAgentSpec(_message.Message):
         """Application labels (used by label selectors and topology groups)."""
 
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def context(self) -> _struct_pb2.Struct:
-        """Opaque application context passed to the build pipeline; unset if none."""
+        """Deprecated: use `context_json`. A Struct holds objects only, and as
+        doubles its numbers lose integers (`3` reads back as `3.0`, 2^53+1 is
+        rounded). Readers use it only when `context_json` is empty (a writer
+        older than that field); writers still fill it for older readers when the
+        value is an object nested at most 20 levels (numbers as doubles).
+        """
 
     @_builtins.property
     def additional_instructions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -255,13 +275,14 @@ class DurableAgentSpec(_message.Message):
         display_name: _builtins.str | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         context: _struct_pb2.Struct | None = ...,
+        context_json: _builtins.str = ...,
         additional_instructions: _abc.Iterable[_builtins.str] | None = ...,
         initial_message: Global___ContentInput | None = ...,
         runtime_mode_override: Global___RuntimeMode.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "_runtime_mode_override", b"_runtime_mode_override", "context", b"context", "display_name", b"display_name", "initial_message", b"initial_message", "runtime_mode_override", b"runtime_mode_override"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "_runtime_mode_override", b"_runtime_mode_override", "additional_instructions", b"additional_instructions", "addressability", b"addressability", "context", b"context", "display_name", b"display_name", "identity", b"identity", "initial_message", b"initial_message", "labels", b"labels", "profile", b"profile", "runtime_mode_override", b"runtime_mode_override"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_display_name", b"_display_name", "_runtime_mode_override", b"_runtime_mode_override", "additional_instructions", b"additional_instructions", "addressability", b"addressability", "context", b"context", "context_json", b"context_json", "display_name", b"display_name", "identity", b"identity", "initial_message", b"initial_message", "labels", b"labels", "profile", b"profile", "runtime_mode_override", b"runtime_mode_override"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
     _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
@@ -282,9 +303,15 @@ class RosterContext(_message.Message):
 
     MOB_DEFINITION_FIELD_NUMBER: _builtins.int
     PREVIOUS_IDENTITIES_FIELD_NUMBER: _builtins.int
+    MOB_DEFINITION_JSON_FIELD_NUMBER: _builtins.int
+    mob_definition_json: _builtins.str
+    """The mob definition as JSON text, when the caller has one; empty if not."""
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def mob_definition(self) -> _struct_pb2.Struct:
-        """The mob definition (free-form JSON), when the caller has one."""
+        """Deprecated: the Struct form of `mob_definition_json` (doubles only),
+        read only when that is empty; still filled for older readers.
+        """
 
     @_builtins.property
     def previous_identities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -297,10 +324,11 @@ class RosterContext(_message.Message):
         *,
         mob_definition: _struct_pb2.Struct | None = ...,
         previous_identities: _abc.Iterable[_builtins.str] | None = ...,
+        mob_definition_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["mob_definition", b"mob_definition"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mob_definition", b"mob_definition", "previous_identities", b"previous_identities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mob_definition", b"mob_definition", "mob_definition_json", b"mob_definition_json", "previous_identities", b"previous_identities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,13 +31,15 @@ from mobkit.gen.roster.v1 import roster_pb2 as mobkit_dot_roster_dot_v1_dot_rost
 from mobkit.gen.runtime.v1 import runtime_pb2 as mobkit_dot_runtime_dot_v1_dot_runtime__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mobkit/runtime/v1/runtime_service.proto\x12\x11mobkit.runtime.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/continuity/v1/continuity.proto\x1a%mobkit/customizer/v1/customizer.proto\x1a)mobkit/orchestrator/v1/orchestrator.proto\x1a\x1dmobkit/roster/v1/roster.proto\x1a\x1fmobkit/runtime/v1/runtime.proto\"\x96\x02\n\x14\x43reateSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x34\n\x05\x64raft\x18\x03 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x17\n\nsession_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x38\n\x0cruntime_mode\x18\x05 \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x01\x88\x01\x01\x12\x1d\n\x10\x61gent_runtime_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\r\n\x0b_session_idB\x0f\n\r_runtime_modeB\x13\n\x11_agent_runtime_id\"T\n\x15\x43reateSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xd6\x01\n\x14ResumeSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x37\n\x08snapshot\x18\x03 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x34\n\x05\x64raft\x18\x04 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x18\n\x10\x61gent_runtime_id\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"T\n\x15ResumeSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xcc\x01\n\x0eRunTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x36\n\x06origin\x18\x03 \x01(\x0e\x32&.mobkit.orchestrator.v1.DispatchOrigin\x12\x1b\n\x0e\x63orrelation_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05peers\x18\x05 \x03(\tB\x11\n\x0f_correlation_id\"\x9a\x01\n\x0fRunTurnResponse\x12\x0e\n\x06output\x18\x01 \x01(\t\x12\x32\n\x11structured_output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\rpeer_messages\x18\x03 \x03(\x0b\x32\x1e.mobkit.runtime.v1.PeerMessage\x12\x0c\n\x04turn\x18\x04 \x01(\x04\"+\n\x15\x45xportSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Q\n\x16\x45xportSnapshotResponse\x12\x37\n\x08snapshot\x18\x01 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse2\xf7\x03\n\x13\x41gentRuntimeService\x12\x62\n\rCreateSession\x12\'.mobkit.runtime.v1.CreateSessionRequest\x1a(.mobkit.runtime.v1.CreateSessionResponse\x12\x62\n\rResumeSession\x12\'.mobkit.runtime.v1.ResumeSessionRequest\x1a(.mobkit.runtime.v1.ResumeSessionResponse\x12P\n\x07RunTurn\x12!.mobkit.runtime.v1.RunTurnRequest\x1a\".mobkit.runtime.v1.RunTurnResponse\x12\x65\n\x0e\x45xportSnapshot\x12(.mobkit.runtime.v1.ExportSnapshotRequest\x1a).mobkit.runtime.v1.ExportSnapshotResponse\x12_\n\x0c\x43loseSession\x12&.mobkit.runtime.v1.CloseSessionRequest\x1a\'.mobkit.runtime.v1.CloseSessionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mobkit/runtime/v1/runtime_service.proto\x12\x11mobkit.runtime.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/continuity/v1/continuity.proto\x1a%mobkit/customizer/v1/customizer.proto\x1a)mobkit/orchestrator/v1/orchestrator.proto\x1a\x1dmobkit/roster/v1/roster.proto\x1a\x1fmobkit/runtime/v1/runtime.proto\"\x96\x02\n\x14\x43reateSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x34\n\x05\x64raft\x18\x03 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x17\n\nsession_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x38\n\x0cruntime_mode\x18\x05 \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x01\x88\x01\x01\x12\x1d\n\x10\x61gent_runtime_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\r\n\x0b_session_idB\x0f\n\r_runtime_modeB\x13\n\x11_agent_runtime_id\"T\n\x15\x43reateSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xd6\x01\n\x14ResumeSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x37\n\x08snapshot\x18\x03 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x34\n\x05\x64raft\x18\x04 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x18\n\x10\x61gent_runtime_id\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"T\n\x15ResumeSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xcc\x01\n\x0eRunTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x36\n\x06origin\x18\x03 \x01(\x0e\x32&.mobkit.orchestrator.v1.DispatchOrigin\x12\x1b\n\x0e\x63orrelation_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05peers\x18\x05 \x03(\tB\x11\n\x0f_correlation_id\"\xbe\x01\n\x0fRunTurnResponse\x12\x0e\n\x06output\x18\x01 \x01(\t\x12\x36\n\x11structured_output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x35\n\rpeer_messages\x18\x03 \x03(\x0b\x32\x1e.mobkit.runtime.v1.PeerMessage\x12\x0c\n\x04turn\x18\x04 \x01(\x04\x12\x1e\n\x16structured_output_json\x18\x05 \x01(\t\"+\n\x15\x45xportSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Q\n\x16\x45xportSnapshotResponse\x12\x37\n\x08snapshot\x18\x01 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse2\xf7\x03\n\x13\x41gentRuntimeService\x12\x62\n\rCreateSession\x12\'.mobkit.runtime.v1.CreateSessionRequest\x1a(.mobkit.runtime.v1.CreateSessionResponse\x12\x62\n\rResumeSession\x12\'.mobkit.runtime.v1.ResumeSessionRequest\x1a(.mobkit.runtime.v1.ResumeSessionResponse\x12P\n\x07RunTurn\x12!.mobkit.runtime.v1.RunTurnRequest\x1a\".mobkit.runtime.v1.RunTurnResponse\x12\x65\n\x0e\x45xportSnapshot\x12(.mobkit.runtime.v1.ExportSnapshotRequest\x1a).mobkit.runtime.v1.ExportSnapshotResponse\x12_\n\x0c\x43loseSession\x12&.mobkit.runtime.v1.CloseSessionRequest\x1a\'.mobkit.runtime.v1.CloseSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mobkit.runtime.v1.runtime_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RUNTURNRESPONSE'].fields_by_name['structured_output']._loaded_options = None
+  _globals['_RUNTURNRESPONSE'].fields_by_name['structured_output']._serialized_options = b'\030\001'
   _globals['_CREATESESSIONREQUEST']._serialized_start=278
   _globals['_CREATESESSIONREQUEST']._serialized_end=556
   _globals['_CREATESESSIONRESPONSE']._serialized_start=558
@@ -49,15 +51,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNTURNREQUEST']._serialized_start=948
   _globals['_RUNTURNREQUEST']._serialized_end=1152
   _globals['_RUNTURNRESPONSE']._serialized_start=1155
-  _globals['_RUNTURNRESPONSE']._serialized_end=1309
-  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_start=1311
-  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_end=1354
-  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_start=1356
-  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_end=1437
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=1439
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=1480
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1482
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1504
-  _globals['_AGENTRUNTIMESERVICE']._serialized_start=1507
-  _globals['_AGENTRUNTIMESERVICE']._serialized_end=2010
+  _globals['_RUNTURNRESPONSE']._serialized_end=1345
+  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_start=1347
+  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_end=1390
+  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_start=1392
+  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_end=1473
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=1475
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=1516
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1518
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1540
+  _globals['_AGENTRUNTIMESERVICE']._serialized_start=1543
+  _globals['_AGENTRUNTIMESERVICE']._serialized_end=2046
 # @@protoc_insertion_point(module_scope)

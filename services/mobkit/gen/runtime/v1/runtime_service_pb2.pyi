@@ -26,6 +26,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -249,13 +254,22 @@ class RunTurnResponse(_message.Message):
     STRUCTURED_OUTPUT_FIELD_NUMBER: _builtins.int
     PEER_MESSAGES_FIELD_NUMBER: _builtins.int
     TURN_FIELD_NUMBER: _builtins.int
+    STRUCTURED_OUTPUT_JSON_FIELD_NUMBER: _builtins.int
     output: _builtins.str
     """The agent's text output."""
     turn: _builtins.int
     """The session's turn count after this turn."""
+    structured_output_json: _builtins.str
+    """The agent's structured output, any JSON value as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`); empty if none.
+    """
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def structured_output(self) -> _struct_pb2.Struct:
-        """The agent's structured output; unset if none."""
+        """Deprecated: the Struct form of `structured_output_json` (objects and
+        doubles only), read only when that is empty; still filled for older
+        readers.
+        """
 
     @_builtins.property
     def peer_messages(self) -> _containers.RepeatedCompositeFieldContainer[_runtime_pb2.PeerMessage]:
@@ -270,10 +284,11 @@ class RunTurnResponse(_message.Message):
         structured_output: _struct_pb2.Struct | None = ...,
         peer_messages: _abc.Iterable[_runtime_pb2.PeerMessage] | None = ...,
         turn: _builtins.int = ...,
+        structured_output_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["structured_output", b"structured_output"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output", "turn", b"turn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json", "turn", b"turn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

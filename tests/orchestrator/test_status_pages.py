@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -149,3 +150,24 @@ def test_local_page_builds_statuses_only_for_what_it_scans() -> None:
     page, more = local_page(ids, make, "i0500", 10, StatusFilter())
     assert [s.identity for s in page] == ids[501:511] and more
     assert built == ids[501:512]
+
+
+def test_an_identity_retired_while_the_page_is_built_is_left_out() -> None:
+    """The page awaits its peers; a roster edit may retire an identity meanwhile. It is
+    left out of the page (it is gone), not an IDENTITY_NOT_FOUND for the whole call."""
+    ids = [f"i{n:04d}" for n in range(10)]
+    w = World(dict.fromkeys(ids, 0), dict.fromkeys(ids, S.ACTIVE), set(ids))
+    retired = {"i0003"}
+
+    async def ask(cursor: str, size: int) -> list[Any]:
+        answers = await w.ask(cursor, size)
+        retired.add("i0004")  # the roster changed while the peers answered
+        return answers
+
+    def mine(identity: str) -> IdentityStatus | None:
+        return None if identity in retired else w.mine(identity)
+
+    page, more = asyncio.run(fleet_page(ids, mine, ask, 1, "", 100, StatusFilter()))
+    assert [s.identity for s in page] == [i for i in ids if i not in retired] and not more
+    local, _ = local_page(ids, mine, "", 100, StatusFilter())
+    assert [s.identity for s in local] == [i for i in ids if i not in retired]

@@ -926,11 +926,11 @@ class Orchestrator:
         replicas, is unreachable: answer now rather than wait for it)."""
         if local_only:
             hosted = sorted(i for i, s in self.slots.items() if s.grant is not None)
-            return local_page(hosted, self.status, after, limit, flt)
+            return local_page(hosted, self._status_if_present, after, limit, flt)
         ids = sorted(self.slots)
         fleet = self.fleet
         if fleet is None or own_view:
-            return local_page(ids, self.status, after, limit, flt)
+            return local_page(ids, self._status_if_present, after, limit, flt)
         others = [m for m in await fleet.members() if m != self.instance]
 
         async def ask(cursor: str, size: int) -> list[Any]:
@@ -939,7 +939,12 @@ class Orchestrator:
                 return_exceptions=True,
             )
 
-        return await fleet_page(ids, self.status, ask, len(others), after, limit, flt)
+        return await fleet_page(
+            ids, self._status_if_present, ask, len(others), after, limit, flt
+        )
+
+    def _status_if_present(self, identity: str) -> IdentityStatus | None:
+        return self.status(identity) if identity in self.slots else None
 
     def status(self, identity: str) -> IdentityStatus:
         slot = self._slot(identity)

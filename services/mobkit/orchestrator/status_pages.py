@@ -37,17 +37,18 @@ class StatusFilter:
 
 def local_page(
     ids: Sequence[str],
-    status: Callable[[str], IdentityStatus],
+    status: Callable[[str], IdentityStatus | None],
     after: str,
     limit: int,
     flt: StatusFilter,
 ) -> tuple[list[IdentityStatus], bool]:
     """Up to ``limit`` matching statuses of the sorted ``ids`` after ``after``, and
-    whether more follow. Statuses are built only for the identities scanned."""
+    whether more follow. Statuses are built only for the identities scanned; one that
+    left the roster meanwhile (``status`` answers None) is skipped."""
     out: list[IdentityStatus] = []
     for identity in ids[bisect_right(ids, after) :]:
         candidate = status(identity)
-        if flt.matches(candidate):
+        if candidate is not None and flt.matches(candidate):
             if len(out) == limit:
                 return out, True
             out.append(candidate)
@@ -56,7 +57,7 @@ def local_page(
 
 async def fleet_page(
     ids: Sequence[str],
-    status: Callable[[str], IdentityStatus],
+    status: Callable[[str], IdentityStatus | None],
     ask_peers: AskPeers,
     peers: int,
     after: str,
@@ -66,7 +67,8 @@ async def fleet_page(
     """One page of the merged fleet view, from this replica and ``peers`` others.
 
     ``ids`` is this replica's sorted roster and ``status`` its own view of one of
-    them. Peers answer unfiltered, so an identity a peer hosts is never mistaken
+    them (None once it left the roster: the page is built across awaits, while a
+    roster edit may retire identities). Peers answer unfiltered, so an identity a peer hosts is never mistaken
     for one nobody hosts. Past the point where some peer stopped short, the
     merged view is unknown: the page stops there and, if it is not full yet, asks
     again from that point. Each peer is asked for about its share of a page, with
@@ -95,12 +97,13 @@ async def fleet_page(
         extra = sorted(i for i in remote if i not in known and (bound is None or i <= bound))
         for identity in heapq.merge(ids[bisect_right(ids, cursor) : stop], extra):
             theirs = remote.get(identity)
-            if identity in known:
-                mine = status(identity)
+            mine = status(identity) if identity in known else None
+            if mine is not None:
                 merged = theirs if theirs is not None and mine.lease is None else mine
-            else:
-                assert theirs is not None
+            elif theirs is not None:
                 merged = theirs
+            else:
+                continue  # retired while this page was built
             if flt.matches(merged):
                 if len(out) == limit:
                     return out, True

@@ -192,7 +192,15 @@ def test_source_selection() -> None:
             roster="r.toml", sections={"roster": {"profiles": {"w": "echo"}, "poll_interval": 1}}
         )
     )
-    assert config.profiles == {"w": "echo"} and config.poll_interval == 1.0
+    assert config.rules.profiles == {"w": "echo"} and config.poll_interval == 1.0
+    # By default profiles may name what the reference runtime offers with this config:
+    # its built-in kinds and the [profiles] section's aliases.
+    assert config.rules.agent_kinds == {"echo", "notebook"}
+    aliased = Settings(roster="r.toml", sections={"profiles": {"planner": "notebook"}})
+    assert roster_config(aliased).rules.agent_kinds == {"echo", "notebook", "planner"}
+    # Another runtime (--runtime-addr) offers what the config lists.
+    other = Settings(roster="r.toml", sections={"roster": {"agent_kinds": ["llm"]}})
+    assert roster_config(other).rules.agent_kinds == {"llm"}
 
 
 @pytest.mark.parametrize(
@@ -205,6 +213,11 @@ def test_source_selection() -> None:
             "roster.poll_interval",
         ),
         ({"roster": "r.toml", "sections": {"roster": {"profiles": {"w": 1}}}}, "roster.profiles"),
+        (
+            {"roster": "r.toml", "sections": {"roster": {"agent_kinds": "notebook"}}},
+            "roster.agent_kinds",
+        ),
+        ({"roster": "r.toml", "sections": {"roster": {"agent_kinds": [""]}}}, "roster.agent_kinds"),
     ],
 )
 def test_bad_configuration_is_refused_at_start(settings: dict[str, Any], field: str) -> None:

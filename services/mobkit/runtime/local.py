@@ -62,6 +62,11 @@ class LocalAgentRuntime:
     def knows_profile(self, profile: str) -> bool:
         return self._profiles.get(profile, profile) in self._agents
 
+    @property
+    def agent_kinds(self) -> frozenset[str]:
+        """Every name ``create_session`` accepts: the agent kinds and their aliases."""
+        return frozenset(k for k in {*self._agents, *self._profiles} if self.knows_profile(k))
+
     def _factory(self, profile: str) -> AgentFactory:
         kind = self._profiles.get(profile, profile)
         try:

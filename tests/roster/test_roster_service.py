@@ -25,7 +25,7 @@ from mobkit.roster.client import GrpcRosterProvider
 from mobkit.roster.domain import RosterSnapshot, RosterUnreadable
 from mobkit.roster.etcd_source import put_roster_document, roster_key
 from mobkit.roster.service import roster_config
-from mobkit.server.config import Settings
+from mobkit.server.config import Settings, load_settings
 from mobkit.server.host import start_services
 
 WAIT = 10.0
@@ -201,6 +201,16 @@ def test_source_selection() -> None:
     # Another runtime (--runtime-addr) offers what the config lists.
     other = Settings(roster="r.toml", sections={"roster": {"agent_kinds": ["llm"]}})
     assert roster_config(other).rules.agent_kinds == {"llm"}
+
+
+def test_the_roster_section_of_a_config_file_reaches_the_roster_service(tmp_path: Path) -> None:
+    # [roster] is a table of the roster service, not the --roster setting of the same name.
+    config = tmp_path / "mobkit.toml"
+    config.write_text('[roster]\nprofiles = { w = "echo" }\nagent_kinds = ["echo"]\n')
+    settings = load_settings(env={"MOBKIT_CONFIG": str(config)}, overrides={"roster": "r.toml"})
+    rules = roster_config(settings).rules
+    assert rules.profiles == {"w": "echo"} and rules.agent_kinds == {"echo"}
+    assert settings.roster == "r.toml"
 
 
 @pytest.mark.parametrize(

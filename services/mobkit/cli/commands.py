@@ -25,7 +25,9 @@ from mobkit.cli.output import (
     condition_line,
     event_json,
     event_line,
+    failure_line,
     print_json,
+    roster_problem_lines,
     seconds,
     status_line,
     status_row,
@@ -95,6 +97,7 @@ STATES = [s.value for s in IdentityLifecycleState]
 async def status(run: Run) -> int:
     args = run.args
     conditions: list[BackendCondition] = []
+    problem = None
     if args.identities:
         statuses = [await run.mk.status(i) for i in args.identities]
     else:
@@ -106,15 +109,20 @@ async def status(run: Run) -> int:
             )
             statuses.extend(page.items)
             conditions = conditions or list(page.backend_conditions)
+            problem = problem or page.roster_problem
             token = page.next_page_token
             if not token:
                 break
     for condition in conditions:  # one line each, on stderr, in both formats
         run.note(condition_line(condition))
+    for line in roster_problem_lines(problem) if problem else ():
+        run.note(line)
     if run.json:
         print_json(statuses, run.out)
         return exit_codes.OK
     run.print(table(STATUS_HEADERS, [status_row(s) for s in statuses]))
+    for why in filter(None, map(failure_line, statuses)):
+        run.print(f"  {why}")
     counts = Counter(s.state.value for s in statuses)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     run.print(f"{len(statuses)} identities" + (f" ({summary})" if summary else ""))
@@ -312,6 +320,8 @@ async def reconcile(run: Run) -> int:
         await progress.show()  # where it ended
         progress.done()
     code = exit_codes.PARTIAL if result.failed else exit_codes.OK
+    if result.roster_problem is not None:
+        code = exit_codes.INVALID  # the roster as written was refused: fix it first
     if run.json:
         print_json(result, run.out)
         return code
@@ -330,6 +340,9 @@ async def reconcile(run: Run) -> int:
             run.print(f"  {label}: {', '.join(names)}")
     for f in result.failed:
         run.print(f"  failed: {f.identity}: {f.reason}: {f.message}")
+    if result.roster_problem is not None:
+        for line in result.roster_problem.lines():
+            run.print(f"  roster rejected (revision {result.roster_revision} stays): {line}")
     return code
 
 
@@ -338,7 +351,8 @@ def add_reconcile(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         sub,
         "reconcile",
         reconcile,
-        "run one reconcile cycle now (progress on stderr; exit 8 if identities failed)",
+        "run one reconcile cycle now (progress on stderr; exit 8 if identities failed, "
+        "3 if the roster's latest version was rejected)",
         timeout=RECONCILE_TIMEOUT,
     )
 

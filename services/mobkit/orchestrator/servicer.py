@@ -30,6 +30,7 @@ from mobkit.wire.orchestrator import (
     status_page_token,
     status_to_proto,
 )
+from mobkit.wire.roster import problem_to_proto
 from mobkit.wire.topology import edge_to_proto
 
 SERVICE_NAME = "mobkit.orchestrator.v1.OrchestratorService"
@@ -97,6 +98,7 @@ def report_to_proto(r: ReconcileReport) -> svc.ReconcileResponse:
         failed=[pb.ReconcileFailure(identity=i, reason=c, message=m) for i, c, m in r.failed],
         edges_added=[edge_to_proto(x) for x in r.edges_added],
         edges_removed=[edge_to_proto(x) for x in r.edges_removed],
+        roster_problem=problem_to_proto(r.roster_problem) if r.roster_problem else None,
     )
 
 
@@ -134,6 +136,9 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
                 svc.BackendCondition(backend=c.backend, reason=c.reason, detail=c.detail)
                 for c in self.conditions.current()
             ],
+            roster_problem=problem_to_proto(problem)
+            if (problem := self.o.roster_problem)
+            else None,
         )
 
     async def Send(self, request: Any, context: Any) -> Any:

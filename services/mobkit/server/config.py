@@ -170,10 +170,10 @@ def load_settings(
             raise InvalidArgument("config", f"{config_path}: {exc}") from exc
         for key, value in data.items():
             name = key.replace("-", "_")
-            if name in _FIELDS:
-                values[name] = _coerce(name, value)
-            elif isinstance(value, dict):
+            if isinstance(value, dict):  # a table is a section, even [roster] (not --roster)
                 sections[name] = value
+            elif name in _FIELDS:
+                values[name] = _coerce(name, value)
             else:
                 raise InvalidArgument("config", f"unknown setting {key!r} in {config_path}")
     for name in _FIELDS:

@@ -26,6 +26,7 @@ from mobkit.core.errors import (
     MobKitError,
     NotActive,
     NotAddressable,
+    RosterInvalid,
     StaleFencingToken,
     StoreCorruption,
     TopologyViolation,
@@ -165,9 +166,13 @@ class Orchestrator:
     async def _reconcile(self) -> ReconcileReport:
         report = ReconcileReport()
         previous = list(self.slots)
-        roster = await self.p.roster.get_roster(
-            RosterContext(previous_identities=tuple(AgentIdentity(i) for i in previous))
-        )
+        try:
+            roster = await self.p.roster.get_roster(
+                RosterContext(previous_identities=tuple(AgentIdentity(i) for i in previous))
+            )
+        except RosterInvalid as exc:  # never a valid roster yet: status still says why
+            self._note_roster_problem(RosterProblem.from_error(exc))
+            raise
         specs, revision = _roster_parts(roster)
         self.profiles = dict(getattr(roster, "profiles", {}) or {})
         report.roster_revision = self.roster_revision = revision

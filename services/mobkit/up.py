@@ -55,12 +55,25 @@ async def _local_etcd(data_dir: Path) -> object:
     return etcd
 
 
-def _banner(settings: Settings, address: str, etcd_endpoint: str, split: bool) -> str:
+def _banner(
+    settings: Settings, address: str, etcd_endpoint: str, providers: dict[str, str]
+) -> str:
+    """Where everything listens; ``providers``: each provider's own address (``--split``)."""
+    where = [f"  orchestrator + providers : {address}"]
+    if providers:
+        where = [f"  orchestrator             : {address}"] + [
+            f"  {key + ' service':<25}: {addr}" for key, addr in providers.items()
+        ]
+        where.append(
+            "  (a remote runtime: agents' peer messages and tool calls answer "
+            "CALLBACK_UNAVAILABLE; see README, 'A remote runtime')"
+        )
+    lease = f" --lease-addr {providers['lease']}" if "lease" in providers else ""
     return "\n".join(
         [
             "",
             "MobKit is up.",
-            f"  orchestrator + providers : {address}{'  (orchestrator; providers in their own processes)' if split else ''}",
+            *where,
             f"  etcd                     : {etcd_endpoint}",
             f"  roster                   : {settings.roster}",
             f"  data                     : {Path(settings.data_dir).resolve()}",
@@ -69,6 +82,7 @@ def _banner(settings: Settings, address: str, etcd_endpoint: str, split: bool) -
             f"  .venv/bin/mobkit status --addr {address}",
             f"  .venv/bin/mobkit send coordinator 'remember the milk' --addr {address}",
             f"  .venv/bin/mobkit events --follow --addr {address}",
+            f"  .venv/bin/mobkit leases --addr {address}{lease}",
             "Ctrl-C stops; `./dev up` again resumes the same sessions.",
             "",
         ]
@@ -156,6 +170,7 @@ async def run_up(args: argparse.Namespace) -> int:
         settings.etcd_endpoints = [etcd.endpoint]  # type: ignore[attr-defined]
     procs: list[asyncio.subprocess.Process] = []
     relays: list[asyncio.Task[None]] = []
+    addrs: dict[str, str] = {}
     try:
         if args.split:
             procs, relays, addrs = await _spawn_split(settings)
@@ -166,7 +181,7 @@ async def run_up(args: argparse.Namespace) -> int:
             keys = ["all"]
         server, resources = await start_services(keys, settings)
         address = with_port(settings.listen, server.port)
-        print(_banner(settings, address, settings.etcd_endpoints[0], args.split), flush=True)
+        print(_banner(settings, address, settings.etcd_endpoints[0], addrs), flush=True)
         print(f"listening on {address}", file=sys.stderr, flush=True)
         try:
             await serve_until_signalled([server], settings.grace, stop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ from mobkit.core.types import (
     IdentityLifecycleState,
     MobStructuralEventEnvelope,
 )
+from mobkit.wire.errors import RemoteError
 
 RECONCILE_TIMEOUT = 300.0
 PROGRESS_INTERVAL = 1.0
@@ -389,7 +391,18 @@ def add_lifecycle(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 async def leases(run: Run) -> int:
-    held = [lease async for lease in run.mk.providers.lease.leases()]
+    try:
+        held = [lease async for lease in run.mk.providers.lease.leases()]
+    except RemoteError as exc:
+        if exc.code != "UNIMPLEMENTED" or run.args.lease_service_addr:
+            raise
+        # The address serves an orchestrator alone (`mobkit up --split`, `serve orchestrator`).
+        run.note(
+            f"mobkit leases: {run.args.resolved_addr} serves no LeaseService: give the "
+            "lease service's address with --lease-addr HOST:PORT (or MOBKIT_LEASE_ADDR; "
+            "`mobkit up --split` prints it as `lease service`)"
+        )
+        return exit_codes.USAGE
     if run.json:
         print_json(held, run.out)
         return exit_codes.OK
@@ -405,7 +418,9 @@ def add_leases(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--lease-addr",
         dest="lease_service_addr",
         metavar="HOST:PORT",
-        help="the lease service, when not served on --addr (as by `serve all` and `up`)",
+        default=os.environ.get("MOBKIT_LEASE_ADDR") or None,
+        help="the lease service, when not served on --addr (as by `serve all` and `up`; "
+        "env MOBKIT_LEASE_ADDR)",
     )
 
 

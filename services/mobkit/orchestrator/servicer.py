@@ -16,7 +16,7 @@ from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
-from mobkit.runtime.domain import SessionNotFound
+from mobkit.runtime.domain import CallbackUnavailable, SessionNotFound
 from mobkit.server.conditions import BackendConditions
 from mobkit.server.errors import ErrorTable, common_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
@@ -55,6 +55,7 @@ ERRORS: ErrorTable = {
     e.StoreCorruption: C.DATA_LOSS,
     e.SnapshotTooLarge: C.RESOURCE_EXHAUSTED,
     SessionNotFound: C.NOT_FOUND,
+    CallbackUnavailable: C.UNAVAILABLE,  # a remote runtime's agent messaged a peer, ...
     **MODULE_ERRORS,  # a turn's tool calls
 }
 

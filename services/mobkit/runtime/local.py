@@ -156,12 +156,12 @@ class LocalAgentRuntime:
             if peer not in peers:
                 raise TopologyViolation(session.identity, peer)
             if peer_sender is None:
-                raise CallbackUnavailable(session_id, "peer messaging")
+                raise CallbackUnavailable(session_id, "a peer message")
             return await peer_sender(peer, text)
 
         async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
             if tool_caller is None:
-                raise CallbackUnavailable(session_id, "tool calls")
+                raise CallbackUnavailable(session_id, "a tool call")
             return await tool_caller(name, arguments)
 
         async with session.lock:

@@ -42,24 +42,46 @@ async def _local_etcd(data_dir: Path) -> EtcdProcess:
         raise StartupError(f"etcd did not start: {str(exc).splitlines()[0]}") from None
 
 
-def _banner(settings: Settings, address: str, etcd_endpoint: str, split: bool) -> str:
+def _banner(
+    settings: Settings, address: str, etcd_endpoint: str, providers: dict[str, str]
+) -> str:
+    """Where everything listens; ``providers``: each provider's own address (``--split``)."""
+    where = [f"  orchestrator + providers : {address}"]
+    if providers:
+        where = [f"  orchestrator             : {address}"] + [
+            f"  {key + ' service':<25}: {addr}" for key, addr in providers.items()
+        ]
+        where.append(
+            "  (a remote runtime: agents' peer messages and tool calls answer "
+            "CALLBACK_UNAVAILABLE; see README, 'A remote runtime')"
+        )
+    lease = f" --lease-addr {providers['lease']}" if "lease" in providers else ""
+    cli = _cli_name()
     return "\n".join(
         [
             "",
             "MobKit is up.",
-            f"  orchestrator + providers : {address}{'  (orchestrator; providers in their own processes)' if split else ''}",
+            *where,
             f"  etcd                     : {etcd_endpoint}",
             f"  roster                   : {settings.roster}",
             f"  data                     : {Path(settings.data_dir).resolve()}",
             "",
             "Try, in another terminal:",
-            f"  .venv/bin/mobkit status --addr {address}",
-            f"  .venv/bin/mobkit send coordinator 'remember the milk' --addr {address}",
-            f"  .venv/bin/mobkit events --follow --addr {address}",
-            "Ctrl-C stops; `./dev up` again resumes the same sessions.",
+            f"  {cli} status --addr {address}",
+            f"  {cli} send coordinator 'remember the milk' --addr {address}",
+            f"  {cli} events --follow --addr {address}",
+            f"  {cli} leases --addr {address}{lease}",
+            "Ctrl-C stops; `up` again on the same data dir resumes the same sessions.",
             "",
         ]
     )
+
+
+def _cli_name() -> str:
+    """How the operator reaches this CLI: the path it was started by (a checkout's
+    ``.venv/bin/mobkit``), else ``mobkit`` on PATH (a wheel, the image)."""
+    started = Path(sys.argv[0])
+    return str(started) if started.name == "mobkit" and started.parent != Path() else "mobkit"
 
 
 async def _relay(key: str, stream: asyncio.StreamReader, ready: asyncio.Future[None]) -> None:
@@ -164,6 +186,7 @@ async def _run(
         supervisor.start()
     procs: list[asyncio.subprocess.Process] = []
     relays: list[asyncio.Task[None]] = []
+    addrs: dict[str, str] = {}
     try:
         if args.split:
             procs, relays, addrs = await _spawn_split(settings)
@@ -175,7 +198,7 @@ async def _run(
         server, resources = await start_services(keys, settings, resources)
         address = with_port(settings.listen, server.port)
         lock.record(address)
-        print(_banner(settings, address, settings.etcd_endpoints[0], args.split), flush=True)
+        print(_banner(settings, address, settings.etcd_endpoints[0], addrs), flush=True)
         print(f"listening on {address}", file=sys.stderr, flush=True)
         try:
             await serve_until_signalled([server], settings.grace, stop)

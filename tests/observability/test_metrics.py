@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from metrics_support import sample, scrape, value
 
 from mobkit.core.errors import StaleFencingToken
 from mobkit.etcd.process import free_ports
@@ -48,25 +48,6 @@ def registration() -> ServiceRegistration:
     )
 
 
-async def scrape(port: int, path: str = "/metrics") -> tuple[str, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 10)
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return head.splitlines()[0], body
-
-
-def sample(body: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
-
-
 @pytest.fixture
 async def served(etcd_session: Any, tmp_path: Any) -> AsyncIterator[tuple[Any, int, Resources]]:
     (metrics_port,) = free_ports(1)
@@ -79,9 +60,7 @@ async def served(etcd_session: Any, tmp_path: Any) -> AsyncIterator[tuple[Any, i
         },
     )
     resources = Resources(settings)
-    config = await secure_and_observe(
-        ServerConfig([registration()], grace=0), settings, resources
-    )
+    config = await secure_and_observe(ServerConfig([registration()], grace=0), settings, resources)
     server, port = build_server(config)
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -135,19 +114,25 @@ async def test_etcd_round_trips_are_counted(served: Any) -> None:
     assert sample(after, name) - sample(before, name) >= 3
 
 
-async def test_domain_metrics_and_http_answers(served: Any) -> None:
+async def test_census_is_read_from_the_tracked_orchestrators_at_scrape_time(
+    served: Any,
+) -> None:
     _, port, _ = served
-    metrics.LEASES_HELD.set(5)
-    metrics.CHECKPOINT_SAVES.labels(result="ok").inc()
-    metrics.set_identities_by_state({"Active": 3})
+    census = metrics.Census({"active": 3}, leases_held=3)
+    untrack = metrics.track_census(lambda: census)
+    try:
+        _, body = await scrape(port)
+        assert value(body, "mobkit_leases_held") == 3
+        assert value(body, "mobkit_identities_by_state", state="active") == 3
+        assert value(body, "mobkit_identities_by_state", state="broken") == 0  # every state
+        census = metrics.Census({"dormant": 1}, leases_held=0)  # the next scrape sees it
+        _, body = await scrape(port)
+        assert value(body, "mobkit_identities_by_state", state="active") == 0
+        assert value(body, "mobkit_identities_by_state", state="dormant") == 1
+    finally:
+        untrack()
     _, body = await scrape(port)
-    assert sample(body, "mobkit_leases_held") == 5
-    assert sample(body, "mobkit_checkpoint_saves_total", result="ok") >= 1
-    assert sample(body, "mobkit_identities_by_state", state="Active") == 3
-    assert sample(body, "mobkit_identities_by_state", state="Broken") == 0
-    metrics.set_identities_by_state({"Dormant": 1})
-    _, body = await scrape(port)
-    assert sample(body, "mobkit_identities_by_state", state="Active") == 0
+    assert value(body, "mobkit_leases_held") == 0
     status, _ = await scrape(port, "/nope")
     assert status.startswith("HTTP/1.0 404")
 

@@ -16,6 +16,7 @@ from mobkit.roster.document import (
     ENTRY_KEYS,
     RUNTIME_MODES,
     TOP_LEVEL_KEYS,
+    RosterRules,
     parse_roster_text,
     parse_roster_toml,
 )
@@ -138,12 +139,52 @@ def test_unknown_profile_lists_the_known_ones() -> None:
 def test_configured_profiles_count_and_the_roster_overrides_them() -> None:
     text = '[[agents]]\nidentity = "w"\nprofile = "planner"\n'
     assert invalid(text).field == "profile"  # no profile declared anywhere
-    doc = parse_roster_toml(text, configured_profiles={"planner": "echo"})
+    doc = parse_roster_toml(text, rules=RosterRules(profiles={"planner": "echo"}))
     assert doc.profiles == {"planner": "echo"}
     doc = parse_roster_toml(
-        '[profiles]\nplanner = "notebook"\n' + text, configured_profiles={"planner": "echo"}
+        '[profiles]\nplanner = "notebook"\n' + text, rules=RosterRules(profiles={"planner": "echo"})
     )
     assert doc.profiles == {"planner": "notebook"}
+
+
+def test_profiles_must_name_an_agent_kind_the_runtime_offers() -> None:
+    kinds = RosterRules(agent_kinds=frozenset({"notebook", "echo"}))
+    text = HEAD + 'helper = "notebok"\n[[agents]]\nidentity = "w"\nprofile = "worker"\n'
+    err = invalid(text, rules=kinds)
+    assert (err.entry, err.field) == (None, "profiles.helper")  # unused, still refused
+    assert err.detail == "unknown agent kind 'notebok' (the runtime offers: echo, notebook)"
+    assert parse_roster_toml(text).profiles["helper"] == "notebok"  # no rules: not checked
+    # Configured profiles are checked too: they reach the runtime the same way.
+    configured = RosterRules(profiles={"planner": "ghost"}, agent_kinds=kinds.agent_kinds)
+    assert invalid(HEAD, rules=configured).field == "profiles.planner"
+
+
+def test_every_problem_of_a_document_is_reported() -> None:
+    text = (
+        'agent = []\n[profiles]\nworker = "echo"\nbad = ""\n'
+        '[[agents]]\nidentity = "w"\nprofile = "worker"\nlabels = { team = 1 }\n'
+        'context = { at = 1979-05-27 }\n'
+        '[[agents]]\nidentity = "w"\nprofile = "boss"\n'
+        '[[agents]]\nprofile = "worker"\nruntime_mode_override = "fast"\n'
+    )
+    err = invalid(text)
+    located = [(p.entry, p.field) for p in err.problems]
+    assert located == [
+        (None, "agent"),
+        (None, "profiles.bad"),
+        ("agents[0]", "labels.team"),
+        ("agents[0]", "context.at"),
+        ("agents[1]", "identity"),
+        ("agents[1]", "profile"),
+        ("agents[2]", "identity"),
+        ("agents[2]", "runtime_mode_override"),
+    ]
+    assert (err.entry, err.field) == (None, "agent")  # an editor jumps to the first
+    assert err.detail.startswith("8 problems: [agent]: unknown top-level key 'agent'")
+    assert err.metadata["problems"] == "8" and err.metadata["field"] == "agent"
+    # One problem is one plain error, as before.
+    single = invalid(HEAD + '[[agents]]\nidentity = "w"\nprofile = "boss"\n')
+    assert single.problems == (single,) and "problems" not in single.metadata
 
 
 def test_malformed_toml_says_where() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mobkit.core.errors import RosterInvalid
+from mobkit.roster.document import RosterRules
 from mobkit.roster.domain import RosterSnapshot, RosterUnreadable
 from mobkit.roster.file_source import FileRoster
 
@@ -95,6 +96,33 @@ async def test_bad_edit_keeps_last_good_roster_and_reports_it(
     fixed = await next_matching(stream, lambda s: s.problem is None)
     assert fixed.identities == ["a", "b", "d"] and fixed.revision > good.revision
     await stream.aclose()
+
+
+async def test_a_reload_naming_no_agent_kind_is_rejected_with_every_problem(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "roster.toml"
+    write(path, team("a", "b"), age_s=10)
+    rules = RosterRules(agent_kinds=frozenset({"notebook", "echo"}))
+    roster = await FileRoster(path, poll_interval=0.05, rules=rules).start()
+    try:
+        stream = roster.watch_roster()
+        good = await asyncio.wait_for(anext(stream), WAIT)
+        # A typo'd agent kind and a duplicate identity, in one edit.
+        write(path, team("a", "a").replace(HEAD, HEAD + 'helper = "notebok"\n'))
+        reported = await next_matching(stream, lambda s: s.problem is not None)
+        assert (reported.specs, reported.revision) == (good.specs, good.revision)
+        problem = reported.problem
+        assert problem is not None
+        assert (problem.entry, problem.field) == (None, "profiles.helper")  # the first
+        assert problem.lines() == [
+            "[profiles.helper]: unknown agent kind 'notebok' (the runtime offers: echo, notebook)",
+            "[agents[1]] [identity]: duplicate identity 'a' (first used by agents[0])",
+        ]
+        assert "2 problems" in problem.message
+        await stream.aclose()
+    finally:
+        await roster.close()
 
 
 async def test_malformed_edit_never_serves_part_of_it(

@@ -25,7 +25,7 @@ from mobkit.roster.client import GrpcRosterProvider
 from mobkit.roster.domain import RosterSnapshot, RosterUnreadable
 from mobkit.roster.etcd_source import put_roster_document, roster_key
 from mobkit.roster.service import roster_config
-from mobkit.server.config import Settings
+from mobkit.server.config import Settings, load_settings
 from mobkit.server.host import start_services
 
 WAIT = 10.0
@@ -192,7 +192,25 @@ def test_source_selection() -> None:
             roster="r.toml", sections={"roster": {"profiles": {"w": "echo"}, "poll_interval": 1}}
         )
     )
-    assert config.profiles == {"w": "echo"} and config.poll_interval == 1.0
+    assert config.rules.profiles == {"w": "echo"} and config.poll_interval == 1.0
+    # By default profiles may name what the reference runtime offers with this config:
+    # its built-in kinds and the [profiles] section's aliases.
+    assert config.rules.agent_kinds == {"echo", "notebook"}
+    aliased = Settings(roster="r.toml", sections={"profiles": {"planner": "notebook"}})
+    assert roster_config(aliased).rules.agent_kinds == {"echo", "notebook", "planner"}
+    # Another runtime (--runtime-addr) offers what the config lists.
+    other = Settings(roster="r.toml", sections={"roster": {"agent_kinds": ["llm"]}})
+    assert roster_config(other).rules.agent_kinds == {"llm"}
+
+
+def test_the_roster_section_of_a_config_file_reaches_the_roster_service(tmp_path: Path) -> None:
+    # [roster] is a table of the roster service, not the --roster setting of the same name.
+    config = tmp_path / "mobkit.toml"
+    config.write_text('[roster]\nprofiles = { w = "echo" }\nagent_kinds = ["echo"]\n')
+    settings = load_settings(env={"MOBKIT_CONFIG": str(config)}, overrides={"roster": "r.toml"})
+    rules = roster_config(settings).rules
+    assert rules.profiles == {"w": "echo"} and rules.agent_kinds == {"echo"}
+    assert settings.roster == "r.toml"
 
 
 @pytest.mark.parametrize(
@@ -205,6 +223,11 @@ def test_source_selection() -> None:
             "roster.poll_interval",
         ),
         ({"roster": "r.toml", "sections": {"roster": {"profiles": {"w": 1}}}}, "roster.profiles"),
+        (
+            {"roster": "r.toml", "sections": {"roster": {"agent_kinds": "notebook"}}},
+            "roster.agent_kinds",
+        ),
+        ({"roster": "r.toml", "sections": {"roster": {"agent_kinds": [""]}}}, "roster.agent_kinds"),
     ],
 )
 def test_bad_configuration_is_refused_at_start(settings: dict[str, Any], field: str) -> None:

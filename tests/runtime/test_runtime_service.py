@@ -320,7 +320,7 @@ async def test_error_codes_on_the_wire(served: Any) -> None:
     )
     ask.content.text = "ask worker hi"
     assert await _fails(stub.RunTurn(ask)) == (
-        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAVAILABLE,
         "CALLBACK_UNAVAILABLE",
     )
 

@@ -29,12 +29,20 @@ specs = st.builds(
     initial_message=st.none() | texts,
     runtime_mode_override=st.none() | st.sampled_from(RuntimeMode),
 )
-problems = st.builds(
+single_problems = st.builds(
     RosterProblem,
     message=st.text(min_size=1, max_size=20),
     entry=st.none() | st.text(min_size=1, max_size=10),
     field=st.none() | st.text(min_size=1, max_size=10),
     unreadable=st.booleans(),
+)
+# A version with several problems lists each (the first's location above them all).
+problems = single_problems | st.builds(
+    RosterProblem,
+    message=st.text(min_size=1, max_size=20),
+    entry=st.none() | st.text(min_size=1, max_size=10),
+    field=st.none() | st.text(min_size=1, max_size=10),
+    problems=st.lists(single_problems, min_size=2, max_size=3).map(tuple),
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,9 @@ from mobkit.cli.output import (
     STATUS_HEADERS,
     condition_line,
     event_line,
+    failure_line,
     print_json,
+    roster_problem_lines,
     seconds,
     status_line,
     status_row,
@@ -39,6 +42,7 @@ from mobkit.core.types import (
     IdentityLifecycleState,
     MobStructuralEventEnvelope,
 )
+from mobkit.wire.errors import RemoteError
 
 PROGRESS_INTERVAL = 1.0
 
@@ -93,6 +97,7 @@ STATES = [s.value for s in IdentityLifecycleState]
 async def status(run: Run) -> int:
     args = run.args
     conditions: list[BackendCondition] = []
+    problem = None
     if args.identities:
         statuses = [await run.mk.status(i) for i in args.identities]
     else:
@@ -104,15 +109,20 @@ async def status(run: Run) -> int:
             )
             statuses.extend(page.items)
             conditions = conditions or list(page.backend_conditions)
+            problem = problem or page.roster_problem
             token = page.next_page_token
             if not token:
                 break
     for condition in conditions:  # one line each, on stderr, in both formats
         run.note(condition_line(condition))
+    for line in roster_problem_lines(problem) if problem else ():
+        run.note(line)
     if run.json:
         print_json(statuses, run.out)
         return exit_codes.OK
     run.print(table(STATUS_HEADERS, [status_row(s) for s in statuses]))
+    for why in filter(None, map(failure_line, statuses)):
+        run.print(f"  {why}")
     counts = Counter(s.state.value for s in statuses)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     run.print(f"{len(statuses)} identities" + (f" ({summary})" if summary else ""))
@@ -327,6 +337,8 @@ async def reconcile(run: Run) -> int:
         await progress.show()  # where it ended
         progress.done()
     code = exit_codes.PARTIAL if result.failed else exit_codes.OK
+    if result.roster_problem is not None:
+        code = exit_codes.INVALID  # the roster as written was refused: fix it first
     if run.json:
         print_json(result, run.out)
         return code
@@ -345,6 +357,9 @@ async def reconcile(run: Run) -> int:
             run.print(f"  {label}: {', '.join(names)}")
     for f in result.failed:
         run.print(f"  failed: {f.identity}: {f.reason}: {f.message}")
+    if result.roster_problem is not None:
+        for line in result.roster_problem.lines():
+            run.print(f"  roster rejected (revision {result.roster_revision} stays): {line}")
     return code
 
 
@@ -353,7 +368,8 @@ def add_reconcile(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         sub,
         "reconcile",
         reconcile,
-        "run one reconcile cycle now (progress on stderr; exit 8 if identities failed)",
+        "run one reconcile cycle now (progress on stderr; exit 8 if identities failed, "
+        "3 if the roster's latest version was rejected)",
         timeout=RECONCILE_TIMEOUT,
     )
 
@@ -392,7 +408,18 @@ def add_lifecycle(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 async def leases(run: Run) -> int:
-    held = [lease async for lease in run.mk.providers.lease.leases()]
+    try:
+        held = [lease async for lease in run.mk.providers.lease.leases()]
+    except RemoteError as exc:
+        if exc.code != "UNIMPLEMENTED" or run.args.lease_service_addr:
+            raise
+        # The address serves an orchestrator alone (`mobkit up --split`, `serve orchestrator`).
+        run.note(
+            f"mobkit leases: {run.args.resolved_addr} serves no LeaseService: give the "
+            "lease service's address with --lease-addr HOST:PORT (or MOBKIT_LEASE_ADDR; "
+            "`mobkit up --split` prints it as `lease service`)"
+        )
+        return exit_codes.USAGE
     if run.json:
         print_json(held, run.out)
         return exit_codes.OK
@@ -408,8 +435,9 @@ def add_leases(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--lease-addr",
         dest="lease_service_addr",
         metavar="HOST:PORT",
-        help="the lease service, when not served on --addr as by `serve all` and `up` "
-        "[default: --addr]",
+        default=os.environ.get("MOBKIT_LEASE_ADDR") or None,
+        help="the lease service, when not served on --addr (as by `serve all` and `up`) "
+        "[default: --addr; env MOBKIT_LEASE_ADDR]",
     )
 
 

@@ -6,7 +6,8 @@ code   meaning
 0      success
 1      an unexpected error (INTERNAL, or a reason this CLI does not know)
 2      usage error (bad flags; also every failure of ``serve`` / ``up``)
-3      invalid input: INVALID_IDENTITY, INVALID_ARGUMENT, ROSTER_INVALID, SELF_EDGE
+3      invalid input: INVALID_IDENTITY, INVALID_ARGUMENT, ROSTER_INVALID, SELF_EDGE;
+       also ``reconcile`` when the roster's latest version was rejected
 4      not found: IDENTITY_NOT_FOUND, CONTINUITY_RECORD_NOT_FOUND
 5      refused in the current state: NOT_ADDRESSABLE, NOT_ACTIVE, INVALID_TRANSITION,
        STALE_FENCING_TOKEN, STALE_CHECKPOINT_VERSION, GENERATION_MISMATCH,

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from mobkit.core.errors import BackendUnavailable, MobKitError
 from mobkit.core.types import IdentityStatus, MobStructuralEventEnvelope
+from mobkit.roster.domain import RosterProblem
 from mobkit.wire.errors import RemoteError
 
 NONE = "-"
@@ -96,6 +97,25 @@ def condition_line(c: Any) -> str:
             "answered, and calls that need it fail with BACKEND_UNAVAILABLE"
         )
     return f"warning: {c.backend}: {c.reason}: {c.detail}"
+
+
+def roster_problem_lines(problem: RosterProblem) -> list[str]:
+    """One warning per problem of a rejected roster version."""
+    return [
+        f"warning: roster rejected, the last valid roster stays in force: {line}"
+        for line in problem.lines()
+    ]
+
+
+def failure_line(s: IdentityStatus) -> str | None:
+    """Why an identity is not active, when its replica knows: broken continuity, or
+    the last activation attempt's error."""
+    if s.failure is not None:
+        return f"{s.identity}: broken: {s.failure.kind.value}: {s.failure.detail}"
+    if s.activation_failure is not None:
+        f = s.activation_failure
+        return f"{s.identity}: cannot be activated: {f.reason}: {f.message}"
+    return None
 
 
 def event_line(e: MobStructuralEventEnvelope) -> str:

@@ -1,25 +1,36 @@
-"""``mobkit roster validate FILE``: check a roster offline, with the roster service's parser."""
+"""``mobkit roster validate FILE``: check a roster offline, as the roster service does.
+
+The same parser and the same rules: the profiles of ``[roster]`` in ``--config``,
+and the agent kinds the runtime offers with that configuration. Every problem of
+the file is reported, one line each, not only the first.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 from pathlib import Path
 
 from mobkit.cli import exit_codes
 from mobkit.cli.output import print_json
 from mobkit.core.errors import InvalidArgument, RosterInvalid
-from mobkit.roster.document import parse_profiles, parse_roster_text
+from mobkit.roster.document import RosterRules, parse_roster_text
+from mobkit.roster.service import roster_rules
+from mobkit.server.config import Settings
 
 
 def validate(args: argparse.Namespace) -> int:
-    """Raises RosterInvalid (with entry and field) or InvalidArgument; the caller prints."""
+    """Exit 3 with every problem (entry and field) on stderr, or InvalidArgument raised."""
     path = Path(args.file)
     try:
         source = path.read_bytes()
     except OSError as exc:
         raise InvalidArgument("file", f"cannot read {path}: {exc.strerror}") from None
-    document = parse_roster_text(source, configured_profiles=_configured_profiles(args.config))
+    try:
+        document = parse_roster_text(source, rules=_rules(args.config))
+    except RosterInvalid as exc:
+        return _invalid(args, path, exc)
     identities = [spec.identity for spec in document.specs]
     if args.json:
         print_json(
@@ -31,19 +42,26 @@ def validate(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def _configured_profiles(config: str | None) -> dict[str, str]:
-    """Profiles from the ``[roster]`` section of a config file, as the roster service merges them."""
-    if not config:
-        return {}
-    try:
-        data = tomllib.loads(Path(config).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidArgument("config", f"{config}: {exc}") from None
-    section = data.get("roster", {})
-    try:
-        return parse_profiles(section.get("profiles", {}) if isinstance(section, dict) else {})
-    except RosterInvalid as exc:
-        raise InvalidArgument("roster.profiles", exc.detail) from None
+def _invalid(args: argparse.Namespace, path: Path, exc: RosterInvalid) -> int:
+    if args.json:
+        problems = [{"entry": p.entry, "field": p.field, "message": p.detail} for p in exc.problems]
+        print_json({"file": str(path), "valid": False, "problems": problems})
+    else:
+        for problem in exc.problems:
+            print(f"mobkit roster validate: {problem.reason}: {problem.message}", file=sys.stderr)
+    return exit_codes.INVALID
+
+
+def _rules(config: str | None) -> RosterRules:
+    """The rules the roster service applies with this config file (none: the defaults)."""
+    sections = {}
+    if config:
+        try:
+            data = tomllib.loads(Path(config).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument("config", f"{config}: {exc}") from None
+        sections = {k: v for k, v in data.items() if isinstance(v, dict)}
+    return roster_rules(Settings(sections=sections))
 
 
 def add_roster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,13 +69,14 @@ def add_roster(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     actions = roster.add_subparsers(dest="roster_command", required=True)
     p = actions.add_parser(
         "validate",
-        help="check a roster file offline (exit 3 with the entry and field if invalid)",
+        help="check a roster file offline (exit 3 with every problem's entry and field)",
     )
     p.add_argument("file", metavar="FILE", help="roster file (TOML, or JSON as stored in etcd)")
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="config file whose [roster] profiles the service also uses [default: none]",
+        help="config file whose [roster] profiles and agent kinds the service also uses "
+        "[default: none]",
     )
     p.add_argument("--json", action="store_true", help="JSON output for scripts [default: off]")
     p.set_defaults(kind="local", local_handler=validate, command_name="roster validate")

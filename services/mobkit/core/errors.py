@@ -7,6 +7,7 @@ message as strings, as AIP-193 asks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from mobkit.core.bounds import echo
@@ -182,14 +183,57 @@ class RosterError(MobKitError):
 
 
 class RosterInvalid(RosterError):
+    """A roster with one problem, or several (:meth:`several`): ``problems`` lists each
+    with its own entry and field; ``entry`` / ``field`` are the first one's."""
+
     reason = "ROSTER_INVALID"
 
-    def __init__(self, detail: str, *, entry: str | None = None, field: str | None = None) -> None:
-        where = "".join(f" [{p}]" for p in (entry, field) if p)
+    def __init__(
+        self,
+        detail: str,
+        *,
+        entry: str | None = None,
+        field: str | None = None,
+        count: int | None = None,
+    ) -> None:
         super().__init__(
-            f"roster invalid{where}: {detail}", entry=entry, field=field, detail=detail
+            f"roster invalid{roster_location(entry, field)}: {detail}",
+            entry=entry,
+            field=field,
+            detail=detail,
+            problems=count,
         )
         self.detail, self.entry, self.field = detail, entry, field
+        self._several: tuple[RosterInvalid, ...] = ()
+
+    @property
+    def problems(self) -> tuple[RosterInvalid, ...]:
+        """Each problem on its own (this error alone when it has one)."""
+        return self._several or (self,)
+
+    @property
+    def located(self) -> str:
+        """``[agents[2]] [profile]: unknown profile ...``: where, then what."""
+        where = roster_location(self.entry, self.field).lstrip()
+        return f"{where}: {self.detail}" if where else self.detail
+
+    @classmethod
+    def several(cls, problems: Sequence[RosterInvalid]) -> RosterInvalid:
+        """One error for every problem of a roster (a single one is returned as is)."""
+        if len(problems) == 1:
+            return problems[0]
+        listed = "; ".join(p.located for p in problems)
+        combined = cls(f"{len(problems)} problems: {listed}", count=len(problems))
+        # An editor jumps to the first problem; the message names every one.
+        first = problems[0]
+        combined.entry, combined.field = first.entry, first.field
+        combined.metadata.update({k: v for k in ("entry", "field") if (v := getattr(first, k))})
+        combined._several = tuple(problems)
+        return combined
+
+
+def roster_location(entry: str | None, field: str | None) -> str:
+    return "".join(f" [{p}]" for p in (entry, field) if p)
 
 
 class RosterUnavailable(RosterError, BackendUnavailable):

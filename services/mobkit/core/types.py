@@ -303,6 +303,16 @@ class IdentityLifecycleState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ActivationFailure:
+    """Why the last attempt to activate an identity failed (the error's reason and
+    message); ``failed_at_ms`` is when this failure was first seen."""
+
+    reason: str
+    message: str
+    failed_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class IdentityStatus:
     identity: AgentIdentity
     state: IdentityLifecycleState
@@ -319,6 +329,7 @@ class IdentityStatus:
     continuity_health: ContinuityHealth | None = None
     owner: str | None = None
     failure: ContinuityFailure | None = None
+    activation_failure: ActivationFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,12 @@
 RPC metrics use the names of the common gRPC exporters
 (``grpc_server_handled_total{grpc_service,grpc_method,grpc_code}``,
 ``grpc_server_handling_seconds``), so existing dashboards work; they are fed by
-the server interceptor through :func:`observe_rpc`. Services update the domain
-metrics directly::
-
-    from mobkit.observability import metrics
-    metrics.LEASES_HELD.set(len(held))
-    metrics.CHECKPOINT_SAVES.labels(result="ok").inc()
-    metrics.set_identities_by_state({"Active": 3, "Dormant": 1})
+the server interceptor through :func:`observe_rpc`. Counters are bumped where
+their event happens (``CHECKPOINT_SAVES.labels(result="ok").inc()`` after each
+turn's checkpoint); the census gauges (``mobkit_leases_held``,
+``mobkit_identities_by_state``) are read at scrape time from the orchestrators
+that :func:`track_census` registered, so they are exactly what those hold and
+cannot drift from it however many code paths change a state or a lease.
 
 Everything lives in this module's own registry (with the process collectors), so
 importing it twice or hosting several servers in one process never clashes.
@@ -21,6 +20,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,7 +31,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -39,6 +40,7 @@ from prometheus_client.registry import Collector
 from mobkit.server.config import split_hostport
 
 log = logging.getLogger("mobkit.metrics")
+T = TypeVar("T")
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -58,18 +60,10 @@ RPC_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
-LEASES_HELD = Gauge(
-    "mobkit_leases_held", "Identity leases this process holds now.", registry=REGISTRY
-)
-IDENTITIES_BY_STATE = Gauge(
-    "mobkit_identities_by_state",
-    "Identities hosted by this replica, by lifecycle state.",
-    ["state"],
-    registry=REGISTRY,
-)
 CHECKPOINT_SAVES = Counter(
     "mobkit_checkpoint_saves",
-    "Session snapshot saves, by result (ok, stale, error, ...).",
+    "Checkpoints of turns (session snapshot saves), by result: ok, stale (another "
+    "owner's token), full (BACKEND_FULL), error.",
     ["result"],
     registry=REGISTRY,
 )
@@ -81,7 +75,7 @@ BACKEND_FULL = Gauge(
     registry=REGISTRY,
 )
 
-LIFECYCLE_STATES = ("Uninitialized", "Dormant", "Active", "Suspended", "Retiring", "Broken")
+LIFECYCLE_STATES = ("uninitialized", "dormant", "active", "suspended", "retiring", "broken")
 
 
 def observe_rpc(method: str, code: str, elapsed: float) -> None:
@@ -91,31 +85,78 @@ def observe_rpc(method: str, code: str, elapsed: float) -> None:
     RPC_LATENCY.labels(service, name).observe(elapsed)
 
 
-def set_identities_by_state(counts: Mapping[str, int]) -> None:
-    """Publish a full census: states absent from ``counts`` drop to zero."""
-    for state in {*LIFECYCLE_STATES, *counts}:
-        IDENTITIES_BY_STATE.labels(state).set(counts.get(state, 0))
+@dataclass(frozen=True, slots=True)
+class Census:
+    """What one orchestrator holds now: identities by lifecycle state, leases held."""
+
+    states: Mapping[str, int]
+    leases_held: int
 
 
-class _EtcdRoundTrips(Collector):
-    """``mobkit_etcd_round_trips_total``, read at scrape time from the live etcd clients."""
+class _Sources(Generic[T]):
+    """Live objects a collector reads at scrape time; ``track`` returns the untrack."""
 
     def __init__(self) -> None:
-        self._sources: list[Callable[[], int]] = []
+        self._sources: list[Callable[[], T]] = []
 
-    def track(self, source: Callable[[], int]) -> Callable[[], None]:
+    def track(self, source: Callable[[], T]) -> Callable[[], None]:
         self._sources.append(source)
         return lambda: self._untrack(source)
 
-    def _untrack(self, source: Callable[[], int]) -> None:
+    def _untrack(self, source: Callable[[], T]) -> None:
         with contextlib.suppress(ValueError):
             self._sources.remove(source)
 
-    def collect(self) -> Iterator[Metric]:
-        total = 0
+    def read(self) -> Iterator[T]:
         for source in list(self._sources):
-            with contextlib.suppress(Exception):  # a scrape never fails on a closing client
-                total += int(source())
+            with contextlib.suppress(Exception):  # a scrape never fails on a closing source
+                yield source()
+
+
+class _Census(_Sources[Census], Collector):
+    """``mobkit_leases_held`` and ``mobkit_identities_by_state``, summed over the
+    orchestrators of this process (one, but tests host several)."""
+
+    def collect(self) -> Iterator[Metric]:
+        states: dict[str, int] = dict.fromkeys(LIFECYCLE_STATES, 0)
+        leases = 0
+        for census in self.read():
+            leases += census.leases_held
+            for state, n in census.states.items():
+                states[state] = states.get(state, 0) + n
+        yield GaugeMetricFamily(
+            "mobkit_leases_held", "Identity leases this process holds now.", value=leases
+        )
+        by_state = GaugeMetricFamily(
+            "mobkit_identities_by_state",
+            "Identities of the roster by lifecycle state, as this replica sees them: those "
+            "it hosts in their own state, the others dormant unless it found them broken or "
+            "suspended (in a fleet, sum the active ones).",
+            labels=["state"],
+        )
+        for state, n in sorted(states.items()):
+            by_state.add_metric([state], n)
+        yield by_state
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("mobkit_leases_held", "Identity leases held.")
+        yield GaugeMetricFamily("mobkit_identities_by_state", "Identities by state.")
+
+
+_CENSUS = _Census()
+REGISTRY.register(_CENSUS)
+
+
+def track_census(source: Callable[[], Census]) -> Callable[[], None]:
+    """Read ``source()`` (an orchestrator's census) at every scrape; returns the untrack."""
+    return _CENSUS.track(source)
+
+
+class _EtcdRoundTrips(_Sources[int], Collector):
+    """``mobkit_etcd_round_trips_total``, read at scrape time from the live etcd clients."""
+
+    def collect(self) -> Iterator[Metric]:
+        total = sum(int(n) for n in self.read())
         yield CounterMetricFamily(
             "mobkit_etcd_round_trips", "Unary etcd RPCs issued by this process.", value=total
         )

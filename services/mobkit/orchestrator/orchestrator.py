@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,6 +26,7 @@ from mobkit.core.errors import (
     MobKitError,
     NotActive,
     NotAddressable,
+    RosterInvalid,
     StaleFencingToken,
     StoreCorruption,
     TopologyViolation,
@@ -57,6 +58,7 @@ from mobkit.core.types import (
     TopologyContext,
     Uninitialized,
 )
+from mobkit.observability import metrics
 from mobkit.orchestrator import checkpoint
 from mobkit.orchestrator.event_sink import EventSink
 from mobkit.orchestrator.fleet import fair_share, preference
@@ -75,6 +77,7 @@ from mobkit.orchestrator.ports import (
 )
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.status_pages import StatusFilter, fleet_page, local_page
+from mobkit.roster.domain import RosterProblem
 from mobkit.runtime.domain import AgentRuntime
 
 if TYPE_CHECKING:
@@ -100,6 +103,7 @@ class ReconcileReport:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # identity, reason, message
     edges_added: list[ManagedPeerEdge] = field(default_factory=list)
     edges_removed: list[ManagedPeerEdge] = field(default_factory=list)
+    roster_problem: RosterProblem | None = None  # the source's latest version was rejected
 
 
 @dataclass
@@ -135,6 +139,8 @@ class Orchestrator:
         self._resume_slots = asyncio.Semaphore(max(1, resume_concurrency))
         self.slots: dict[str, IdentitySlot] = {}
         self.roster_revision = 0
+        # Why the roster source's latest version was rejected (the last valid one rules).
+        self.roster_problem: RosterProblem | None = None
         self.edges: set[ManagedPeerEdge] = set()
         self._edges_of: dict[str, list[ManagedPeerEdge]] = {}
         self._reconcile_lock = asyncio.Lock()
@@ -161,12 +167,17 @@ class Orchestrator:
     async def _reconcile(self) -> ReconcileReport:
         report = ReconcileReport()
         previous = list(self.slots)
-        roster = await self.p.roster.get_roster(
-            RosterContext(previous_identities=tuple(AgentIdentity(i) for i in previous))
-        )
+        try:
+            roster = await self.p.roster.get_roster(
+                RosterContext(previous_identities=tuple(AgentIdentity(i) for i in previous))
+            )
+        except RosterInvalid as exc:  # never a valid roster yet: status still says why
+            self._note_roster_problem(RosterProblem.from_error(exc))
+            raise
         specs, revision = _roster_parts(roster)
         self.profiles = dict(getattr(roster, "profiles", {}) or {})
         report.roster_revision = self.roster_revision = revision
+        report.roster_problem = self._note_roster_problem(getattr(roster, "problem", None))
         desired = {s.identity: s for s in specs}
 
         for identity in [i for i in previous if i not in desired]:
@@ -218,6 +229,21 @@ class Orchestrator:
         report.activated = activated
         report.failed = failed
         return report
+
+    def _note_roster_problem(self, problem: RosterProblem | None) -> RosterProblem | None:
+        """Keep the source's rejection for status and reconcile; an event when it is new."""
+        if problem is not None and problem != self.roster_problem:
+            self._event(
+                "roster_rejected",
+                None,
+                {
+                    "roster_revision": str(self.roster_revision),  # above 2**53: not a double
+                    "problems": problem.lines(),
+                    "replica": self.instance,
+                },
+            )
+        self.roster_problem = problem
+        return problem
 
     def _vacant(self, *, broken: bool = True) -> list[IdentitySlot]:
         """Desired identities this replica does not host (held elsewhere, or by no one)."""
@@ -352,16 +378,34 @@ class Orchestrator:
                 try:
                     await self._materialise(slot, states[slot.identity])
                     activated.append(slot.identity)
+                except _BrokenIdentity as exc:  # status, log and event already say why
+                    failed.append((slot.identity, exc.reason, exc.message))
+                    await self._give_up(slot)
                 except MobKitError as exc:
                     failed.append((slot.identity, exc.reason, exc.message))
+                    self._activation_failed(slot, exc.reason, exc.message)
                     await self._give_up(slot)
                 except Exception as exc:
                     log.exception("activating %s failed", slot.identity)
                     failed.append((slot.identity, "INTERNAL", str(exc)))
+                    self._activation_failed(slot, "INTERNAL", str(exc))
                     await self._give_up(slot)
 
         await asyncio.gather(*(one(s) for s in mine))
         return sorted(activated), sorted(failed)
+
+    def _activation_failed(self, slot: IdentitySlot, reason: str, message: str) -> None:
+        """Status shows why (``activation_failure``); a new failure also gets one log
+        line and an ``activation_failed`` event, a repeated one neither."""
+        if slot.activation_failed(reason, message):
+            log.warning(
+                "%s: cannot be activated: %s: %s",
+                slot.identity,
+                reason,
+                message,
+                extra={"identity": slot.identity},
+            )
+            self._event("activation_failed", slot.identity, {"reason": reason, "message": message})
 
     async def _drop_intended(self, acquired: list[IdentitySlot]) -> list[IdentitySlot]:
         assert self.fleet is not None
@@ -422,7 +466,7 @@ class Orchestrator:
         slot.draft = draft
         slot.receipts = receipts
         slot.gate = TeardownGate(spec.identity)
-        slot.failure = None
+        slot.failure = slot.activation_failure = None
         slot.move(S.ACTIVE)
         self._event(
             "activated",
@@ -690,13 +734,18 @@ class Orchestrator:
                 stored,
             )
         except StaleFencingToken:
+            metrics.CHECKPOINT_SAVES.labels("stale").inc()
             # Someone else owns this identity now: never act on it again here.
             await self._lose_locked(slot, "checkpoint refused: stale fencing token")
             raise NotActive(identity, "lease_lost") from None
-        except BaseException:
+        except BaseException as exc:
+            metrics.CHECKPOINT_SAVES.labels(
+                "full" if isinstance(exc, BackendFull) else "error"
+            ).inc()
             # Unknown outcome (store down, reply lost, call cancelled): resync from the store.
             await self._rewind(slot)
             raise
+        metrics.CHECKPOINT_SAVES.labels("ok").inc()
         self._store_reachable = True
         slot.checkpoint_version = version
         self._event(
@@ -981,7 +1030,14 @@ class Orchestrator:
             continuity_health=health,
             owner=self.instance if slot.grant is not None else None,
             failure=slot.failure,
+            activation_failure=slot.activation_failure,
         )
+
+    def census(self) -> metrics.Census:
+        """The identities as this replica sees them, by state, and the leases it holds."""
+        states = Counter(slot.state.value for slot in self.slots.values())
+        held = sum(1 for slot in self.slots.values() if slot.grant is not None)
+        return metrics.Census(states, held)
 
     async def refresh_durability(self) -> None:
         try:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from mobkit.etcd.compactor import Compactor
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.service import start_modules
+from mobkit.observability import metrics
 from mobkit.orchestrator.backend_events import BackendEvents
 from mobkit.orchestrator.composition import compose
 from mobkit.orchestrator.event_retention import Retention, trimmer_for
@@ -86,7 +87,10 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
         ),
     )
 
+    untrack_census = metrics.track_census(orchestrator.census)  # mobkit_leases_held, ...
+
     async def stop() -> None:
+        untrack_census()
         if trimmer is not None:
             await trimmer.stop()
         await modules.stop()  # first: its last events go out with the sink's flush

@@ -16,7 +16,7 @@ from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
-from mobkit.runtime.domain import SessionNotFound
+from mobkit.runtime.domain import CallbackUnavailable, SessionNotFound
 from mobkit.server.conditions import BACKEND_UNAVAILABLE, BackendConditions
 from mobkit.server.errors import ErrorTable, common_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
@@ -30,6 +30,7 @@ from mobkit.wire.orchestrator import (
     status_page_token,
     status_to_proto,
 )
+from mobkit.wire.roster import problem_to_proto
 from mobkit.wire.topology import edge_to_proto
 
 SERVICE_NAME = "mobkit.orchestrator.v1.OrchestratorService"
@@ -54,6 +55,7 @@ ERRORS: ErrorTable = {
     e.StoreCorruption: C.DATA_LOSS,
     e.SnapshotTooLarge: C.RESOURCE_EXHAUSTED,
     SessionNotFound: C.NOT_FOUND,
+    CallbackUnavailable: C.UNAVAILABLE,  # a remote runtime's agent messaged a peer, ...
     **MODULE_ERRORS,  # a turn's tool calls
 }
 
@@ -97,6 +99,7 @@ def report_to_proto(r: ReconcileReport) -> svc.ReconcileResponse:
         failed=[pb.ReconcileFailure(identity=i, reason=c, message=m) for i, c, m in r.failed],
         edges_added=[edge_to_proto(x) for x in r.edges_added],
         edges_removed=[edge_to_proto(x) for x in r.edges_removed],
+        roster_problem=problem_to_proto(r.roster_problem) if r.roster_problem else None,
     )
 
 
@@ -138,6 +141,9 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
                 svc.BackendCondition(backend=c.backend, reason=c.reason, detail=c.detail)
                 for c in self.conditions.current()
             ],
+            roster_problem=problem_to_proto(problem)
+            if (problem := self.o.roster_problem)
+            else None,
         )
 
     async def Send(self, request: Any, context: Any) -> Any:

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from mobkit.core.types import (
+    ActivationFailure,
     AgentBuildDraft,
     ContinuityFailure,
     DispatchReceipt,
@@ -33,6 +34,7 @@ class IdentitySlot:
     draft: AgentBuildDraft | None = None
     gate: TeardownGate | None = None
     failure: ContinuityFailure | None = None
+    activation_failure: ActivationFailure | None = None
     retired: bool = False
     last_reset: tuple[str, int] | None = None  # (request id, generation it created)
     receipts: OrderedDict[str, DispatchReceipt] = field(default_factory=OrderedDict)
@@ -45,6 +47,15 @@ class IdentitySlot:
     def move(self, target: IdentityLifecycleState) -> None:
         check_transition(self.identity, self.state, target)
         self.state = target
+
+    def activation_failed(self, reason: str, message: str) -> bool:
+        """Remember why activating failed; True when this failure is new (not the one
+        the previous attempt met), so it is logged and reported once, not every round."""
+        known = self.activation_failure
+        if known is not None and (known.reason, known.message) == (reason, message):
+            return False
+        self.activation_failure = ActivationFailure(reason, message, int(time.time() * 1000))
+        return True
 
     def ttl_remaining(self) -> float:
         if self.grant is None:

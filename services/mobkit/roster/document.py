@@ -22,8 +22,12 @@ is documented by ``schemas/roster.schema.json``::
 (:mod:`mobkit.core.jsontext`); TOML dates and times are not JSON and are refused.
 
 Every problem is a :class:`RosterInvalid` naming the entry (``agents[2]``) and
-the field (``labels.team``), so an editor can point at it. Unknown keys are
-errors too: a typo must not silently drop a setting.
+the field (``labels.team``), so an editor can point at it, and a document is
+checked to its end: one error names every problem found (``problems``). Unknown
+keys are errors too: a typo must not silently drop a setting. With
+:class:`RosterRules` the profiles must also name agent kinds the runtime offers
+(``helper = "notebok"`` is refused), so a roster is rejected before any
+identity fails to activate.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import copy
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mobkit.core import jsontext
@@ -57,31 +62,54 @@ ADDRESSABILITY = {a.value: a for a in AgentAddressability}
 RUNTIME_MODES = {m.value: m for m in RuntimeMode}
 
 
-def parse_roster_toml(
-    source: str | bytes, *, configured_profiles: Mapping[str, str] | None = None
-) -> RosterDocument:
+@dataclass(frozen=True, slots=True)
+class RosterRules:
+    """What a document is checked against beyond its own content."""
+
+    profiles: Mapping[str, str] = field(default_factory=dict)
+    """Profiles configured for every roster (``[roster] profiles``); the document's win."""
+    agent_kinds: frozenset[str] | None = None
+    """The agent kinds the runtime offers; every profile must name one (None: unchecked)."""
+
+
+NO_RULES = RosterRules()
+
+
+class _Problems:
+    """Every problem of a document, in source order: an operator fixes them in one go."""
+
+    def __init__(self) -> None:
+        self.found: list[RosterInvalid] = []
+
+    def add(self, detail: str, *, entry: str | None = None, field: str | None = None) -> None:
+        self.found.append(RosterInvalid(detail, entry=entry, field=field))
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise RosterInvalid.several(self.found)
+
+
+def parse_roster_toml(source: str | bytes, *, rules: RosterRules = NO_RULES) -> RosterDocument:
     """Parse and validate a TOML roster file's content."""
     text = _decode(source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RosterInvalid(f"malformed TOML: {exc}") from exc
-    return parse_roster_data(data, configured_profiles=configured_profiles)
+    return parse_roster_data(data, rules=rules)
 
 
-def parse_roster_text(
-    source: str | bytes, *, configured_profiles: Mapping[str, str] | None = None
-) -> RosterDocument:
+def parse_roster_text(source: str | bytes, *, rules: RosterRules = NO_RULES) -> RosterDocument:
     """A roster in TOML, or in JSON when the text starts with ``{`` (the etcd source)."""
     text = _decode(source)
     if not text.lstrip().startswith("{"):
-        return parse_roster_toml(text, configured_profiles=configured_profiles)
+        return parse_roster_toml(text, rules=rules)
     try:
         # A context may nest MAX_DEPTH levels below its entry: root, agents, entry.
         data = jsontext.decode(text, jsontext.MAX_DEPTH + 3)
     except jsontext.NotJson as exc:
         raise RosterInvalid(f"malformed JSON: {exc}") from exc
-    return parse_roster_data(data, configured_profiles=configured_profiles)
+    return parse_roster_data(data, rules=rules)
 
 
 def _decode(source: str | bytes) -> str:
@@ -93,66 +121,103 @@ def _decode(source: str | bytes) -> str:
         raise RosterUnreadable(f"not UTF-8 text: {exc}") from exc
 
 
-def parse_roster_data(
-    data: Mapping[str, Any], *, configured_profiles: Mapping[str, str] | None = None
-) -> RosterDocument:
-    """Validate a decoded roster document (a TOML or JSON object)."""
+def parse_roster_data(data: Mapping[str, Any], *, rules: RosterRules = NO_RULES) -> RosterDocument:
+    """Validate a decoded roster document (a TOML or JSON object); a RosterInvalid
+    names every problem found (:attr:`RosterInvalid.problems`)."""
     if not isinstance(data, Mapping):
         raise RosterInvalid("a roster document must be an object (a table)")
+    problems = _Problems()
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            raise RosterInvalid(
-                f"unknown top-level key {key!r} (expected profiles, agents)", field=key
-            )
-    profiles = {**(configured_profiles or {}), **parse_profiles(data.get("profiles", {}))}
+            problems.add(f"unknown top-level key {key!r} (expected profiles, agents)", field=key)
+    profiles = {**rules.profiles, **_profiles(data.get("profiles", {}), problems)}
+    _check_kinds(profiles, rules.agent_kinds, problems)
     agents = data.get("agents", [])
-    if not isinstance(agents, list):
-        raise RosterInvalid("must be an array of tables ([[agents]])", field="agents")
     entries: list[tuple[str, Mapping[str, Any]]] = []
+    if not isinstance(agents, list):
+        problems.add("must be an array of tables ([[agents]])", field="agents")
+        agents = []
     for index, raw in enumerate(agents):
         entry = f"agents[{index}]"
-        if not isinstance(raw, Mapping):
-            raise RosterInvalid("must be a table", entry=entry)
-        entries.append((entry, raw))
-    return RosterDocument(specs=parse_entries(entries, profiles), profiles=profiles)
+        if isinstance(raw, Mapping):
+            entries.append((entry, raw))
+        else:
+            problems.add("must be a table", entry=entry)
+    specs = _entries(entries, profiles, problems)
+    problems.raise_any()
+    return RosterDocument(specs=specs, profiles=profiles)
 
 
 def parse_profiles(value: Any, *, entry: str | None = None) -> dict[str, str]:
     """``{profile name: agent kind}``; both non-empty strings."""
+    problems = _Problems()
+    out = _profiles(value, problems, entry=entry)
+    problems.raise_any()
+    return out
+
+
+def _profiles(value: Any, problems: _Problems, *, entry: str | None = None) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise RosterInvalid(
-            "must be a table of profile = agent kind", entry=entry, field="profiles"
-        )
+        problems.add("must be a table of profile = agent kind", entry=entry, field="profiles")
+        return {}
     out: dict[str, str] = {}
     for name, kind in value.items():
         where = f"profiles.{name}"
         if not name or not isinstance(name, str):
-            raise RosterInvalid("profile names must be non-empty", entry=entry, field=where)
-        if not isinstance(kind, str) or not kind:
-            raise RosterInvalid(
-                'must name an agent kind (e.g. "notebook")', entry=entry, field=where
-            )
-        out[name] = kind
+            problems.add("profile names must be non-empty", entry=entry, field=where)
+        elif not isinstance(kind, str) or not kind:
+            problems.add('must name an agent kind (e.g. "notebook")', entry=entry, field=where)
+        else:
+            out[name] = kind
     return out
+
+
+def _check_kinds(
+    profiles: Mapping[str, str], kinds: frozenset[str] | None, problems: _Problems
+) -> None:
+    if kinds is None:
+        return
+    offered = ", ".join(sorted(kinds)) or "none"
+    for name, kind in profiles.items():
+        if kind not in kinds:
+            problems.add(
+                f"unknown agent kind {kind!r} (the runtime offers: {offered})",
+                field=f"profiles.{name}",
+            )
 
 
 def parse_entries(
     entries: list[tuple[str, Mapping[str, Any]]], profiles: Mapping[str, str]
 ) -> tuple[DurableAgentSpec, ...]:
     """Validate ``(entry name, raw entry)`` pairs in order; identities must be unique."""
+    problems = _Problems()
+    specs = _entries(entries, profiles, problems)
+    problems.raise_any()
+    return specs
+
+
+def _entries(
+    entries: list[tuple[str, Mapping[str, Any]]],
+    profiles: Mapping[str, str],
+    problems: _Problems,
+) -> tuple[DurableAgentSpec, ...]:
     seen: dict[str, str] = {}
     specs: list[DurableAgentSpec] = []
     for entry, raw in entries:
-        spec = parse_entry(raw, entry=entry, profiles=profiles)
-        first = seen.get(spec.identity)
-        if first is not None:
-            raise RosterInvalid(
-                f"duplicate identity {spec.identity!r} (first used by {first})",
-                entry=entry,
-                field="identity",
-            )
-        seen[spec.identity] = entry
-        specs.append(spec)
+        ident = raw.get("identity")
+        if isinstance(ident, str) and identity_problem(ident) is None:
+            first = seen.get(ident)
+            if first is not None:
+                problems.add(
+                    f"duplicate identity {ident!r} (first used by {first})",
+                    entry=entry,
+                    field="identity",
+                )
+            else:
+                seen[ident] = entry
+        spec = _entry(raw, entry=entry, profiles=profiles, problems=problems)
+        if spec is not None:
+            specs.append(spec)
     return tuple(specs)
 
 
@@ -160,75 +225,92 @@ def parse_entry(
     raw: Mapping[str, Any], *, entry: str, profiles: Mapping[str, str]
 ) -> DurableAgentSpec:
     """One validated spec; ``entry`` names it in errors (``agents[2]``)."""
+    problems = _Problems()
+    spec = _entry(raw, entry=entry, profiles=profiles, problems=problems)
+    problems.raise_any()
+    assert spec is not None
+    return spec
+
+
+def _entry(
+    raw: Mapping[str, Any], *, entry: str, profiles: Mapping[str, str], problems: _Problems
+) -> DurableAgentSpec | None:
+    """The spec, or None after adding each of the entry's problems to ``problems``."""
+    before = len(problems.found)
     for key in raw:
         if key not in ENTRY_KEYS:
-            raise RosterInvalid(f"unknown field {key!r}", entry=entry, field=str(key))
+            problems.add(f"unknown field {key!r}", entry=entry, field=str(key))
 
-    def fail(field: str, detail: str) -> RosterInvalid:
-        return RosterInvalid(detail, entry=entry, field=field)
+    def fail(field: str, detail: str) -> None:
+        problems.add(detail, entry=entry, field=field)
 
     def text(field: str, *, required: bool = False) -> str | None:
         value = raw.get(field)
         if value is None:
             if required:
-                raise fail(field, "is required")
+                fail(field, "is required")
             return None
         if not isinstance(value, str):
-            raise fail(field, f"must be a string, got {type(value).__name__}")
+            fail(field, f"must be a string, got {type(value).__name__}")
+            return None
         return value
 
     ident = text("identity", required=True)
-    assert ident is not None
-    problem = identity_problem(ident)
-    if problem is not None:
-        raise fail("identity", f"invalid identity {ident!r}: {problem}")
+    if ident is not None and (problem := identity_problem(ident)) is not None:
+        fail("identity", f"invalid identity {ident!r}: {problem}")
 
     profile = text("profile", required=True)
-    assert profile is not None
-    if profile not in profiles:
+    if profile is not None and profile not in profiles:
         known = ", ".join(sorted(profiles)) or "none declared"
-        raise fail("profile", f"unknown profile {profile!r} (known: {known})")
+        fail("profile", f"unknown profile {profile!r} (known: {known})")
 
     addressability = AgentAddressability.ADDRESSABLE
     raw_addr = text("addressability")
     if raw_addr is not None:
-        if raw_addr not in ADDRESSABILITY:
-            raise fail("addressability", f"must be one of {', '.join(ADDRESSABILITY)}")
-        addressability = ADDRESSABILITY[raw_addr]
+        if raw_addr in ADDRESSABILITY:
+            addressability = ADDRESSABILITY[raw_addr]
+        else:
+            fail("addressability", f"must be one of {', '.join(ADDRESSABILITY)}")
 
     display_name = text("display_name")
     if display_name is not None and not display_name:
-        raise fail("display_name", "must not be empty")
+        fail("display_name", "must not be empty")
 
     labels = raw.get("labels", {})
     if not isinstance(labels, Mapping):
-        raise fail("labels", "must be a table of strings")
+        fail("labels", "must be a table of strings")
+        labels = {}
     for key, value in labels.items():
         if not isinstance(value, str):
-            raise fail(f"labels.{key}", "label values must be strings")
+            fail(f"labels.{key}", "label values must be strings")
 
     context = raw.get("context")
     try:
         jsontext.measure(context)
     except jsontext.NotJson as exc:
-        field = "context" + exc.path.removeprefix("$")  # "$.a[2]" -> "context.a[2]"
-        raise fail(field, exc.detail) from None
+        fail("context" + exc.path.removeprefix("$"), exc.detail)  # "$.a[2]" -> "context.a[2]"
     context = copy.deepcopy(context)  # the spec's own: a caller's later edits stay out
 
     instructions = raw.get("additional_instructions", [])
     if not isinstance(instructions, list):
-        raise fail("additional_instructions", "must be an array of strings")
+        fail("additional_instructions", "must be an array of strings")
+        instructions = []
     for i, item in enumerate(instructions):
         if not isinstance(item, str):
-            raise fail(f"additional_instructions[{i}]", "must be a string")
+            fail(f"additional_instructions[{i}]", "must be a string")
 
     mode = None
     raw_mode = text("runtime_mode_override")
     if raw_mode is not None:
-        if raw_mode not in RUNTIME_MODES:
-            raise fail("runtime_mode_override", f"must be one of {', '.join(RUNTIME_MODES)}")
-        mode = RUNTIME_MODES[raw_mode]
+        if raw_mode in RUNTIME_MODES:
+            mode = RUNTIME_MODES[raw_mode]
+        else:
+            fail("runtime_mode_override", f"must be one of {', '.join(RUNTIME_MODES)}")
 
+    initial_message = text("initial_message")
+    if len(problems.found) > before:
+        return None
+    assert ident is not None and profile is not None
     return DurableAgentSpec(
         identity=AgentIdentity(ident),
         profile=profile,
@@ -237,7 +319,7 @@ def parse_entry(
         labels=dict(labels),
         context=context,
         additional_instructions=tuple(instructions),
-        initial_message=text("initial_message"),
+        initial_message=initial_message,
         runtime_mode_override=mode,
     )
 

@@ -26,26 +26,37 @@ class RosterUnreadable(RosterInvalid):
 
 @dataclass(frozen=True, slots=True)
 class RosterProblem:
-    """Why the source's latest version was rejected."""
+    """Why the source's latest version was rejected. A version with several problems
+    lists each in ``problems`` (entry, field and message of the first above, and a
+    message naming them all)."""
 
     message: str
     entry: str | None = None
     field: str | None = None
     unreadable: bool = False
     reason: str = RosterInvalid.reason
+    problems: tuple[RosterProblem, ...] = ()
 
     @classmethod
     def from_error(cls, exc: RosterInvalid) -> RosterProblem:
+        several = exc.problems if len(exc.problems) > 1 else ()
         return cls(
             message=exc.detail,
             entry=exc.entry,
             field=exc.field,
             unreadable=isinstance(exc, RosterUnreadable),
+            problems=tuple(cls.from_error(p) for p in several),
         )
 
     def to_error(self) -> RosterInvalid:
+        if self.problems:
+            return RosterInvalid.several([p.to_error() for p in self.problems])
         kind = RosterUnreadable if self.unreadable else RosterInvalid
         return kind(self.message, entry=self.entry, field=self.field)
+
+    def lines(self) -> list[str]:
+        """One line per problem, each with its location (``[agents[2]] [profile]: ...``)."""
+        return [p.located for p in self.to_error().problems]
 
 
 @dataclass(frozen=True, slots=True)

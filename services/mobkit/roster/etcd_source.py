@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 
 from mobkit.core.errors import RosterInvalid, RosterUnavailable
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError
 from mobkit.etcd.ops import compare_mod_revision, put_op, txn_request
 from mobkit.gen.etcd.api.mvccpb import kv_pb2
-from mobkit.roster.document import parse_roster_text
+from mobkit.roster.document import NO_RULES, RosterRules, parse_roster_text
 from mobkit.roster.domain import RosterProblem
 from mobkit.roster.state import RosterState
 
@@ -49,12 +48,12 @@ class EtcdRoster(RosterState):
         client: EtcdClient,
         key: str,
         *,
-        configured_profiles: Mapping[str, str] | None = None,
+        rules: RosterRules = NO_RULES,
     ) -> None:
         super().__init__(f"etcd key {key}")
         self.client = client
         self.key = key
-        self._profiles = dict(configured_profiles or {})
+        self._rules = rules
         self._lock = asyncio.Lock()
         self._seen = 0  # etcd revision of the last change handled
         self._task: asyncio.Task[None] | None = None
@@ -99,7 +98,7 @@ class EtcdRoster(RosterState):
             )
             return
         try:
-            document = parse_roster_text(kv.value, configured_profiles=self._profiles)
+            document = parse_roster_text(kv.value, rules=self._rules)
         except RosterInvalid as exc:
             self.reject(RosterProblem.from_error(exc))
             return

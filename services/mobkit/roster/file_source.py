@@ -27,11 +27,10 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from mobkit.core.errors import RosterInvalid, RosterUnavailable
-from mobkit.roster.document import parse_roster_toml
+from mobkit.roster.document import NO_RULES, RosterRules, parse_roster_toml
 from mobkit.roster.domain import RosterProblem
 from mobkit.roster.state import RosterState
 
@@ -49,14 +48,14 @@ class FileRoster(RosterState):
         path: str | os.PathLike[str],
         *,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        configured_profiles: Mapping[str, str] | None = None,
+        rules: RosterRules = NO_RULES,
     ) -> None:
         super().__init__(f"file {path}")
         if not poll_interval > 0:
             raise ValueError("poll_interval must be positive")
         self.path = Path(path)
         self.poll_interval = poll_interval
-        self._profiles = dict(configured_profiles or {})
+        self._rules = rules
         self._lock = asyncio.Lock()
         self._stat_key: tuple[int, ...] | None = None
         self._racy = True
@@ -120,7 +119,7 @@ class FileRoster(RosterState):
                 return
             self._pending, self._digest = None, digest
             try:
-                document = parse_roster_toml(data, configured_profiles=self._profiles)
+                document = parse_roster_toml(data, rules=self._rules)
             except RosterInvalid as exc:
                 self.reject(RosterProblem.from_error(exc))
                 return

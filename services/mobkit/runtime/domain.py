@@ -32,16 +32,17 @@ class CallbackUnavailable(MobKitError):
     """An agent asked for a callback (peer message, tool call) its host cannot provide.
 
     The callbacks are in-process only: a runtime behind the gRPC AgentRuntimeService
-    cannot call back into the orchestrator, so an agent that messages a peer there
-    fails its turn with this error (FAILED_PRECONDITION) and its state is unchanged.
+    cannot call back into the orchestrator, so an agent that messages a peer or calls
+    a tool there fails its turn with this error (UNAVAILABLE) and its state is
+    unchanged.
     """
 
     reason = "CALLBACK_UNAVAILABLE"
 
     def __init__(self, session_id: str, callback: str) -> None:
         super().__init__(
-            f"session {session_id!r}: {callback} is not available in this runtime "
-            "(callbacks need the in-process runtime)",
+            f"session {session_id!r}: {callback} cannot reach the orchestrator from this "
+            "runtime (peer messages and tool calls need the in-process runtime)",
             session_id=session_id,
             callback=callback,
         )

@@ -74,6 +74,11 @@ class LocalAgentRuntime:
     def knows_profile(self, profile: str) -> bool:
         return self._profiles.get(profile, profile) in self._agents
 
+    @property
+    def agent_kinds(self) -> frozenset[str]:
+        """Every name ``create_session`` accepts: the agent kinds and their aliases."""
+        return frozenset(k for k in {*self._agents, *self._profiles} if self.knows_profile(k))
+
     def _factory(self, profile: str) -> AgentFactory:
         kind = self._profiles.get(profile, profile)
         try:
@@ -163,12 +168,12 @@ class LocalAgentRuntime:
             if peer not in peers:
                 raise TopologyViolation(session.identity, peer)
             if peer_sender is None:
-                raise CallbackUnavailable(session_id, "peer messaging")
+                raise CallbackUnavailable(session_id, "a peer message")
             return await peer_sender(peer, text)
 
         async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
             if tool_caller is None:
-                raise CallbackUnavailable(session_id, "tool calls")
+                raise CallbackUnavailable(session_id, "a tool call")
             return await tool_caller(name, arguments)
 
         async with session.lock:

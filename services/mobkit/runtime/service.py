@@ -27,6 +27,11 @@ def profile_map(settings: Settings) -> dict[str, str]:
     return dict(raw)
 
 
+def agent_kinds(settings: Settings) -> frozenset[str]:
+    """The agent kinds this runtime offers with ``settings``: what roster profiles may name."""
+    return LocalAgentRuntime(profiles=profile_map(settings)).agent_kinds
+
+
 async def build(settings: Settings, resources: Resources) -> ServiceRegistration:
     profiles = profile_map(settings)
     runtime = LocalAgentRuntime(profiles=profiles)

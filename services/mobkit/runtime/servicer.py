@@ -1,9 +1,10 @@
 """gRPC surface of an :class:`~mobkit.runtime.domain.AgentRuntime`: convert, call, convert.
 
 Turns run without callbacks: an agent hosted behind this service that messages a
-peer or calls a tool fails its turn with CALLBACK_UNAVAILABLE (FAILED_PRECONDITION;
-TOPOLOGY_VIOLATION first when the target is not one of the turn's peers) and its
-state is left as the last turn left it. Peer messaging needs the in-process runtime.
+peer or calls a tool fails its turn with CALLBACK_UNAVAILABLE (UNAVAILABLE, as
+API.md documents; TOPOLOGY_VIOLATION first when the target is not one of the
+turn's peers) and its state is left as the last turn left it. Peer messages and
+tool calls need the in-process runtime.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ ERRORS: dict[type[BaseException], grpc.StatusCode] = {
     SessionClosed: grpc.StatusCode.FAILED_PRECONDITION,
     StoreCorruption: grpc.StatusCode.DATA_LOSS,
     TopologyViolation: grpc.StatusCode.PERMISSION_DENIED,
-    CallbackUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    CallbackUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 

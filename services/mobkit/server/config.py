@@ -187,15 +187,15 @@ def load_settings(
             raise InvalidArgument("config", f"{config_path}: {exc}") from exc
         for key, value in data.items():
             name = key.replace("-", "_")
-            if name in _FIELDS:
-                values[name] = _coerce(name, value)
-            elif isinstance(value, dict) and name in SECTIONS:
-                sections[name] = value
+            if isinstance(value, dict) and name in SECTIONS:
+                sections[name] = value  # a table is a section, even [roster] (not --roster)
             elif isinstance(value, dict):
                 raise InvalidArgument(
                     "config",
                     f"unknown section [{key}] in {config_path} (expected {', '.join(SECTIONS)})",
                 )
+            elif name in _FIELDS:
+                values[name] = _coerce(name, value)
             else:
                 raise InvalidArgument("config", f"unknown setting {key!r} in {config_path}")
     for name in _FIELDS:

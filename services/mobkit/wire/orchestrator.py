@@ -8,6 +8,7 @@ from typing import Any
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.identity import AgentIdentity, SessionId
 from mobkit.core.types import (
+    ActivationFailure,
     DispatchInput,
     DispatchOrigin,
     DispatchReceipt,
@@ -190,6 +191,13 @@ def status_to_proto(s: IdentityStatus) -> orchestrator_pb2.IdentityStatus:
         msg.continuity_health.CopyFrom(health_to_proto(s.continuity_health))
     if s.failure is not None:
         msg.continuity_failure.CopyFrom(failure_to_proto(s.failure))
+    if s.activation_failure is not None:
+        f = s.activation_failure
+        msg.activation_failure.CopyFrom(
+            orchestrator_pb2.ActivationFailure(
+                reason=f.reason, message=f.message, failed_at_ms=f.failed_at_ms
+            )
+        )
     return msg
 
 
@@ -218,6 +226,13 @@ def status_from_proto(msg: orchestrator_pb2.IdentityStatus) -> IdentityStatus:
         owner=opt("owner"),
         failure=failure_from_proto(msg.continuity_failure)
         if msg.HasField("continuity_failure")
+        else None,
+        activation_failure=ActivationFailure(
+            msg.activation_failure.reason,
+            msg.activation_failure.message,
+            msg.activation_failure.failed_at_ms,
+        )
+        if msg.HasField("activation_failure")
         else None,
     )
 

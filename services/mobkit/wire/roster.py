@@ -143,6 +143,7 @@ def problem_to_proto(problem: RosterProblem) -> roster_pb2.RosterProblem:
         field=problem.field or "",
         message=problem.message,
         unreadable=problem.unreadable,
+        problems=[problem_to_proto(p) for p in problem.problems],
     )
 
 
@@ -153,6 +154,7 @@ def problem_from_proto(msg: roster_pb2.RosterProblem) -> RosterProblem:
         field=msg.field or None,
         unreadable=msg.unreadable,
         reason=msg.reason or RosterInvalid.reason,
+        problems=tuple(problem_from_proto(p) for p in msg.problems),
     )
 
 

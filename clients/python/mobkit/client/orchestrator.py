@@ -23,6 +23,7 @@ from mobkit.core.types import (
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.domain import ModuleStatus
+from mobkit.roster.domain import RosterProblem
 from mobkit.topology.domain import EdgePage
 from mobkit.wire.errors import error_from_rpc
 from mobkit.wire.modules import status_from_proto as module_status_from_proto
@@ -33,6 +34,7 @@ from mobkit.wire.orchestrator import (
     state_to_proto,
     status_from_proto,
 )
+from mobkit.wire.roster import problem_from_proto
 from mobkit.wire.topology import edge_from_proto
 
 R = TypeVar("R")
@@ -133,6 +135,7 @@ class AsyncOrchestratorClient:
             tuple(
                 BackendCondition(c.backend, c.reason, c.detail) for c in reply.backend_conditions
             ),
+            _roster_problem(reply),
         )
 
     async def list_statuses(
@@ -168,6 +171,7 @@ class AsyncOrchestratorClient:
             failed=tuple(ReconcileFailure(f.identity, f.reason, f.message) for f in reply.failed),
             edges_added=tuple(edge_from_proto(e) for e in reply.edges_added),
             edges_removed=tuple(edge_from_proto(e) for e in reply.edges_removed),
+            roster_problem=_roster_problem(reply),
         )
 
     async def reset(
@@ -296,3 +300,7 @@ class AsyncOrchestratorClient:
             token = page.next_page_token
             if not token:
                 return
+
+
+def _roster_problem(reply: Any) -> RosterProblem | None:
+    return problem_from_proto(reply.roster_problem) if reply.HasField("roster_problem") else None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from mobkit.core.types import ManagedPeerEdge, MobStructuralEventEnvelope
+from mobkit.roster.domain import RosterProblem
 
 T = TypeVar("T")
 
@@ -28,11 +29,13 @@ class BackendCondition:
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a ``List*`` call; ``next_page_token`` is empty on the last page.
-    A page of statuses also carries the answering replica's ``backend_conditions``."""
+    A page of statuses also carries the answering replica's ``backend_conditions``,
+    and its ``roster_problem`` when the roster's latest version was rejected."""
 
     items: tuple[T, ...]
     next_page_token: str = ""
     backend_conditions: tuple[BackendCondition, ...] = ()
+    roster_problem: RosterProblem | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,9 @@ class ReconcileFailure:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileResult:
-    """What one reconcile cycle changed on the replica that ran it."""
+    """What one reconcile cycle changed on the replica that ran it; ``roster_problem``
+    is set when the roster's latest version was rejected (the cycle then reconciled
+    towards the last valid one, ``roster_revision``)."""
 
     roster_revision: int
     activated: tuple[str, ...] = ()
@@ -64,3 +69,4 @@ class ReconcileResult:
     failed: tuple[ReconcileFailure, ...] = ()
     edges_added: tuple[ManagedPeerEdge, ...] = ()
     edges_removed: tuple[ManagedPeerEdge, ...] = ()
+    roster_problem: RosterProblem | None = None

@@ -346,6 +346,7 @@ class IdentityStatus(_message.Message):
     CONTINUITY_HEALTH_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     CONTINUITY_FAILURE_FIELD_NUMBER: _builtins.int
+    ACTIVATION_FAILURE_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity."""
     state: Global___IdentityLifecycleState.ValueType
@@ -386,6 +387,13 @@ class IdentityStatus(_message.Message):
     def continuity_failure(self) -> _continuity_pb2.ContinuityFailure:
         """Why continuity is broken; set only when state is BROKEN."""
 
+    @_builtins.property
+    def activation_failure(self) -> Global___ActivationFailure:
+        """Why the last attempt to activate the identity failed (e.g. the runtime
+        refused its profile, the customizer refused the build); unset once it is
+        activated, and while no attempt has failed.
+        """
+
     def __init__(
         self,
         *,
@@ -404,10 +412,11 @@ class IdentityStatus(_message.Message):
         continuity_health: _continuity_pb2.ContinuityHealth | None = ...,
         owner: _builtins.str | None = ...,
         continuity_failure: _continuity_pb2.ContinuityFailure | None = ...,
+        activation_failure: Global___ActivationFailure | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_checkpoint_version", b"_checkpoint_version", "_display_name", b"_display_name", "_generation", b"_generation", "_owner", b"_owner", "_profile", b"_profile", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "agent_runtime_id", b"agent_runtime_id", "checkpoint_version", b"checkpoint_version", "continuity_failure", b"continuity_failure", "continuity_health", b"continuity_health", "display_name", b"display_name", "generation", b"generation", "lease", b"lease", "owner", b"owner", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_checkpoint_version", b"_checkpoint_version", "_display_name", b"_display_name", "_generation", b"_generation", "_owner", b"_owner", "_profile", b"_profile", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "activation_failure", b"activation_failure", "agent_runtime_id", b"agent_runtime_id", "checkpoint_version", b"checkpoint_version", "continuity_failure", b"continuity_failure", "continuity_health", b"continuity_health", "display_name", b"display_name", "generation", b"generation", "lease", b"lease", "owner", b"owner", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_checkpoint_version", b"_checkpoint_version", "_display_name", b"_display_name", "_generation", b"_generation", "_owner", b"_owner", "_profile", b"_profile", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "addressability", b"addressability", "agent_runtime_id", b"agent_runtime_id", "checkpoint_version", b"checkpoint_version", "continuity_failure", b"continuity_failure", "continuity_health", b"continuity_health", "display_name", b"display_name", "generation", b"generation", "identity", b"identity", "labels", b"labels", "lease", b"lease", "owner", b"owner", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_checkpoint_version", b"_checkpoint_version", "_display_name", b"_display_name", "_generation", b"_generation", "_owner", b"_owner", "_profile", b"_profile", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "activation_failure", b"activation_failure", "addressability", b"addressability", "agent_runtime_id", b"agent_runtime_id", "checkpoint_version", b"checkpoint_version", "continuity_failure", b"continuity_failure", "continuity_health", b"continuity_health", "display_name", b"display_name", "generation", b"generation", "identity", b"identity", "labels", b"labels", "lease", b"lease", "owner", b"owner", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__agent_runtime_id: _TypeAlias = _typing.Literal["agent_runtime_id"]  # noqa: Y015
     _WhichOneofArgType__agent_runtime_id: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id"]  # noqa: Y015
@@ -443,6 +452,42 @@ class IdentityStatus(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__session_id) -> _WhichOneofReturnType__session_id | None: ...
 
 Global___IdentityStatus: _TypeAlias = IdentityStatus  # noqa: Y015
+
+@_typing.final
+class ActivationFailure(_message.Message):
+    """An attempt to activate an identity that failed: the identity stays
+    DORMANT (or BROKEN) and is tried again by the next reconcile.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FAILED_AT_MS_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Error reason from API.md (e.g. INVALID_ARGUMENT, CUSTOMIZER_FAILED,
+    BACKEND_UNAVAILABLE).
+    """
+    message: _builtins.str
+    """Human-readable explanation."""
+    failed_at_ms: _builtins.int
+    """Wall-clock time of the first failure with this reason and message, ms
+    since the Unix epoch.
+    """
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        failed_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_at_ms", b"failed_at_ms", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivationFailure: _TypeAlias = ActivationFailure  # noqa: Y015
 
 @_typing.final
 class ReconcileFailure(_message.Message):

@@ -11,6 +11,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as _orchestrator_pb2
+from mobkit.gen.roster.v1 import roster_pb2 as _roster_pb2
 from mobkit.gen.topology.v1 import topology_pb2 as _topology_pb2
 import builtins as _builtins
 import sys
@@ -53,6 +54,7 @@ class ReconcileResponse(_message.Message):
     FAILED_FIELD_NUMBER: _builtins.int
     EDGES_ADDED_FIELD_NUMBER: _builtins.int
     EDGES_REMOVED_FIELD_NUMBER: _builtins.int
+    ROSTER_PROBLEM_FIELD_NUMBER: _builtins.int
     roster_revision: _builtins.int
     """Roster revision the cycle reconciled towards."""
     @_builtins.property
@@ -79,6 +81,12 @@ class ReconcileResponse(_message.Message):
     def edges_removed(self) -> _containers.RepeatedCompositeFieldContainer[_topology_pb2.ManagedPeerEdge]:
         """Managed edges removed by this cycle."""
 
+    @_builtins.property
+    def roster_problem(self) -> _roster_pb2.RosterProblem:
+        """Set when the roster source's latest version was rejected: the cycle
+        reconciled towards the last valid roster (`roster_revision`) instead.
+        """
+
     def __init__(
         self,
         *,
@@ -89,10 +97,11 @@ class ReconcileResponse(_message.Message):
         failed: _abc.Iterable[_orchestrator_pb2.ReconcileFailure] | None = ...,
         edges_added: _abc.Iterable[_topology_pb2.ManagedPeerEdge] | None = ...,
         edges_removed: _abc.Iterable[_topology_pb2.ManagedPeerEdge] | None = ...,
+        roster_problem: _roster_pb2.RosterProblem | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["roster_problem", b"roster_problem"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated", b"activated", "edges_added", b"edges_added", "edges_removed", b"edges_removed", "failed", b"failed", "respawned", b"respawned", "retired", b"retired", "roster_revision", b"roster_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated", b"activated", "edges_added", b"edges_added", "edges_removed", b"edges_removed", "failed", b"failed", "respawned", b"respawned", "retired", b"retired", "roster_problem", b"roster_problem", "roster_revision", b"roster_revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,6 +224,7 @@ class ListIdentityStatusesResponse(_message.Message):
     STATUSES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     BACKEND_CONDITIONS_FIELD_NUMBER: _builtins.int
+    ROSTER_PROBLEM_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Token for the next page; empty when there are no more statuses."""
     @_builtins.property
@@ -227,16 +237,23 @@ class ListIdentityStatusesResponse(_message.Message):
         writes (e.g. etcd's NOSPACE alarm); empty when every backend is fine.
         """
 
+    @_builtins.property
+    def roster_problem(self) -> _roster_pb2.RosterProblem:
+        """Set when the roster source's latest version was rejected (as seen by the
+        answering replica's last reconcile): the last valid roster stays in force.
+        """
+
     def __init__(
         self,
         *,
         statuses: _abc.Iterable[_orchestrator_pb2.IdentityStatus] | None = ...,
         next_page_token: _builtins.str = ...,
         backend_conditions: _abc.Iterable[Global___BackendCondition] | None = ...,
+        roster_problem: _roster_pb2.RosterProblem | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["roster_problem", b"roster_problem"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_conditions", b"backend_conditions", "next_page_token", b"next_page_token", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_conditions", b"backend_conditions", "next_page_token", b"next_page_token", "roster_problem", b"roster_problem", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobkit/roster/v1/roster.proto\x12\x10mobkit.roster.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x9c\x01\n\x0c\x43ontentInput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x37\n\x06\x62locks\x18\x02 \x01(\x0b\x32%.mobkit.roster.v1.ContentInput.BlocksH\x00\x1a\x38\n\x06\x42locks\x12.\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1e.mobkit.roster.v1.ContentBlockB\t\n\x07\x63ontent\"V\n\x0c\x43ontentBlock\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12-\n\x05image\x18\x02 \x01(\x0b\x32\x1c.mobkit.roster.v1.ImageBlockH\x00\x42\x07\n\x05\x62lock\".\n\nImageBlock\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x8a\x04\n\x10\x44urableAgentSpec\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12=\n\x0e\x61\x64\x64ressability\x18\x03 \x01(\x0e\x32%.mobkit.roster.v1.AgentAddressability\x12\x19\n\x0c\x64isplay_name\x18\x04 \x01(\tH\x00\x88\x01\x01\x12>\n\x06labels\x18\x05 \x03(\x0b\x32..mobkit.roster.v1.DurableAgentSpec.LabelsEntry\x12,\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x14\n\x0c\x63ontext_json\x18\n \x01(\t\x12\x1f\n\x17\x61\x64\x64itional_instructions\x18\x07 \x03(\t\x12\x37\n\x0finitial_message\x18\x08 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x41\n\x15runtime_mode_override\x18\t \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x01\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_display_nameB\x18\n\x16_runtime_mode_override\"~\n\rRosterContext\x12\x33\n\x0emob_definition\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x1b\n\x13previous_identities\x18\x02 \x03(\t\x12\x1b\n\x13mob_definition_json\x18\x03 \x01(\t\"b\n\rRosterProblem\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x65ntry\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nunreadable\x18\x05 \x01(\x08*\x89\x01\n\x13\x41gentAddressability\x12$\n AGENT_ADDRESSABILITY_UNSPECIFIED\x10\x00\x12$\n AGENT_ADDRESSABILITY_ADDRESSABLE\x10\x01\x12&\n\"AGENT_ADDRESSABILITY_INTERNAL_ONLY\x10\x02*k\n\x0bRuntimeMode\x12\x1c\n\x18RUNTIME_MODE_UNSPECIFIED\x10\x00\x12 \n\x1cRUNTIME_MODE_AUTONOMOUS_HOST\x10\x01\x12\x1c\n\x18RUNTIME_MODE_TURN_DRIVEN\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmobkit/roster/v1/roster.proto\x12\x10mobkit.roster.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x9c\x01\n\x0c\x43ontentInput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x37\n\x06\x62locks\x18\x02 \x01(\x0b\x32%.mobkit.roster.v1.ContentInput.BlocksH\x00\x1a\x38\n\x06\x42locks\x12.\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1e.mobkit.roster.v1.ContentBlockB\t\n\x07\x63ontent\"V\n\x0c\x43ontentBlock\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12-\n\x05image\x18\x02 \x01(\x0b\x32\x1c.mobkit.roster.v1.ImageBlockH\x00\x42\x07\n\x05\x62lock\".\n\nImageBlock\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x8a\x04\n\x10\x44urableAgentSpec\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12=\n\x0e\x61\x64\x64ressability\x18\x03 \x01(\x0e\x32%.mobkit.roster.v1.AgentAddressability\x12\x19\n\x0c\x64isplay_name\x18\x04 \x01(\tH\x00\x88\x01\x01\x12>\n\x06labels\x18\x05 \x03(\x0b\x32..mobkit.roster.v1.DurableAgentSpec.LabelsEntry\x12,\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x14\n\x0c\x63ontext_json\x18\n \x01(\t\x12\x1f\n\x17\x61\x64\x64itional_instructions\x18\x07 \x03(\t\x12\x37\n\x0finitial_message\x18\x08 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x41\n\x15runtime_mode_override\x18\t \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x01\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_display_nameB\x18\n\x16_runtime_mode_override\"~\n\rRosterContext\x12\x33\n\x0emob_definition\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x1b\n\x13previous_identities\x18\x02 \x03(\t\x12\x1b\n\x13mob_definition_json\x18\x03 \x01(\t\"\x95\x01\n\rRosterProblem\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x65ntry\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nunreadable\x18\x05 \x01(\x08\x12\x31\n\x08problems\x18\x06 \x03(\x0b\x32\x1f.mobkit.roster.v1.RosterProblem*\x89\x01\n\x13\x41gentAddressability\x12$\n AGENT_ADDRESSABILITY_UNSPECIFIED\x10\x00\x12$\n AGENT_ADDRESSABILITY_ADDRESSABLE\x10\x01\x12&\n\"AGENT_ADDRESSABILITY_INTERNAL_ONLY\x10\x02*k\n\x0bRuntimeMode\x12\x1c\n\x18RUNTIME_MODE_UNSPECIFIED\x10\x00\x12 \n\x1cRUNTIME_MODE_AUTONOMOUS_HOST\x10\x01\x12\x1c\n\x18RUNTIME_MODE_TURN_DRIVEN\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,10 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DURABLEAGENTSPEC'].fields_by_name['context']._serialized_options = b'\030\001'
   _globals['_ROSTERCONTEXT'].fields_by_name['mob_definition']._loaded_options = None
   _globals['_ROSTERCONTEXT'].fields_by_name['mob_definition']._serialized_options = b'\030\001'
-  _globals['_AGENTADDRESSABILITY']._serialized_start=1130
-  _globals['_AGENTADDRESSABILITY']._serialized_end=1267
-  _globals['_RUNTIMEMODE']._serialized_start=1269
-  _globals['_RUNTIMEMODE']._serialized_end=1376
+  _globals['_AGENTADDRESSABILITY']._serialized_start=1182
+  _globals['_AGENTADDRESSABILITY']._serialized_end=1319
+  _globals['_RUNTIMEMODE']._serialized_start=1321
+  _globals['_RUNTIMEMODE']._serialized_end=1428
   _globals['_CONTENTINPUT']._serialized_start=82
   _globals['_CONTENTINPUT']._serialized_end=238
   _globals['_CONTENTINPUT_BLOCKS']._serialized_start=171
@@ -57,6 +57,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DURABLEAGENTSPEC_LABELSENTRY']._serialized_end=856
   _globals['_ROSTERCONTEXT']._serialized_start=901
   _globals['_ROSTERCONTEXT']._serialized_end=1027
-  _globals['_ROSTERPROBLEM']._serialized_start=1029
-  _globals['_ROSTERPROBLEM']._serialized_end=1127
+  _globals['_ROSTERPROBLEM']._serialized_start=1030
+  _globals['_ROSTERPROBLEM']._serialized_end=1179
 # @@protoc_insertion_point(module_scope)

@@ -348,6 +348,7 @@ class RosterProblem(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     UNREADABLE_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """The ErrorInfo reason the problem would carry as an error: ROSTER_INVALID."""
     entry: _builtins.str
@@ -364,6 +365,13 @@ class RosterProblem(_message.Message):
     """True when the source could not be read at all (missing file, bad
     encoding) rather than read and found invalid.
     """
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___RosterProblem]:
+        """When the version had several problems, each of them, with its own entry,
+        field and message (the fields above then locate the first, and `message`
+        names them all); empty for a single problem.
+        """
+
     def __init__(
         self,
         *,
@@ -372,10 +380,11 @@ class RosterProblem(_message.Message):
         field: _builtins.str = ...,
         message: _builtins.str = ...,
         unreadable: _builtins.bool = ...,
+        problems: _abc.Iterable[Global___RosterProblem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "field", b"field", "message", b"message", "reason", b"reason", "unreadable", b"unreadable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "field", b"field", "message", b"message", "problems", b"problems", "reason", b"reason", "unreadable", b"unreadable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -136,15 +136,27 @@ def test_every_rpc_has_its_own_request_and_response(pkg: str, service: str) -> N
         assert m.output_type.name == f"{m.name}Response"
 
 
-@pytest.mark.parametrize(("pkg", "service"), _services())
-def test_list_rpcs_paginate(pkg: str, service: str) -> None:
-    svc = _pb2(pkg).DESCRIPTOR.services_by_name[service]
-    for m in svc.methods:
-        if not m.name.startswith("List"):
-            continue
-        assert m.input_type.fields_by_name["page_size"].type == FieldDescriptor.TYPE_INT32
-        assert m.input_type.fields_by_name["page_token"].type == FieldDescriptor.TYPE_STRING
-        assert m.output_type.fields_by_name["next_page_token"].type == FieldDescriptor.TYPE_STRING
+def _list_rpcs() -> list[tuple[str, str, str]]:
+    """Every ``List*`` RPC of the generated services: (package, service, rpc)."""
+    return [
+        (pkg, service, m.name)
+        for pkg, service in _services()
+        for m in _pb2(pkg).DESCRIPTOR.services_by_name[service].methods
+        if m.name.startswith("List")
+    ]
+
+
+def test_list_rpcs_are_found() -> None:
+    # The pagination test below checks what this finds: it must find the API's ones.
+    assert {"ListLeases", "ListIdentityStatuses", "ListEvents"} <= {r for *_, r in _list_rpcs()}
+
+
+@pytest.mark.parametrize(("pkg", "service", "rpc"), _list_rpcs())
+def test_list_rpcs_paginate(pkg: str, service: str, rpc: str) -> None:
+    m = _pb2(pkg).DESCRIPTOR.services_by_name[service].methods_by_name[rpc]
+    assert m.input_type.fields_by_name["page_size"].type == FieldDescriptor.TYPE_INT32
+    assert m.input_type.fields_by_name["page_token"].type == FieldDescriptor.TYPE_STRING
+    assert m.output_type.fields_by_name["next_page_token"].type == FieldDescriptor.TYPE_STRING
 
 
 def test_ordering_tokens_are_uint64_everywhere() -> None:

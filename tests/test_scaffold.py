@@ -157,10 +157,11 @@ async def test_invalid_identity_on_every_rpc(suite: Any, bad: str) -> None:
 class _SlowTopology(topo_grpc.TopologyServiceServicer):
     def __init__(self) -> None:
         self.started = asyncio.Event()
+        self.release = asyncio.Event()
 
     async def ComputeEdges(self, request: Any, context: Any) -> Any:
         self.started.set()
-        await asyncio.sleep(0.5)
+        await self.release.wait()  # in flight until the test has seen NOT_SERVING
         return topo_pb2.ComputeEdgesResponse(total_edges=7)
 
 
@@ -176,14 +177,19 @@ async def test_shutdown_drains_in_flight_call_and_reports_not_serving() -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = topo_grpc.TopologyServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=reg.name), timeout=10)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
         in_flight = asyncio.ensure_future(
             stub.ComputeEdges(topo_pb2.ComputeEdgesRequest(target_identities=["a"]), timeout=10)
         )
         await asyncio.wait_for(slow.started.wait(), 5)
         stopping = asyncio.ensure_future(server.stop())
-        await asyncio.sleep(0.1)  # inside the drain delay
-        status = await health.Check(health_pb2.HealthCheckRequest(service=reg.name), timeout=5)
+        # Health says NOT_SERVING while the call is still in flight, before the drain.
+        status = await asyncio.wait_for(watch.read(), 5)
         assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
+        assert not in_flight.done()
+        slow.release.set()
         reply = await asyncio.wait_for(in_flight, 10)
         assert reply.total_edges == 7
         await asyncio.wait_for(stopping, 10)

@@ -23,10 +23,11 @@ async def test_member_killed_under_traffic(make_fleet: Any, etcd_cluster: Any) -
     unexpected: list[str] = []
     retried = 0
     done = 0
+    exhausted = 0  # requests still UNAVAILABLE after every retry
     stop = asyncio.Event()
 
     async def client(k: int) -> None:
-        nonlocal retried, done
+        nonlocal retried, done, exhausted
         n = 0
         while not stop.is_set():
             identity = IDS[(k * 7 + n) % len(IDS)]
@@ -44,6 +45,8 @@ async def test_member_killed_under_traffic(make_fleet: Any, etcd_cluster: Any) -
                         break
                     retried += 1
                     await asyncio.sleep(0.1)
+            else:
+                exhausted += 1
             n += 1
 
     try:
@@ -57,7 +60,10 @@ async def test_member_killed_under_traffic(make_fleet: Any, etcd_cluster: Any) -
         stop.set()
         await asyncio.gather(*clients)
         assert unexpected == [], unexpected[:5]
+        assert exhausted == 0, f"{exhausted} requests never got past UNAVAILABLE"
         assert done > before, "traffic stopped after the member died"
+        # No identity is left ownerless: both replicas host the whole roster again.
+        await wait_fleet(channels[0], len(IDS), owners=2, timeout=60)
     finally:
         stop.set()
         for channel in channels:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,20 +17,57 @@ from mobkit.testing.suite import eventually
 pytestmark = pytest.mark.timeout(60)
 
 
+class HandledEvents:
+    """An etcd client whose watches record each event's key once the consumer has
+    handled it (asked for the next one): the events a registry has acted on, in order."""
+
+    def __init__(self, client: EtcdClient) -> None:
+        self._client = client
+        self.handled: list[bytes] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def watch(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async for event in self._client.watch(*args, **kwargs):
+            yield event
+            self.handled.append(event.kv.key)
+
+
+async def until_watched(client: EtcdClient, seen: HandledEvents, prefix: str) -> None:
+    """Bounded poll until the watch on ``prefix`` is in place: delete probe keys until
+    one is handled, then wait for the last probe so none is still on its way."""
+    keys: list[bytes] = []
+    async with asyncio.timeout(15):
+        while not set(keys) & set(seen.handled):
+            keys.append(f"{prefix}probe-{len(keys)}".encode())
+            await client.put(keys[-1], b"")
+            await client.delete(keys[-1])
+            for _ in range(4):  # this probe's turn: up to 0.2 s
+                if keys[-1] in seen.handled:
+                    break
+                await asyncio.sleep(0.05)
+        await eventually(lambda: keys[-1] in seen.handled, "the last probe", 15.0)
+
+
 async def test_deleted_and_expired_keys_are_vacancies_but_puts_are_not(etcd_session: Any) -> None:
     prefix = f"/reg-{uuid.uuid4().hex[:8]}"
     async with await EtcdClient.connect([etcd_session.endpoint], timeout=5.0) as client:
-        watcher = ReplicaRegistry(client, prefix, "a~1@127.0.0.1:1", 2)
+        seen = HandledEvents(client)
+        watcher = ReplicaRegistry(seen, prefix, "a~1@127.0.0.1:1", 2)
         calls: list[float] = []
         task = asyncio.create_task(watcher.watch_vacancies(lambda: calls.append(0.0)))
         try:
-            await asyncio.sleep(0.5)  # the watches are in place
+            for watched in ("leases", "replicas", "intents"):
+                await until_watched(client, seen, f"{prefix}/{watched}/")
+            calls.clear()
             await client.put(f"{prefix}/leases/x", b"a~1@127.0.0.1:1")
             await client.put(f"{prefix}/continuity/x", b"{}")  # not watched
-            await asyncio.sleep(0.5)
-            assert calls == []  # puts are not vacancies
             await client.delete(f"{prefix}/leases/x")
-            await eventually(lambda: len(calls) == 1, "the delete noticed", 15.0)
+            key = f"{prefix}/leases/x".encode()
+            await eventually(lambda: key in seen.handled, "the delete handled", 15.0)
+            # Events come in order: a put reported as a vacancy would have come first.
+            assert len(calls) == 1
 
             # A replica that dies: its registration expires with its etcd lease.
             dead = ReplicaRegistry(client, prefix, "b~2@127.0.0.1:2", 2)

@@ -120,12 +120,15 @@ async def test_cursor_beyond_the_frontier_is_stale_and_the_frontier_is_not(make_
         await anext(aiter(log.watch(last.cursor + 1)))
     assert await log.list(last.cursor, 10) == ([], last.cursor)
 
-    # after_seq == latest: only future events.
+    # after_seq == latest: only future events, whether the append lands before the
+    # watch is in place (its catch-up) or after (its live tail).
     watch = log.watch(last.cursor)
     nxt = asyncio.ensure_future(take(watch, 1))
-    await asyncio.sleep(0.05)
     future = await log.append("later", identity=None, data={})
     assert await nxt == [future]
+    then = asyncio.ensure_future(take(watch, 1))
+    later = await log.append("later", identity=None, data={})
+    assert await then == [later]
 
 
 async def test_stale_on_empty_log_and_bad_arguments(make_log: Any) -> None:

@@ -337,21 +337,9 @@ class Orchestrator:
     async def _activate(
         self, slots: list[IdentitySlot]
     ) -> tuple[list[str], list[tuple[str, str, str]]]:
-        share = await self._share()
-        if share is not None and self.fleet is not None:
-            # Rank only what nobody holds, or every round would retry the same
-            # top-ranked identities that other replicas keep.
-            # A key this replica still holds (a session torn down after a failed
-            # checkpoint) is ours to take back, not someone else's.
-            taken = {i for i, h in (await self.fleet.held()).items() if h != self.instance}
-            taken.update(self._intents)  # suspended or retired by an operator
-            held = sum(1 for s in self.slots.values() if s.grant is not None)
-            by_id = {s.identity: s for s in slots if s.identity not in taken}
-            wanted = preference(by_id, self.instance)[: max(0, share - held)]
-            slots = [by_id[i] for i in wanted]
         # Bounded rounds keep lease renewal on time while a big roster is claimed; the
         # claim loop takes the rest on its next rounds.
-        slots = slots[:CLAIM_BATCH]
+        slots = (await self._within_share(slots))[:CLAIM_BATCH]
         if not slots:
             return [], []
         ids = [s.identity for s in slots]
@@ -362,14 +350,23 @@ class Orchestrator:
             if isinstance(result, Acquired):
                 slot.grant, slot.renewed_at, slot.lease_healthy = result.grant, now, True
                 mine.append(slot)
-        if mine and self.fleet is not None:
-            # An owner records a retire before releasing the lease, so an intent
-            # written after our first read shows up in a read after our acquire.
-            mine = await self._drop_intended(mine)
-        if not mine:
-            return [], []
-        # Resolve after acquiring: from here on no previous owner can write.
-        states = resolve_states(await self.p.continuity.resolve_many([s.identity for s in mine]))
+        try:
+            if mine and self.fleet is not None:
+                # An owner records a retire before releasing the lease, so an intent
+                # written after our first read shows up in a read after our acquire.
+                mine = await self._drop_intended(mine)
+            if not mine:
+                return [], []
+            # Resolve after acquiring: from here on no previous owner can write.
+            states = resolve_states(
+                await self.p.continuity.resolve_many([s.identity for s in mine])
+            )
+        except BaseException:
+            # A grant on a slot that never becomes Active would be renewed forever
+            # while no session runs it (the claim skips slots with a grant): hand the
+            # acquired grants back, so that this or another replica claims them again.
+            await self._hand_back(mine)
+            raise
         activated: list[str] = []
         failed: list[tuple[str, str, str]] = []
 
@@ -406,6 +403,39 @@ class Orchestrator:
                 extra={"identity": slot.identity},
             )
             self._event("activation_failed", slot.identity, {"reason": reason, "message": message})
+
+    async def _within_share(self, slots: list[IdentitySlot]) -> list[IdentitySlot]:
+        """The vacant ``slots`` this replica should try to acquire, most wanted first."""
+        share = await self._share()
+        if share is None or self.fleet is None:
+            return slots
+        holders = await self.fleet.held()
+        # Rank only what nobody else holds, or every round would retry the same
+        # top-ranked identities that other replicas keep.
+        taken = {i for i, h in holders.items() if h != self.instance}
+        taken.update(self._intents)  # suspended or retired by an operator
+        held = sum(1 for s in self.slots.values() if s.grant is not None)
+        by_id = {s.identity: s for s in slots if s.identity not in taken}
+        ranked = preference(by_id, self.instance)
+        # A key this replica holds without hosting it (a teardown whose release failed,
+        # an acquire whose reply was lost) is one no other replica may claim: take it
+        # back before any new vacancy, whatever the share, or it could stay ownerless
+        # while this replica's other grants keep its etcd lease alive. Any excess is
+        # shed, with a release, by the next claim round.
+        own = [i for i in ranked if holders.get(i) == self.instance]
+        new = [i for i in ranked if holders.get(i) != self.instance]
+        wanted = own + new[: max(0, share - held - len(own))]
+        return [by_id[i] for i in wanted]
+
+    async def _hand_back(self, acquired: list[IdentitySlot]) -> None:
+        """Forget grants just acquired, then release them (best effort: what stays is
+        this replica's own key, which its next claim takes back)."""
+        grants = [s.grant for s in acquired if s.grant is not None]
+        for slot in acquired:
+            slot.grant = None
+        if grants:
+            with contextlib.suppress(MobKitError):
+                await self.p.leases.release_leases(grants, self.instance)
 
     async def _drop_intended(self, acquired: list[IdentitySlot]) -> list[IdentitySlot]:
         assert self.fleet is not None
@@ -637,9 +667,9 @@ class Orchestrator:
         timeout: float | None,
     ) -> DispatchReceipt:
         """Run the turn here if this replica hosts the identity; otherwise forward it to
-        the owner. Between owners (a failover or a drain) the call waits, bounded by its
-        deadline (default: one lease TTL plus 2 s), then fails NOT_ACTIVE with
-        ``retry_after_ms``."""
+        the owner. Between owners (a failover, a drain, or an activation in progress
+        here) the call waits, bounded by its deadline (default: one lease TTL plus
+        2 s), then fails NOT_ACTIVE with ``retry_after_ms``."""
         loop = asyncio.get_running_loop()
         wait = timeout if timeout is not None else self.lease_ttl.total_seconds() + 2
         deadline = loop.time() + wait
@@ -653,25 +683,29 @@ class Orchestrator:
                             return replay
                     if slot.state is S.ACTIVE and slot.grant is not None:
                         return await self._turn(slot, message)
-                if slot.grant is not None:  # hosted here but suspended
+                if slot.grant is not None and slot.state is S.SUSPENDED:
                     raise NotActive(slot.identity, slot.state.value)
-            if forwarded or self.fleet is None:
-                raise NotActive(slot.identity, slot.state.value)
-            holder: str | None = None
-            try:
-                holder = await self.fleet.owner(slot.identity)
-                if holder is not None and holder != self.instance:
-                    return await self.fleet.send(
-                        holder,
-                        slot.identity,
-                        message,
-                        dispatch=dispatch,
-                        timeout=max(0.1, deadline - loop.time()),
-                    )
-            except (NotActive, BackendUnavailable):
-                pass  # the owner is gone or going: wait for the next one
-            if holder is None and (slot.retired or slot.state in (S.BROKEN, S.SUSPENDED)):
-                raise NotActive(slot.identity, slot.state.value)
+            # With a grant but not Active, the identity is being activated here (its
+            # lease acquired, its session not built yet): wait for it like for a new
+            # owner, instead of failing NOT_ACTIVE while it is almost ready.
+            if slot.grant is None:
+                if forwarded or self.fleet is None:
+                    raise NotActive(slot.identity, slot.state.value)
+                holder: str | None = None
+                try:
+                    holder = await self.fleet.owner(slot.identity)
+                    if holder is not None and holder != self.instance:
+                        return await self.fleet.send(
+                            holder,
+                            slot.identity,
+                            message,
+                            dispatch=dispatch,
+                            timeout=max(0.1, deadline - loop.time()),
+                        )
+                except (NotActive, BackendUnavailable):
+                    pass  # the owner is gone or going: wait for the next one
+                if holder is None and (slot.retired or slot.state in (S.BROKEN, S.SUSPENDED)):
+                    raise NotActive(slot.identity, slot.state.value)
             if loop.time() + ROUTE_POLL >= deadline:
                 retry_ms = int(self.lease_ttl.total_seconds() * 1000 / 3)
                 raise NotActive(slot.identity, "between_owners", retry_after_ms=retry_ms)

@@ -15,6 +15,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.processes import ServeProcess
 from mobkit.testing.suite import stub
+from mobkit.wire.errors import error_info
 
 ACTIVE = pb.IDENTITY_LIFECYCLE_STATE_ACTIVE
 
@@ -94,3 +95,36 @@ async def wait_fleet(
         # Each poll fans out to every replica: keep polling to about a third of the time.
         await asyncio.sleep(max(0.1, 2 * (loop.time() - began)))
     raise AssertionError(f"fleet never reached {expected} active on {owners} owners: {dict(last)}")
+
+
+def between_owners(err: grpc.aio.AioRpcError) -> bool:
+    """A documented answer while an owner is paused, dying or being replaced: retry it.
+
+    NOT_ACTIVE (an identity between owners), UNAVAILABLE with MobKit's ErrorInfo (a
+    backend or the owner briefly unreachable), or the call's own deadline (the replica
+    it reached was paused). Anything else is a defect, not a failover.
+    """
+    info = error_info(err)
+    if info is None:
+        return err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        return info.reason == "NOT_ACTIVE"
+    return err.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def activations(channel: grpc.aio.Channel) -> dict[str, list[tuple[int, str]]]:
+    """Each identity's ``activated`` events in log order: (fencing token, owner)."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    token = ""
+    while True:
+        request = svc.ListEventsRequest(page_size=1000)
+        if token:
+            request.page_token = token
+        reply = await stub(channel).ListEvents(request, timeout=10)
+        for event in reply.events:
+            if event.kind == "activated":
+                out.setdefault(event.agent_identity, []).append(
+                    (int(event.data["fencing_token"]), str(event.data["owner"]))
+                )
+        if not (token := reply.next_page_token):
+            return out

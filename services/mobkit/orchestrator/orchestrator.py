@@ -418,14 +418,28 @@ class Orchestrator:
         by_id = {s.identity: s for s in slots if s.identity not in taken}
         ranked = preference(by_id, self.instance)
         # A key this replica holds without hosting it (a teardown whose release failed,
-        # an acquire whose reply was lost) is one no other replica may claim: take it
-        # back before any new vacancy, whatever the share, or it could stay ownerless
-        # while this replica's other grants keep its etcd lease alive. Any excess is
-        # shed, with a release, by the next claim round.
+        # an acquire whose reply was lost) is one no other replica may claim, and this
+        # replica's other grants keep it alive: take it back before any new vacancy
+        # while there is room, and release the rest now, so none stays ownerless and
+        # the share still holds.
+        room = max(0, share - held)
         own = [i for i in ranked if holders.get(i) == self.instance]
         new = [i for i in ranked if holders.get(i) != self.instance]
-        wanted = own + new[: max(0, share - held - len(own))]
+        keep, surplus = own[:room], own[room:]
+        if surplus:
+            await self._release_unhosted(surplus)
+        wanted = keep + new[: room - len(keep)]
         return [by_id[i] for i in wanted]
+
+    async def _release_unhosted(self, identities: list[str]) -> None:
+        """Release keys this replica holds but does not host. Their tokens come from an
+        acquire, which for the same holder answers the current grant (a key that is
+        someone else's by now answers AlreadyHeld and is left alone)."""
+        with contextlib.suppress(MobKitError):
+            results = await self.p.leases.acquire_leases(identities, self.instance, self.lease_ttl)
+            grants = [r.grant for r in results if isinstance(r, Acquired)]
+            if grants:
+                await self.p.leases.release_leases(grants, self.instance)
 
     async def _hand_back(self, acquired: list[IdentitySlot]) -> None:
         """Forget grants just acquired, then release them (best effort: what stays is

@@ -29,8 +29,8 @@ from mobkit.core.types import DispatchInput, DurableAgentSpec, IdentityLifecycle
 from mobkit.customizer.rules import DeclarativeCustomizer
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.process import EtcdProcess
+from mobkit.events.memory import MemoryEventLog
 from mobkit.lease.etcd_backend import EtcdLeaseProvider
-from mobkit.orchestrator.events import MemoryEventLog
 from mobkit.orchestrator.fleet import ReplicaRegistry, preference
 from mobkit.orchestrator.orchestrator import Orchestrator, Providers
 from mobkit.orchestrator.routing import Router

@@ -7,8 +7,8 @@ from typing import Any, cast
 
 import grpc
 
+from mobkit.events.memory import MemoryEventLog
 from mobkit.orchestrator.event_sink import EventSink
-from mobkit.orchestrator.events import MemoryEventLog
 from mobkit.orchestrator.routing import MAX_PEER_CHANNELS, Router
 
 

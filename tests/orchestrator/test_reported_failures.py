@@ -17,8 +17,8 @@ from mobkit.core.errors import RosterInvalid
 from mobkit.core.identity import AgentIdentity
 from mobkit.core.types import DispatchInput, DurableAgentSpec, IdentityLifecycleState
 from mobkit.customizer.rules import DeclarativeCustomizer
+from mobkit.events.memory import MemoryEventLog
 from mobkit.lease.memory import MemoryLeaseProvider
-from mobkit.orchestrator.events import MemoryEventLog
 from mobkit.orchestrator.orchestrator import Orchestrator, Providers
 from mobkit.roster.file_source import FileRoster
 from mobkit.roster.memory import MemoryRoster

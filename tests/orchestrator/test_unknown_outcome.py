@@ -15,8 +15,8 @@ from mobkit.core.errors import BackendUnavailable
 from mobkit.core.identity import AgentIdentity
 from mobkit.core.types import DispatchInput, DurableAgentSpec
 from mobkit.customizer.rules import DeclarativeCustomizer
+from mobkit.events.memory import MemoryEventLog
 from mobkit.lease.memory import MemoryLeaseProvider
-from mobkit.orchestrator.events import MemoryEventLog
 from mobkit.orchestrator.orchestrator import Orchestrator, Providers
 from mobkit.roster.memory import MemoryRoster
 from mobkit.runtime.local import LocalAgentRuntime

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from mobkit.core.errors import MobKitError
-from mobkit.orchestrator.ports import Events
+from mobkit.events.domain import EventLog
 from mobkit.server.conditions import BACKEND_FULL, BACKEND_UNAVAILABLE, BackendCondition
 
 log = logging.getLogger("mobkit.orchestrator")
@@ -34,7 +34,7 @@ KINDS = {
 class BackendEvents:
     """A listener for :class:`~mobkit.server.conditions.BackendConditions`."""
 
-    def __init__(self, events: Events, replica: str, *, retry: float = 1.0) -> None:
+    def __init__(self, events: EventLog, replica: str, *, retry: float = 1.0) -> None:
         self._events = events
         self._replica = replica
         self._retry = retry

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mobkit.orchestrator.events import EtcdEventLog
+from mobkit.events import service as events_service
 from mobkit.orchestrator.orchestrator import Providers
 from mobkit.security.tls import channel_for
 from mobkit.server.config import Settings
@@ -49,12 +49,7 @@ async def _provider(
 async def compose(settings: Settings, resources: Resources) -> tuple[Providers, list[Closer]]:
     closers: list[Closer] = []
     p = {k: await _provider(k, settings, resources, closers) for k in _CLIENTS}
-    events = EtcdEventLog(
-        await resources.etcd(),
-        settings.etcd_prefix,
-        mob_id="mobkit",
-        instance=settings.instance_id(),
-    )
+    events = await events_service.build(settings, resources)
     providers = Providers(
         leases=p["lease"],
         continuity=p["continuity"],

@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from mobkit.core.errors import MobKitError
-from mobkit.orchestrator.events import NewEvent
+from mobkit.events.domain import EventLog, NewEvent
 
 log = logging.getLogger("mobkit.orchestrator")
 MAX_BATCH = 256
@@ -29,7 +29,7 @@ MAX_QUEUE = 65_536  # events waiting for the log; about 20 MiB at most
 
 
 class EventSink:
-    def __init__(self, log_: Any, *, max_queue: int = MAX_QUEUE) -> None:
+    def __init__(self, log_: EventLog, *, max_queue: int = MAX_QUEUE) -> None:
         self._log = log_
         self._queue: collections.deque[NewEvent] = collections.deque()
         self.max_queue = max_queue

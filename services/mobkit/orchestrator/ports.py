@@ -26,11 +26,11 @@ from mobkit.core.types import (
     LeaseGrant,
     LeaseRenewResult,
     ManagedPeerEdge,
-    MobStructuralEventEnvelope,
     RosterContext,
     SessionSnapshot,
     TopologyContext,
 )
+from mobkit.events.domain import EventLog
 
 
 class Leases(Protocol):
@@ -94,20 +94,8 @@ class Customizer(Protocol):
     ) -> None: ...
 
 
-class Events(Protocol):
-    async def append(
-        self, kind: str, *, identity: str | None, data: dict[str, Any]
-    ) -> MobStructuralEventEnvelope: ...
-
-    async def append_many(self, events: Sequence[Any]) -> list[MobStructuralEventEnvelope]: ...
-
-    async def list(
-        self, after_seq: int, page_size: int
-    ) -> tuple[list[MobStructuralEventEnvelope], int]: ...
-
-    def watch(self, after_seq: int) -> AsyncIterator[MobStructuralEventEnvelope]: ...
-
-    async def latest_cursor(self) -> int: ...
+Events = EventLog
+"""The event log port, under the name the orchestrator has always used."""
 
 
 def resolve_states(result: Any) -> dict[str, ContinuityResolveState]:

@@ -6,12 +6,12 @@ import secrets
 from datetime import timedelta
 
 from mobkit.etcd.compactor import Compactor
+from mobkit.events.retention import Retention, trimmer_for
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.service import start_modules
 from mobkit.observability import metrics
 from mobkit.orchestrator.backend_events import BackendEvents
 from mobkit.orchestrator.composition import compose
-from mobkit.orchestrator.event_retention import Retention, trimmer_for
 from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
 from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.routing import Router
@@ -79,7 +79,7 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
     def add(server: object) -> None:
         svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
 
-    # One replica at a time trims the event log to its window (see event_retention).
+    # One replica at a time trims the event log to its window (see mobkit.events.retention).
     trimmer = trimmer_for(
         providers.events,
         Retention(

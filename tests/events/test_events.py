@@ -16,13 +16,9 @@ from mobkit.core.errors import InvalidArgument, StaleEventCursor, StoreCorruptio
 from mobkit.core.types import MobStructuralEventEnvelope
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.process import EtcdProcess
-from mobkit.orchestrator.events import (
-    CURSOR_STRIDE,
-    MAX_BATCH_EVENTS,
-    EtcdEventLog,
-    EventLog,
-    NewEvent,
-)
+from mobkit.events.domain import EventLog, NewEvent
+from mobkit.events.etcd_backend import EtcdEventLog
+from mobkit.events.etcd_codec import CURSOR_STRIDE, MAX_BATCH_EVENTS
 
 WAIT = 20.0  # upper bound for anything that waits on a watch or on etcd
 

@@ -8,7 +8,9 @@ import pytest
 
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.process import EtcdProcess
-from mobkit.orchestrator.events import EtcdEventLog, EventLog, MemoryEventLog
+from mobkit.events.domain import EventLog
+from mobkit.events.etcd_backend import EtcdEventLog
+from mobkit.events.memory import MemoryEventLog
 
 
 @pytest.fixture(params=["memory", "etcd"])

@@ -16,14 +16,11 @@ from mobkit.core.errors import StaleEventCursor
 from mobkit.core.types import MobStructuralEventEnvelope
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.process import EtcdProcess
+from mobkit.events.domain import EventLog, NewEvent
+from mobkit.events.etcd_backend import EtcdEventLog
+from mobkit.events.etcd_codec import CURSOR_STRIDE
+from mobkit.events.retention import EventTrimmer, Retention
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
-from mobkit.orchestrator.event_retention import EventTrimmer, Retention
-from mobkit.orchestrator.events import (
-    CURSOR_STRIDE,
-    EtcdEventLog,
-    EventLog,
-    NewEvent,
-)
 from mobkit.testing.servers import running_services
 from mobkit.testing.suite import reason, send_request, stub, write_roster
 

@@ -16,8 +16,9 @@ import logging
 from dataclasses import dataclass
 
 from mobkit.core.errors import MobKitError
-from mobkit.orchestrator.events import EventLog, TrimReport
+from mobkit.events.domain import EventLog, TrimReport
 
+# The orchestrator's logger, as before the log became its own package.
 log = logging.getLogger("mobkit.orchestrator")
 
 DAY = 24 * 3600.0

@@ -66,6 +66,7 @@ from mobkit.core.errors import (
     StaleEventCursor,
     StoreCorruption,
 )
+from mobkit.core.keyspace import Keyspace
 from mobkit.core.types import MobStructuralEventEnvelope
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError, EtcdUnavailable, backend_error
@@ -366,14 +367,14 @@ class EtcdEventLog:
     def __init__(
         self, client: EtcdClient, prefix: str, mob_id: str, *, instance: str | None = None
     ) -> None:
-        base = prefix.rstrip("/")
+        keys = self._keys = Keyspace(prefix)
         self.mob_id = mob_id
         self._client = client
-        self._events_prefix = f"{base}/events/".encode()
+        self._events_prefix = keys.events
         self._events_end = prefix_end(self._events_prefix)
-        self._head_key = f"{base}/events-meta/head".encode()
-        self._floor_key = f"{base}/events-meta/floor".encode()
-        self._trimmer_key = f"{base}/events-meta/trimmer".encode()
+        self._head_key = keys.events_head
+        self._floor_key = keys.events_floor
+        self._trimmer_key = keys.events_trimmer
         self._instance = instance or secrets.token_hex(4)
         self._seq = 0
         self._floor_seen = 0  # the highest floor this object read (it only rises)
@@ -401,7 +402,7 @@ class EtcdEventLog:
         # make them unique even if the clock steps back; n (events) is for retention.
         self._seq += 1
         unique = f"{time.time_ns():020d}-{self._seq:08d}-{secrets.token_hex(3)}-{n}"
-        return self._events_prefix + f"{self._instance}/{unique}".encode()
+        return self._keys.event_batch(self._instance, unique)
 
     def _decode(self, kv: kv_pb2.KeyValue) -> list[Envelope]:
         try:

@@ -5,7 +5,8 @@
   after about half a lease TTL (``registration_ttl``), before its identity
   leases expire.
 * Who owns an identity is the value of its lease key ``<prefix>/leases/<identity>``
-  (the holder string ``<instance>~<incarnation>@<address>``).
+  (the holder string, :class:`~mobkit.core.holder.Holder`). Every key here comes
+  from :class:`~mobkit.core.keyspace.Keyspace`.
 * Operator intents ``<prefix>/intents/<identity>`` (``suspended`` or ``retired``)
   outlive the replica that carried them out: no replica claims such an identity
   until ResumeIdentity deletes the intent.
@@ -24,6 +25,8 @@ import math
 from collections.abc import Callable, Iterable
 
 from mobkit.core.errors import BackendUnavailable
+from mobkit.core.holder import Holder
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError, backend_error
 from mobkit.etcd.ops import (
@@ -39,8 +42,7 @@ log = logging.getLogger("mobkit.fleet")
 
 def holder_address(holder: str) -> str | None:
     """``inst~inc@127.0.0.1:7700`` -> ``127.0.0.1:7700``."""
-    _, sep, address = holder.rpartition("@")
-    return address if sep and address else None
+    return Holder(holder).address
 
 
 def fair_share(desired: int, replicas: int) -> int:
@@ -57,7 +59,7 @@ def registration_ttl(lease_ttl: float) -> int:
 
 def preference(identities: Iterable[str], holder: str) -> list[str]:
     """Identities in this replica's rendezvous order (most wanted first)."""
-    instance = holder.split("@", 1)[0]
+    instance = Holder(holder).replica
 
     def score(identity: str) -> bytes:
         return hashlib.blake2b(f"{identity}|{instance}".encode(), digest_size=8).digest()
@@ -67,11 +69,10 @@ def preference(identities: Iterable[str], holder: str) -> list[str]:
 
 class ReplicaRegistry:
     def __init__(self, client: EtcdClient, prefix: str, holder: str, ttl_s: int) -> None:
-        base = prefix.rstrip("/")
         self._client = client
-        self._replicas = f"{base}/replicas/".encode()
-        self._leases = f"{base}/leases/"
-        self._intents = f"{base}/intents/".encode()
+        self._keys = Keyspace(prefix)
+        self._replicas = self._keys.replicas
+        self._intents = self._keys.intents
         self.holder = holder
         self._ttl = max(1, ttl_s)
         self._lease_id = 0
@@ -86,7 +87,7 @@ class ReplicaRegistry:
 
     async def _register(self) -> None:
         self._lease_id, _ = await self._client.grant_lease(self._ttl)
-        await self._client.put(self._replicas + self.holder.encode(), b"", lease=self._lease_id)
+        await self._client.put(self._keys.replica(self.holder), b"", lease=self._lease_id)
 
     async def _keepalive(self) -> None:
         while True:
@@ -108,14 +109,14 @@ class ReplicaRegistry:
 
     async def owner(self, identity: str) -> str | None:
         try:
-            kv = await self._client.get(f"{self._leases}{identity}")
+            kv = await self._client.get(self._keys.lease(identity))
         except EtcdError as exc:
             raise backend_error(exc) from exc
         return kv.value.decode() if kv is not None else None
 
     async def held(self) -> dict[str, str]:
         """Every identity that has a lease key now, with its holder: one read."""
-        return await self._by_identity(self._leases.encode())
+        return await self._by_identity(self._keys.leases)
 
     async def intents(self) -> dict[str, str]:
         """Every identity with an operator intent, and the intent: one read."""
@@ -133,10 +134,10 @@ class ReplicaRegistry:
         while the identity's lease key is still the one that token names, so a stale
         owner cannot suspend or retire what another replica now runs. Returns whether
         it was written."""
-        key = self._intents + identity.encode()
+        key = self._keys.intent(identity)
         write = put_op(key, intent.encode()) if intent is not None else delete_op(key)
         compare = (
-            [compare_create_revision(f"{self._leases}{identity}", "=", fencing_token)]
+            [compare_create_revision(self._keys.lease(identity), "=", fencing_token)]
             if fencing_token
             else []
         )
@@ -162,7 +163,7 @@ class ReplicaRegistry:
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(follow(self._leases.encode()))
+                group.create_task(follow(self._keys.leases))
                 group.create_task(follow(self._replicas))
                 group.create_task(follow(self._intents))
         except* EtcdError as failed:

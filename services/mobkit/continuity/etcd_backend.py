@@ -72,7 +72,6 @@ from mobkit.etcd.errors import (
     EtcdUnavailable,
 )
 from mobkit.etcd.ops import (
-    compare_create_revision,
     compare_mod_revision,
     delete_op,
     prefix_end,
@@ -82,6 +81,7 @@ from mobkit.etcd.ops import (
 )
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2
 from mobkit.gen.etcd.api.mvccpb import kv_pb2
+from mobkit.lease.etcd_fence import fence_compare
 
 T = TypeVar("T")
 
@@ -300,7 +300,7 @@ class EtcdContinuityStore(PlanStore):
         ns = self.namespace
         read_keys = list(reader.seen)
         compares = [
-            compare_create_revision(k, "=", seen.revision)
+            fence_compare(self.keyspace, self.keyspace.lease_identity(k), seen.revision)
             if self.is_lease_key(k)
             else compare_mod_revision(k, "=", seen.revision)
             for k, seen in reader.seen.items()

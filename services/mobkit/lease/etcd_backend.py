@@ -68,6 +68,7 @@ from mobkit.lease.domain import (
     decode_page_token,
     encode_page_token,
 )
+from mobkit.lease.etcd_fence import fence_compare
 from mobkit.lease.etcd_requests import acquire_request
 from mobkit.lease.etcd_retry import call_with_retry
 from mobkit.lease.etcd_sessions import InstanceLease, InstanceLeases
@@ -254,7 +255,7 @@ class EtcdLeaseProvider:
         """
         ops = [
             txn_op(
-                [compare_create_revision(self.key(g.identity), "=", g.fencing_token)],
+                [fence_compare(self._keys, g.identity, g.fencing_token)],
                 [delete_op(self.key(g.identity))],
             )
             for g in created
@@ -400,7 +401,7 @@ class EtcdLeaseProvider:
             return
         ops = [
             txn_op(
-                [compare_create_revision(self.key(g.identity), "=", g.fencing_token)]
+                [fence_compare(self._keys, g.identity, g.fencing_token)]
                 + ([compare_value(self.key(g.identity), "=", asker)] if asker else []),
                 [delete_op(self.key(g.identity), prev_kv=True)],
             )
@@ -419,6 +420,21 @@ class EtcdLeaseProvider:
             if prev.lease
         }
         await self._sessions.end_if_idle(sorted(emptied))
+
+    # -- ownership (LeaseOwnership) -------------------------------------------------
+    # One read each and no retry: callers (routing, the claim loop) poll and retry
+    # themselves, and must see an outage at once.
+
+    async def holder_of(self, identity: str) -> str | None:
+        with _etcd_unavailable():
+            kv = await self._client.get(self.key(identity))
+        return kv.value.decode() if kv is not None else None
+
+    async def holders(self) -> dict[str, str]:
+        leases = self._keys.leases
+        with _etcd_unavailable():
+            reply = await self._client.range(leases, range_end=prefix_end(leases))
+        return {self._keys.lease_identity(kv.key): kv.value.decode() for kv in reply.kvs}
 
     # -- list ------------------------------------------------------------------------
 

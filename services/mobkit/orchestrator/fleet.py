@@ -4,9 +4,10 @@
   own, kept alive in the background: a replica that dies drops out of the list
   after about half a lease TTL (``registration_ttl``), before its identity
   leases expire.
-* Who owns an identity is the value of its lease key ``<prefix>/leases/<identity>``
-  (the holder string, :class:`~mobkit.core.holder.Holder`). Every key here comes
-  from :class:`~mobkit.core.keyspace.Keyspace`.
+* Who owns an identity (and which identities are held at all) is the lease
+  provider's answer (:class:`~mobkit.lease.domain.LeaseOwnership`): a holder string,
+  :class:`~mobkit.core.holder.Holder`. Every key here comes from
+  :class:`~mobkit.core.keyspace.Keyspace`.
 * Operator intents ``<prefix>/intents/<identity>`` (``suspended`` or ``retired``)
   outlive the replica that carried them out: no replica claims such an identity
   until ResumeIdentity deletes the intent.
@@ -30,12 +31,14 @@ from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError, backend_error
 from mobkit.etcd.ops import (
-    compare_create_revision,
     delete_op,
     prefix_end,
     put_op,
     txn_request,
 )
+from mobkit.lease.domain import LeaseOwnership
+from mobkit.lease.etcd_backend import EtcdLeaseProvider
+from mobkit.lease.etcd_fence import fence_compare
 
 log = logging.getLogger("mobkit.fleet")
 
@@ -68,9 +71,20 @@ def preference(identities: Iterable[str], holder: str) -> list[str]:
 
 
 class ReplicaRegistry:
-    def __init__(self, client: EtcdClient, prefix: str, holder: str, ttl_s: int) -> None:
+    def __init__(
+        self,
+        client: EtcdClient,
+        prefix: str,
+        holder: str,
+        ttl_s: int,
+        *,
+        leases: LeaseOwnership | None = None,
+    ) -> None:
         self._client = client
         self._keys = Keyspace(prefix)
+        # Who owns what is the lease provider's to say; by default the etcd one on the
+        # same keys (one read per question, whether the suite runs split or not).
+        self._leases = leases if leases is not None else EtcdLeaseProvider(client, prefix)
         self._replicas = self._keys.replicas
         self._intents = self._keys.intents
         self.holder = holder
@@ -108,15 +122,11 @@ class ReplicaRegistry:
         return sorted(kv.key[len(self._replicas) :].decode() for kv in reply.kvs)
 
     async def owner(self, identity: str) -> str | None:
-        try:
-            kv = await self._client.get(self._keys.lease(identity))
-        except EtcdError as exc:
-            raise backend_error(exc) from exc
-        return kv.value.decode() if kv is not None else None
+        return await self._leases.holder_of(identity)
 
     async def held(self) -> dict[str, str]:
         """Every identity that has a lease key now, with its holder: one read."""
-        return await self._by_identity(self._keys.leases)
+        return await self._leases.holders()
 
     async def intents(self) -> dict[str, str]:
         """Every identity with an operator intent, and the intent: one read."""
@@ -137,7 +147,7 @@ class ReplicaRegistry:
         key = self._keys.intent(identity)
         write = put_op(key, intent.encode()) if intent is not None else delete_op(key)
         compare = (
-            [compare_create_revision(self._keys.lease(identity), "=", fencing_token)]
+            [fence_compare(self._keys, identity, fencing_token)]
             if fencing_token
             else []
         )

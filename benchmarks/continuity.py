@@ -53,6 +53,7 @@ from mobkit.continuity.domain import ContinuityStore, content_revision
 from mobkit.continuity.etcd_backend import EtcdContinuityStore
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
+from mobkit.core.keyspace import Keyspace
 from mobkit.core.types import ContinuityRecord, Ready, SessionSnapshot
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.ops import put_op, txn_request
@@ -287,7 +288,7 @@ async def bench_etcd_saves(
 
     def lease_tokens(prefix: str) -> Callable[[str], Awaitable[int]]:
         async def token(identity: str) -> int:  # as the lease service creates a lease key
-            reply = await client.put(f"{prefix}/leases/{identity}", b"bench-holder")
+            reply = await client.put(Keyspace(prefix).lease(identity), b"bench-holder")
             return int(reply.header.revision)
 
         return token

@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 
 from benchmarks._common import latencies, pct, summary
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.ops import prefix_end, put_op, txn_op, txn_request
 from mobkit.etcd.process import EtcdProcess
@@ -58,11 +59,12 @@ async def etcd_floor(endpoint: str, count: int) -> float:
 async def expiries(endpoint: str, prefix: str, identities: set[str]) -> float:
     """When the last of ``identities``' lease keys was deleted (monotonic clock)."""
     client = await EtcdClient.connect([endpoint])
-    key = f"{prefix}/leases/".encode()
+    keys = Keyspace(prefix)
+    key = keys.leases
     left = set(identities)
     try:
         async for event in client.watch(key, prefix_end(key), deletes_only=True):
-            left.discard(event.kv.key[len(key) :].decode())
+            left.discard(keys.lease_identity(event.kv.key))
             if not left:
                 return time.monotonic()
         raise AssertionError("watch ended")

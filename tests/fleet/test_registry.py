@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from mobkit.etcd.client import EtcdClient
+from mobkit.lease.memory import MemoryLeaseProvider
 from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
 from mobkit.testing.suite import eventually
 
@@ -112,3 +114,17 @@ async def test_an_intent_is_written_only_under_the_current_fencing_token(
         assert await registry.intents() == {"x": "suspended"}
         assert await registry.set_intent("x", None, 0)  # an operator's resume: unfenced
         assert await registry.intents() == {}
+
+
+async def test_ownership_answers_come_from_the_lease_provider(etcd_session: Any) -> None:
+    """The registry asks the lease port who owns what; it reads no lease key itself."""
+    prefix = f"/reg-{uuid.uuid4().hex[:8]}"
+    leases = MemoryLeaseProvider()
+    async with await EtcdClient.connect([etcd_session.endpoint], timeout=5.0) as client:
+        registry = ReplicaRegistry(client, prefix, "a~1@127.0.0.1:1", 2, leases=leases)
+        await client.put(f"{prefix}/leases/stray", b"b~2@127.0.0.1:2")  # not the port's
+        assert await registry.owner("x") is None and await registry.held() == {}
+        await leases.acquire_leases(["x"], "a~1@127.0.0.1:1", timedelta(seconds=10))
+        assert await registry.owner("x") == "a~1@127.0.0.1:1"
+        assert await registry.held() == {"x": "a~1@127.0.0.1:1"}
+        assert await registry.owner("stray") is None

@@ -1,6 +1,7 @@
 """The stored form of continuity data, the same bytes in every engine.
 
-One logical key space (engines map it onto etcd keys or SQLite rows)::
+One logical key space, defined in :mod:`mobkit.core.keyspace` (engines map it onto
+etcd keys or SQLite rows)::
 
     records/<identity>               record state: the record (None once deleted), the
                                      highest fencing token seen, the identity's sessions
@@ -30,14 +31,48 @@ from typing import Any
 
 from mobkit.continuity.chunking import DIGEST_BYTES, ChunkRef
 from mobkit.continuity.domain import content_revision
+from mobkit.core import keyspace
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId, identity_problem
+from mobkit.core.keyspace import (  # re-exported: the engines and tests use them here
+    CHUNKS as CHUNKS,
+)
+from mobkit.core.keyspace import (
+    RECEIPTS as RECEIPTS,
+)
+from mobkit.core.keyspace import (
+    RECORDS as RECORDS,
+)
+from mobkit.core.keyspace import (
+    SESSIONS as SESSIONS,
+)
+from mobkit.core.keyspace import (
+    SNAPSHOTS as SNAPSHOTS,
+)
+from mobkit.core.keyspace import (
+    chunk_prefix as chunk_prefix,
+)
+from mobkit.core.keyspace import (
+    receipt_key as receipt_key,
+)
+from mobkit.core.keyspace import (
+    receipt_prefix as receipt_prefix,
+)
+from mobkit.core.keyspace import (
+    record_key as record_key,
+)
+from mobkit.core.keyspace import (
+    session_chunk_prefix as session_chunk_prefix,
+)
+from mobkit.core.keyspace import (
+    session_key as session_key,
+)
+from mobkit.core.keyspace import (
+    snapshot_key as snapshot_key,
+)
+from mobkit.core.keyspace import (
+    snapshot_prefix as snapshot_prefix,
+)
 from mobkit.core.types import ContinuityRecord
-
-RECORDS = b"records/"
-SNAPSHOTS = b"snapshots/"
-SESSIONS = b"sessions/"
-CHUNKS = b"chunks/"
-RECEIPTS = b"receipts/"
 
 _RECORD_MAGIC = b"MKR1"
 _SNAPSHOT_MAGIC = b"MKS1"
@@ -53,47 +88,11 @@ class CorruptValue(Exception):
 
 
 # -- keys ---------------------------------------------------------------------------
-
-
-def record_key(identity: str) -> bytes:
-    return RECORDS + identity.encode()
-
-
-def snapshot_prefix(identity: str) -> bytes:
-    # Identities contain no '/', so this prefix selects exactly this identity's snapshots.
-    return SNAPSHOTS + identity.encode() + b"/"
-
-
-def snapshot_key(identity: str, session_id: str) -> bytes:
-    return snapshot_prefix(identity) + session_id.encode()
-
-
-def session_key(session_id: str) -> bytes:
-    return SESSIONS + session_id.encode()
-
-
-def chunk_prefix(identity: str) -> bytes:
-    return CHUNKS + identity.encode() + b"/"
-
-
-def session_chunk_prefix(identity: str, session_id: str) -> bytes:
-    # Session ids may contain '/', so a fixed-length hash of the id keeps one session's
-    # prefix from selecting another session's chunks.
-    tag = hashlib.blake2b(session_id.encode(), digest_size=12).hexdigest()
-    return chunk_prefix(identity) + tag.encode() + b"/"
+# The logical layout is mobkit.core.keyspace's (re-exported here for the engines).
 
 
 def chunk_key(identity: str, session_id: str, ref: ChunkRef) -> bytes:
-    return session_chunk_prefix(identity, session_id) + ref.name.encode()
-
-
-def receipt_prefix(identity: str) -> bytes:
-    return RECEIPTS + identity.encode() + b"/"
-
-
-def receipt_key(identity: str, idempotency_key: str) -> bytes:
-    # Idempotency keys are client strings of any content: a digest bounds the etcd key.
-    return receipt_prefix(identity) + hashlib.sha256(idempotency_key.encode()).hexdigest().encode()
+    return keyspace.chunk_key(identity, session_id, ref.name)
 
 
 # -- records --------------------------------------------------------------------------

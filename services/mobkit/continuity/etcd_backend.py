@@ -1,4 +1,5 @@
-"""etcd engine: records and snapshots under ``<prefix>/continuity/``.
+"""etcd engine: records and snapshots under ``<prefix>/continuity/``
+(:class:`~mobkit.core.keyspace.Keyspace` gives every key, the lease fence's too).
 
 A write commits with ONE txn that compares the ``mod_revision`` of every key its plan
 read; a conflicting writer makes the compare fail and the operation is decided again on
@@ -60,6 +61,7 @@ from mobkit.continuity.operations import Commit, Plan, PlanStore, Read, ReadResu
 from mobkit.continuity.rules import Unreadable
 from mobkit.core.errors import BackendFull, InvalidArgument, MobKitError, StoreUnavailable
 from mobkit.core.identity import AgentIdentity
+from mobkit.core.keyspace import Keyspace
 from mobkit.core.types import DurabilityPolicy, SyncWriteThrough
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import (
@@ -70,7 +72,6 @@ from mobkit.etcd.errors import (
     EtcdUnavailable,
 )
 from mobkit.etcd.ops import (
-    compare_create_revision,
     compare_mod_revision,
     delete_op,
     prefix_end,
@@ -80,6 +81,7 @@ from mobkit.etcd.ops import (
 )
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2
 from mobkit.gen.etcd.api.mvccpb import kv_pb2
+from mobkit.lease.etcd_fence import fence_compare
 
 T = TypeVar("T")
 
@@ -210,9 +212,8 @@ class EtcdContinuityStore(PlanStore):
         if max_txn_ops < 8:
             raise InvalidArgument("max_txn_ops", "must be at least 8")
         self.client = client
-        root = prefix.rstrip("/")
-        self.namespace = f"{root}/continuity/".encode()
-        self._lease_root = f"{root}/leases/".encode()
+        self.keyspace = Keyspace(prefix)
+        self.namespace = self.keyspace.continuity
         self.lease_fence = lease_fence
         self.max_txn_ops = max_txn_ops
         self._value_budget = max_request_bytes - REQUEST_OVERHEAD_BYTES
@@ -234,13 +235,13 @@ class EtcdContinuityStore(PlanStore):
 
     def etcd_key(self, key: bytes) -> bytes:
         """The etcd key of a logical key (tests and tools use it)."""
-        return self.namespace + key
+        return self.keyspace.continuity_key(key)
 
     def lease_key(self, identity: str) -> bytes:
-        return self._lease_root + identity.encode()
+        return self.keyspace.lease(identity)
 
     def is_lease_key(self, key: bytes) -> bool:
-        return key.startswith(self._lease_root)
+        return self.keyspace.is_lease(key)
 
     async def _execute(self, make_plan: Callable[[], Plan[T]], *, writes: bool) -> T:
         cached = writes
@@ -299,7 +300,7 @@ class EtcdContinuityStore(PlanStore):
         ns = self.namespace
         read_keys = list(reader.seen)
         compares = [
-            compare_create_revision(k, "=", seen.revision)
+            fence_compare(self.keyspace, self.keyspace.lease_identity(k), seen.revision)
             if self.is_lease_key(k)
             else compare_mod_revision(k, "=", seen.revision)
             for k, seen in reader.seen.items()

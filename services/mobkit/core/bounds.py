@@ -9,7 +9,7 @@ import unicodedata
 MAX_NAME_BYTES = 256
 """Identities, runtime ids, runtime instances (holders), session ids, idempotency and
 correlation keys: at most this many UTF-8 bytes. They become etcd keys and values, SQLite
-keys and log fields; 256 leaves every derived key (``<prefix>/receipts/<identity>/…``)
+keys and log fields; 256 leaves every derived key (``<prefix>/continuity/receipts/<identity>/…``)
 far below etcd's request limit and every error that echoes one inside gRPC's 16 KiB
 metadata limit."""
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.background import Background
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError
@@ -34,7 +35,7 @@ log = logging.getLogger("mobkit.etcd.compactor")
 
 
 def compaction_key(prefix: str) -> bytes:
-    return f"{prefix.rstrip('/')}/compaction".encode()
+    return Keyspace(prefix).compaction
 
 
 class Compactor(Background):

@@ -1,4 +1,4 @@
-"""The event log's etcd keys: the one place that spells them.
+"""The event log's etcd keys, as :class:`~mobkit.core.keyspace.Keyspace` spells them.
 
 * ``<prefix>/events/<instance>/<time ns>-<seq>-<random>-<n>``: one key per appended
   batch of ``n`` events (named in :mod:`mobkit.events.etcd_codec`);
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.ops import prefix_end
 
 
@@ -22,17 +23,19 @@ class EventKeys:
     floor: bytes
     trimmer: bytes
 
+    keyspace: Keyspace
+
     @classmethod
     def under(cls, prefix: str) -> EventKeys:
-        base = prefix.rstrip("/")
-        batches = f"{base}/events/".encode()
+        keys = Keyspace(prefix)
         return cls(
-            batches=batches,
-            batches_end=prefix_end(batches),
-            head=f"{base}/events-meta/head".encode(),
-            floor=f"{base}/events-meta/floor".encode(),
-            trimmer=f"{base}/events-meta/trimmer".encode(),
+            batches=keys.events,
+            batches_end=prefix_end(keys.events),
+            head=keys.events_head,
+            floor=keys.events_floor,
+            trimmer=keys.events_trimmer,
+            keyspace=keys,
         )
 
     def batch(self, instance: str, name: str) -> bytes:
-        return self.batches + f"{instance}/{name}".encode()
+        return self.keyspace.event_batch(instance, name)

@@ -12,7 +12,7 @@ from mobkit.core.errors import LeaseProviderUnavailable
 from mobkit.core.types import LeaseAcquireResult, LeaseGrant, LeaseRenewResult
 from mobkit.gen.lease.v1 import lease_service_pb2 as pb
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as pb_grpc
-from mobkit.lease.domain import Lease
+from mobkit.lease.domain import Lease, holders_from_pages
 from mobkit.wire import lease as wire
 from mobkit.wire.errors import error_from_rpc
 
@@ -68,3 +68,11 @@ class GrpcLeaseProvider:
         except grpc.RpcError as err:
             raise error_from_rpc(err, LeaseProviderUnavailable) from None
         return [wire.lease_from_proto(m) for m in reply.leases], reply.next_page_token
+
+    # ListLeases is the service's only read: ownership questions page through it.
+
+    async def holder_of(self, identity: str) -> str | None:
+        return (await self.holders()).get(identity)
+
+    async def holders(self) -> dict[str, str]:
+        return await holders_from_pages(self)

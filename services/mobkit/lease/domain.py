@@ -40,7 +40,22 @@ class Lease:
 
 
 @runtime_checkable
-class LeaseProvider(Protocol):
+class LeaseOwnership(Protocol):
+    """Who owns what, answered by the lease provider, the only one that knows: callers
+    never read lease keys themselves."""
+
+    async def holder_of(self, identity: str) -> str | None:
+        """The holder of ``identity``'s lease now, or None while it is vacant."""
+        ...
+
+    async def holders(self) -> dict[str, str]:
+        """Every identity held now, with its holder, as of one consistent read (an
+        identity missing from it is vacant)."""
+        ...
+
+
+@runtime_checkable
+class LeaseProvider(LeaseOwnership, Protocol):
     """Live ownership of identities with monotonic fencing tokens.
 
     Implementations: :class:`~mobkit.lease.memory.MemoryLeaseProvider`,
@@ -75,6 +90,19 @@ class LeaseProvider(Protocol):
     ) -> tuple[list[Lease], str]:
         """Held leases ordered by identity, and the next page's token (``""`` at the end)."""
         ...
+
+
+async def holders_from_pages(provider: LeaseProvider) -> dict[str, str]:
+    """:meth:`LeaseOwnership.holders` from ``list_leases`` pages, for a provider that
+    has no cheaper way (the gRPC client: ``ListLeases`` is its only read). Pages are
+    keyset pages, so an identity appears at most once even if leases change meanwhile."""
+    held: dict[str, str] = {}
+    token = ""
+    while True:
+        page, token = await provider.list_leases(MAX_PAGE_SIZE, token)
+        held.update((lease.identity, lease.holder) for lease in page)
+        if not token:
+            return held
 
 
 # -- validation shared by the backends ------------------------------------------------

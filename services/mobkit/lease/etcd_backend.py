@@ -1,6 +1,6 @@
 """The lease provider on etcd (ARCHITECTURE.md, "Lease on etcd").
 
-Layout: ``<prefix>/leases/<identity>`` = holder (the runtime instance string),
+Layout (:class:`~mobkit.core.keyspace.Keyspace`): ``<prefix>/leases/<identity>`` = holder (the runtime instance string),
 attached to the instance's etcd lease (:mod:`mobkit.lease.etcd_sessions`). The
 fencing token is the key's ``create_revision``: etcd revisions only grow, so every
 new holder's token is larger than any earlier one.
@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from mobkit.core.errors import BackendFull, LeaseProviderUnavailable
 from mobkit.core.identity import AgentIdentity, parse_identities
+from mobkit.core.keyspace import Keyspace
 from mobkit.core.types import (
     Acquired,
     AlreadyHeld,
@@ -67,6 +68,7 @@ from mobkit.lease.domain import (
     decode_page_token,
     encode_page_token,
 )
+from mobkit.lease.etcd_fence import fence_compare
 from mobkit.lease.etcd_requests import acquire_request
 from mobkit.lease.etcd_retry import call_with_retry
 from mobkit.lease.etcd_sessions import InstanceLease, InstanceLeases
@@ -115,9 +117,8 @@ class EtcdLeaseProvider:
         retry_budget: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        base = prefix.rstrip("/")
         self._client = client
-        self._leases_prefix = f"{base}/leases/"
+        self._keys = Keyspace(prefix)
         self._chunk = chunk_size
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._budget = retry_budget
@@ -127,7 +128,7 @@ class EtcdLeaseProvider:
         self._seen_revision = 0
         self._sessions = InstanceLeases(
             client,
-            f"{base}/lease-sessions/",
+            self._keys,
             retry_budget=retry_budget,
             clock=clock,
             on_revision=self._saw,
@@ -139,7 +140,7 @@ class EtcdLeaseProvider:
         self._seen_revision = max(self._seen_revision, revision)
 
     def key(self, identity: str) -> bytes:
-        return to_bytes(self._leases_prefix + identity)
+        return self._keys.lease(identity)
 
     async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
         return await call_with_retry(call, budget=self._budget, clock=self._clock)
@@ -254,7 +255,7 @@ class EtcdLeaseProvider:
         """
         ops = [
             txn_op(
-                [compare_create_revision(self.key(g.identity), "=", g.fencing_token)],
+                [fence_compare(self._keys, g.identity, g.fencing_token)],
                 [delete_op(self.key(g.identity))],
             )
             for g in created
@@ -400,7 +401,7 @@ class EtcdLeaseProvider:
             return
         ops = [
             txn_op(
-                [compare_create_revision(self.key(g.identity), "=", g.fencing_token)]
+                [fence_compare(self._keys, g.identity, g.fencing_token)]
                 + ([compare_value(self.key(g.identity), "=", asker)] if asker else []),
                 [delete_op(self.key(g.identity), prev_kv=True)],
             )
@@ -420,6 +421,21 @@ class EtcdLeaseProvider:
         }
         await self._sessions.end_if_idle(sorted(emptied))
 
+    # -- ownership (LeaseOwnership) -------------------------------------------------
+    # One read each and no retry: callers (routing, the claim loop) poll and retry
+    # themselves, and must see an outage at once.
+
+    async def holder_of(self, identity: str) -> str | None:
+        with _etcd_unavailable():
+            kv = await self._client.get(self.key(identity))
+        return kv.value.decode() if kv is not None else None
+
+    async def holders(self) -> dict[str, str]:
+        leases = self._keys.leases
+        with _etcd_unavailable():
+            reply = await self._client.range(leases, range_end=prefix_end(leases))
+        return {self._keys.lease_identity(kv.key): kv.value.decode() for kv in reply.kvs}
+
     # -- list ------------------------------------------------------------------------
 
     async def list_leases(
@@ -427,8 +443,9 @@ class EtcdLeaseProvider:
     ) -> tuple[list[Lease], str]:
         size = check_page_size(page_size)
         after = decode_page_token(page_token)
-        start = self.key(after) + b"\0" if after is not None else to_bytes(self._leases_prefix)
-        end = prefix_end(self._leases_prefix)
+        leases = self._keys.leases
+        start = self.key(after) + b"\0" if after is not None else leases
+        end = prefix_end(leases)
         with _etcd_unavailable():
             reply = await self._retry(lambda: self._client.range(start, end, limit=size))
             lease_ids = sorted({kv.lease for kv in reply.kvs if kv.lease})
@@ -436,15 +453,14 @@ class EtcdLeaseProvider:
                 *(self._retry(partial(self._client.lease_time_to_live, i)) for i in lease_ids)
             )
         remaining = {i: max(int(info.TTL), 0) for i, info in zip(lease_ids, infos, strict=True)}
-        offset = len(to_bytes(self._leases_prefix))
-        leases = [
+        found = [
             Lease(
-                AgentIdentity(kv.key[offset:].decode(errors="replace")),
+                AgentIdentity(self._keys.lease_identity(kv.key)),
                 kv.value.decode(errors="replace"),
                 kv.create_revision,
                 timedelta(seconds=remaining.get(kv.lease, 0)),
             )
             for kv in reply.kvs
         ]
-        next_token = encode_page_token(leases[-1].identity) if reply.more and leases else ""
-        return leases, next_token
+        next_token = encode_page_token(found[-1].identity) if reply.more and found else ""
+        return found, next_token

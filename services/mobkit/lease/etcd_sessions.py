@@ -20,9 +20,10 @@ from datetime import timedelta
 from functools import partial
 from typing import TypeVar
 
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdError
-from mobkit.etcd.ops import compare_create_revision, put_op, range_op, to_bytes, txn_request
+from mobkit.etcd.ops import compare_create_revision, put_op, range_op, txn_request
 from mobkit.lease.etcd_retry import call_with_retry
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,14 @@ class InstanceLeases:
     def __init__(
         self,
         client: EtcdClient,
-        sessions_prefix: str,
+        keyspace: Keyspace,
         *,
         retry_budget: float,
         clock: Callable[[], float] = time.monotonic,
         on_revision: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._client = client
-        self._prefix = sessions_prefix
+        self._keys = keyspace
         self._budget = retry_budget
         self._clock = clock
         self._on_revision = on_revision
@@ -67,10 +68,10 @@ class InstanceLeases:
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     def session_key(self, holder: str, ttl_s: int) -> bytes:
-        return to_bytes(f"{self._prefix}{ttl_s}/{holder}")
+        return self._keys.lease_session(ttl_s, holder)
 
     def is_session_key(self, key: bytes) -> bool:
-        return key.startswith(to_bytes(self._prefix))
+        return self._keys.is_lease_session(key)
 
     def known(self, lease_id: int) -> InstanceLease | None:
         return self._by_id.get(lease_id)

@@ -150,6 +150,16 @@ class MemoryLeaseProvider:
         return page, encode_page_token(page[-1].identity) if more else ""
 
 
+    async def holder_of(self, identity: str) -> str | None:
+        self._now()
+        key = self._keys.get(identity)
+        return key.holder if key is not None else None
+
+    async def holders(self) -> dict[str, str]:
+        self._now()
+        return {identity: key.holder for identity, key in self._keys.items()}
+
+
 def _current(key: _Key, grant: LeaseGrant, asker: str | None) -> bool:
     """Whether ``grant`` is the identity's current lease (and ``asker``'s, if named)."""
     return key.token == grant.fencing_token and (asker is None or key.holder == asker)

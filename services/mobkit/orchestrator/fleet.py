@@ -4,8 +4,10 @@
   own, kept alive in the background: a replica that dies drops out of the list
   after about half a lease TTL (``registration_ttl``), before its identity
   leases expire.
-* Who owns an identity is the value of its lease key ``<prefix>/leases/<identity>``
-  (the holder string ``<instance>~<incarnation>@<address>``).
+* Who owns an identity (and which identities are held at all) is the lease
+  provider's answer (:class:`~mobkit.lease.domain.LeaseOwnership`): a holder string,
+  :class:`~mobkit.core.holder.Holder`. Every key here comes from
+  :class:`~mobkit.core.keyspace.Keyspace`.
 * Operator intents ``<prefix>/intents/<identity>`` (``suspended`` or ``retired``)
   outlive the replica that carried them out: no replica claims such an identity
   until ResumeIdentity deletes the intent.
@@ -24,23 +26,26 @@ import math
 from collections.abc import Callable, Iterable
 
 from mobkit.core.errors import BackendUnavailable
+from mobkit.core.holder import Holder
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError, backend_error
 from mobkit.etcd.ops import (
-    compare_create_revision,
     delete_op,
     prefix_end,
     put_op,
     txn_request,
 )
+from mobkit.lease.domain import LeaseOwnership
+from mobkit.lease.etcd_backend import EtcdLeaseProvider
+from mobkit.lease.etcd_fence import fence_compare
 
 log = logging.getLogger("mobkit.fleet")
 
 
 def holder_address(holder: str) -> str | None:
     """``inst~inc@127.0.0.1:7700`` -> ``127.0.0.1:7700``."""
-    _, sep, address = holder.rpartition("@")
-    return address if sep and address else None
+    return Holder(holder).address
 
 
 def fair_share(desired: int, replicas: int) -> int:
@@ -57,7 +62,7 @@ def registration_ttl(lease_ttl: float) -> int:
 
 def preference(identities: Iterable[str], holder: str) -> list[str]:
     """Identities in this replica's rendezvous order (most wanted first)."""
-    instance = holder.split("@", 1)[0]
+    instance = Holder(holder).replica
 
     def score(identity: str) -> bytes:
         return hashlib.blake2b(f"{identity}|{instance}".encode(), digest_size=8).digest()
@@ -66,12 +71,22 @@ def preference(identities: Iterable[str], holder: str) -> list[str]:
 
 
 class ReplicaRegistry:
-    def __init__(self, client: EtcdClient, prefix: str, holder: str, ttl_s: int) -> None:
-        base = prefix.rstrip("/")
+    def __init__(
+        self,
+        client: EtcdClient,
+        prefix: str,
+        holder: str,
+        ttl_s: int,
+        *,
+        leases: LeaseOwnership | None = None,
+    ) -> None:
         self._client = client
-        self._replicas = f"{base}/replicas/".encode()
-        self._leases = f"{base}/leases/"
-        self._intents = f"{base}/intents/".encode()
+        self._keys = Keyspace(prefix)
+        # Who owns what is the lease provider's to say; by default the etcd one on the
+        # same keys (one read per question, whether the suite runs split or not).
+        self._leases = leases if leases is not None else EtcdLeaseProvider(client, prefix)
+        self._replicas = self._keys.replicas
+        self._intents = self._keys.intents
         self.holder = holder
         self._ttl = max(1, ttl_s)
         self._lease_id = 0
@@ -86,7 +101,7 @@ class ReplicaRegistry:
 
     async def _register(self) -> None:
         self._lease_id, _ = await self._client.grant_lease(self._ttl)
-        await self._client.put(self._replicas + self.holder.encode(), b"", lease=self._lease_id)
+        await self._client.put(self._keys.replica(self.holder), b"", lease=self._lease_id)
 
     async def _keepalive(self) -> None:
         while True:
@@ -107,15 +122,11 @@ class ReplicaRegistry:
         return sorted(kv.key[len(self._replicas) :].decode() for kv in reply.kvs)
 
     async def owner(self, identity: str) -> str | None:
-        try:
-            kv = await self._client.get(f"{self._leases}{identity}")
-        except EtcdError as exc:
-            raise backend_error(exc) from exc
-        return kv.value.decode() if kv is not None else None
+        return await self._leases.holder_of(identity)
 
     async def held(self) -> dict[str, str]:
         """Every identity that has a lease key now, with its holder: one read."""
-        return await self._by_identity(self._leases.encode())
+        return await self._leases.holders()
 
     async def intents(self) -> dict[str, str]:
         """Every identity with an operator intent, and the intent: one read."""
@@ -133,10 +144,10 @@ class ReplicaRegistry:
         while the identity's lease key is still the one that token names, so a stale
         owner cannot suspend or retire what another replica now runs. Returns whether
         it was written."""
-        key = self._intents + identity.encode()
+        key = self._keys.intent(identity)
         write = put_op(key, intent.encode()) if intent is not None else delete_op(key)
         compare = (
-            [compare_create_revision(f"{self._leases}{identity}", "=", fencing_token)]
+            [fence_compare(self._keys, identity, fencing_token)]
             if fencing_token
             else []
         )
@@ -162,7 +173,7 @@ class ReplicaRegistry:
 
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(follow(self._leases.encode()))
+                group.create_task(follow(self._keys.leases))
                 group.create_task(follow(self._replicas))
                 group.create_task(follow(self._intents))
         except* EtcdError as failed:

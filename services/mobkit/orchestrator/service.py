@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
+from mobkit.core.holder import Holder
 from mobkit.etcd.compactor import Compactor
 from mobkit.events.retention import Retention, trimmer_for
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
@@ -24,15 +24,9 @@ from mobkit.server.resources import Resources
 
 
 def holder(settings: Settings) -> str:
-    """The lease holder string ``<instance>~<incarnation>@<address>``.
-
-    The address lets other replicas forward calls to the owner. The incarnation is
-    new for every process: a replica restarted under the same instance id must not
-    be handed its dead predecessor's grants (same fencing token), or a paused
-    predecessor that wakes up could write under the token the successor uses.
-    """
+    """This process's lease holder string (:class:`~mobkit.core.holder.Holder`)."""
     address = settings.advertise or settings.listen
-    return f"{settings.instance_id()}~{secrets.token_hex(4)}@{address}"
+    return str(Holder.fresh(settings.instance_id(), address))
 
 
 async def build(settings: Settings, resources: Resources) -> ServiceRegistration:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 
 from mobkit.core.errors import RosterInvalid, RosterUnavailable
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError
 from mobkit.etcd.ops import compare_mod_revision, put_op, txn_request
@@ -31,13 +32,12 @@ from mobkit.roster.state import RosterState
 
 log = logging.getLogger("mobkit.roster")
 
-DOCUMENT_KEY = "roster/document"
 _RETRY_DELAY = 0.5
 
 
 def roster_key(etcd_prefix: str) -> str:
     """``/mobkit`` -> ``/mobkit/roster/document`` (a trailing ``/`` is fine too)."""
-    return f"{etcd_prefix.rstrip('/')}/{DOCUMENT_KEY}"
+    return Keyspace(etcd_prefix).roster_document.decode()
 
 
 class EtcdRoster(RosterState):

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from mobkit.core.holder import Holder
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.processes import ServeProcess
@@ -87,7 +88,7 @@ async def wait_fleet(
         try:
             statuses = await all_statuses(channel)
             active = [s for s in statuses if s.state == ACTIVE and s.HasField("owner")]
-            last = Counter(s.owner.split("~")[0] for s in active)
+            last = Counter(Holder(s.owner).instance for s in active)
             if len(active) == expected and len(last) == owners:
                 return last
         except grpc.aio.AioRpcError:

@@ -328,7 +328,7 @@ async def test_served_orchestrator_trims_its_log_by_age(
         data_dir=str(tmp_path),
         continuity_backend="sqlite",
         lease_ttl=3.0,
-        event_retention=1.5,
+        event_retention=4.0,
         event_retention_count=0,
         event_trim_interval=0.2,
     ) as (_server, channel, _):
@@ -348,9 +348,14 @@ async def test_served_orchestrator_trims_its_log_by_age(
 
         # ... ListEvents from 0 starts at the floor, and a cursor below it is stale.
         await o.Send(send_request("a2", "remember y"), timeout=20)
-        reply = await o.ListEvents(svc.ListEventsRequest(after_seq=0, page_size=100), timeout=5)
-        assert reply.events and all(e.cursor > first.latest_cursor for e in reply.events)
-        assert any(e.kind == "turn_completed" for e in reply.events)
+
+        # The turn's events are appended by the orchestrator's sink, after the reply.
+        async def new_turn_listed() -> bool:
+            reply = await o.ListEvents(svc.ListEventsRequest(after_seq=0, page_size=100), timeout=5)
+            assert all(e.cursor > first.latest_cursor for e in reply.events)
+            return any(e.kind == "turn_completed" for e in reply.events)
+
+        await until(new_turn_listed, "the second turn's events, and only newer ones, from 0")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await o.ListEvents(svc.ListEventsRequest(after_seq=old, page_size=10), timeout=5)
         assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE

@@ -8,7 +8,7 @@ import pytest
 
 from mobkit.etcd import EtcdClient, EtcdUnavailable
 from mobkit.etcd.ops import compare_create_revision, put_op, range_op, txn_op, txn_request
-from mobkit.etcd.process import EtcdCluster
+from mobkit.testing.etcd_cluster import EtcdCluster
 
 CLIENT_TIMEOUT = 10.0  # covers a leader election
 

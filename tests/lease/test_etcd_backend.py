@@ -19,10 +19,11 @@ from mobkit.core.types import Acquired, AlreadyHeld, LeaseGrant, Lost, Renewed
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdUnavailable
 from mobkit.etcd.ops import prefix_end
-from mobkit.etcd.process import EtcdCluster, EtcdProcess
+from mobkit.etcd.process import EtcdProcess
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2
 from mobkit.lease.client import GrpcLeaseProvider
 from mobkit.lease.etcd_backend import EtcdLeaseProvider
+from mobkit.testing.etcd_cluster import EtcdCluster
 from mobkit.testing.servers import running_services
 
 TTL = timedelta(seconds=10)

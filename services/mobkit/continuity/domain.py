@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, Self, runtime_checkable
 
-from mobkit.core.errors import ContinuityStoreError, InvalidArgument
+from mobkit.core.errors import ContinuityStoreError, InvalidArgument, Metadata
 from mobkit.core.identity import AgentIdentity, SessionId
 from mobkit.core.types import (
     ContinuityHealth,
@@ -99,6 +99,10 @@ class IncompleteResolve(ContinuityStoreError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"resolve_many answered incompletely: {detail}", detail=detail)
         self.detail = detail
+
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["detail"])
 
 
 @runtime_checkable

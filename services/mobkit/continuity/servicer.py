@@ -10,21 +10,12 @@ from mobkit.continuity.domain import ContinuityStore, check_resolve_entries
 from mobkit.core import errors as e
 from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
 from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
-from mobkit.server.errors import ErrorTable, common_errors
+from mobkit.server.errors import ErrorTable, service_errors
 from mobkit.wire import continuity as wire
 
 SERVICE_NAME = "mobkit.continuity.v1.ContinuityStoreService"
 
-ERRORS: ErrorTable = {
-    **common_errors(),
-    e.StaleFencingToken: grpc.StatusCode.FAILED_PRECONDITION,
-    e.StaleCheckpointVersion: grpc.StatusCode.FAILED_PRECONDITION,
-    e.GenerationMismatch: grpc.StatusCode.FAILED_PRECONDITION,
-    e.ContinuityRecordNotFound: grpc.StatusCode.NOT_FOUND,
-    e.StoreCorruption: grpc.StatusCode.DATA_LOSS,
-    e.SnapshotTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    e.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
-}
+ERRORS: ErrorTable = service_errors(*e.CONTINUITY_ERRORS, e.StoreUnavailable)
 
 
 class ContinuityServicer(svc_grpc.ContinuityStoreServiceServicer):

@@ -9,17 +9,14 @@ from mobkit.core.identity import parse_identity
 from mobkit.customizer.domain import AgentCustomizer
 from mobkit.gen.customizer.v1 import customizer_service_pb2 as pb
 from mobkit.gen.customizer.v1 import customizer_service_pb2_grpc as pb_grpc
-from mobkit.server.errors import common_errors
+from mobkit.server.errors import service_errors
 from mobkit.wire import customizer as wire
 from mobkit.wire.roster import spec_from_proto
 
 SERVICE_NAME = "mobkit.customizer.v1.AgentCustomizerService"
 
 # CustomizerUnavailable is a BackendUnavailable: UNAVAILABLE through the base entry.
-ERRORS: dict[type[BaseException], grpc.StatusCode] = {
-    **common_errors(),
-    CustomizerFailed: grpc.StatusCode.FAILED_PRECONDITION,
-}
+ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors(CustomizerFailed)
 
 
 class CustomizerServicer(pb_grpc.AgentCustomizerServiceServicer):

@@ -1,8 +1,9 @@
 """Local etcd processes for tests, benchmarks and the embedded default deployment.
 
-:class:`EtcdProcess` runs one ``etcd`` on free loopback ports; :class:`EtcdCluster` runs
-an n-member static cluster. Both can kill, pause and restart members on the same data
-directory and ports, which is what failure tests need. Processes never outlive the
+:class:`EtcdProcess` runs one ``etcd`` on free loopback ports (``mobkit up`` starts,
+health-checks, restarts and stops it); it can also kill, pause and restart on the same
+data directory and ports, which is what failure tests need. The n-member test cluster
+is :class:`mobkit.testing.etcd_cluster.EtcdCluster`. Processes never outlive the
 Python process that started them: they are killed on garbage collection and at exit,
 and on Linux the kernel kills them if that process dies (``PR_SET_PDEATHSIG``).
 """
@@ -36,7 +37,7 @@ from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 __all__ = [
     "DEFAULT_QUOTA_BYTES",
-    "EtcdCluster",
+    "START_ATTEMPTS",
     "EtcdProcess",
     "EtcdServerTLS",
     "EtcdStartError",
@@ -52,7 +53,7 @@ DEFAULT_COMPACTION_MODE = "periodic"
 DEFAULT_COMPACTION_RETENTION = "1h"
 """etcd's own compactor keeps an hour of history, a backstop behind MobKit's compactor."""
 _PORT_IN_USE = "address already in use"
-_START_ATTEMPTS = 3
+START_ATTEMPTS = 3
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -369,7 +370,7 @@ class EtcdProcess:
         someone else is retried with fresh ports.
         """
         fresh = not self.data_dir.exists()
-        for attempt in range(_START_ATTEMPTS):
+        for attempt in range(START_ATTEMPTS):
             self.spawn()
             if not wait:
                 return self
@@ -384,7 +385,7 @@ class EtcdProcess:
     async def start_async(self) -> Self:
         """:meth:`start` without blocking the event loop while etcd boots."""
         fresh = not self.data_dir.exists()
-        for attempt in range(_START_ATTEMPTS):
+        for attempt in range(START_ATTEMPTS):
             self.spawn()  # in this thread: see _die_with_parent
             try:
                 await self.wait_healthy_async()
@@ -399,7 +400,7 @@ class EtcdProcess:
         retry = (
             fresh
             and not self._fixed_ports
-            and attempt + 1 < _START_ATTEMPTS
+            and attempt + 1 < START_ATTEMPTS
             and self.port_collision()
         )
         self.kill()
@@ -501,7 +502,7 @@ class EtcdProcess:
             self.stop()
         else:
             self.kill()
-        for attempt in range(_START_ATTEMPTS):
+        for attempt in range(START_ATTEMPTS):
             self.spawn()
             if not wait:
                 return self
@@ -510,7 +511,7 @@ class EtcdProcess:
                 return self
             except EtcdStartError:
                 # Our own old listener can linger for a moment; anything else is fatal.
-                if attempt + 1 == _START_ATTEMPTS or not self.port_collision():
+                if attempt + 1 == START_ATTEMPTS or not self.port_collision():
                     self.kill()
                     raise
                 self.kill()
@@ -523,13 +524,13 @@ class EtcdProcess:
             await self.stop_async()
         else:
             self.kill()
-        for attempt in range(_START_ATTEMPTS):
+        for attempt in range(START_ATTEMPTS):
             self.spawn()
             try:
                 await self.wait_healthy_async()
                 return self
             except EtcdStartError:
-                if attempt + 1 == _START_ATTEMPTS or not self.port_collision():
+                if attempt + 1 == START_ATTEMPTS or not self.port_collision():
                     self.kill()
                     raise
                 self.kill()
@@ -606,161 +607,3 @@ class EtcdProcess:
         return (
             f"EtcdProcess(name={self.name!r}, port={port}, pid={self.pid}, running={self.running})"
         )
-
-
-class EtcdCluster:
-    """An ``n``-member static etcd cluster on loopback (members ``m0`` .. ``m{n-1}``)."""
-
-    def __init__(
-        self,
-        base_dir: str | Path,
-        n: int = 3,
-        *,
-        binary: str | Path | None = None,
-        heartbeat_ms: int = 50,
-        election_ms: int = 500,
-        unsafe_no_fsync: bool = False,
-        startup_timeout: float = 30.0,
-        extra_args: Sequence[str] = (),
-        quota_backend_bytes: int = DEFAULT_QUOTA_BYTES,
-        auto_compaction_mode: str = DEFAULT_COMPACTION_MODE,
-        auto_compaction_retention: str = DEFAULT_COMPACTION_RETENTION,
-    ) -> None:
-        if n < 1:
-            raise ValueError("a cluster needs at least one member")
-        self.base_dir = Path(base_dir)
-        self.n = n
-        self._kwargs = {
-            "binary": binary if binary is not None else find_etcd_binary(),
-            "heartbeat_ms": heartbeat_ms,
-            "election_ms": election_ms,
-            "unsafe_no_fsync": unsafe_no_fsync,
-            "startup_timeout": startup_timeout,
-            "extra_args": extra_args,
-            "quota_backend_bytes": quota_backend_bytes,
-            "auto_compaction_mode": auto_compaction_mode,
-            "auto_compaction_retention": auto_compaction_retention,
-        }
-        self.members: list[EtcdProcess] = []
-
-    def _build(self) -> None:
-        ports = free_ports(2 * self.n)
-        names = [f"m{i}" for i in range(self.n)]
-        peers = ",".join(f"{nm}=http://{HOST}:{ports[2 * i + 1]}" for i, nm in enumerate(names))
-        token = f"mobkit-{uuid.uuid4().hex[:12]}"
-        self.members = [
-            EtcdProcess(
-                self.base_dir / nm,
-                name=nm,
-                client_port=ports[2 * i],
-                peer_port=ports[2 * i + 1],
-                initial_cluster=peers,
-                cluster_token=token,
-                **self._kwargs,  # type: ignore[arg-type]
-            )
-            for i, nm in enumerate(names)
-        ]
-
-    @property
-    def endpoints(self) -> list[str]:
-        return [m.endpoint for m in self.members]
-
-    def __getitem__(self, index: int) -> EtcdProcess:
-        return self.members[index]
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def start(self) -> Self:
-        """Start every member and wait until each serves linearizable reads."""
-        for attempt in range(_START_ATTEMPTS):
-            self._spawn_all()
-            try:
-                for m in self.members:
-                    m.wait_healthy()
-                return self
-            except EtcdStartError:
-                if not self._retry_start(attempt):
-                    raise
-        raise AssertionError("unreachable")
-
-    async def start_async(self) -> Self:
-        """:meth:`start` without blocking the event loop while the members boot."""
-        for attempt in range(_START_ATTEMPTS):
-            self._spawn_all()  # in this thread: see _die_with_parent
-            try:
-                for m in self.members:
-                    await m.wait_healthy_async()
-                return self
-            except EtcdStartError:
-                if not self._retry_start(attempt):
-                    raise
-        raise AssertionError("unreachable")
-
-    def _spawn_all(self) -> None:
-        self._build()
-        # All members must be up before any can elect a leader and report healthy.
-        for m in self.members:
-            m.spawn()
-
-    def _retry_start(self, attempt: int) -> bool:
-        collided = any(m.port_collision() for m in self.members)
-        for m in self.members:
-            m.kill()
-        if not collided or attempt + 1 == _START_ATTEMPTS:
-            return False
-        shutil.rmtree(self.base_dir, ignore_errors=True)
-        return True
-
-    def stop(self) -> None:
-        for m in self.members:
-            m.stop()
-
-    def leader_index(self, timeout: float = 10.0) -> int:
-        """Index of the leader, waiting (up to ``timeout``) until the running members
-        agree on one that is itself running (after a leader dies: the new leader)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            ids: dict[int, int] = {}
-            views: list[int] = []
-            for i, m in enumerate(self.members):
-                if not m.running or m.paused:
-                    continue
-                with contextlib.suppress(grpc.RpcError):
-                    status = m.status(timeout=0.5)
-                    ids[status.header.member_id] = i
-                    views.append(status.leader)
-            if views and len(set(views)) == 1 and views[0] in ids:
-                return ids[views[0]]
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no agreed leader among running members within {timeout}s")
-            time.sleep(0.05)
-
-    async def leader_index_async(self, timeout: float = 10.0) -> int:
-        return await asyncio.to_thread(self.leader_index, timeout)
-
-    def kill(self, index: int) -> None:
-        self.members[index].kill()
-
-    def restart(self, index: int, *, graceful: bool = True) -> EtcdProcess:
-        return self.members[index].restart(graceful=graceful)
-
-    async def restart_async(self, index: int, *, graceful: bool = True) -> EtcdProcess:
-        return await self.members[index].restart_async(graceful=graceful)
-
-    def pause(self, index: int) -> None:
-        self.members[index].pause()
-
-    def resume(self, index: int) -> None:
-        self.members[index].resume()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -8,13 +8,12 @@ previous holder's writes. No gRPC here.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
+from mobkit.core import page_token
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.identity import AgentIdentity, parse_identities, parse_runtime_instance
 from mobkit.core.types import LeaseAcquireResult, LeaseGrant, LeaseRenewResult
@@ -26,7 +25,8 @@ MAX_TTL = timedelta(hours=1)
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
-_PAGE_TOKEN_PREFIX = b"lease-after:"
+_PAGE_TOKEN_PREFIX = "lease-after:"
+_NOT_OURS = "not a token returned by ListLeases"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,20 +145,14 @@ def check_page_size(page_size: int) -> int:
 
 def encode_page_token(last_identity: str) -> str:
     """An opaque token resuming a listing after ``last_identity``."""
-    return base64.urlsafe_b64encode(_PAGE_TOKEN_PREFIX + last_identity.encode()).decode()
+    return page_token.encode(_PAGE_TOKEN_PREFIX + last_identity)
 
 
 def decode_page_token(token: str) -> str | None:
     """The identity a listing resumes after, or None for the first page."""
     if not token:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii"))
-    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
-        raise InvalidArgument("page_token", "not a token returned by ListLeases") from exc
-    if not raw.startswith(_PAGE_TOKEN_PREFIX):
-        raise InvalidArgument("page_token", "not a token returned by ListLeases")
-    try:
-        return raw[len(_PAGE_TOKEN_PREFIX) :].decode()
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument("page_token", "not a token returned by ListLeases") from exc
+    payload = page_token.decode(token, _NOT_OURS)
+    if not payload.startswith(_PAGE_TOKEN_PREFIX):
+        raise InvalidArgument("page_token", _NOT_OURS)
+    return payload[len(_PAGE_TOKEN_PREFIX) :]

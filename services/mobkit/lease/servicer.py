@@ -15,13 +15,13 @@ from mobkit.gen.lease.v1 import lease_service_pb2_grpc as pb_grpc
 from mobkit.lease.domain import LeaseProvider
 from mobkit.security.auth import Principal
 from mobkit.server import context as callctx
-from mobkit.server.errors import common_errors
+from mobkit.server.errors import service_errors
 from mobkit.wire import lease as wire
 
 SERVICE_NAME = "mobkit.lease.v1.LeaseService"
 
 # LeaseProviderUnavailable is a BackendUnavailable: UNAVAILABLE through the base entry.
-ERRORS: dict[type[BaseException], grpc.StatusCode] = {**common_errors()}
+ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors()
 
 
 class LeaseServicer(pb_grpc.LeaseServiceServicer):

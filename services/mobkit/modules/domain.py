@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Self
 
-from mobkit.core.errors import MobKitError
+from mobkit.core.error_registry import REGISTRY
+from mobkit.core.errors import Metadata, MobKitError
 from mobkit.core.types import ModuleConfig
 
 TOOL_SEPARATOR = "."
@@ -47,10 +49,12 @@ class ModuleError(MobKitError):
     """Base of the module and tool errors."""
 
 
+@REGISTRY.specific
 class ModuleStartFailed(ModuleError):
     """A required module could not start: start-up fails with this one line."""
 
     reason = "MODULE_START_FAILED"
+    grpc_code = "FAILED_PRECONDITION"
 
     def __init__(self, module: str, detail: str) -> None:
         super().__init__(
@@ -59,31 +63,49 @@ class ModuleStartFailed(ModuleError):
         self.module = module
         self.detail = detail
 
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["module"], metadata["detail"])
 
+
+@REGISTRY.specific
 class ModuleUnavailable(ModuleError):
     """The module is not healthy (restarting, parked...) or died during the call."""
 
     reason = "MODULE_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
 
     def __init__(self, module: str, detail: str) -> None:
         super().__init__(f"module {module!r} unavailable: {detail}", module=module, detail=detail)
         self.module = module
         self.detail = detail
 
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["module"], metadata["detail"])
 
+
+@REGISTRY.specific
 class ToolNotFound(ModuleError):
     reason = "TOOL_NOT_FOUND"
+    grpc_code = "NOT_FOUND"
 
     def __init__(self, tool: str, detail: str) -> None:
         super().__init__(f"no tool {tool!r}: {detail}", tool=tool, detail=detail)
         self.tool = tool
         self.detail = detail
 
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["tool"], metadata["detail"])
 
+
+@REGISTRY.specific
 class ToolNotGranted(ModuleError):
     """The agent's build draft does not list the tool: it may not call it."""
 
     reason = "TOOL_NOT_GRANTED"
+    grpc_code = "PERMISSION_DENIED"
 
     def __init__(self, identity: str, tool: str) -> None:
         super().__init__(
@@ -94,13 +116,23 @@ class ToolNotGranted(ModuleError):
         self.identity = identity
         self.tool = tool
 
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["identity"], metadata["tool"])
 
+
+@REGISTRY.specific
 class ToolFailed(ModuleError):
     """The tool ran and reported an error (MCP ``isError`` or a JSON-RPC error)."""
 
     reason = "TOOL_FAILED"
+    grpc_code = "FAILED_PRECONDITION"
 
     def __init__(self, tool: str, detail: str) -> None:
         super().__init__(f"tool {tool!r} failed: {detail}", tool=tool, detail=detail)
         self.tool = tool
         self.detail = detail
+
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["tool"], metadata["detail"])

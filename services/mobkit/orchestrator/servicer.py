@@ -18,7 +18,7 @@ from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
 from mobkit.runtime.domain import CallbackUnavailable, SessionNotFound
 from mobkit.server.conditions import BACKEND_UNAVAILABLE, BackendConditions
-from mobkit.server.errors import ErrorTable, common_errors
+from mobkit.server.errors import ErrorTable, service_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
 from mobkit.wire.modules import status_to_proto as module_status_to_proto
 from mobkit.wire.orchestrator import (
@@ -35,29 +35,24 @@ from mobkit.wire.topology import edge_to_proto
 
 SERVICE_NAME = "mobkit.orchestrator.v1.OrchestratorService"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
-C = grpc.StatusCode
-
-ERRORS: ErrorTable = {
-    **common_errors(),
-    e.IdentityNotFound: C.NOT_FOUND,
-    e.NotAddressable: C.FAILED_PRECONDITION,
-    e.NotActive: C.FAILED_PRECONDITION,
-    e.InvalidTransition: C.FAILED_PRECONDITION,
-    e.StaleEventCursor: C.OUT_OF_RANGE,
-    e.TopologyViolation: C.PERMISSION_DENIED,
-    e.CustomizerFailed: C.FAILED_PRECONDITION,
-    e.RosterInvalid: C.FAILED_PRECONDITION,
-    e.SelfEdge: C.INVALID_ARGUMENT,
-    e.StaleFencingToken: C.FAILED_PRECONDITION,
-    e.StaleCheckpointVersion: C.FAILED_PRECONDITION,
-    e.GenerationMismatch: C.FAILED_PRECONDITION,
-    e.ContinuityRecordNotFound: C.NOT_FOUND,
-    e.StoreCorruption: C.DATA_LOSS,
-    e.SnapshotTooLarge: C.RESOURCE_EXHAUSTED,
-    SessionNotFound: C.NOT_FOUND,
-    CallbackUnavailable: C.UNAVAILABLE,  # a remote runtime's agent messaged a peer, ...
-    **MODULE_ERRORS,  # a turn's tool calls
-}
+ERRORS: ErrorTable = service_errors(
+    e.IdentityNotFound,
+    e.NotAddressable,
+    e.NotActive,
+    e.InvalidTransition,
+    e.StaleEventCursor,
+    e.TopologyViolation,
+    e.CustomizerFailed,
+    e.RosterInvalid,
+    e.SelfEdge,
+    *e.CONTINUITY_ERRORS,
+    SessionNotFound,
+    CallbackUnavailable,  # a remote runtime's agent messaged a peer, ...
+    *MODULE_ERRORS,  # a turn's tool calls
+    # The roster the orchestrator reconciles is its own state, not the request's
+    # argument (the roster service answers INVALID_ARGUMENT).
+    overrides={e.RosterInvalid: grpc.StatusCode.FAILED_PRECONDITION},
+)
 
 
 def _page(page_size: int) -> int:

@@ -23,6 +23,8 @@ class RosterUnreadable(RosterInvalid):
     request was fine, the source is not.
     """
 
+    grpc_code = "FAILED_PRECONDITION"
+
 
 @dataclass(frozen=True, slots=True)
 class RosterProblem:

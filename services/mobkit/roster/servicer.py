@@ -10,17 +10,13 @@ from mobkit.core.errors import RosterInvalid
 from mobkit.gen.roster.v1 import roster_service_pb2 as pb
 from mobkit.gen.roster.v1 import roster_service_pb2_grpc as pb_grpc
 from mobkit.roster.domain import RosterProvider, RosterUnreadable
-from mobkit.server.errors import common_errors
+from mobkit.server.errors import service_errors
 from mobkit.wire import roster as wire
 
 SERVICE_NAME = "mobkit.roster.v1.RosterService"
 
 # RosterUnavailable is a BackendUnavailable: UNAVAILABLE through the base entry.
-ERRORS: dict[type[BaseException], grpc.StatusCode] = {
-    **common_errors(),
-    RosterInvalid: grpc.StatusCode.INVALID_ARGUMENT,
-    RosterUnreadable: grpc.StatusCode.FAILED_PRECONDITION,
-}
+ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors(RosterInvalid, RosterUnreadable)
 
 
 class RosterServicer(pb_grpc.RosterServiceServicer):

@@ -3,31 +3,45 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
-from mobkit.core.errors import MobKitError
+from mobkit.core.error_registry import REGISTRY
+from mobkit.core.errors import Metadata, MobKitError
 from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
 from mobkit.runtime.sdk import PeerSender, ToolCaller
 
 
+@REGISTRY.specific
 class SessionNotFound(MobKitError):
     reason = "SESSION_NOT_FOUND"
+    grpc_code = "NOT_FOUND"
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"no open session {session_id!r} in this runtime", session_id=session_id)
         self.session_id = session_id
 
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["session_id"])
 
+
+@REGISTRY.specific
 class SessionClosed(MobKitError):
     """The session's teardown gate is closed: a stale handle failed closed."""
 
     reason = "SESSION_CLOSED"
+    grpc_code = "FAILED_PRECONDITION"
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {session_id!r} was torn down", session_id=session_id)
         self.session_id = session_id
 
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["session_id"])
 
+
+@REGISTRY.specific
 class CallbackUnavailable(MobKitError):
     """An agent asked for a callback (peer message, tool call) its host cannot provide.
 
@@ -38,6 +52,7 @@ class CallbackUnavailable(MobKitError):
     """
 
     reason = "CALLBACK_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
 
     def __init__(self, session_id: str, callback: str) -> None:
         super().__init__(
@@ -48,6 +63,10 @@ class CallbackUnavailable(MobKitError):
         )
         self.session_id = session_id
         self.callback = callback
+
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["session_id"], metadata["callback"])
 
 
 @dataclass(frozen=True, slots=True)

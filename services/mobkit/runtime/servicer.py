@@ -15,19 +15,14 @@ from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolati
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
 from mobkit.runtime.domain import AgentRuntime, CallbackUnavailable, SessionClosed, SessionNotFound
-from mobkit.server.errors import common_errors
+from mobkit.server.errors import service_errors
 from mobkit.wire import runtime as wire
 
 SERVICE_NAME = "mobkit.runtime.v1.AgentRuntimeService"
 
-ERRORS: dict[type[BaseException], grpc.StatusCode] = {
-    **common_errors(),
-    SessionNotFound: grpc.StatusCode.NOT_FOUND,
-    SessionClosed: grpc.StatusCode.FAILED_PRECONDITION,
-    StoreCorruption: grpc.StatusCode.DATA_LOSS,
-    TopologyViolation: grpc.StatusCode.PERMISSION_DENIED,
-    CallbackUnavailable: grpc.StatusCode.UNAVAILABLE,
-}
+ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors(
+    SessionNotFound, SessionClosed, StoreCorruption, TopologyViolation, CallbackUnavailable
+)
 
 
 class AgentRuntimeServicer(pb_grpc.AgentRuntimeServiceServicer):

@@ -36,7 +36,7 @@ from mobkit.core.bounds import echo
 from mobkit.core.errors import InvalidArgument, MobKitError, PermissionDenied, Unauthenticated
 from mobkit.core.identity import parse_runtime_instance
 from mobkit.security.scopes import IMPLIED, Scope, required_scope
-from mobkit.server.errors import status_for
+from mobkit.wire.status import status_for
 
 AUTHORIZATION = "authorization"
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -20,7 +20,8 @@ import pytest
 import pytest_asyncio
 
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.process import EtcdCluster, EtcdProcess
+from mobkit.etcd.process import EtcdProcess
+from mobkit.testing.etcd_cluster import EtcdCluster
 
 __all__ = ["etcd", "etcd_client", "etcd_cluster", "etcd_prefix", "etcd_session"]
 

@@ -7,17 +7,14 @@ import grpc
 from mobkit.core.errors import SelfEdge
 from mobkit.gen.topology.v1 import topology_service_pb2 as pb
 from mobkit.gen.topology.v1 import topology_service_pb2_grpc as pb_grpc
-from mobkit.server.errors import common_errors
+from mobkit.server.errors import service_errors
 from mobkit.topology.domain import TopologyProvider
 from mobkit.wire import topology as wire
 
 SERVICE_NAME = "mobkit.topology.v1.TopologyService"
 
 # TopologyUnavailable is a BackendUnavailable: UNAVAILABLE through the base entry.
-ERRORS: dict[type[BaseException], grpc.StatusCode] = {
-    **common_errors(),
-    SelfEdge: grpc.StatusCode.INVALID_ARGUMENT,
-}
+ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors(SelfEdge)
 
 
 class TopologyServicer(pb_grpc.TopologyServiceServicer):

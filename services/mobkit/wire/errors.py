@@ -1,9 +1,9 @@
 """``grpc.RpcError`` -> domain exception, for every gRPC client adapter.
 
 The server sends one ``google.rpc.ErrorInfo`` (domain ``mobkit.dev``) per error;
-its ``reason`` picks the exception class and its ``metadata`` fills the
-constructor's arguments, so callers catch the same exceptions whether a provider
-runs in-process or behind gRPC::
+its ``reason`` picks the exception class in :data:`~mobkit.core.error_registry.REGISTRY`
+and the class's ``from_metadata`` rebuilds it, so callers catch the same exceptions
+whether a provider runs in-process or behind gRPC::
 
     try:
         reply = await stub.AcquireLeases(request)
@@ -19,42 +19,15 @@ deadline) becomes ``BackendUnavailable`` for UNAVAILABLE/DEADLINE_EXCEEDED and
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mobkit.core import errors as e
-from mobkit.server.errors import DOMAIN
-
-SHARED: tuple[type[e.MobKitError], ...] = (
-    e.InvalidIdentity,
-    e.InvalidArgument,
-    e.BackendUnavailable,
-    e.BackendFull,
-    e.Unauthenticated,
-    e.PermissionDenied,
-    e.StaleFencingToken,
-    e.StaleCheckpointVersion,
-    e.GenerationMismatch,
-    e.ContinuityRecordNotFound,
-    e.StoreCorruption,
-    e.SnapshotTooLarge,
-    e.RosterInvalid,
-    e.SelfEdge,
-    e.CustomizerFailed,
-    e.IdentityNotFound,
-    e.NotAddressable,
-    e.NotActive,
-    e.InvalidTransition,
-    e.StaleEventCursor,
-    e.TopologyViolation,
-)
-
-# Constructor parameters whose metadata key differs from their name.
-_ALIASES = {"from_state": "from", "to_state": "to", "from_identity": "from", "to_identity": "to"}
+from mobkit.core.error_registry import REGISTRY
+from mobkit.core.errors import DOMAIN
 
 _UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -94,39 +67,21 @@ def error_from_rpc(err: grpc.RpcError, *specific: type[e.MobKitError]) -> e.MobK
                 {"backend": "remote service", "detail": message},
             )
         return RemoteError(code.name, message)
-    classes = {cls.reason: cls for cls in (*SHARED, *specific)}
-    cls = classes.get(info.reason)
+    cls = REGISTRY.decoder(*specific).get(info.reason)
     if cls is None:
         return RemoteError(code.name, message, info.reason)
     return _build(cls, message, dict(info.metadata))
 
 
 def _build(cls: type[e.MobKitError], message: str, metadata: Mapping[str, str]) -> e.MobKitError:
-    """``cls`` from the metadata its constructor names; the server's message and
-    metadata are kept as they were sent."""
-    kwargs: dict[str, object] = {}
-    for name, param in inspect.signature(cls).parameters.items():
-        value = metadata.get(_ALIASES.get(name, name))
-        if name == "message":
-            kwargs[name] = message
-        elif value is not None:
-            kwargs[name] = _coerce(value, str(param.annotation))
-    factory: Callable[..., e.MobKitError] = cls
+    """``cls`` from its metadata; the server's message and metadata are kept as they
+    were sent."""
     try:
-        exc = factory(**kwargs)
-    except (TypeError, ValueError):  # metadata lacks an argument: keep the bare error
+        exc = cls.from_metadata(message, metadata)
+    except (KeyError, TypeError, ValueError):  # metadata lacks an argument: the bare error
         exc = cls.__new__(cls)
         e.MobKitError.__init__(exc, message)
     exc.args = (message,)
     exc.message = message
     exc.metadata = dict(metadata)
     return exc
-
-
-def _coerce(value: str, annotation: str) -> object:
-    if annotation.startswith("int"):
-        try:
-            return int(value)
-        except ValueError:
-            return value
-    return value

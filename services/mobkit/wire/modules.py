@@ -1,15 +1,14 @@
 """Proto <-> domain for the module messages of ``mobkit.orchestrator.v1``, and the
-gRPC codes of the module errors."""
+module errors a servicer reports."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from mobkit.core.types import ModuleConfig, RestartPolicy
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.modules.domain import (
+    ModuleError,
     ModuleHealth,
     ModuleStartFailed,
     ModuleStatus,
@@ -19,14 +18,15 @@ from mobkit.modules.domain import (
     ToolNotGranted,
 )
 
-ERRORS: dict[type[BaseException], grpc.StatusCode] = {
-    ModuleUnavailable: grpc.StatusCode.UNAVAILABLE,
-    ModuleStartFailed: grpc.StatusCode.FAILED_PRECONDITION,
-    ToolNotFound: grpc.StatusCode.NOT_FOUND,
-    ToolNotGranted: grpc.StatusCode.PERMISSION_DENIED,
-    ToolFailed: grpc.StatusCode.FAILED_PRECONDITION,
-}
-"""Merge into a servicer's error table (the orchestrator's: turns run tools)."""
+ERRORS: tuple[type[ModuleError], ...] = (
+    ModuleUnavailable,
+    ModuleStartFailed,
+    ToolNotFound,
+    ToolNotGranted,
+    ToolFailed,
+)
+"""List in a servicer's ``service_errors`` (the orchestrator's: turns run tools); each
+declares its code."""
 
 _POLICY: dict[RestartPolicy, Any] = {
     RestartPolicy.NEVER: pb.RESTART_POLICY_NEVER,

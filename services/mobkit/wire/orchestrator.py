@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
+from mobkit.core import page_token
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.identity import AgentIdentity, SessionId
 from mobkit.core.types import (
@@ -243,18 +243,18 @@ def status_from_proto(msg: orchestrator_pb2.IdentityStatus) -> IdentityStatus:
 _AFTER = "after:"
 
 
+_NOT_OURS = "not a token this server issued"
+
+
 def status_page_token(last_identity: str) -> str:
-    return base64.urlsafe_b64encode(f"{_AFTER}{last_identity}".encode()).decode()
+    return page_token.encode(f"{_AFTER}{last_identity}")
 
 
 def status_page_after(token: str) -> str:
     """The identity a page token continues after ("" for the first page)."""
     if not token:
         return ""
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        text = ""
+    text = page_token.decode(token, _NOT_OURS)
     if not text.startswith(_AFTER) or len(text) == len(_AFTER):
-        raise InvalidArgument("page_token", "not a token this server issued")
+        raise InvalidArgument("page_token", _NOT_OURS)
     return text[len(_AFTER) :]

@@ -15,6 +15,10 @@ reason has them (``StaleFencingToken.presented`` / ``.current``,
 A call that fails without a MobKit reason is ``BackendUnavailable`` when the
 server could not be reached (UNAVAILABLE, DEADLINE_EXCEEDED) and
 :class:`RemoteError` (with the gRPC ``code``) otherwise.
+
+The classes below are the shared reasons of
+:data:`mobkit.core.error_registry.REGISTRY`, named one by one so that type checkers
+see them (``tests/core/test_error_registry.py`` keeps the two lists equal).
 """
 
 from __future__ import annotations

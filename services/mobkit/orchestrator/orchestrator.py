@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -22,7 +23,6 @@ from mobkit.core.errors import (
     BackendUnavailable,
     IdentityNotFound,
     InvalidArgument,
-    InvalidTransition,
     MobKitError,
     NotActive,
     NotAddressable,
@@ -59,12 +59,10 @@ from mobkit.core.types import (
     Uninitialized,
 )
 from mobkit.observability import metrics
-from mobkit.orchestrator import checkpoint
+from mobkit.orchestrator import checkpoint, lifecycle
 from mobkit.orchestrator.event_sink import EventSink
 from mobkit.orchestrator.fleet import fair_share, preference
-from mobkit.orchestrator.gate import TeardownGate
 from mobkit.orchestrator.inputs import check_dispatch_input
-from mobkit.orchestrator.lifecycle import check_transition
 from mobkit.orchestrator.ports import (
     Continuity,
     Customizer,
@@ -75,7 +73,7 @@ from mobkit.orchestrator.ports import (
     Topology,
     resolve_states,
 )
-from mobkit.orchestrator.slot import IdentitySlot
+from mobkit.orchestrator.slot import IdentitySlot, StoodDown
 from mobkit.orchestrator.status_pages import StatusFilter, fleet_page, local_page
 from mobkit.roster.domain import RosterProblem
 from mobkit.runtime.domain import AgentRuntime
@@ -190,7 +188,7 @@ class Orchestrator:
                 self.slots[identity] = IdentitySlot(spec)
             elif slot.spec.profile != spec.profile:
                 if slot.state is S.ACTIVE:
-                    await self._deactivate(slot, release=False)
+                    await self._teardown(slot.deactivate(keep_grant=True))
                     report.respawned.append(identity)
                 slot.spec = spec
             elif slot.spec != spec:
@@ -275,12 +273,7 @@ class Orchestrator:
         for identity, slot in self.slots.items():
             if slot.grant is not None:
                 continue  # hosted here: this replica's own view is the truth
-            intent = self._intents.get(identity)
-            slot.retired = intent == RETIRED
-            if intent == SUSPENDED and slot.state in (S.DORMANT, S.UNINITIALIZED):
-                slot.state = S.SUSPENDED
-            elif intent != SUSPENDED and slot.state is S.SUSPENDED:
-                slot.state = S.DORMANT
+            slot.observe_intent(self._intents.get(identity), suspended=SUSPENDED, retired=RETIRED)
 
     async def _record_intent(self, slot: IdentitySlot, intent: str | None) -> None:
         """Make an operator command outlive this replica. The owner writes under its
@@ -331,7 +324,7 @@ class Orchestrator:
             async with slot.lock:
                 if slot.state is not S.ACTIVE:
                     continue
-                await self._deactivate(slot, release=True)
+                await self._teardown(slot.deactivate(keep_grant=False))
             self._event("drained", identity, {"owner": self.instance})
 
     async def _activate(
@@ -348,7 +341,7 @@ class Orchestrator:
         mine: list[IdentitySlot] = []
         for slot, result in zip(slots, results, strict=True):
             if isinstance(result, Acquired):
-                slot.grant, slot.renewed_at, slot.lease_healthy = result.grant, now, True
+                slot.granted(result.grant, now)
                 mine.append(slot)
         try:
             if mine and self.fleet is not None:
@@ -430,9 +423,7 @@ class Orchestrator:
     async def _hand_back(self, acquired: list[IdentitySlot]) -> None:
         """Forget grants just acquired, then release them (best effort: what stays is
         this replica's own key, which its next claim takes back)."""
-        grants = [s.grant for s in acquired if s.grant is not None]
-        for slot in acquired:
-            slot.grant = None
+        grants = [g for s in acquired if (g := s.stand_down().grant) is not None]
         if grants:
             with contextlib.suppress(MobKitError):
                 await self.p.leases.release_leases(grants, self.instance)
@@ -447,12 +438,19 @@ class Orchestrator:
         return keep
 
     async def _give_up(self, slot: IdentitySlot) -> None:
-        grant = slot.grant
-        slot.clear_session()
-        slot.grant = None
-        if grant is not None:
+        """An activation that failed hands its grant back; the state stays as it is."""
+        await self._teardown(slot.stand_down())
+
+    async def _teardown(self, gone: StoodDown, *, release: bool = True) -> None:
+        """The one teardown, after the slot forgot its session (and grant): close the
+        runtime session, then hand the lease back (best effort: a release that fails
+        leaves this replica's own key, which its next claim takes back)."""
+        if gone.session_id:
+            with contextlib.suppress(Exception):
+                await self.p.runtime.close_session(gone.session_id)
+        if release and gone.grant is not None:
             with contextlib.suppress(MobKitError):
-                await self.p.leases.release_leases([grant], self.instance)
+                await self.p.leases.release_leases([gone.grant], self.instance)
 
     async def _materialise(self, slot: IdentitySlot, state: Any) -> None:
         grant = slot.grant
@@ -462,23 +460,20 @@ class Orchestrator:
         if isinstance(state, Broken):
             self._mark_broken(slot, state.failure)
         if isinstance(state, Uninitialized):
-            info = await self.p.runtime.create_session(spec.identity, self._kind(spec), draft)
             record = ContinuityRecord(
                 identity=spec.identity,
-                agent_runtime_id=AgentRuntimeId(info.agent_runtime_id),
-                session_id=SessionId(info.session_id),
+                agent_runtime_id=AgentRuntimeId(f"rt-{uuid.uuid4().hex[:16]}"),
+                session_id=SessionId(f"sess-{uuid.uuid4().hex}"),
                 generation=0,
                 checkpoint_version=0,
             )
-            try:
-                # The record (and our token) lands before the session is ever used.
-                await self.p.continuity.upsert_continuity_record(record, grant.fencing_token)
-            except BaseException:
-                await self.p.runtime.close_session(info.session_id)
-                raise
+            # Fence first, as for a Ready one: the record (and our token) lands before
+            # the runtime builds the session it names.
+            await self.p.continuity.upsert_continuity_record(record, grant.fencing_token)
+            await self._open_session(spec, record, draft)
             receipts: OrderedDict[str, DispatchReceipt] = OrderedDict()
             with contextlib.suppress(MobKitError):
-                await self.p.customizer.after_create(spec.identity, info.session_id, {})
+                await self.p.customizer.after_create(spec.identity, record.session_id, {})
         elif isinstance(state, Ready):
             record = state.record
             # Fence first: our token becomes the highest this identity has seen.
@@ -489,15 +484,7 @@ class Orchestrator:
                 self._mark_broken(slot, broken.failure)
         else:
             raise InvalidArgument("continuity", f"unexpected resolve state {state!r}")
-        slot.agent_runtime_id = record.agent_runtime_id
-        slot.session_id = record.session_id
-        slot.generation = record.generation
-        slot.checkpoint_version = record.checkpoint_version
-        slot.draft = draft
-        slot.receipts = receipts
-        slot.gate = TeardownGate(spec.identity)
-        slot.failure = slot.activation_failure = None
-        slot.move(S.ACTIVE)
+        slot.become_active(record, draft, receipts)
         self._event(
             "activated",
             spec.identity,
@@ -511,9 +498,7 @@ class Orchestrator:
         )
 
     def _mark_broken(self, slot: IdentitySlot, failure: ContinuityFailure) -> NoReturn:
-        slot.failure = failure
-        if slot.state is not S.BROKEN:
-            slot.move(S.BROKEN)
+        if slot.become_broken(failure):
             self._event(
                 "broken", slot.identity, {"kind": failure.kind.value, "detail": failure.detail}
             )
@@ -525,13 +510,7 @@ class Orchestrator:
         receipts: OrderedDict[str, DispatchReceipt] = OrderedDict()
         if record.checkpoint_version == 0:
             # Created but never checkpointed: nothing to restore beyond the ids.
-            await self.p.runtime.create_session(
-                spec.identity,
-                self._kind(spec),
-                draft,
-                session_id=record.session_id,
-                agent_runtime_id=record.agent_runtime_id,
-            )
+            await self._open_session(spec, record, draft)
             return record, receipts
         try:
             loaded = await self.p.continuity.load_session_snapshot(record.session_id)
@@ -560,6 +539,18 @@ class Orchestrator:
             draft,
         )
         return record, receipts
+
+    async def _open_session(
+        self, spec: DurableAgentSpec, record: ContinuityRecord, draft: AgentBuildDraft
+    ) -> None:
+        """A fresh session under the ids ``record`` names (already fenced)."""
+        await self.p.runtime.create_session(
+            spec.identity,
+            self._kind(spec),
+            draft,
+            session_id=record.session_id,
+            agent_runtime_id=record.agent_runtime_id,
+        )
 
     async def _build_draft(self, spec: DurableAgentSpec) -> AgentBuildDraft:
         edges = tuple(self._edges_of.get(spec.identity, ()))
@@ -592,7 +583,7 @@ class Orchestrator:
                 await self._lose(slot, "lease lost")
                 lost.append(slot.identity)
             else:
-                slot.grant, slot.renewed_at, slot.lease_healthy = result.grant, now, True
+                slot.granted(result.grant, now)
         return lost
 
     async def _lose(self, slot: IdentitySlot, why: str) -> None:
@@ -604,17 +595,9 @@ class Orchestrator:
 
     async def _lose_locked(self, slot: IdentitySlot, why: str, *, release: bool = False) -> None:
         token = slot.grant.fencing_token if slot.grant else None
-        if release and slot.grant is not None:
-            # Still the owner in etcd: hand the identity back so anyone can resume it.
-            with contextlib.suppress(MobKitError):
-                await self.p.leases.release_leases([slot.grant], self.instance)
-        session_id = slot.session_id
-        slot.clear_session()
-        slot.grant = None
-        slot.state = S.DORMANT  # losing a lease is always allowed
-        if session_id:
-            with contextlib.suppress(Exception):
-                await self.p.runtime.close_session(session_id)
+        # With ``release``, still the owner in etcd: hand the identity back so anyone
+        # can resume it. Without, the key is someone else's (or gone): keep off it.
+        await self._teardown(slot.lose(), release=release)
         log.warning("%s: %s; torn down", slot.identity, why, extra={"identity": slot.identity})
         self._event("lease_lost", slot.identity, {"fencing_token": token, "detail": why})
 
@@ -815,9 +798,7 @@ class Orchestrator:
             record, receipts = await self._resume(
                 slot.spec, state.record, slot.draft or AgentBuildDraft()
             )
-            slot.generation = record.generation
-            slot.checkpoint_version = record.checkpoint_version
-            slot.receipts = receipts
+            slot.rewound(record, receipts)
         except Exception:
             log.exception("%s: could not reload the last checkpoint", slot.identity)
             await self._lose_locked(
@@ -846,7 +827,6 @@ class Orchestrator:
                 return self.status(identity)
             if slot.state is not S.ACTIVE or slot.grant is None:
                 raise NotActive(identity, slot.state.value)
-            slot.move(S.ACTIVE)
             old_session = slot.session_id
             generation = (slot.generation or 0) + 1
             draft = slot.draft or await self._build_draft(slot.spec)
@@ -863,15 +843,9 @@ class Orchestrator:
             except BaseException:
                 await self.p.runtime.close_session(info.session_id)
                 raise
-            if slot.gate is not None:
-                slot.gate.close()
+            slot.new_generation(info.session_id, info.agent_runtime_id, generation, request_id)
             if old_session:
                 await self.p.runtime.close_session(old_session)
-            slot.gate = TeardownGate(identity)
-            slot.session_id, slot.agent_runtime_id = info.session_id, info.agent_runtime_id
-            slot.generation, slot.checkpoint_version = generation, 0
-            slot.receipts = OrderedDict()
-            slot.last_reset = (request_id, generation) if request_id else None
         self._event("reset", identity, {"generation": generation, "session_id": info.session_id})
         return self.status(identity)
 
@@ -889,31 +863,17 @@ class Orchestrator:
         replica claims the identity once its lease is released; a roster removal
         clears the record instead, so adding the identity back resumes it."""
         async with slot.lock:
-            check_transition(slot.identity, slot.state, S.RETIRING)
+            lifecycle.RETIRE.check(slot.identity, slot.state)
             if not forget:
                 await self._record_intent(slot, RETIRED)
             elif self.fleet is not None:  # every replica does this: best effort
                 with contextlib.suppress(MobKitError):
                     await self.fleet.set_intent(slot.identity, None, 0)
-            slot.move(S.RETIRING)
-            await self._deactivate(slot, release=True)
-            slot.state = S.DORMANT
-            slot.retired = True
+            await self._teardown(slot.become_retiring())
+            slot.become_retired()
         if forget:
             self.slots.pop(slot.identity, None)
         self._event("retired", slot.identity, {})
-
-    async def _deactivate(self, slot: IdentitySlot, *, release: bool) -> None:
-        session_id, grant = slot.session_id, slot.grant
-        slot.clear_session()
-        if session_id:
-            await self.p.runtime.close_session(session_id)
-        if release and grant is not None:
-            slot.grant = None
-            with contextlib.suppress(MobKitError):
-                await self.p.leases.release_leases([grant], self.instance)
-        if slot.state is S.ACTIVE:
-            slot.state = S.DORMANT
 
     async def suspend(self, identity: str, *, forwarded: bool = False) -> IdentityStatus:
         """Close the session but keep the lease, so no other replica takes it over;
@@ -922,10 +882,9 @@ class Orchestrator:
             return routed
         slot = self._slot(identity)
         async with slot.lock:
-            check_transition(identity, slot.state, S.SUSPENDED)
+            lifecycle.SUSPEND.check(identity, slot.state)
             await self._record_intent(slot, SUSPENDED)
-            await self._deactivate(slot, release=False)
-            slot.state = S.SUSPENDED
+            await self._teardown(slot.become_suspended())
         self._event("suspended", identity, {})
         return self.status(identity)
 
@@ -935,23 +894,20 @@ class Orchestrator:
         if (routed := await self._forward(identity, "resume", forwarded)) is not None:
             return routed
         slot = self._slot(identity)
-        if slot.state is S.ACTIVE:
-            raise InvalidTransition(identity, S.ACTIVE.value, S.ACTIVE.value)
-        check_transition(identity, slot.state, S.ACTIVE)
+        lifecycle.ACTIVATE.check(identity, slot.state)
         await self._record_intent(slot, None)
         slot.retired = False
         if slot.state is S.SUSPENDED and slot.grant is not None:
             states = resolve_states(await self.p.continuity.resolve_many([identity]))
             async with slot.lock:
-                slot.state = S.DORMANT
+                slot.unsuspend()
                 try:
                     await self._materialise(slot, states[identity])
                 except MobKitError:
                     await self._give_up(slot)
                     raise
         else:
-            if slot.state is S.SUSPENDED:
-                slot.state = S.DORMANT
+            slot.unsuspend()
             _, failed = await self._activate([slot])
             if slot.state is not S.ACTIVE:
                 if not failed and (elsewhere := await self._claimed_elsewhere(identity)):
@@ -1087,14 +1043,10 @@ class Orchestrator:
         grants: list[LeaseGrant] = []
         for slot in self.slots.values():
             async with slot.lock:
-                if slot.grant is not None:
-                    grants.append(slot.grant)
-                session_id = slot.session_id
-                slot.clear_session()
-                slot.grant = None
-                if session_id:
-                    with contextlib.suppress(Exception):
-                        await self.p.runtime.close_session(session_id)
+                gone = slot.stand_down()
+                if gone.grant is not None:
+                    grants.append(gone.grant)
+                await self._teardown(gone, release=False)  # released below, in one call
         if release and grants:
             with contextlib.suppress(MobKitError):
                 await self.p.leases.release_leases(grants, self.instance)

@@ -97,7 +97,7 @@ class Commands:
         slot = self.r.slot(identity)
         lifecycle.ACTIVATE.check(identity, slot.state)
         await self.r.record_intent(slot, None)
-        slot.retired = False
+        slot.unretire()
         if slot.state is S.SUSPENDED and slot.grant is not None:
             states = resolve_states(await self.r.p.continuity.resolve_many([identity]))
             async with slot.lock:

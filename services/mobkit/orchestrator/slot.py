@@ -139,8 +139,19 @@ class IdentitySlot:
 
     # -- fields that follow the session, not the state ----------------------------------
 
+    def unretire(self) -> None:
+        """A resume accepted: the identity may be claimed again."""
+        self.retired = False
+
     def granted(self, grant: LeaseGrant, now: float) -> None:
         self.grant, self.renewed_at, self.lease_healthy = grant, now, True
+
+    def lease_unproven(self) -> None:
+        """A renewal that could not reach the lease provider: the grant may still hold."""
+        self.lease_healthy = False
+
+    def checkpointed(self, version: int) -> None:
+        self.checkpoint_version = version
 
     def stand_down(self, *, keep_grant: bool = False) -> StoodDown:
         """Close the gate so stale handles fail closed, and forget the session (and the

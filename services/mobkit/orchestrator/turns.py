@@ -174,7 +174,7 @@ class Turns:
             raise
         metrics.CHECKPOINT_SAVES.labels("ok").inc()
         self.r.store_reachable = True
-        slot.checkpoint_version = version
+        slot.checkpointed(version)
         self.r.event(
             "turn_completed",
             identity,

@@ -30,7 +30,7 @@ class Upkeep:
             results = await self.r.p.leases.renew_leases(grants, self.r.instance)
         except (BackendUnavailable, BackendFull):
             for slot in held:
-                slot.lease_healthy = False
+                slot.lease_unproven()
             # Past the TTL we can no longer prove ownership: stand down on our own.
             expired = [s for s in held if s.ttl_remaining() <= 0]
             for slot in expired:

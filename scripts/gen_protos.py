@@ -91,8 +91,10 @@ def generate(dest: Path) -> None:
 
 def _diff(a: Path, b: Path) -> list[str]:
     cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
-    out = [f"only in {'committed' if x in cmp.left_only else 'fresh'}: {x}"
-           for x in cmp.left_only + cmp.right_only]
+    out = [
+        f"only in {'committed' if x in cmp.left_only else 'fresh'}: {x}"
+        for x in cmp.left_only + cmp.right_only
+    ]
     out += [f"stale: {a / f}" for f in cmp.diff_files]
     for sub in cmp.common_dirs:
         out += _diff(a / sub, b / sub)

@@ -93,7 +93,9 @@ def _identity_rpcs() -> list[tuple[str, Any, bool]]:
     cases = []
     for spec in CATALOG.values():
         pb2 = spec.grpc_module()
-        service = pb2.DESCRIPTOR.services_by_name[spec.service] if hasattr(pb2, "DESCRIPTOR") else None
+        service = (
+            pb2.DESCRIPTOR.services_by_name[spec.service] if hasattr(pb2, "DESCRIPTOR") else None
+        )
         if service is None:
             from google.protobuf import descriptor_pool
 
@@ -129,7 +131,20 @@ def test_identity_fields_are_the_known_names() -> None:
         "\ufeffbom",
         "nel\x85",
     ],
-    ids=["empty", "space", "slash", "10k", "258-bytes", "nul", "bel", "esc", "del", "zwsp", "bom", "nel"],
+    ids=[
+        "empty",
+        "space",
+        "slash",
+        "10k",
+        "258-bytes",
+        "nul",
+        "bel",
+        "esc",
+        "del",
+        "zwsp",
+        "bom",
+        "nel",
+    ],
 )
 async def test_invalid_identity_on_every_rpc(suite: Any, bad: str) -> None:
     from google.protobuf import message_factory
@@ -140,14 +155,20 @@ async def test_invalid_identity_on_every_rpc(suite: Any, bad: str) -> None:
         assert _poison(request, bad), path
         response_cls = message_factory.GetMessageClass(method.output_type)
         if streaming:
-            call = channel.unary_stream(path, request_serializer=type(request).SerializeToString,
-                                        response_deserializer=response_cls.FromString)
+            call = channel.unary_stream(
+                path,
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=response_cls.FromString,
+            )
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 async for _ in call(request, timeout=5):
                     pass
         else:
-            call = channel.unary_unary(path, request_serializer=type(request).SerializeToString,
-                                       response_deserializer=response_cls.FromString)
+            call = channel.unary_unary(
+                path,
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=response_cls.FromString,
+            )
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await call(request, timeout=5)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, path

@@ -42,9 +42,7 @@ async def _local_etcd(data_dir: Path) -> EtcdProcess:
         raise StartupError(f"etcd did not start: {str(exc).splitlines()[0]}") from None
 
 
-def _banner(
-    settings: Settings, address: str, etcd_endpoint: str, providers: dict[str, str]
-) -> str:
+def _banner(settings: Settings, address: str, etcd_endpoint: str, providers: dict[str, str]) -> str:
     """Where everything listens; ``providers``: each provider's own address (``--split``)."""
     where = [f"  orchestrator + providers : {address}"]
     if providers:

@@ -42,7 +42,6 @@ SNAPSHOT_LIMIT = 64 * 1024
 BACKENDS = ["memory", "sqlite", "etcd", "grpc-memory", "grpc-sqlite", "grpc-etcd"]
 
 
-
 @dataclass
 class Harness:
     """A store under test plus raw access to what it stored."""

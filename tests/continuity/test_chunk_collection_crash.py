@@ -218,7 +218,9 @@ async def test_a_32_mib_snapshot_survives_a_sigkill_and_resumes_byte_for_byte(
             child.send_signal(signal.SIGKILL)
         await asyncio.wait_for(child.wait(), 10)
     # A successor: fence with a higher token, then resume.
-    record = ContinuityRecord(AgentIdentity("planner"), AgentRuntimeId("rt"), SessionId("s-1"), 0, 1)
+    record = ContinuityRecord(
+        AgentIdentity("planner"), AgentRuntimeId("rt"), SessionId("s-1"), 0, 1
+    )
     if backend == "etcd":
         client = await EtcdClient.connect([where])
         store: EtcdContinuityStore | SqliteContinuityStore = EtcdContinuityStore(
@@ -304,7 +306,9 @@ async def test_reads_fall_back_to_plain_ranges_when_etcd_refuses_txns_for_space(
     from mobkit.etcd.errors import EtcdNoSpace
 
     store = EtcdContinuityStore(client, prefix=etcd_prefix, lease_fence=False)
-    record = ContinuityRecord(AgentIdentity("planner"), AgentRuntimeId("rt"), SessionId("s-1"), 0, 0)
+    record = ContinuityRecord(
+        AgentIdentity("planner"), AgentRuntimeId("rt"), SessionId("s-1"), 0, 0
+    )
     await store.upsert_continuity_record(record, 7)
     data = random.Random(4).randbytes(3 * 1024 * 1024)
     await store.save_session_snapshot("planner", "s-1", 0, 1, 7, SessionSnapshot(data))

@@ -321,7 +321,10 @@ async def test_etcd_drops_expired_receipts_with_their_bucket_lease(
     etcd_session: object, etcd_prefix: str, tmp_path: Path
 ) -> None:
     harness = await make_harness(
-        "etcd", tmp_path, etcd_session.endpoint, etcd_prefix  # type: ignore[attr-defined]
+        "etcd",
+        tmp_path,
+        etcd_session.endpoint,
+        etcd_prefix,  # type: ignore[attr-defined]
     )
     try:
         engine = harness.engine

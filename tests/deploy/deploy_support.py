@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_OPTIONS = {"sections", "config_path"}  # Settings fields that are not flags
 
 OPTION_FLAGS = {
-    "--" + f.name.replace("_", "-") for f in dataclasses.fields(Settings) if f.name not in NOT_OPTIONS
+    "--" + f.name.replace("_", "-")
+    for f in dataclasses.fields(Settings)
+    if f.name not in NOT_OPTIONS
 } | {"--config"}
 ENV_NAMES = {
     "MOBKIT_" + f.name.upper() for f in dataclasses.fields(Settings) if f.name not in NOT_OPTIONS

@@ -67,9 +67,12 @@ def test_environment_and_commands_are_real_settings(compose: dict[str, Any]) -> 
         settings = settings_for(service["command"], env)  # validates values too
         assert len(settings.etcd_endpoints) == 3, key
         assert settings.metrics_listen, key
-    assert settings_for(
-        compose["services"]["continuity"]["command"], _env(compose["services"]["continuity"])
-    ).continuity_backend == "etcd"
+    assert (
+        settings_for(
+            compose["services"]["continuity"]["command"], _env(compose["services"]["continuity"])
+        ).continuity_backend
+        == "etcd"
+    )
 
 
 def test_orchestrator_reaches_each_provider_where_it_listens(compose: dict[str, Any]) -> None:
@@ -120,7 +123,7 @@ def test_dockerfile_is_slim_non_root_and_runs_mobkit() -> None:
     froms = [ln.split()[1] for ln in lines if ln.startswith("FROM ")]
     assert froms and all(f == "python:3.11-slim" for f in froms)
     final = lines[max(i for i, ln in enumerate(lines) if ln.startswith("FROM "))]
-    tail = lines[lines.index(final):]
+    tail = lines[lines.index(final) :]
     users = [ln.split()[1] for ln in tail if ln.startswith("USER ")]
     assert users and not users[-1].startswith(("root", "0"))
     assert 'ENTRYPOINT ["mobkit"]' in tail

@@ -25,7 +25,9 @@ K8S = ROOT / "deploy" / "k8s"
 @pytest.fixture(scope="module")
 def docs() -> list[dict[str, Any]]:
     listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(listed) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
     out: list[dict[str, Any]] = []
     for name in listed:
         out += [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
@@ -80,7 +82,9 @@ def test_containers_use_real_options_probes_and_ports(docs: list[dict[str, Any]]
         assert container["livenessProbe"]["grpc"]["service"] == LIVENESS, key
         grpc_port = next(p for p in container["ports"] if p["name"] == "grpc")
         assert grpc_port["containerPort"] == port
-        service_port = next(p for p in services[f"mobkit-{key}"]["spec"]["ports"] if p["name"] == "grpc")
+        service_port = next(
+            p for p in services[f"mobkit-{key}"]["spec"]["ports"] if p["name"] == "grpc"
+        )
         assert service_port["port"] == port and service_port["targetPort"] == "grpc"
         metrics = next(p for p in container["ports"] if p["name"] == "metrics")
         assert hostport(settings.metrics_listen or "")[1] == metrics["containerPort"]
@@ -102,7 +106,9 @@ def test_orchestrator_points_at_each_provider_service(docs: list[dict[str, Any]]
 
 def test_roster_configmap_matches_the_compose_roster(docs: list[dict[str, Any]]) -> None:
     roster = _by_kind(docs, "ConfigMap")["mobkit-roster"]["data"]["roster.toml"]
-    assert parse_roster_toml(roster) == parse_roster_toml((ROOT / "deploy" / "roster.toml").read_text())
+    assert parse_roster_toml(roster) == parse_roster_toml(
+        (ROOT / "deploy" / "roster.toml").read_text()
+    )
 
 
 def test_etcd_runs_with_compaction_and_a_quota_at_the_configured_endpoints(
@@ -120,10 +126,15 @@ def test_etcd_runs_with_compaction_and_a_quota_at_the_configured_endpoints(
     assert flags["--auto-compaction-retention"] == "1h"
     name, replicas = etcd["metadata"]["name"], etcd["spec"]["replicas"]
     members = dict(m.split("=", 1) for m in flags["--initial-cluster"].split(","))
-    peers = {f"{name}-{i}": f"http://{name}-{i}.{service['metadata']['name']}:2380" for i in range(replicas)}
+    peers = {
+        f"{name}-{i}": f"http://{name}-{i}.{service['metadata']['name']}:2380"
+        for i in range(replicas)
+    }
     assert members == peers
     config = _by_kind(docs, "ConfigMap")["mobkit-config"]["data"]
-    settings = settings_for(["serve", "lease"], {"MOBKIT_ETCD_ENDPOINTS": config["MOBKIT_ETCD_ENDPOINTS"]})
+    settings = settings_for(
+        ["serve", "lease"], {"MOBKIT_ETCD_ENDPOINTS": config["MOBKIT_ETCD_ENDPOINTS"]}
+    )
     assert settings.etcd_endpoints == [u.replace(":2380", ":2379") for u in peers.values()]
 
 

@@ -47,9 +47,7 @@ async def _writes_work(client: EtcdClient, tag: str) -> None:
 
 @pytest.mark.parametrize("victim", ["leader", "follower"])
 async def test_client_survives_member_kill(etcd_cluster: EtcdCluster, victim: str) -> None:
-    async with await EtcdClient.connect(
-        etcd_cluster.endpoints, timeout=CLIENT_TIMEOUT
-    ) as client:
+    async with await EtcdClient.connect(etcd_cluster.endpoints, timeout=CLIENT_TIMEOUT) as client:
         await _writes_work(client, "before")
         leader = await etcd_cluster.leader_index_async()
         index = leader if victim == "leader" else (leader + 1) % 3

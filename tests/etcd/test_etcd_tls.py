@@ -21,18 +21,56 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
     d = tmp_path_factory.mktemp("pki")
     days = ["-days", "2"]
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-             "-out", "ca.crt", "-subj", "/CN=mobkit-test-ca", *days, cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=mobkit-test-ca",
+        *days,
+        cwd=d,
+    )
     for name, ext in [
         ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
         ("client", "extendedKeyUsage=clientAuth"),
     ]:
         (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-                 "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.crt", "-extfile", f"{name}.ext", *days,
-                 cwd=d)
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+            cwd=d,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-extfile",
+            f"{name}.ext",
+            *days,
+            cwd=d,
+        )
     return d
 
 
@@ -67,9 +105,7 @@ async def test_mutual_tls_round_trip(etcd_mtls: EtcdProcess, pki: Path) -> None:
         assert kv is not None and kv.value == b"v"
 
 
-async def test_tls_without_client_certificate_is_refused(
-    etcd_mtls: EtcdProcess, pki: Path
-) -> None:
+async def test_tls_without_client_certificate_is_refused(etcd_mtls: EtcdProcess, pki: Path) -> None:
     tls = EtcdTLS(ca_file=pki / "ca.crt")
     async with await EtcdClient.connect([etcd_mtls.endpoint], tls=tls, timeout=2.0) as client:
         with pytest.raises(EtcdUnavailable):

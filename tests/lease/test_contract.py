@@ -123,9 +123,7 @@ async def test_list_leases_paginates_in_identity_order(backend: Backend) -> None
     assert [lease.identity for lease in rest] == ids[3:]
 
 
-@pytest.mark.parametrize(
-    ("page_size", "page_token"), [(-1, ""), (0, "not a token!"), (0, "AAAA")]
-)
+@pytest.mark.parametrize(("page_size", "page_token"), [(-1, ""), (0, "not a token!"), (0, "AAAA")])
 async def test_list_leases_rejects_bad_paging(
     backend: Backend, page_size: int, page_token: str
 ) -> None:
@@ -147,10 +145,14 @@ async def test_release_of_everything_leaves_nothing_listed(backend: Backend) -> 
 
 
 BAD_ACQUIRES = [
-    pytest.param(["ok", "has space"], A, TTL, InvalidIdentity, {"identity": "has space"}, id="space"),
+    pytest.param(
+        ["ok", "has space"], A, TTL, InvalidIdentity, {"identity": "has space"}, id="space"
+    ),
     pytest.param(["ok", "a/b"], A, TTL, InvalidIdentity, {"identity": "a/b"}, id="slash"),
     pytest.param(["ok", ""], A, TTL, InvalidIdentity, {"identity": ""}, id="empty-identity"),
-    pytest.param(["ok", "d", "d"], A, TTL, InvalidArgument, {"field": "identities"}, id="duplicate"),
+    pytest.param(
+        ["ok", "d", "d"], A, TTL, InvalidArgument, {"field": "identities"}, id="duplicate"
+    ),
     pytest.param(["ok"], "", TTL, InvalidArgument, {"field": "runtime_instance"}, id="no-instance"),
     pytest.param(["ok"], A, timedelta(0), InvalidArgument, {"field": "ttl"}, id="zero-ttl"),
     pytest.param(["ok"], A, timedelta(seconds=-5), InvalidArgument, {"field": "ttl"}, id="neg-ttl"),

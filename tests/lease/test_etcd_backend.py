@@ -241,9 +241,13 @@ class FlakyClient(EtcdClient):
     async def txn(
         self, request: rpc_pb2.TxnRequest, *, timeout: float | None = None
     ) -> rpc_pb2.TxnResponse:
-        puts = [op.request_txn.success[0].request_put.key for op in request.success
-                if op.HasField("request_txn") and op.request_txn.success
-                and op.request_txn.success[0].HasField("request_put")]
+        puts = [
+            op.request_txn.success[0].request_put.key
+            for op in request.success
+            if op.HasField("request_txn")
+            and op.request_txn.success
+            and op.request_txn.success[0].HasField("request_put")
+        ]
         if self.poison not in puts:
             return await super().txn(request, timeout=timeout)
         if self.mode == "after":
@@ -265,8 +269,9 @@ async def test_failed_acquire_leaves_nothing_behind(
             await provider.acquire_leases(names, A, TTL)
         stored = await lease_keys(flaky, etcd_prefix)
         # What the instance held before is untouched; nothing of the failed call stays.
-        assert stored == {g.identity: (A.encode(), g.fencing_token, stored[g.identity][2])
-                          for g in held}
+        assert stored == {
+            g.identity: (A.encode(), g.fencing_token, stored[g.identity][2]) for g in held
+        }
         assert all(isinstance(r, Renewed) for r in await provider.renew_leases(held))
 
 

@@ -69,60 +69,86 @@ BAD_REQUESTS: list[Any] = [
     pytest.param(
         "AcquireLeases",
         pb.AcquireLeasesRequest(identities=["ok", "bad id"], runtime_instance=A),
-        "INVALID_IDENTITY", {"identity": "bad id"}, id="acquire-invalid-identity",
+        "INVALID_IDENTITY",
+        {"identity": "bad id"},
+        id="acquire-invalid-identity",
     ),
     pytest.param(
         "AcquireLeases",
         pb.AcquireLeasesRequest(identities=["ok", "x", "x"], runtime_instance=A),
-        "INVALID_ARGUMENT", {"field": "identities"}, id="acquire-duplicates",
+        "INVALID_ARGUMENT",
+        {"field": "identities"},
+        id="acquire-duplicates",
     ),
     pytest.param(
         "AcquireLeases",
         pb.AcquireLeasesRequest(identities=["ok"], runtime_instance=A, ttl=duration(0)),
-        "INVALID_ARGUMENT", {"field": "ttl"}, id="acquire-zero-ttl",
+        "INVALID_ARGUMENT",
+        {"field": "ttl"},
+        id="acquire-zero-ttl",
     ),
     pytest.param(
         "AcquireLeases",
         pb.AcquireLeasesRequest(identities=["ok"], runtime_instance=A, ttl=duration(-1)),
-        "INVALID_ARGUMENT", {"field": "ttl"}, id="acquire-negative-ttl",
+        "INVALID_ARGUMENT",
+        {"field": "ttl"},
+        id="acquire-negative-ttl",
     ),
     pytest.param(
         "AcquireLeases",
         pb.AcquireLeasesRequest(identities=["ok"], runtime_instance=A, ttl=duration(7200)),
-        "INVALID_ARGUMENT", {"field": "ttl"}, id="acquire-ttl-too-long",
+        "INVALID_ARGUMENT",
+        {"field": "ttl"},
+        id="acquire-ttl-too-long",
     ),
     pytest.param(
         "AcquireLeases",
         pb.AcquireLeasesRequest(identities=["ok"], runtime_instance=""),
-        "INVALID_ARGUMENT", {"field": "runtime_instance"}, id="acquire-no-instance",
+        "INVALID_ARGUMENT",
+        {"field": "runtime_instance"},
+        id="acquire-no-instance",
     ),
     pytest.param(
         "RenewLeases",
         pb.RenewLeasesRequest(grants=[lease_pb2.LeaseGrant(identity="a/b", fencing_token=1)]),
-        "INVALID_IDENTITY", {"identity": "a/b"}, id="renew-invalid-identity",
+        "INVALID_IDENTITY",
+        {"identity": "a/b"},
+        id="renew-invalid-identity",
     ),
     pytest.param(
         "RenewLeases",
         pb.RenewLeasesRequest(grants=[lease_pb2.LeaseGrant(identity="held", fencing_token=1)] * 2),
-        "INVALID_ARGUMENT", {"field": "grants"}, id="renew-duplicates",
+        "INVALID_ARGUMENT",
+        {"field": "grants"},
+        id="renew-duplicates",
     ),
     pytest.param(
         "ReleaseLeases",
         pb.ReleaseLeasesRequest(grants=[lease_pb2.LeaseGrant(identity="held", fencing_token=0)]),
-        "INVALID_ARGUMENT", {"field": "fencing_token"}, id="release-zero-token",
+        "INVALID_ARGUMENT",
+        {"field": "fencing_token"},
+        id="release-zero-token",
     ),
     pytest.param(
         "ReleaseLeases",
         pb.ReleaseLeasesRequest(grants=[lease_pb2.LeaseGrant(identity="", fencing_token=1)]),
-        "INVALID_IDENTITY", {"identity": ""}, id="release-empty-identity",
+        "INVALID_IDENTITY",
+        {"identity": ""},
+        id="release-empty-identity",
     ),
     pytest.param(
-        "ListLeases", pb.ListLeasesRequest(page_size=-1),
-        "INVALID_ARGUMENT", {"field": "page_size"}, id="list-negative-page-size",
+        "ListLeases",
+        pb.ListLeasesRequest(page_size=-1),
+        "INVALID_ARGUMENT",
+        {"field": "page_size"},
+        id="list-negative-page-size",
     ),
     pytest.param(
-        "ListLeases", pb.ListLeasesRequest(page_token="garbage!"),
-        "INVALID_ARGUMENT", {"field": "page_token"}, id="list-bad-token",
+        "ListLeases",
+        pb.ListLeasesRequest(page_token="garbage!"),
+        "INVALID_ARGUMENT",
+        {"field": "page_token"},
+        id="list-bad-token",
     ),
 ]
 
@@ -163,9 +189,11 @@ async def test_unset_ttl_means_the_server_default(lease_service: pb_grpc.LeaseSe
 
 
 async def test_etcd_down_is_unavailable_backend_unavailable(etcd: EtcdProcess) -> None:
-    async with running_services(
-        ["lease"], etcd_endpoints=[etcd.endpoint], etcd_prefix="/down"
-    ) as (_, channel, _settings):
+    async with running_services(["lease"], etcd_endpoints=[etcd.endpoint], etcd_prefix="/down") as (
+        _,
+        channel,
+        _settings,
+    ):
         stub = pb_grpc.LeaseServiceStub(channel)
         await stub.AcquireLeases(pb.AcquireLeasesRequest(identities=["x"], runtime_instance=A))
         etcd.kill()

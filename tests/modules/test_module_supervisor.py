@@ -173,8 +173,10 @@ async def test_a_chatty_module_log_rotates_and_stays_bounded(
     # Restarts keep writing the same rotated files: still bounded.
     os.kill(pid, signal.SIGKILL)
     await eventually(
-        lambda: supervisor.status("fake").state is H.HEALTHY and supervisor.status("fake").pid
-        not in (None, pid),
+        lambda: (
+            supervisor.status("fake").state is H.HEALTHY
+            and supervisor.status("fake").pid not in (None, pid)
+        ),
         "restarted",
     )
     again = pid_of(supervisor)

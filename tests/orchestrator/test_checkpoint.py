@@ -52,7 +52,10 @@ def test_a_stored_receipt_round_trips_and_is_cut_to_its_output_limit(
         assert back.output_truncated
     elif not back.output_truncated:
         assert back == receipt
-    assert (back.identity, back.checkpoint_version) == (receipt.identity, receipt.checkpoint_version)
+    assert (back.identity, back.checkpoint_version) == (
+        receipt.identity,
+        receipt.checkpoint_version,
+    )
 
 
 def test_a_format_1_checkpoint_still_reads_with_its_receipts() -> None:

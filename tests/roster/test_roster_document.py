@@ -163,7 +163,7 @@ def test_every_problem_of_a_document_is_reported() -> None:
     text = (
         'agent = []\n[profiles]\nworker = "echo"\nbad = ""\n'
         '[[agents]]\nidentity = "w"\nprofile = "worker"\nlabels = { team = 1 }\n'
-        'context = { at = 1979-05-27 }\n'
+        "context = { at = 1979-05-27 }\n"
         '[[agents]]\nidentity = "w"\nprofile = "boss"\n'
         '[[agents]]\nprofile = "worker"\nruntime_mode_override = "fast"\n'
     )

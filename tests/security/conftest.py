@@ -64,5 +64,3 @@ async def suite(dev_ca: DevCAFiles, tokens: Tokens) -> AsyncIterator[Suite]:
             await channel.close()
         await server.stop(0)
         await resources.close()
-
-

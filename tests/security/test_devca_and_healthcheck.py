@@ -47,7 +47,9 @@ def test_dev_ca_certificates(tmp_path: Path) -> None:
         assert key.stat().st_mode & 0o077 == 0, key
 
 
-def test_dev_ca_refuses_to_overwrite_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dev_ca_refuses_to_overwrite_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = argparse.Namespace(directory=str(tmp_path), host=[], days=30, force=False)
     assert run_dev_ca(args) == 0
     assert "MOBKIT_TLS_CLIENT_CA" in capsys.readouterr().out

@@ -47,7 +47,9 @@ async def test_client_without_certificate_is_refused(suite: Suite) -> None:
     _unchanged(suite)
 
 
-async def test_client_with_certificate_from_another_ca_is_refused(suite: Suite, tmp_path: Any) -> None:
+async def test_client_with_certificate_from_another_ca_is_refused(
+    suite: Suite, tmp_path: Any
+) -> None:
     other = make_dev_ca(tmp_path / "other-ca")
     tls = ClientTLS(
         ca_file=suite.ca.ca_cert, cert_file=other.client_cert, key_file=other.client_key

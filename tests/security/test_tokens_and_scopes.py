@@ -51,8 +51,13 @@ def test_scope_table_names_every_rpc_of_every_service_and_nothing_else() -> None
 def test_scope_rules() -> None:
     assert required_scope(LIST) is Scope.READ
     assert required_scope(ACQUIRE) is Scope.WRITE
-    assert required_scope("/mobkit.orchestrator.v1.OrchestratorService/ResetIdentity") is Scope.ADMIN
-    assert required_scope("/mobkit.continuity.v1.ContinuityStoreService/DeleteContinuityRecord") is Scope.ADMIN
+    assert (
+        required_scope("/mobkit.orchestrator.v1.OrchestratorService/ResetIdentity") is Scope.ADMIN
+    )
+    assert (
+        required_scope("/mobkit.continuity.v1.ContinuityStoreService/DeleteContinuityRecord")
+        is Scope.ADMIN
+    )
     assert required_scope("/mobkit.lease.v1.LeaseService/SomethingNew") is Scope.ADMIN
     assert required_scope("/grpc.health.v1.Health/Check") is None
     assert required_scope("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo") is None
@@ -138,7 +143,9 @@ def test_authorize_raises_the_domain_errors(tmp_path: Path) -> None:
 
 def test_token_command_and_lifetimes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "tokens.toml"
-    args = argparse.Namespace(name="ci", scopes="read,write", tokens_file=str(path), expires_in="2h", runtime_instances=[])
+    args = argparse.Namespace(
+        name="ci", scopes="read,write", tokens_file=str(path), expires_in="2h", runtime_instances=[]
+    )
     assert run_token_create(args) == 0
     token = capsys.readouterr().out.strip()
     principal = TokenRegistry.load(path).authenticate(bearer_metadata(token))
@@ -178,7 +185,9 @@ async def test_standalone_interceptor_refuses_before_the_handler(tmp_path: Path)
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.ListLeases(lease_pb.ListLeasesRequest(), timeout=5)
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            await stub.ListLeases(lease_pb.ListLeasesRequest(), metadata=bearer_metadata(read), timeout=5)
+            await stub.ListLeases(
+                lease_pb.ListLeasesRequest(), metadata=bearer_metadata(read), timeout=5
+            )
         assert leases.calls == ["ListLeases"]
     finally:
         await server.stop(0)

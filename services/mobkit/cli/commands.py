@@ -272,9 +272,7 @@ def add_events(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="keep following; resumes from the last cursor if the server restarts "
         "[default: off, stop at the newest]",
     )
-    p.add_argument(
-        "--limit", type=int, metavar="N", help="stop after N events [default: no limit]"
-    )
+    p.add_argument("--limit", type=int, metavar="N", help="stop after N events [default: no limit]")
 
 
 # -- reconcile ------------------------------------------------------------------------------------

@@ -240,9 +240,7 @@ def add_etcd(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for action, help in HELP.items():
         p = actions.add_parser(action, help=help, description=help)
         add_arguments(p, ETCD_OPTIONS)  # as the services take them, env and --config too
-        p.add_argument(
-            "--json", action="store_true", help="JSON output for scripts [default: off]"
-        )
+        p.add_argument("--json", action="store_true", help="JSON output for scripts [default: off]")
         p.add_argument(
             "--timeout",
             type=float,

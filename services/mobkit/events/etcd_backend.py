@@ -334,7 +334,9 @@ class EtcdEventLog:
                     n = max(1, len(events))
                     when = events[-1].timestamp_ms if events else 0
                     out.append(
-                        Batch(revision, revision * codec.CURSOR_STRIDE + n - 1, n, when, bytes(kv.key))
+                        Batch(
+                            revision, revision * codec.CURSOR_STRIDE + n - 1, n, when, bytes(kv.key)
+                        )
                     )
         return out
 

@@ -369,9 +369,7 @@ class EtcdLeaseProvider:
             found.update(self._pick(kvs, wanted))
         return found
 
-    async def _point_reads(
-        self, keys: Sequence[bytes], keys_only: bool
-    ) -> list[kv_pb2.KeyValue]:
+    async def _point_reads(self, keys: Sequence[bytes], keys_only: bool) -> list[kv_pb2.KeyValue]:
         try:
             reply = await self._txn(
                 txn_request(success=[range_op(k, keys_only=keys_only) for k in keys])

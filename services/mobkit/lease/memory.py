@@ -149,7 +149,6 @@ class MemoryLeaseProvider:
         more = len(names) > size
         return page, encode_page_token(page[-1].identity) if more else ""
 
-
     async def holder_of(self, identity: str) -> str | None:
         self._now()
         key = self._keys.get(identity)

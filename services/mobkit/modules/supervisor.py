@@ -244,9 +244,7 @@ class _Module:
                     code = await conn.settle()
                     if code is None:
                         return _Outcome(None, f"MCP handshake failed: {_one_line(exc)}")
-                    return _Outcome(
-                        code, await self._why(code, pump, "before the MCP handshake")
-                    )
+                    return _Outcome(code, await self._why(code, pump, "before the MCP handshake"))
                 self.tools = {t.name: t for t in tools}
                 self.conn = conn
                 healthy_at = loop.time()

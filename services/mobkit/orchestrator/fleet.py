@@ -146,11 +146,7 @@ class ReplicaRegistry:
         it was written."""
         key = self._keys.intent(identity)
         write = put_op(key, intent.encode()) if intent is not None else delete_op(key)
-        compare = (
-            [fence_compare(self._keys, identity, fencing_token)]
-            if fencing_token
-            else []
-        )
+        compare = [fence_compare(self._keys, identity, fencing_token)] if fencing_token else []
         try:
             reply = await self._client.txn(txn_request(compare, [write]))
         except EtcdError as exc:

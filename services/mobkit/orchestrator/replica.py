@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from mobkit.modules.supervisor import ModuleSupervisor
 
 
-
 S = IdentityLifecycleState
 PEER_CALL_TIMEOUT = 30.0
 ROUTE_POLL = 0.1

@@ -122,6 +122,7 @@ class Settings:
         check_addresses(self)
         return self
 
+
 _FIELDS = {
     f.name: f for f in dataclasses.fields(Settings) if f.name not in ("sections", "config_path")
 }

@@ -5,9 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 
-def identities(
-    *, max_size: int = 30, max_codepoint: int | None = None
-) -> st.SearchStrategy[str]:
+def identities(*, max_size: int = 30, max_codepoint: int | None = None) -> st.SearchStrategy[str]:
     """Valid identities (at most ``max_size`` characters, never over the byte bound)."""
     # Whitespace, controls, format characters and surrogates are refused in identities
     # (mobkit.core.identity); "/" too.

@@ -66,7 +66,9 @@ def grant_to_proto(grant: LeaseGrant) -> lease_pb2.LeaseGrant:
 
 def grant_from_proto(msg: lease_pb2.LeaseGrant) -> LeaseGrant:
     ttl = msg.ttl
-    return LeaseGrant(AgentIdentity(msg.identity), msg.fencing_token, _timedelta(ttl.seconds, ttl.nanos))
+    return LeaseGrant(
+        AgentIdentity(msg.identity), msg.fencing_token, _timedelta(ttl.seconds, ttl.nanos)
+    )
 
 
 # -- results -----------------------------------------------------------------------------

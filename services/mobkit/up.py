@@ -141,6 +141,7 @@ def _prepare(settings: Settings) -> Path:
 async def run_up(args: argparse.Namespace) -> int:
     from mobkit.server.app import serve_until_signalled, stop_on_signals
     from mobkit.server.host import start_services
+    from mobkit.server.memory import freeze_startup_objects
 
     if not args.config and not os.environ.get("MOBKIT_CONFIG") and not args.roster:
         args.config = str(example_path(CONFIG))  # the example team's topology and rules
@@ -163,6 +164,7 @@ async def run_up(args: argparse.Namespace) -> int:
         else:
             keys = ["all"]
         server, resources = await start_services(keys, settings)
+        freeze_startup_objects()
         address = with_port(settings.listen, server.port)
         print(_banner(settings, address, settings.etcd_endpoints[0], args.split), flush=True)
         print(f"listening on {address}", file=sys.stderr, flush=True)

@@ -10,7 +10,10 @@ about 100 bytes a turn. Every figure is a ratio of two measurements from the sam
 
 1. growth: one identity, ``--turns`` turns in sequence.
    - Send p50 of the last ``--window`` turns against the first ``--window`` turns
-     (goal <= 1.5x);
+     (goal <= 1.5x). Minutes lie between the two windows, so on a shared machine a
+     change of load moves this ratio either way; beside it, the same comparison with
+     the load held equal: ``--window`` turns of the grown identity interleaved, one by
+     one, with the first ``--window`` turns of an identity that had none until then;
    - bytes the store wrote per turn, against the snapshot's size, once the snapshot
      passes 1 MiB (goal <= 0.05). Bytes are etcd's own counters, read from its
      Prometheus ``/metrics`` over a window of turns:
@@ -59,6 +62,7 @@ from mobkit.gen.continuity.v1 import continuity_service_pb2 as csvc
 from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as csvc_grpc
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.testing.fleet import wait_fleet
 from mobkit.testing.processes import ServeProcess
 from mobkit.testing.suite import reason, send_request, stub, write_roster
@@ -187,6 +191,30 @@ class Growth:
     latencies: list[float] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     stopped: str = ""
+    grown: list[float] = field(default_factory=list)
+    """The interleaved check: the grown identity's turns, and a fresh one's."""
+    fresh: list[float] = field(default_factory=list)
+
+
+FRESH = "solo-fresh"
+"""The identity of the interleaved check: in the roster, but no turns until then."""
+
+
+async def interleaved(
+    o: svc_grpc.OrchestratorServiceStub, identity: str, after: int, window: int, note_bytes: int
+) -> tuple[list[float], list[float]]:
+    """``window`` turns of ``identity`` (past turn ``after``) and the first ``window`` turns
+    of :data:`FRESH`, alternating, so both see the same load."""
+    grown: list[float] = []
+    fresh: list[float] = []
+    for i in range(1, window + 1):
+        order = [(identity, after + i, grown), (FRESH, i, fresh)]
+        for who, turn, into in order if i % 2 else order[::-1]:
+            request = send_request(who, f"remember {note(turn, note_bytes)}", key=f"{who}-{turn}")
+            began = time.perf_counter()
+            await o.Send(request, timeout=60)
+            into.append(time.perf_counter() - began)
+    return grown, fresh
 
 
 async def growth(
@@ -236,6 +264,8 @@ async def growth(
             if time.monotonic() > deadline:
                 out.stopped = f"time budget of {budget:.0f} s spent at turn {turn}"
                 return out
+        if len(out.latencies) > window:
+            out.grown, out.fresh = await interleaved(o, identity, turns, window, note_bytes)
     return out
 
 
@@ -260,6 +290,13 @@ def report_growth(g: Growth, turns: int, window: int) -> None:
             f"Send p50, turns {max(1, reached - window + 1):,}-{reached:,} vs turns 1-{window}"
             f" (baseline) of one growing identity: {fmt_ms(last)} vs {fmt_ms(first)}"
             f" = {ratio:.2f}x {goal(met, f'<= {GOAL_GROWTH_P50}x at turn {turns:,}', why)}"
+        )
+    if g.grown and g.fresh:
+        grown, fresh = statistics.median(g.grown), statistics.median(g.fresh)
+        print(
+            f"  same load: {len(g.grown)} turns at turn {reached:,}+ interleaved with the first"
+            f" {len(g.fresh)} turns of a fresh identity: {fmt_ms(grown)} vs {fmt_ms(fresh)}"
+            f" = {grown / fresh:.2f}x"
         )
     else:
         print(
@@ -371,7 +408,7 @@ async def phase_growth(tmp: Path, args: argparse.Namespace) -> None:
         f" notes, etcd continuity, fresh etcd",
         flush=True,
     )
-    async with fresh_suite(tmp, "growth", ["solo"]) as (etcd, address, pid):
+    async with fresh_suite(tmp, "growth", ["solo", FRESH]) as (etcd, address, pid):
         rss_before = rss_mib(pid)
         g = await growth(
             address, etcd, "solo", args.turns, args.window, args.note_bytes, args.growth_budget

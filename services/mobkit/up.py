@@ -170,6 +170,7 @@ async def _run(
     from mobkit.server.addresses import check_listen_free
     from mobkit.server.app import serve_until_signalled, stop_on_signals
     from mobkit.server.host import start_services
+    from mobkit.server.memory import freeze_startup_objects
     from mobkit.server.resources import Resources
 
     stop = stop_on_signals()
@@ -194,6 +195,7 @@ async def _run(
         else:
             keys = ["all"]
         server, resources = await start_services(keys, settings, resources)
+        freeze_startup_objects()
         address = with_port(settings.listen, server.port)
         lock.record(address)
         print(_banner(settings, address, settings.etcd_endpoints[0], addrs), flush=True)

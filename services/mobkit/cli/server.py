@@ -38,12 +38,15 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 async def _serve(args: argparse.Namespace) -> int:
     from mobkit.server.app import serve_until_signalled, stop_on_signals
     from mobkit.server.host import expand, start_services
+    from mobkit.server.memory import freeze_startup_objects, keep_large_buffers
 
+    keep_large_buffers()
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
     keys = expand([args.service])
     stop = stop_on_signals()
     server, resources = await start_services(keys, settings)
+    freeze_startup_objects()
     print(f"listening on {with_port(settings.listen, server.port)}", file=sys.stderr, flush=True)
     try:
         await serve_until_signalled([server], settings.grace, stop)
@@ -53,6 +56,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _up(args: argparse.Namespace) -> int:
+    from mobkit.server.memory import keep_large_buffers
     from mobkit.up import run_up
 
+    keep_large_buffers()
     return await run_up(args)

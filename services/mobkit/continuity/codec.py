@@ -27,6 +27,8 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import starmap
+from operator import itemgetter
 from typing import Any
 
 from mobkit.continuity.chunking import DIGEST_BYTES, ChunkRef
@@ -81,6 +83,7 @@ _RECEIPT_MAGIC = b"MKT1"
 _U32 = struct.Struct(">I")
 _U32X2 = struct.Struct(">II")
 _CHUNK_REF = struct.Struct(f">{DIGEST_BYTES}sI")
+_LENGTH = itemgetter(1)
 
 
 class CorruptValue(Exception):
@@ -216,7 +219,7 @@ def encode_snapshot(header: SnapshotHeader, data: bytes) -> bytes:
 def encode_manifest(header: SnapshotHeader, chunks: Sequence[ChunkRef]) -> bytes:
     """A chunked snapshot: header and manifest, one CRC over both."""
     raw = _header_json(header)
-    body = raw + b"".join(_CHUNK_REF.pack(c.digest, c.length) for c in chunks)
+    body = raw + b"".join(starmap(_CHUNK_REF.pack, chunks))  # C speed: every turn does it
     return b"".join((_MANIFEST_MAGIC, _U32X2.pack(zlib.crc32(body), len(raw)), body))
 
 
@@ -249,10 +252,26 @@ def decode_stored_snapshot(value: bytes) -> StoredSnapshot:
     manifest = memoryview(value)[12 + length :]
     if len(manifest) % _CHUNK_REF.size:
         raise CorruptValue("snapshot manifest: truncated")
-    chunks = tuple(ChunkRef(d, n) for d, n in _CHUNK_REF.iter_unpack(manifest))
-    if sum(c.length for c in chunks) != header.size:
+    chunks = tuple(map(ChunkRef._make, _CHUNK_REF.iter_unpack(manifest)))
+    if sum(map(_LENGTH, chunks)) != header.size:
         raise CorruptValue(f"snapshot manifest: chunks do not add up to {header.size} bytes")
     return StoredSnapshot(header, None, chunks)
+
+
+def manifest_entries(value: bytes) -> frozenset[tuple[bytes, int]]:
+    """The ``(digest, length)`` pairs the manifest of a stored snapshot names (none for
+    one stored whole), checked by its CRC only: what a save reuses, every turn, with no
+    object made per chunk (a :class:`ChunkRef` equals its pair)."""
+    magic = value[:4]
+    if len(value) < 12 or magic not in (_SNAPSHOT_MAGIC, _MANIFEST_MAGIC):
+        raise CorruptValue("snapshot: unknown format")
+    if magic == _SNAPSHOT_MAGIC:
+        return frozenset()
+    crc, length = _U32X2.unpack_from(value, 4)
+    body = memoryview(value)[12:]
+    if len(body) < length or (len(body) - length) % _CHUNK_REF.size or zlib.crc32(body) != crc:
+        raise CorruptValue("snapshot manifest: checksum mismatch")
+    return frozenset(_CHUNK_REF.iter_unpack(body[length:]))
 
 
 def _decode_header(raw: bytes) -> SnapshotHeader:

@@ -25,7 +25,7 @@ from mobkit.core.types import (
 
 DEFAULT_SNAPSHOT_LIMIT_BYTES = 64 * 1024 * 1024
 """``Settings.snapshot_limit_bytes``. Larger snapshots are refused (``SNAPSHOT_TOO_LARGE``).
-Snapshots above 16 KiB are stored in content-defined chunks (:mod:`.chunking`)."""
+Snapshots above 4 KiB are stored in content-defined chunks (:mod:`.chunking`)."""
 
 DEFAULT_RECEIPT_RETENTION_SECONDS = 24 * 3600.0
 """``Settings.idempotency_retention``: how long a turn's receipt answers a repeated

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mobkit.continuity.chunking import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
+from mobkit.continuity.chunking import MAX_CHUNK_BYTES, MAX_TAIL_PIECES, MIN_CHUNK_BYTES
 from mobkit.continuity.codec import RECORDS
 from mobkit.continuity.domain import (
     DEFAULT_RECEIPT_RETENTION_SECONDS,
@@ -199,8 +199,9 @@ class EtcdContinuityStore(PlanStore):
             clock=clock,
         )
         # The one value that cannot be split: a manifest (one entry per chunk of at least
-        # MIN_CHUNK_BYTES), with the record and a receipt, in one txn.
-        manifest = snapshot_limit_bytes // MIN_CHUNK_BYTES * MANIFEST_ENTRY_BYTES
+        # MIN_CHUNK_BYTES, and the tail's pieces), with the record and a receipt, in one txn.
+        entries = snapshot_limit_bytes // MIN_CHUNK_BYTES + MAX_TAIL_PIECES
+        manifest = entries * MANIFEST_ENTRY_BYTES
         needed = manifest + MAX_RECEIPT_BYTES + MAX_CHUNK_BYTES + REQUEST_OVERHEAD_BYTES
         if needed > max_request_bytes:
             raise InvalidArgument(

@@ -49,12 +49,12 @@ from mobkit.continuity.codec import (
     decode_receipt,
     decode_record,
     decode_snapshot,
-    decode_stored_snapshot,
     encode_binding,
     encode_manifest,
     encode_receipt,
     encode_record,
     encode_snapshot,
+    manifest_entries,
     receipt_key,
     receipt_prefix,
     record_key,
@@ -240,7 +240,8 @@ class SnapshotWrite:
     header: SnapshotHeader
     encoded: bytes
     """The ``snapshots/`` value: header + data, or header + manifest."""
-    chunks: tuple[tuple[ChunkRef, memoryview], ...] = ()
+    cut: chunking.Cut | None = None
+    """The chunks of a chunked snapshot."""
 
     @classmethod
     def of(
@@ -262,9 +263,12 @@ class SnapshotWrite:
             plain = header(content_revision(data))
             return cls(plain, encode_snapshot(plain, data))
         cut = cutter.cut((identity, session_id), data)
-        chunks, revision = cut.chunks, cut.revision
-        chunked = header(revision)
-        return cls(chunked, encode_manifest(chunked, [ref for ref, _ in chunks]), chunks)
+        chunked = header(cut.revision)
+        return cls(chunked, encode_manifest(chunked, cut.refs), cut)
+
+    @property
+    def refs(self) -> tuple[ChunkRef, ...]:
+        return self.cut.refs if self.cut is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,13 +280,13 @@ class ReceiptWrite:
     expires_at_ms: int
 
 
-def _chunks_of(value: StoredValue) -> frozenset[ChunkRef]:
-    """The chunks a stored snapshot references (none if it is absent, whole or corrupt:
-    the save then simply writes every chunk again)."""
+def _chunks_of(value: StoredValue) -> frozenset[tuple[bytes, int]]:
+    """The chunks a stored snapshot references, as ``(digest, length)`` (none if it is
+    absent, whole or corrupt: the save then simply writes every chunk again)."""
     if not isinstance(value, bytes):
         return frozenset()
     try:
-        return frozenset(decode_stored_snapshot(value).chunks)
+        return manifest_entries(value)
     except CorruptValue:
         return frozenset()
 
@@ -307,13 +311,15 @@ def save_plan(
         return Commit(header.revision)  # a retry of a save that already committed
     new_state = rules.saved(state, record, header.checkpoint_version, header.fencing_token)
     before = _chunks_of(stored)
-    after = {ref for ref, _ in write.chunks}
+    refs = write.refs
+    after = frozenset(refs)
+    cut = write.cut
     staged = {
-        chunk_key(identity, sid, ref): bytes(piece)
-        for ref, piece in write.chunks
-        if ref not in before
+        chunk_key(identity, sid, ref): bytes(cut.piece(index))
+        for index, ref in enumerate(refs)
+        if cut is not None and ref not in before
     }
-    garbage = tuple(chunk_key(identity, sid, ref) for ref in before - after)
+    garbage = tuple(chunk_key(identity, sid, ChunkRef._make(ref)) for ref in before - after)
     expiring = {receipt.key: (receipt.encoded, receipt.expires_at_ms)} if receipt else {}
     return Commit(
         header.revision,
@@ -352,7 +358,7 @@ def collect_plan(identity: AgentIdentity) -> Plan[int]:
     sessions = state.sessions if state is not None else ()
     got = yield Read(tuple(snapshot_key(identity, s) for s in sessions))
     referenced = {
-        chunk_key(identity, s, ref)
+        chunk_key(identity, s, ChunkRef._make(ref))
         for s, value in zip(sessions, got.values, strict=True)
         for ref in _chunks_of(value)
     }

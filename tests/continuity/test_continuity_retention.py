@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,17 +26,9 @@ from mobkit.continuity.etcd_backend import EtcdContinuityStore
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 from mobkit.core.errors import InvalidArgument, StaleCheckpointVersion, StoreCorruption
 from mobkit.core.types import Broken, ContinuityFailureKind, Ready, SessionSnapshot
+from mobkit.testing.suite import until
 
 MIB = 1024 * 1024
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def _fenced(h: Harness, identity: str = "planner", session: str = "s-1") -> int:

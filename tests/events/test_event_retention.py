@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from mobkit.events.etcd_codec import CURSOR_STRIDE
 from mobkit.events.retention import EventTrimmer, Retention
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.servers import running_services
-from mobkit.testing.suite import reason, send_request, stub, write_roster
+from mobkit.testing.suite import reason, send_request, stub, until, write_roster
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,15 +39,6 @@ async def batch_revisions(client: EtcdClient, prefix: str) -> list[int]:
     """The etcd revision of every batch key still under ``<prefix>/events/``."""
     base = f"{prefix.rstrip('/')}/events/"
     return [int(kv.mod_revision) async for kv in client.range_prefix(base, keys_only=True)]
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
-    """Poll an async ``check`` until it holds (mobkit.testing.suite.eventually, async)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def read_all(log: EventLog, after_seq: int = 0, page_size: int = 50) -> list[Envelope]:
@@ -306,7 +296,7 @@ async def test_trimmer_loop_keeps_the_window(etcd_client: EtcdClient, etcd_prefi
         async def trimmed() -> bool:
             return await batch_keys(etcd_client, etcd_prefix) <= 3
 
-        await until(trimmed, "the trimmer to keep 3 events")
+        await until(trimmed, "the trimmer to keep 3 events", timeout=30.0)
         assert await read_all(log) == appended[-3:]
     finally:
         await trimmer.stop()
@@ -344,7 +334,7 @@ async def test_served_orchestrator_trims_its_log_by_age(
         async def old_gone() -> bool:
             return all(r > seen_through for r in await batch_revisions(etcd_client, prefix))
 
-        await until(old_gone, "the events older than the window to be deleted")
+        await until(old_gone, "the events older than the window to be deleted", timeout=30.0)
 
         # ... ListEvents from 0 starts at the floor, and a cursor below it is stale.
         await o.Send(send_request("a2", "remember y"), timeout=20)
@@ -355,7 +345,9 @@ async def test_served_orchestrator_trims_its_log_by_age(
             assert all(e.cursor > first.latest_cursor for e in reply.events)
             return any(e.kind == "turn_completed" for e in reply.events)
 
-        await until(new_turn_listed, "the second turn's events, and only newer ones, from 0")
+        await until(
+            new_turn_listed, "the second turn's events, and only newer ones, from 0", timeout=30.0
+        )
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await o.ListEvents(svc.ListEventsRequest(after_seq=old, page_size=10), timeout=5)
         assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -27,7 +27,7 @@ from mobkit.gen.lease.v1 import lease_service_pb2 as lease_pb
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as lease_grpc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.fleet import Fleet, wait_fleet
-from mobkit.testing.suite import eventually, reason, send_request, stub, write_roster
+from mobkit.testing.suite import eventually, reason, send_request, stub, until, write_roster
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -71,15 +71,6 @@ def metric(port: int) -> float | None:
         if line.startswith('mobkit_backend_full{backend="etcd"}'):
             return float(line.rsplit(" ", 1)[1])
     return None
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
-    """Poll an async ``check`` until it holds; fail naming ``what`` after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.2)
 
 
 async def health(channel: grpc.aio.Channel, service: str = "") -> int:
@@ -154,7 +145,7 @@ async def test_etcd_full_is_loud_and_the_fleet_recovers_by_itself(
         async def not_serving() -> bool:
             return SERVING not in await all_health()
 
-        await until(not_serving, "health NOT_SERVING on both replicas")
+        await until(not_serving, "health NOT_SERVING on both replicas", timeout=60)
         assert await all_health("liveness") == [SERVING, SERVING]
         status = await asyncio.to_thread(mobkit, "status", "--addr", replicas[0].address or "")
         assert status.returncode == 0, status.stderr
@@ -178,7 +169,7 @@ async def test_etcd_full_is_loud_and_the_fleet_recovers_by_itself(
         async def serving_again() -> bool:
             return await all_health() == [SERVING, SERVING]
 
-        await until(serving_again, "health SERVING again on both replicas")
+        await until(serving_again, "health SERVING again on both replicas", timeout=60)
         await wait_fleet(channels[1], len(IDS), owners=2, timeout=120)
         await eventually(lambda: [metric(p) for p in ports] == [0.0, 0.0], what="metric 0")
         status = await asyncio.to_thread(mobkit, "status", "--addr", replicas[1].address or "")
@@ -211,7 +202,7 @@ async def test_etcd_full_is_loud_and_the_fleet_recovers_by_itself(
                 if not token:
                     return sum(k == "backend_recovered" for _, k in seen) == len(replicas)
 
-        await until(recorded, "backend_full and backend_recovered events")
+        await until(recorded, "backend_full and backend_recovered events", timeout=60)
         # Each replica said so: full first, then recovered.
         by_replica: dict[str, list[str]] = {}
         for replica, kind in seen:

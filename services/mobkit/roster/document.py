@@ -18,6 +18,8 @@ is documented by ``schemas/roster.schema.json``::
     [agents.context]           # free-form JSON: a table here, or any value
     region = "eu"              # (context = "eu", context = [1, 2], ...)
 
+    [[flows]]                  # durable multi-agent runs (mobkit.flows.document)
+
 ``context`` is carried exactly, integers of any size included
 (:mod:`mobkit.core.jsontext`); TOML dates and times are not JSON and are refused.
 
@@ -42,9 +44,10 @@ from mobkit.core import jsontext
 from mobkit.core.errors import RosterInvalid
 from mobkit.core.identity import AgentIdentity, identity_problem
 from mobkit.core.types import AgentAddressability, DurableAgentSpec, RuntimeMode
+from mobkit.flows.document import parse_flows
 from mobkit.roster.domain import RosterDocument, RosterUnreadable
 
-TOP_LEVEL_KEYS = frozenset({"$schema", "profiles", "agents"})
+TOP_LEVEL_KEYS = frozenset({"$schema", "profiles", "agents", "flows"})
 ENTRY_KEYS = frozenset(
     {
         "identity",
@@ -129,7 +132,9 @@ def parse_roster_data(data: Mapping[str, Any], *, rules: RosterRules = NO_RULES)
     problems = _Problems()
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            problems.add(f"unknown top-level key {key!r} (expected profiles, agents)", field=key)
+            problems.add(
+                f"unknown top-level key {key!r} (expected profiles, agents, flows)", field=key
+            )
     profiles = {**rules.profiles, **_profiles(data.get("profiles", {}), problems)}
     _check_kinds(profiles, rules.agent_kinds, problems)
     agents = data.get("agents", [])
@@ -144,8 +149,9 @@ def parse_roster_data(data: Mapping[str, Any], *, rules: RosterRules = NO_RULES)
         else:
             problems.add("must be a table", entry=entry)
     specs = _entries(entries, profiles, problems)
+    flows = parse_flows(data.get("flows", []), [s.identity for s in specs], problems.add)
     problems.raise_any()
-    return RosterDocument(specs=specs, profiles=profiles)
+    return RosterDocument(specs=specs, profiles=profiles, flows=flows)
 
 
 def parse_profiles(value: Any, *, entry: str | None = None) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from mobkit.core.errors import RosterInvalid
 from mobkit.core.types import DurableAgentSpec, RosterContext
+from mobkit.flows.definition import FlowDefinition
 
 
 class RosterUnreadable(RosterInvalid):
@@ -67,6 +68,7 @@ class RosterDocument:
 
     specs: tuple[DurableAgentSpec, ...] = ()
     profiles: Mapping[str, str] = field(default_factory=dict)
+    flows: tuple[FlowDefinition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class RosterSnapshot:
     revision: int
     profiles: Mapping[str, str] = field(default_factory=dict)
     problem: RosterProblem | None = None
+    flows: tuple[FlowDefinition, ...] = ()
 
     @property
     def identities(self) -> list[str]:
@@ -84,6 +87,9 @@ class RosterSnapshot:
 
     def spec(self, identity: str) -> DurableAgentSpec | None:
         return next((s for s in self.specs if s.identity == identity), None)
+
+    def flow(self, flow_id: str) -> FlowDefinition | None:
+        return next((f for f in self.flows if f.flow_id == flow_id), None)
 
 
 @runtime_checkable

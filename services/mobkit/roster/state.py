@@ -38,14 +38,21 @@ class RosterState:
         so that a new roster always gets a strictly larger revision. Returns whether
         anything changed for watchers."""
         good = self._good
-        if good is not None and good.specs == document.specs and good.profiles == document.profiles:
+        if (
+            good is not None
+            and good.specs == document.specs
+            and good.profiles == document.profiles
+            and good.flows == document.flows
+        ):
             if self._problem is None:
                 return False
             # The source went back to the valid roster it had: same content, same revision.
             revision = good.revision
         elif good is not None:
             revision = max(revision, good.revision + 1)
-        self._good = RosterSnapshot(document.specs, revision, dict(document.profiles))
+        self._good = RosterSnapshot(
+            document.specs, revision, dict(document.profiles), flows=document.flows
+        )
         self._problem = None
         log.info(
             "roster from %s at revision %d: %d specs", self.source, revision, len(document.specs)
@@ -93,7 +100,7 @@ class RosterState:
         if self._problem is None:
             return self._good
         g = self._good
-        return RosterSnapshot(g.specs, g.revision, g.profiles, self._problem)
+        return RosterSnapshot(g.specs, g.revision, g.profiles, self._problem, g.flows)
 
     async def refresh(self) -> None:
         """Re-read the source now if it can be (read-your-writes for callers)."""

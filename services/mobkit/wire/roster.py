@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from mobkit.core import jsontext
 from mobkit.core.errors import InvalidArgument, RosterInvalid
-from mobkit.core.identity import parse_display_name, parse_identity
+from mobkit.core.identity import AgentIdentity, parse_display_name, parse_identity
 from mobkit.core.types import (
     AgentAddressability,
     DurableAgentSpec,
     RosterContext,
     RuntimeMode,
 )
+from mobkit.flows.definition import FlowDefinition
+from mobkit.flows.document import flow_to_entry, parse_flows
 from mobkit.gen.roster.v1 import roster_pb2, roster_service_pb2
 from mobkit.roster.domain import RosterProblem, RosterSnapshot
 from mobkit.wire.json import get_json, put_json
@@ -162,6 +166,8 @@ def _fill(msg: Any, snapshot: RosterSnapshot) -> Any:
     msg.specs.extend(spec_to_proto(s) for s in snapshot.specs)
     msg.roster_revision = snapshot.revision
     msg.profiles.update(snapshot.profiles)
+    if snapshot.flows:
+        msg.flows_json = jsontext.encode([flow_to_entry(f) for f in snapshot.flows])
     if snapshot.problem is not None:
         msg.problem.CopyFrom(problem_to_proto(snapshot.problem))
     return msg
@@ -185,9 +191,30 @@ def snapshot_from_proto(
     msg: roster_service_pb2.GetRosterResponse | roster_service_pb2.WatchRosterResponse,
 ) -> RosterSnapshot:
     """Either response: they carry the same snapshot fields."""
+    specs = tuple(spec_from_proto(s, f"specs[{i}]") for i, s in enumerate(msg.specs))
     return RosterSnapshot(
-        specs=tuple(spec_from_proto(s, f"specs[{i}]") for i, s in enumerate(msg.specs)),
+        specs=specs,
         revision=int(msg.roster_revision),
         profiles=dict(msg.profiles),
         problem=problem_from_proto(msg.problem) if msg.HasField("problem") else None,
+        flows=flows_from_json(msg.flows_json, [s.identity for s in specs]),
     )
+
+
+def flows_from_json(text: str, identities: Sequence[AgentIdentity]) -> tuple[FlowDefinition, ...]:
+    """The flows a server sent, validated again here (the document's own parser)."""
+    if not text:
+        return ()
+    try:
+        value = jsontext.decode(text, jsontext.MAX_DEPTH + 4)
+    except jsontext.NotJson as exc:
+        raise InvalidArgument("flows_json", f"not JSON: {exc}") from exc
+    problems: list[RosterInvalid] = []
+
+    def report(detail: str, *, entry: str | None = None, field: str | None = None) -> None:
+        problems.append(RosterInvalid(detail, entry=entry, field=field))
+
+    flows = parse_flows(value, identities, report)
+    if problems:
+        raise RosterInvalid.several(problems)
+    return flows

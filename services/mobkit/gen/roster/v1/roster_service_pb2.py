@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from mobkit.gen.roster.v1 import roster_pb2 as mobkit_dot_roster_dot_v1_dot_roster__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mobkit/roster/v1/roster_service.proto\x12\x10mobkit.roster.v1\x1a\x1dmobkit/roster/v1/roster.proto\"D\n\x10GetRosterRequest\x12\x30\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterContext\"\x87\x02\n\x11GetRosterResponse\x12\x31\n\x05specs\x18\x01 \x03(\x0b\x32\".mobkit.roster.v1.DurableAgentSpec\x12\x17\n\x0froster_revision\x18\x02 \x01(\x04\x12\x30\n\x07problem\x18\x03 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterProblem\x12\x43\n\x08profiles\x18\x04 \x03(\x0b\x32\x31.mobkit.roster.v1.GetRosterResponse.ProfilesEntry\x1a/\n\rProfilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x12WatchRosterRequest\x12\x30\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterContext\"\x8b\x02\n\x13WatchRosterResponse\x12\x31\n\x05specs\x18\x01 \x03(\x0b\x32\".mobkit.roster.v1.DurableAgentSpec\x12\x17\n\x0froster_revision\x18\x02 \x01(\x04\x12\x30\n\x07problem\x18\x03 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterProblem\x12\x45\n\x08profiles\x18\x04 \x03(\x0b\x32\x33.mobkit.roster.v1.WatchRosterResponse.ProfilesEntry\x1a/\n\rProfilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc3\x01\n\rRosterService\x12T\n\tGetRoster\x12\".mobkit.roster.v1.GetRosterRequest\x1a#.mobkit.roster.v1.GetRosterResponse\x12\\\n\x0bWatchRoster\x12$.mobkit.roster.v1.WatchRosterRequest\x1a%.mobkit.roster.v1.WatchRosterResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%mobkit/roster/v1/roster_service.proto\x12\x10mobkit.roster.v1\x1a\x1dmobkit/roster/v1/roster.proto\"D\n\x10GetRosterRequest\x12\x30\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterContext\"\x9b\x02\n\x11GetRosterResponse\x12\x31\n\x05specs\x18\x01 \x03(\x0b\x32\".mobkit.roster.v1.DurableAgentSpec\x12\x17\n\x0froster_revision\x18\x02 \x01(\x04\x12\x30\n\x07problem\x18\x03 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterProblem\x12\x43\n\x08profiles\x18\x04 \x03(\x0b\x32\x31.mobkit.roster.v1.GetRosterResponse.ProfilesEntry\x12\x12\n\nflows_json\x18\x05 \x01(\t\x1a/\n\rProfilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x12WatchRosterRequest\x12\x30\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterContext\"\x9f\x02\n\x13WatchRosterResponse\x12\x31\n\x05specs\x18\x01 \x03(\x0b\x32\".mobkit.roster.v1.DurableAgentSpec\x12\x17\n\x0froster_revision\x18\x02 \x01(\x04\x12\x30\n\x07problem\x18\x03 \x01(\x0b\x32\x1f.mobkit.roster.v1.RosterProblem\x12\x45\n\x08profiles\x18\x04 \x03(\x0b\x32\x33.mobkit.roster.v1.WatchRosterResponse.ProfilesEntry\x12\x12\n\nflows_json\x18\x05 \x01(\t\x1a/\n\rProfilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc3\x01\n\rRosterService\x12T\n\tGetRoster\x12\".mobkit.roster.v1.GetRosterRequest\x1a#.mobkit.roster.v1.GetRosterResponse\x12\\\n\x0bWatchRoster\x12$.mobkit.roster.v1.WatchRosterRequest\x1a%.mobkit.roster.v1.WatchRosterResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,15 +40,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETROSTERREQUEST']._serialized_start=90
   _globals['_GETROSTERREQUEST']._serialized_end=158
   _globals['_GETROSTERRESPONSE']._serialized_start=161
-  _globals['_GETROSTERRESPONSE']._serialized_end=424
-  _globals['_GETROSTERRESPONSE_PROFILESENTRY']._serialized_start=377
-  _globals['_GETROSTERRESPONSE_PROFILESENTRY']._serialized_end=424
-  _globals['_WATCHROSTERREQUEST']._serialized_start=426
-  _globals['_WATCHROSTERREQUEST']._serialized_end=496
-  _globals['_WATCHROSTERRESPONSE']._serialized_start=499
-  _globals['_WATCHROSTERRESPONSE']._serialized_end=766
-  _globals['_WATCHROSTERRESPONSE_PROFILESENTRY']._serialized_start=377
-  _globals['_WATCHROSTERRESPONSE_PROFILESENTRY']._serialized_end=424
-  _globals['_ROSTERSERVICE']._serialized_start=769
-  _globals['_ROSTERSERVICE']._serialized_end=964
+  _globals['_GETROSTERRESPONSE']._serialized_end=444
+  _globals['_GETROSTERRESPONSE_PROFILESENTRY']._serialized_start=397
+  _globals['_GETROSTERRESPONSE_PROFILESENTRY']._serialized_end=444
+  _globals['_WATCHROSTERREQUEST']._serialized_start=446
+  _globals['_WATCHROSTERREQUEST']._serialized_end=516
+  _globals['_WATCHROSTERRESPONSE']._serialized_start=519
+  _globals['_WATCHROSTERRESPONSE']._serialized_end=806
+  _globals['_WATCHROSTERRESPONSE_PROFILESENTRY']._serialized_start=397
+  _globals['_WATCHROSTERRESPONSE_PROFILESENTRY']._serialized_end=444
+  _globals['_ROSTERSERVICE']._serialized_start=809
+  _globals['_ROSTERSERVICE']._serialized_end=1004
 # @@protoc_insertion_point(module_scope)

@@ -76,8 +76,14 @@ class GetRosterResponse(_message.Message):
     ROSTER_REVISION_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     PROFILES_FIELD_NUMBER: _builtins.int
+    FLOWS_JSON_FIELD_NUMBER: _builtins.int
     roster_revision: _builtins.int
     """Monotonic revision of the roster source; larger means newer."""
+    flows_json: _builtins.str
+    """The roster's flows (`[[flows]]`) as JSON text: an array of flow tables in
+    the document's own form (schemas/roster.schema.json, `flows`), already
+    validated against these specs. Empty when the roster declares none.
+    """
     @_builtins.property
     def specs(self) -> _containers.RepeatedCompositeFieldContainer[_roster_pb2.DurableAgentSpec]:
         """The desired specs, ordered as in the source."""
@@ -101,10 +107,11 @@ class GetRosterResponse(_message.Message):
         roster_revision: _builtins.int = ...,
         problem: _roster_pb2.RosterProblem | None = ...,
         profiles: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        flows_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["problem", b"problem"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["problem", b"problem", "profiles", b"profiles", "roster_revision", b"roster_revision", "specs", b"specs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows_json", b"flows_json", "problem", b"problem", "profiles", b"profiles", "roster_revision", b"roster_revision", "specs", b"specs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -164,10 +171,13 @@ class WatchRosterResponse(_message.Message):
     ROSTER_REVISION_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
     PROFILES_FIELD_NUMBER: _builtins.int
+    FLOWS_JSON_FIELD_NUMBER: _builtins.int
     roster_revision: _builtins.int
     """Monotonic revision; strictly increasing along the stream for valid
     changes, repeated by problem reports.
     """
+    flows_json: _builtins.str
+    """The roster's flows as JSON text, as in GetRosterResponse.flows_json."""
     @_builtins.property
     def specs(self) -> _containers.RepeatedCompositeFieldContainer[_roster_pb2.DurableAgentSpec]:
         """The complete desired specs at this revision (not a delta)."""
@@ -189,10 +199,11 @@ class WatchRosterResponse(_message.Message):
         roster_revision: _builtins.int = ...,
         problem: _roster_pb2.RosterProblem | None = ...,
         profiles: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        flows_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["problem", b"problem"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["problem", b"problem", "profiles", b"profiles", "roster_revision", b"roster_revision", "specs", b"specs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows_json", b"flows_json", "problem", b"problem", "profiles", b"profiles", "roster_revision", b"roster_revision", "specs", b"specs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

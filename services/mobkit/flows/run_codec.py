@@ -1,0 +1,84 @@
+"""A run as checkpoint bytes (versioned JSON, exact: :mod:`mobkit.core.jsontext`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mobkit.core import jsontext
+from mobkit.core.errors import StoreCorruption
+from mobkit.flows.run import Failure, Run, RunState, StepRecord, StepState, TargetResult
+
+FORMAT = 1
+
+
+def encode_run(run: Run) -> bytes:
+    return jsontext.encode(
+        {
+            "format": FORMAT,
+            "run_id": run.run_id,
+            "flow_id": run.flow_id,
+            "roster_revision": run.roster_revision,
+            "input": run.input,
+            "state": run.state.value,
+            "depth": run.depth,
+            "failure": _failure(run.failure),
+            "steps": {k: _step(r) for k, r in run.steps.items()},
+        }
+    ).encode()
+
+
+def decode_run(data: bytes, where: str) -> Run:
+    """The run stored at ``where``; STORE_CORRUPTION when the bytes are not one."""
+    try:
+        doc = jsontext.decode(data, jsontext.MAX_DEPTH + 8)
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"unknown run format {doc.get('format')!r}")
+        return Run(
+            run_id=doc["run_id"],
+            flow_id=doc["flow_id"],
+            roster_revision=int(doc["roster_revision"]),
+            input=doc["input"],
+            state=RunState(doc["state"]),
+            depth=int(doc["depth"]),
+            failure=_failure_back(doc["failure"]),
+            steps={k: _step_back(v) for k, v in doc["steps"].items()},
+        )
+    except (jsontext.NotJson, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreCorruption(f"{where}: not a flow run: {exc}") from exc
+
+
+def _failure(failure: Failure | None) -> Any:
+    if failure is None:
+        return None
+    return {"reason": failure.reason, "message": failure.message, "step_id": failure.step_id}
+
+
+def _failure_back(doc: Any) -> Failure | None:
+    return None if doc is None else Failure(doc["reason"], doc["message"], doc["step_id"])
+
+
+def _step(record: StepRecord) -> dict[str, Any]:
+    return {
+        "state": record.state.value,
+        "message": record.message,
+        "targets": list(record.targets),
+        "attempts": dict(record.attempts),
+        "results": {
+            k: {"output": r.output, "structured_output": r.structured_output}
+            for k, r in record.results.items()
+        },
+        "failure": _failure(record.failure),
+    }
+
+
+def _step_back(doc: dict[str, Any]) -> StepRecord:
+    return StepRecord(
+        state=StepState(doc["state"]),
+        message=doc["message"],
+        targets=tuple(doc["targets"]),
+        attempts={k: int(v) for k, v in doc["attempts"].items()},
+        results={
+            k: TargetResult(v["output"], v["structured_output"]) for k, v in doc["results"].items()
+        },
+        failure=_failure_back(doc["failure"]),
+    )

@@ -148,20 +148,20 @@ def test_a_nested_flow_step_starts_a_child_run_and_takes_its_outputs() -> None:
     assert json.loads(run.steps["ask"].results["p.ask"].output) == {}
 
 
-def test_a_run_round_trips_through_its_checkpoint_bytes() -> None:
+def test_a_run_record_round_trips_through_its_bytes() -> None:
     import pytest
 
     from mobkit.core.errors import StoreCorruption
-    from mobkit.flows.run_codec import decode_run, encode_run
+    from mobkit.flows.records import Parent, RunRecord
+    from mobkit.flows.run_codec import decode_record, encode_record
 
     run, _ = start(input={"question": "q", "big": 2**70})
     run, _ = record_turn(run, FLOW, "frame", "coordinator", TurnDone("Q", {"n": 1.5}))
     run, _ = advance(run, FLOW, SPECS)
-    run, _ = record_turn(
-        run, FLOW, "answer", "worker-1", TurnError(NotActive("worker-1", "dormant"))
-    )
-    assert decode_run(encode_run(run), "run r1") == run
-    failed = cancel(run)
-    assert decode_run(encode_run(failed), "run r1") == failed
+    error = TurnError(NotActive("worker-1", "dormant"))
+    run, _ = record_turn(run, FLOW, "answer", "worker-1", error)
+    for state in (run, cancel(run)):
+        record = RunRecord(state, (FLOW,), 1, 2, "req-1", {"a": "b"}, Parent("p", "s"))
+        assert decode_record(encode_record(record), "run r1") == record
     with pytest.raises(StoreCorruption, match="run r1: not a flow run"):
-        decode_run(b'{"format": 9}', "run r1")
+        decode_record(b'{"format": 9}', "run r1")

@@ -85,6 +85,10 @@ class Keyspace:
         "leases",
         "replicas",
         "roster_document",
+        "run_cancels",
+        "run_requests",
+        "runs",
+        "runs_active",
     )
 
     def __init__(self, prefix: str = "/mobkit") -> None:
@@ -108,6 +112,15 @@ class Keyspace:
         self.events_trimmer = f"{base}/events-meta/trimmer".encode()
         self.roster_document = f"{base}/roster/document".encode()
         self.compaction = f"{base}/compaction".encode()
+        self.runs = f"{base}/runs/".encode()
+        """``<run_id>`` -> a flow run's record, written under the run's lease
+        (``run_lease_identity``); a finished run's is on a retention lease."""
+        self.runs_active = f"{base}/runs-active/".encode()
+        """``<run_id>`` -> empty while the run is unfinished: what replicas claim."""
+        self.run_requests = f"{base}/run-requests/".encode()
+        """``<sha256(request_id)>`` -> the run id StartRun created for that request."""
+        self.run_cancels = f"{base}/run-cancels/".encode()
+        """``<run_id>`` -> empty once CancelRun asked; the owner cancels the run."""
 
     def __repr__(self) -> str:
         return f"Keyspace({self.base or '/'!r})"
@@ -161,3 +174,24 @@ class Keyspace:
 
     def event_batch(self, instance: str, unique: str) -> bytes:
         return self.events + f"{instance}/{unique}".encode()
+
+    # -- flows ---------------------------------------------------------------------
+
+    def run(self, run_id: str) -> bytes:
+        return self.runs + run_id.encode()
+
+    def run_active(self, run_id: str) -> bytes:
+        return self.runs_active + run_id.encode()
+
+    def run_request(self, request_id: str) -> bytes:
+        # Request ids are client strings of any content: a digest bounds the etcd key.
+        return self.run_requests + hashlib.sha256(request_id.encode()).hexdigest().encode()
+
+    def run_cancel(self, run_id: str) -> bytes:
+        return self.run_cancels + run_id.encode()
+
+
+def run_lease_identity(run_id: str) -> str:
+    """The lease-provider identity of a run: its owner holds this lease, and its record
+    is written only while the writer's token is this lease's."""
+    return f"flow-run:{run_id}"

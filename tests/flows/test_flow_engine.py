@@ -24,6 +24,7 @@ from mobkit.flows.run import RunState
 from mobkit.lease.memory import MemoryLeaseProvider
 from mobkit.roster.document import parse_roster_toml
 from mobkit.roster.domain import RosterSnapshot
+from mobkit.testing.suite import until
 
 DOC = parse_roster_toml(AGENTS + ASK_TEAM.replace("timeout_seconds = 60", "timeout_seconds = 1"))
 TTL = timedelta(seconds=1)
@@ -59,11 +60,7 @@ class Agents:
         if self.slow:
             await asyncio.sleep(self.slow)
         self.turns[(identity, key.rsplit(":", 3)[1])] += 1
-        output = (
-            f'"{identity} says {message.content}"'
-            if identity == "coordinator"
-            else f"{identity}:{message.content}"
-        )
+        output = f"{identity}:{message.content}"
         receipt = DispatchReceipt(AgentIdentity(identity), SessionId("s"), 1, 1, output)
         self.receipts[key] = receipt
         return receipt
@@ -84,6 +81,10 @@ def engine(
     )
     e.events = events  # type: ignore[attr-defined]
     return e
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def finished(e: FlowEngine, run_id: str, timeout: float = 10) -> RunRecord:
@@ -107,15 +108,15 @@ async def test_a_run_completes_passing_outputs_between_steps() -> None:
     finally:
         await e.stop()
     assert record.run.state is RunState.SUCCEEDED
-    framed = "coordinator says Frame the question: why"
+    framed = "coordinator:Frame the question: why"
     answers = record.run.steps["answer"].results
     assert {k: r.output for k, r in answers.items()} == {
         "worker-1": f"worker-1:{framed}",
         "worker-2": f"worker-2:{framed}",
     }
     summary = record.run.steps["summarise"].results["coordinator"].output
-    assert summary.startswith('"coordinator says Summarise [') and summary.endswith(
-        f'for {framed}"'
+    assert summary == (
+        f'coordinator:Summarise ["worker-1:{framed}", "worker-2:{framed}"] for {framed}'
     )
     assert set(agents.turns.values()) == {1}
     kinds = [k for k, _, _ in e.events]  # type: ignore[attr-defined]
@@ -148,13 +149,12 @@ async def test_a_run_taken_over_after_its_owner_stops_runs_no_turn_twice() -> No
     agents.gate = asyncio.Event()
     await a.start()
     started = await a.start_run("ask-team", {"question": "q"})
-    async with asyncio.timeout(5):
-        while started.run_id not in a.driving:
-            await asyncio.sleep(0.02)
+    await until(lambda: _true(started.run_id in a.driving), "run claimed by a", 5)
     agents.gate.set()
-    async with asyncio.timeout(5):  # the fan-out half done: one worker answered
-        while not any(i.startswith("worker") for i, _ in agents.turns):
-            await asyncio.sleep(0.005)
+    # The fan-out half done: one worker answered.
+    await until(
+        lambda: _true(any(i.startswith("worker") for i, _ in agents.turns)), "a worker turn", 5
+    )
     await a.stop(release=False)  # dies holding the lease
     await b.start()
     try:

@@ -4,7 +4,6 @@ paging, cancel requests and retention."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -26,6 +25,7 @@ from mobkit.lease.domain import LeaseProvider
 from mobkit.lease.etcd_backend import EtcdLeaseProvider
 from mobkit.lease.memory import MemoryLeaseProvider
 from mobkit.roster.document import parse_roster_toml
+from mobkit.testing.suite import until
 
 FLOW = parse_roster_toml(AGENTS + ASK_TEAM).flows[0]
 HOLDER = "orch-a~1@127.0.0.1:7001"
@@ -118,10 +118,12 @@ async def test_a_finished_run_leaves_the_active_set_and_expires(backend: Backend
     assert not await backend.store.cancel_requested(a.run_id)
     await backend.store.request_cancel(a.run_id)  # finished: nothing to cancel
     assert not await backend.store.cancel_requested(a.run_id)
+
     # Past the retention (1 s here, plus one bucket) the run and its request id are gone.
-    async with asyncio.timeout(15):
-        while await backend.store.get(a.run_id) is not None:
-            await asyncio.sleep(0.2)
+    async def expired() -> bool:
+        return await backend.store.get(a.run_id) is None
+
+    await until(expired, "the finished run past its retention", 15)
     again, created = await backend.store.create(record("a"))
     assert created and again.run_id != a.run_id
 

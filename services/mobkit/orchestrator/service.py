@@ -7,6 +7,7 @@ from datetime import timedelta
 from mobkit.core.holder import Holder
 from mobkit.etcd.compactor import Compactor
 from mobkit.events.retention import Retention, trimmer_for
+from mobkit.flows.service import build_flows
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.service import start_modules
 from mobkit.observability import metrics
@@ -29,7 +30,7 @@ def holder(settings: Settings) -> str:
     return str(Holder.fresh(settings.instance_id(), address))
 
 
-async def build(settings: Settings, resources: Resources) -> ServiceRegistration:
+async def build(settings: Settings, resources: Resources) -> list[ServiceRegistration]:
     providers, closers = await compose(settings, resources)
     instance = holder(settings)
     registry = ReplicaRegistry(
@@ -82,9 +83,11 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
     )
 
     untrack_census = metrics.track_census(orchestrator.census)  # mobkit_leases_held, ...
+    flows = await build_flows(settings, resources, orchestrator, registry.members)
 
     async def stop() -> None:
         untrack_census()
+        await flows.engine.stop(release=True)  # before the turns its drives dispatch
         if trimmer is not None:
             await trimmer.stop()
         await modules.stop()  # first: its last events go out with the sink's flush
@@ -99,8 +102,9 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
             await close()
 
     await runner.start()
+    await flows.engine.start()
     if compactor is not None:
         compactor.start()
     if trimmer is not None:
         trimmer.start()
-    return ServiceRegistration(SERVICE_NAME, add, ERRORS, on_stop=[stop])
+    return [ServiceRegistration(SERVICE_NAME, add, ERRORS, on_stop=[stop]), flows.registration]

@@ -69,6 +69,14 @@ REQUIRED_SCOPES: dict[str, dict[str, Scope]] = {
         "GetTopology": R,
         "ListModules": R,
     },
+    "mobkit.flows.v1.FlowService": {
+        "ListFlows": R,
+        "StartRun": W,
+        "GetRun": R,
+        "ListRuns": R,
+        "CancelRun": W,
+        "WatchRun": R,
+    },
 }
 
 OPEN_SERVICES = frozenset(

@@ -48,3 +48,14 @@ CATALOG: dict[str, ServiceSpec] = {
         ServiceSpec("orchestrator", "orchestrator", "OrchestratorService"),
     )
 }
+
+SERVED_WITH: dict[str, tuple[ServiceSpec, ...]] = {
+    # Flow runs dispatch the orchestrator's turns: FlowService is served beside it.
+    "orchestrator": (ServiceSpec("flows", "flows", "FlowService"),),
+}
+"""Services that a catalog service's process serves too (not servable on their own)."""
+
+EVERY_SERVICE: tuple[ServiceSpec, ...] = (
+    *CATALOG.values(),
+    *(spec for specs in SERVED_WITH.values() for spec in specs),
+)

@@ -71,6 +71,10 @@ class Settings:
     event_retention: float = 7 * 24 * 3600.0
     event_retention_count: int = 100_000
     event_trim_interval: float = 60.0
+    # Flow runs (docs/flows.md): a finished run is kept run_retention seconds; one
+    # replica drives at most flow_max_runs runs at once.
+    run_retention: float = 7 * 24 * 3600.0
+    flow_max_runs: int = 256
     log_level: str = "INFO"
     log_format: str = "json"
     grace: float = 5.0

@@ -37,13 +37,20 @@ def unimplemented(spec: ServiceSpec) -> ServiceRegistration:
     return ServiceRegistration(spec.full_name, lambda server: add(base(), server), errors={})
 
 
-async def registration(key: str, settings: Settings, resources: Resources) -> ServiceRegistration:
+async def registrations(
+    key: str, settings: Settings, resources: Resources
+) -> list[ServiceRegistration]:
+    """The services ``key`` serves: its own, and any it brings along (the orchestrator
+    serves FlowService too)."""
     spec = CATALOG[key]
     module = IMPLEMENTATIONS.get(key)
     if module is None:
-        return unimplemented(spec)
-    reg: ServiceRegistration = await importlib.import_module(module).build(settings, resources)
-    return dataclasses.replace(reg, backends=service_backends(key, settings))
+        return [unimplemented(spec)]
+    built: ServiceRegistration | Sequence[ServiceRegistration] = await importlib.import_module(
+        module
+    ).build(settings, resources)
+    regs = [built] if isinstance(built, ServiceRegistration) else list(built)
+    return [dataclasses.replace(r, backends=service_backends(key, settings)) for r in regs]
 
 
 def expand(keys: Sequence[str]) -> list[str]:
@@ -84,7 +91,7 @@ async def start_services(
         check_listen_free(settings)
         if settings.etcd_endpoints and uses_etcd(expand(keys), settings):
             await check_etcd_answers(resources)  # before any service loads anything
-        regs = [await registration(k, settings, resources) for k in expand(keys)]
+        regs = [r for k in expand(keys) for r in await registrations(k, settings, resources)]
         config = ServerConfig(
             regs,
             listen=settings.listen,

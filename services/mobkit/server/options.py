@@ -17,6 +17,7 @@ GROUPS = {
     "orchestrator": "roster and orchestrator",
     "providers": "providers of the orchestrator (absent: in this process)",
     "events": "event log retention",
+    "flows": "flow runs",
     "logging": "logging",
     "security": "TLS and bearer tokens",
 }
@@ -154,6 +155,10 @@ OPTIONS: dict[str, OptionDoc] = {
     "event_trim_interval": OptionDoc(
         "events", "interval of retention rounds, one replica per round", "SECONDS", unit="s"
     ),
+    "run_retention": OptionDoc(
+        "flows", "how long a finished flow run is kept (GetRun, ListRuns)", "SECONDS", unit="s"
+    ),
+    "flow_max_runs": OptionDoc("flows", "flow runs one replica drives at once", "N"),
     "log_level": OptionDoc(
         "logging",
         "least severe level logged (any case)",
@@ -226,6 +231,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "event_retention": (0, 366 * _DAY),
     "event_retention_count": (0, 100_000_000),
     "event_trim_interval": (0.01, _DAY),
+    "run_retention": (1, 366 * _DAY),
+    "flow_max_runs": (1, 100_000),
     "grace": (0, 3600),
 }
 

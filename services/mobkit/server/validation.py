@@ -61,6 +61,10 @@ _WELL_KNOWN = {
     "google.protobuf.Timestamp": _Kind.TIMESTAMP,
 }
 
+_JSON = frozenset({"google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue"})
+"""Free-form JSON: no identities or wide integers inside, and recursive (a Value holds a
+ListValue of Values), so never walked."""
+
 _Step = tuple[str, _Kind, bool]
 
 
@@ -76,6 +80,8 @@ def _plan(desc: Descriptor) -> tuple[_Step, ...]:
             steps.append((f.name, _Kind.WIDE_INT, repeated))
         elif f.type == _MESSAGE and f.message_type is not None:
             kind = _WELL_KNOWN.get(f.message_type.full_name)
+            if f.message_type.full_name in _JSON:
+                continue
             if kind is not None:
                 steps.append((f.name, kind, repeated))
             elif not f.message_type.GetOptions().map_entry and _plan(f.message_type):

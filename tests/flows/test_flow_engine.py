@@ -193,3 +193,35 @@ async def test_a_turn_slower_than_its_timeout_fails_the_step() -> None:
     assert record.run.failure is not None
     assert record.run.failure.reason == "FLOW_TURN_TIMED_OUT"
     assert record.run.failure.step_id == "answer"
+
+
+def _chain(n: int) -> str:
+    """Flows f0 -> f1 -> ... -> f<n-1>, each running the next as a nested step."""
+    out = []
+    for i in range(n):
+        out.append(f'[[flows]]\nflow_id = "f{i}"\n[[flows.steps]]\nstep_id = "s"\n')
+        out.append(f'flow = "f{i + 1}"\n' if i + 1 < n else 'identity = "coordinator"\n')
+    return "".join(out)
+
+
+@pytest.mark.parametrize(("depth", "state"), [(3, RunState.SUCCEEDED), (10, RunState.FAILED)])
+async def test_nested_runs_finish_their_parents_within_the_depth_limit(
+    depth: int, state: RunState
+) -> None:
+    doc = parse_roster_toml(AGENTS + _chain(depth))
+    agents = Agents()
+    e = engine(MemoryRunStore(), MemoryLeaseProvider(), agents)
+    e.roster._roster.snapshot = RosterSnapshot(doc.specs, 1, doc.profiles, flows=doc.flows)  # type: ignore[attr-defined]
+    await e.start()
+    try:
+        started = await e.start_run("f0", "hello")
+        record = await finished(e, started.run_id, timeout=30)
+    finally:
+        await e.stop()
+    assert record.run.state is state
+    if state is RunState.SUCCEEDED:
+        assert agents.turns == {("coordinator", "s"): 1}
+    else:
+        assert record.run.failure is not None
+        assert record.run.failure.reason == "FRAME_DEPTH_LIMIT_EXCEEDED"
+        assert agents.turns == {}

@@ -194,3 +194,66 @@ async def test_flows_run_end_to_end(tmp_path: Path, etcd_session: Any, roster: P
         after = await flows(channel).ListRuns(fsvc.ListRunsRequest(), timeout=10)
         assert after == before
         assert json.loads(final.input_json) == {"q": "why"}
+
+
+EDITED = """
+[profiles]
+notebook = "notebook"
+
+[[agents]]
+identity = "n1"
+profile = "notebook"
+
+[[flows]]
+flow_id = "note"
+[[flows.steps]]
+step_id = "write"
+identity = "n1"
+input = "remember VERSION {{ input }}"
+retry = { max_attempts = 100, initial_backoff_seconds = 0.2, max_backoff_seconds = 0.5 }
+timeout_seconds = 2
+"""
+
+
+async def test_a_roster_edit_during_a_run_applies_to_new_runs_only(
+    tmp_path: Path, etcd_session: Any
+) -> None:
+    from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
+    from mobkit.testing.suite import stub, until
+
+    path = tmp_path / "roster.toml"
+    path.write_text(EDITED.replace("VERSION", "v1"))
+    async with running_services(
+        ["all"],
+        etcd_endpoints=[etcd_session.endpoint],
+        etcd_prefix=f"/flows-edit-{uuid.uuid4().hex[:8]}",
+        roster=str(path),
+        data_dir=str(tmp_path),
+        continuity_backend="sqlite",
+    ) as (_server, channel, _):
+        await wait_fleet(channel, 1, owners=1, timeout=30)
+        await stub(channel).SuspendIdentity(svc.SuspendIdentityRequest(identity="n1"), timeout=10)
+        first = (
+            await flows(channel).StartRun(
+                fsvc.StartRunRequest(flow_id="note", input_json='"a"'), timeout=10
+            )
+        ).run
+        path.write_text(EDITED.replace("VERSION", "v2"))
+
+        async def edited() -> bool:
+            listed = await flows(channel).ListFlows(fsvc.ListFlowsRequest(), timeout=10)
+            return "v2" in listed.flows[0].steps[0].input_template
+
+        await until(edited, "the roster edit picked up", 30)
+        await stub(channel).ResumeIdentity(svc.ResumeIdentityRequest(identity="n1"), timeout=10)
+        second = (
+            await flows(channel).StartRun(
+                fsvc.StartRunRequest(flow_id="note", input_json='"b"'), timeout=10
+            )
+        ).run
+        _, old = await watch(channel, first.run_id)
+        _, new = await watch(channel, second.run_id)
+        assert (old.state, new.state) == (pb.RUN_STATE_SUCCEEDED, pb.RUN_STATE_SUCCEEDED)
+        assert old.steps[0].message == "remember v1 a"  # pinned at its start
+        assert new.steps[0].message == "remember v2 b"
+        assert old.roster_revision < new.roster_revision

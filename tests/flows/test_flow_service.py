@@ -219,7 +219,7 @@ async def test_a_roster_edit_during_a_run_applies_to_new_runs_only(
     tmp_path: Path, etcd_session: Any
 ) -> None:
     from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
-    from mobkit.testing.suite import stub, until
+    from mobkit.testing.suite import stub, text_input, until
 
     path = tmp_path / "roster.toml"
     path.write_text(EDITED.replace("VERSION", "v1"))
@@ -238,6 +238,11 @@ async def test_a_roster_edit_during_a_run_applies_to_new_runs_only(
                 fsvc.StartRunRequest(flow_id="note", input_json='"a"'), timeout=10
             )
         ).run
+        doomed = (
+            await flows(channel).StartRun(
+                fsvc.StartRunRequest(flow_id="note", input_json='"c"'), timeout=10
+            )
+        ).run
         path.write_text(EDITED.replace("VERSION", "v2"))
 
         async def edited() -> bool:
@@ -245,6 +250,12 @@ async def test_a_roster_edit_during_a_run_applies_to_new_runs_only(
             return "v2" in listed.flows[0].steps[0].input_template
 
         await until(edited, "the roster edit picked up", 30)
+        # A cancel while the step keeps retrying: the run ends Canceled, no turn ran.
+        await flows(channel).CancelRun(fsvc.CancelRunRequest(run_id=doomed.run_id), timeout=10)
+        _, canceled = await watch(channel, doomed.run_id)
+        assert canceled.state == pb.RUN_STATE_CANCELED
+        assert canceled.failure.reason == "RUN_CANCELED"
+        assert canceled.steps[0].state == pb.STEP_STATE_CANCELED
         await stub(channel).ResumeIdentity(svc.ResumeIdentityRequest(identity="n1"), timeout=10)
         second = (
             await flows(channel).StartRun(
@@ -257,3 +268,9 @@ async def test_a_roster_edit_during_a_run_applies_to_new_runs_only(
         assert old.steps[0].message == "remember v1 a"  # pinned at its start
         assert new.steps[0].message == "remember v2 b"
         assert old.roster_revision < new.roster_revision
+        recall = await stub(channel).Send(
+            svc.SendRequest(identity="n1", input=text_input("recall")), timeout=10
+        )
+        assert (
+            "a" in recall.receipt.output and "c" not in recall.receipt.output.split("recalling")[-1]
+        )

@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     from mobkit.cli.commands import add_all
     from mobkit.cli.connect import add_client_options
     from mobkit.cli.etcd import add_etcd
+    from mobkit.cli.flows import add_flows
     from mobkit.cli.roster import add_roster
     from mobkit.cli.server import add_server_commands
     from mobkit.security.commands import (
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_server_commands(sub)
     add_all(sub)
+    add_flows(sub)
     add_roster(sub)
     add_etcd(sub)
 

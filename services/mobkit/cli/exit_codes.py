@@ -44,7 +44,14 @@ BY_REASON: dict[str, int] = {
         ("INVALID_IDENTITY", "INVALID_ARGUMENT", "ROSTER_INVALID", "SELF_EDGE"), INVALID
     ),
     **dict.fromkeys(
-        ("IDENTITY_NOT_FOUND", "CONTINUITY_RECORD_NOT_FOUND", "SESSION_NOT_FOUND"), NOT_FOUND
+        (
+            "IDENTITY_NOT_FOUND",
+            "CONTINUITY_RECORD_NOT_FOUND",
+            "SESSION_NOT_FOUND",
+            "FLOW_NOT_FOUND",
+            "RUN_NOT_FOUND",
+        ),
+        NOT_FOUND,
     ),
     **dict.fromkeys(
         (
@@ -58,6 +65,7 @@ BY_REASON: dict[str, int] = {
             "TOPOLOGY_VIOLATION",
             "CUSTOMIZER_FAILED",
             "SNAPSHOT_TOO_LARGE",
+            "SPEC_REVISION_CONFLICT",
         ),
         REFUSED,
     ),

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mobkit.flows.definition import FlowDefinition
-from mobkit.flows.run import Run
+from mobkit.flows.run import Run, RunState
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,40 @@ class RunRecord:
 
     def definition(self, flow_id: str) -> FlowDefinition:
         return next(f for f in self.flows if f.flow_id == flow_id)
+
+    def view(self) -> RunView:
+        return RunView(
+            self.run,
+            self.created_ms,
+            self.updated_ms,
+            self.request_id,
+            self.labels,
+            self.parent,
+            tuple(s.step_id for s in self.flow.steps),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """A run as the API shows it (GetRun, ListRuns): its state and metadata, without
+    the pinned definitions."""
+
+    run: Run
+    created_ms: int
+    updated_ms: int
+    request_id: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    parent: Parent | None = None
+    step_order: tuple[str, ...] = ()
+    """The flow's step ids in order: how ``run.steps`` is listed."""
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def state(self) -> RunState:
+        return self.run.state
 
 
 def closure(flow_id: str, flows: tuple[FlowDefinition, ...]) -> tuple[FlowDefinition, ...]:

@@ -83,11 +83,11 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
             labels=dict(request.labels),
             expected_roster_revision=expected,
         )
-        return svc.StartRunResponse(run=run_to_proto(record))
+        return svc.StartRunResponse(run=run_to_proto(record.view()))
 
     async def GetRun(self, request: svc.GetRunRequest, context: Any) -> svc.GetRunResponse:
         return svc.GetRunResponse(
-            run=run_to_proto(await self.engine.get_run(_run_id(request.run_id)))
+            run=run_to_proto((await self.engine.get_run(_run_id(request.run_id))).view())
         )
 
     async def ListRuns(self, request: svc.ListRunsRequest, context: Any) -> svc.ListRunsResponse:
@@ -96,12 +96,12 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
             run_filter(request), min(size, MAX_PAGE), runs_page_after(request.page_token)
         )
         return svc.ListRunsResponse(
-            runs=[run_to_proto(r) for r in records], next_page_token=runs_page_token(after)
+            runs=[run_to_proto(r.view()) for r in records], next_page_token=runs_page_token(after)
         )
 
     async def CancelRun(self, request: svc.CancelRunRequest, context: Any) -> svc.CancelRunResponse:
         record = await self.engine.cancel_run(_run_id(request.run_id))
-        return svc.CancelRunResponse(run=run_to_proto(record))
+        return svc.CancelRunResponse(run=run_to_proto(record.view()))
 
     async def WatchRun(
         self, request: svc.WatchRunRequest, context: Any
@@ -111,7 +111,7 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
         async for event in self._events_of(run_id, request.after_seq, record.run.state.terminal):
             yield svc.WatchRunResponse(event=event_to_proto(event))
         final = await self.engine.get_run(run_id)
-        yield svc.WatchRunResponse(run=run_to_proto(final))
+        yield svc.WatchRunResponse(run=run_to_proto(final.view()))
 
     async def _events_of(
         self, run_id: str, after_seq: int, finished: bool

@@ -6,16 +6,20 @@ from typing import Any
 
 from mobkit.core import jsontext, page_token
 from mobkit.core.errors import InvalidArgument
+from mobkit.core.identity import AgentIdentity
 from mobkit.flows.definition import (
     FanOutTarget,
     FlowDefinition,
     FlowStep,
     IdentityTarget,
+    RetryPolicy,
     SelectorTarget,
+    SubflowTarget,
+    Target,
 )
 from mobkit.flows.engine import RunFilter
-from mobkit.flows.records import RunRecord
-from mobkit.flows.run import Failure, RunState, StepState
+from mobkit.flows.records import Parent, RunView
+from mobkit.flows.run import Failure, Run, RunState, StepRecord, StepState, TargetResult
 from mobkit.gen.flows.v1 import flows_pb2 as pb
 from mobkit.gen.flows.v1 import flows_service_pb2 as svc
 from mobkit.wire.json import get_json
@@ -27,13 +31,14 @@ RUN_STATES = {
     RunState.CANCELED: pb.RUN_STATE_CANCELED,
 }
 RUN_STATES_BACK = {int(v): k for k, v in RUN_STATES.items()}
-STEP_STATES = {
+STEP_STATES: dict[StepState, pb.StepState.ValueType] = {
     StepState.PENDING: pb.STEP_STATE_PENDING,
     StepState.RUNNING: pb.STEP_STATE_RUNNING,
     StepState.SUCCEEDED: pb.STEP_STATE_SUCCEEDED,
     StepState.FAILED: pb.STEP_STATE_FAILED,
     StepState.CANCELED: pb.STEP_STATE_CANCELED,
 }
+STEP_STATES_BACK = {int(v): k for k, v in STEP_STATES.items()}
 _RUNS_AFTER = "runs-after:"
 _NOT_OURS = "not a token returned by ListRuns"
 
@@ -86,7 +91,7 @@ def _failure(failure: Failure | None) -> pb.RunFailure | None:
     )
 
 
-def run_to_proto(record: RunRecord) -> pb.Run:
+def run_to_proto(record: RunView) -> pb.Run:
     run = record.run
     msg = pb.Run(
         run_id=run.run_id,
@@ -104,7 +109,7 @@ def run_to_proto(record: RunRecord) -> pb.Run:
         msg.parent_run_id, msg.parent_step_id = record.parent.run_id, record.parent.step_id
     if (failure := _failure(run.failure)) is not None:
         msg.failure.CopyFrom(failure)
-    order = [s.step_id for f in record.flows[:1] for s in f.steps]
+    order = list(record.step_order)
     for step_id in sorted(run.steps, key=lambda s: order.index(s) if s in order else len(order)):
         step = run.steps[step_id]
         out = msg.steps.add(
@@ -149,3 +154,90 @@ def runs_page_after(token: str) -> str:
     if not payload.startswith(_RUNS_AFTER):
         raise InvalidArgument("page_token", _NOT_OURS)
     return payload[len(_RUNS_AFTER) :]
+
+
+# -- back to domain (the clients) ------------------------------------------------------
+
+
+def _json(text: str, where: str) -> Any:
+    if not text:
+        return None
+    try:
+        return jsontext.decode(text)
+    except jsontext.NotJson as exc:
+        raise InvalidArgument(where, str(exc)) from None
+
+
+def flow_from_proto(msg: pb.Flow) -> FlowDefinition:
+    return FlowDefinition(
+        flow_id=msg.flow_id,
+        steps=tuple(_step_from_proto(s) for s in msg.steps),
+        description=msg.description or None,
+        input_schema=_json(msg.input_schema_json, "input_schema_json"),
+        labels=dict(msg.labels),
+    )
+
+
+def _step_from_proto(msg: pb.FlowStep) -> FlowStep:
+    which = msg.WhichOneof("target")
+    target: Target
+    if which == "identity":
+        target = IdentityTarget(AgentIdentity(msg.identity))
+    elif which == "selector":
+        target = SelectorTarget(dict(msg.selector.labels))
+    elif which == "fan_out":
+        target = FanOutTarget(dict(msg.fan_out.selector.labels), msg.fan_out.min_targets)
+    else:
+        target = SubflowTarget(msg.flow)
+    return FlowStep(
+        step_id=msg.step_id,
+        target=target,
+        depends_on=tuple(msg.depends_on),
+        input_template=msg.input_template or None,
+        output_schema=_json(msg.output_schema_json, "output_schema_json"),
+        timeout_seconds=msg.timeout_seconds,
+        retry=RetryPolicy(
+            msg.retry.max_attempts, msg.retry.initial_backoff_seconds, msg.retry.max_backoff_seconds
+        ),
+    )
+
+
+def _failure_from_proto(msg: pb.RunFailure) -> Failure:
+    return Failure(msg.reason, msg.message, msg.step_id or None)
+
+
+def run_from_proto(msg: pb.Run) -> RunView:
+    steps = {
+        s.step_id: StepRecord(
+            state=STEP_STATES_BACK.get(int(s.state), StepState.PENDING),
+            message=s.message or None,
+            targets=tuple(s.targets),
+            attempts=dict(s.attempts),
+            results={
+                r.identity: TargetResult(r.output, _json(r.structured_output_json, "results"))
+                for r in s.results
+            },
+            failure=_failure_from_proto(s.failure) if s.HasField("failure") else None,
+        )
+        for s in msg.steps
+    }
+    run = Run(
+        run_id=msg.run_id,
+        flow_id=msg.flow_id,
+        roster_revision=msg.roster_revision,
+        input=_json(msg.input_json, "input_json"),
+        state=RUN_STATES_BACK.get(int(msg.state), RunState.RUNNING),
+        steps=steps,
+        failure=_failure_from_proto(msg.failure) if msg.HasField("failure") else None,
+        depth=msg.depth,
+    )
+    parent = Parent(msg.parent_run_id, msg.parent_step_id) if msg.parent_run_id else None
+    return RunView(
+        run,
+        msg.created_at_ms,
+        msg.updated_at_ms,
+        msg.request_id or None,
+        dict(msg.labels),
+        parent,
+        tuple(s.step_id for s in msg.steps),
+    )

@@ -25,6 +25,7 @@ import grpc
 
 from mobkit.client.channel import open_channel
 from mobkit.client.events import DEFAULT_RECONNECT_TIMEOUT, EventStream, OnReconnect
+from mobkit.client.flows import AsyncFlowClient
 from mobkit.client.options import ClientOptions, RetryPolicy
 from mobkit.client.orchestrator import AsyncOrchestratorClient
 from mobkit.client.providers import (
@@ -171,6 +172,8 @@ class AsyncMobKit:
         self._channels = _Channels(self.options)
         channel, self._retry = self._channels.entry()
         self.orchestrator = AsyncOrchestratorClient(channel, retry=self.options.retry)
+        self.flows = AsyncFlowClient(channel)
+        """Flow runs (FlowService, served beside the orchestrator)."""
         self.providers = AsyncProviders(self._channels, provider_addresses or {})
 
     @property

@@ -29,6 +29,7 @@ from mobkit.client.options import RetryPolicy
 _ORCH = "/mobkit.orchestrator.v1.OrchestratorService/"
 _LEASE = "/mobkit.lease.v1.LeaseService/"
 _CONT = "/mobkit.continuity.v1.ContinuityStoreService/"
+_FLOWS = "/mobkit.flows.v1.FlowService/"
 
 IDEMPOTENT: frozenset[str] = frozenset(
     {
@@ -63,6 +64,10 @@ IDEMPOTENT: frozenset[str] = frozenset(
         "/mobkit.topology.v1.TopologyService/ComputeEdges",
         "/mobkit.customizer.v1.AgentCustomizerService/CustomizeBuild",
         "/mobkit.runtime.v1.AgentRuntimeService/ExportSnapshot",
+        *(
+            _FLOWS + m
+            for m in ("ListFlows", "GetRun", "ListRuns", "CancelRun")  # CancelRun: idempotent
+        ),
     }
 )
 """Full method names that may always be retried on UNAVAILABLE."""
@@ -80,6 +85,7 @@ CONDITIONAL: dict[str, Callable[[Any], bool]] = {
     _ORCH + "Send": _has_idempotency_key,
     _ORCH + "Dispatch": _has_idempotency_key,
     _ORCH + "ResetIdentity": _has_request_id,
+    _FLOWS + "StartRun": _has_request_id,
 }
 """Methods retried only when their request makes them idempotent."""
 

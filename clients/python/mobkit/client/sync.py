@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from mobkit.client._loop import LoopThread
 from mobkit.client.aio import AsyncMobKit
 from mobkit.client.events import DEFAULT_RECONNECT_TIMEOUT, EventStream, OnReconnect
+from mobkit.client.flows import FlowClient
 from mobkit.client.options import ClientOptions, RetryPolicy
 from mobkit.client.providers import (
     AsyncContinuityClient,
@@ -320,6 +321,8 @@ class MobKit:
             )
             # Channels must be opened on the loop that uses them.
             self.providers = self._loop.run(_providers(self._loop, self._async))
+            self.flows = FlowClient(self._loop, self._async.flows)
+            """Flow runs (FlowService): the blocking twin of ``AsyncMobKit.flows``."""
         except BaseException:
             self._loop.close()
             raise

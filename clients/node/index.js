@@ -27,6 +27,7 @@ const DEFAULT_ADDRESS = "127.0.0.1:7700";
 const SERVICES = [
   "mobkit/orchestrator/v1/orchestrator_service.proto",
   "mobkit/lease/v1/lease_service.proto",
+  "mobkit/flows/v1/flows_service.proto",
 ];
 
 /**
@@ -121,6 +122,26 @@ function structuralEvent(event) {
   return { ...event, data: jsonField(event, "data") };
 }
 
+/**
+ * A run as the FlowService sends it, with its JSON fields decoded: `input` (the run's
+ * input) and, per step result, `structured_output`; states are enum names
+ * ("RUN_STATE_SUCCEEDED", "STEP_STATE_RUNNING", ...).
+ * @param {any} run
+ */
+function flowRun(run) {
+  return {
+    ...run,
+    input: run.input_json ? parseJson(run.input_json) : null,
+    steps: (run.steps || []).map((/** @type {any} */ step) => ({
+      ...step,
+      results: (step.results || []).map((/** @type {any} */ r) => ({
+        ...r,
+        structured_output: r.structured_output_json ? parseJson(r.structured_output_json) : null,
+      })),
+    })),
+  };
+}
+
 /** @param {any} receipt @returns {DispatchReceipt} */
 function dispatchReceipt(receipt) {
   return { ...receipt, structured_output: jsonField(receipt, "structured_output") };
@@ -142,7 +163,11 @@ function loadApi(protosDir) {
   });
   /** @type {any} */
   const root = grpc.loadPackageDefinition(definition);
-  return { orchestrator: root.mobkit.orchestrator.v1, lease: root.mobkit.lease.v1 };
+  return {
+    orchestrator: root.mobkit.orchestrator.v1,
+    lease: root.mobkit.lease.v1,
+    flows: root.mobkit.flows.v1,
+  };
 }
 
 /** @param {ClientOptions["tls"]} tls */
@@ -179,11 +204,14 @@ class MobKitClient {
     );
     /** @type {any} */
     this._lease = new api.lease.LeaseService(this.address, creds, channelOptions);
+    /** @type {any} */
+    this._flows = new api.flows.FlowService(this.address, creds, channelOptions);
   }
 
   close() {
     this._orchestrator.close();
     this._lease.close();
+    this._flows.close();
   }
 
   _metadata() {
@@ -323,6 +351,85 @@ class MobKitClient {
       yield* reply.leases;
       token = reply.next_page_token;
     } while (token);
+  }
+
+  /** The roster's flows (FlowService.ListFlows). */
+  async listFlows() {
+    const reply = await this._unary(this._flows, "ListFlows", {}, { idempotent: true });
+    return reply.flows;
+  }
+
+  /**
+   * Start a run of a flow. With a requestId the start is retried on UNAVAILABLE: the
+   * same id answers the run it started.
+   * @param {string} flowId
+   * @param {unknown} [input] any JSON value (BigInt for integers beyond 2^53)
+   * @param {{requestId?: string, labels?: Record<string, string>, timeoutMs?: number}} [opts]
+   */
+  async startRun(flowId, input, opts = {}) {
+    /** @type {Record<string, unknown>} */
+    const request = { flow_id: flowId, request_id: opts.requestId || "", labels: opts.labels || {} };
+    if (input !== undefined) request.input_json = stringifyJson(input);
+    const reply = await this._unary(this._flows, "StartRun", request, {
+      idempotent: Boolean(opts.requestId),
+      timeoutMs: opts.timeoutMs,
+    });
+    return flowRun(reply.run);
+  }
+
+  /** @param {string} runId */
+  async getRun(runId) {
+    const reply = await this._unary(this._flows, "GetRun", { run_id: runId }, { idempotent: true });
+    return flowRun(reply.run);
+  }
+
+  /** @param {string} runId */
+  async cancelRun(runId) {
+    const reply = await this._unary(this._flows, "CancelRun", { run_id: runId }, { idempotent: true });
+    return flowRun(reply.run);
+  }
+
+  /**
+   * Every matching run, oldest first, fetching pages as it goes.
+   * @param {{flowId?: string, states?: string[], labels?: Record<string, string>}} [opts]
+   *   states: "running", "succeeded", "failed", "canceled"
+   */
+  async *listRuns(opts = {}) {
+    let token = "";
+    do {
+      const request = {
+        flow_id: opts.flowId || "",
+        states: (opts.states || []).map((s) => `RUN_STATE_${s.toUpperCase()}`),
+        labels: opts.labels || {},
+        page_size: 0,
+        page_token: token,
+      };
+      const reply = await this._unary(this._flows, "ListRuns", request, { idempotent: true });
+      yield* reply.runs.map(flowRun);
+      token = reply.next_page_token;
+    } while (token);
+  }
+
+  /**
+   * A run's events, then the finished run: yields `{event}` items, then one `{run}`.
+   * @param {string} runId
+   * @param {{afterSeq?: string | number}} [opts]
+   */
+  async *watchRun(runId, opts = {}) {
+    const call = this._flows.WatchRun(
+      { run_id: runId, after_seq: String(opts.afterSeq ?? 0) },
+      this._metadata(),
+    );
+    try {
+      for await (const reply of call) {
+        if (reply.item === "event") yield { event: structuralEvent(reply.event) };
+        else yield { run: flowRun(reply.run) };
+      }
+    } catch (err) {
+      throw decodeError(/** @type {any} */ (err));
+    } finally {
+      call.cancel();
+    }
   }
 
   /**

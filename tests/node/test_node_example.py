@@ -50,21 +50,6 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def installed() -> Path:
-    assert NPM is not None
-    run = subprocess.run(
-        [NPM, "install", "--no-audit", "--no-fund", "--prefer-offline"],
-        cwd=CLIENT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert run.returncode == 0, f"npm install failed:\n{run.stdout}\n{run.stderr}"
-    return CLIENT
-
-
-@pytest.fixture(scope="module")
 def suite(
     etcd_session: EtcdProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:

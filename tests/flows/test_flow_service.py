@@ -82,6 +82,9 @@ fan_out = { labels = { role = "worker" }, min_targets = 4 }
 """
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "roster.toml"
+
+
 def flows(channel: grpc.aio.Channel) -> fgrpc.FlowServiceStub:
     return fgrpc.FlowServiceStub(channel)
 
@@ -274,3 +277,27 @@ async def test_a_roster_edit_during_a_run_applies_to_new_runs_only(
         assert (
             "a" in recall.receipt.output and "c" not in recall.receipt.output.split("recalling")[-1]
         )
+
+
+async def test_the_example_flow_runs_on_the_example_team(tmp_path: Path, etcd_session: Any) -> None:
+    example = EXAMPLE
+    async with running_services(
+        ["all"],
+        etcd_endpoints=[etcd_session.endpoint],
+        etcd_prefix=f"/flows-example-{uuid.uuid4().hex[:8]}",
+        roster=str(example),
+        data_dir=str(tmp_path),
+        continuity_backend="sqlite",
+    ) as (_server, channel, _):
+        await wait_fleet(channel, 4, owners=1, timeout=30)
+        start = fsvc.StartRunRequest(flow_id="ask-team", input_json='{"question": "why?"}')
+        run = (await flows(channel).StartRun(start, timeout=10)).run
+        _, final = await watch(channel, run.run_id)
+        assert final.state == pb.RUN_STATE_SUCCEEDED, final
+        steps = {s.step_id: s for s in final.steps}
+        assert sorted(r.identity for r in steps["answer"].results) == [
+            "worker-1",
+            "worker-2",
+            "worker-3",
+        ]
+        assert steps["summarise"].message == "remember 3 workers answered why?"

@@ -32,13 +32,24 @@ def validate(args: argparse.Namespace) -> int:
     except RosterInvalid as exc:
         return _invalid(args, path, exc)
     identities = [spec.identity for spec in document.specs]
+    flows = [flow.flow_id for flow in document.flows]
     if args.json:
-        print_json(
-            {"file": str(path), "valid": True, "agents": len(identities), "identities": identities}
-        )
+        result: dict[str, object] = {
+            "file": str(path),
+            "valid": True,
+            "agents": len(identities),
+            "identities": identities,
+        }
+        if flows:
+            result["flows"] = flows
+        print_json(result)
     else:
         names = ", ".join(identities[:8]) + (", ..." if len(identities) > 8 else "")
-        print(f"{path}: valid, {len(identities)} agents" + (f" ({names})" if names else ""))
+        line = f"{path}: valid, {len(identities)} agents" + (f" ({names})" if names else "")
+        if flows:
+            listed = ", ".join(flows[:8]) + (", ..." if len(flows) > 8 else "")
+            line += f", {len(flows)} flow{'' if len(flows) == 1 else 's'} ({listed})"
+        print(line)
     return exit_codes.OK
 
 

@@ -119,6 +119,14 @@ async def start_half_done(
     return fleet, replicas, channels, run_id, owner
 
 
+async def taken_over(channel: grpc.aio.Channel, name: str, run_id: str) -> None:
+    async def owned() -> bool:
+        holder = await run_owner(channel, run_id)
+        return holder is not None and holder.startswith(f"{name}~")
+
+    await until(owned, f"{name} owning the run", 30)
+
+
 async def finish_on(channel: grpc.aio.Channel, run_id: str) -> pb.Run:
     await stub(channel).ResumeIdentity(svc.ResumeIdentityRequest(identity="w4"), timeout=30)
 
@@ -137,12 +145,7 @@ async def test_a_run_whose_owner_is_killed_mid_fan_out_completes_on_the_survivor
         survivor = channels[1 - replicas.index(owner)]
         owner.kill()
         survivor_name = replicas[1 - replicas.index(owner)].name
-
-        async def taken_over() -> bool:
-            holder = await run_owner(survivor, run_id)
-            return holder is not None and holder.startswith(f"{survivor_name}~")
-
-        await until(taken_over, "the survivor owning the run", 30)
+        await taken_over(survivor, survivor_name, run_id)
         final = await finish_on(survivor, run_id)
         assert final.state == pb.RUN_STATE_SUCCEEDED, final
         answer = next(s for s in final.steps if s.step_id == "answer")
@@ -162,12 +165,7 @@ async def test_an_owner_paused_past_its_ttl_cannot_advance_the_run(
         index = replicas.index(owner)
         survivor, survivor_name = channels[1 - index], replicas[1 - index].name
         owner.pause()
-
-        async def taken_over() -> bool:
-            holder = await run_owner(survivor, run_id)
-            return holder is not None and holder.startswith(f"{survivor_name}~")
-
-        await until(taken_over, "the survivor owning the run", 30)
+        await taken_over(survivor, survivor_name, run_id)
         final = await finish_on(survivor, run_id)
         assert final.state == pb.RUN_STATE_SUCCEEDED, final
         owner.resume()

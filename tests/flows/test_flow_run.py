@@ -58,7 +58,8 @@ def test_a_run_walks_its_dag_and_passes_outputs_between_steps() -> None:
     run, effects = advance(run, FLOW, SPECS)
     (summary,) = effects
     assert summary.identity == "coordinator"  # the selector's first match in roster order
-    assert summary.message == 'Summarise ["no", "yes"] for WHY?'
+    # In target (roster) order, although worker-2 answered first.
+    assert summary.message == 'Summarise ["yes", "no"] for WHY?'
     run, _ = record_turn(run, FLOW, "summarise", "coordinator", TurnDone('"both"'))
     run, effects = advance(run, FLOW, SPECS)
     assert run.state is RunState.SUCCEEDED and effects == []

@@ -239,10 +239,17 @@ def _message(run: Run, step: FlowStep, steps: Mapping[str, StepRecord]) -> str:
 
 
 def step_view(record: StepRecord) -> dict[str, Any]:
-    """What templates see of a finished step (``steps.<id>``)."""
+    """What templates see of a finished step (``steps.<id>``): results in target order
+    (roster order), whatever order the turns finished in."""
+    order = [t for t in record.targets if t in record.results]
+    order += [t for t in record.results if t not in order]  # a nested run's id
     results = [
-        {"identity": i, "output": r.output, "structured_output": r.structured_output}
-        for i, r in record.results.items()
+        {
+            "identity": i,
+            "output": record.results[i].output,
+            "structured_output": record.results[i].structured_output,
+        }
+        for i in order
     ]
     if len(record.targets) == 1 and len(results) == 1:
         only = results[0]
@@ -339,13 +346,7 @@ def cancel(run: Run) -> Run:
     finish on its identity; its result is not recorded)."""
     if run.state.terminal:
         return run
-    steps = {
-        k: replace(r, state=StepState.CANCELED) if r.state is StepState.RUNNING else r
-        for k, r in run.steps.items()
-    }
-    return replace(
-        run, steps=steps, state=RunState.CANCELED, failure=Failure.of(RunCanceled(run.run_id))
-    )
+    return _end(run, RunState.CANCELED, Failure.of(RunCanceled(run.run_id)))
 
 
 def schema_problem(step: FlowStep, outcome: TurnDone) -> str | None:
@@ -374,8 +375,13 @@ def _with_step(run: Run, step_id: str, record: StepRecord) -> Run:
 
 
 def _fail(run: Run, failure: Failure) -> Run:
+    return _end(run, RunState.FAILED, failure)
+
+
+def _end(run: Run, state: RunState, failure: Failure) -> Run:
+    """The run ended ``state``: steps still running are canceled."""
     steps = {
         k: replace(r, state=StepState.CANCELED) if r.state is StepState.RUNNING else r
         for k, r in run.steps.items()
     }
-    return replace(run, steps=steps, state=RunState.FAILED, failure=failure)
+    return replace(run, steps=steps, state=state, failure=failure)

@@ -119,7 +119,10 @@ def run_to_proto(record: RunView) -> pb.Run:
             targets=list(step.targets),
             attempts=dict(step.attempts),
         )
-        for identity, result in step.results.items():
+        ordered = [t for t in step.targets if t in step.results]
+        ordered += [t for t in step.results if t not in ordered]
+        for identity in ordered:
+            result = step.results[identity]
             out.results.add(
                 identity=identity,
                 output=result.output,

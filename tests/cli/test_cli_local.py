@@ -30,8 +30,7 @@ def test_roster_validate_accepts_a_valid_roster(tmp_path: Path) -> None:
     run = mobkit("roster", "validate", str(EXAMPLE))
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == (
-        f"{EXAMPLE}: valid, 4 agents (coordinator, worker-1, worker-2, worker-3), "
-        "1 flow (ask-team)"
+        f"{EXAMPLE}: valid, 4 agents (coordinator, worker-1, worker-2, worker-3), 1 flow (ask-team)"
     )
 
     path = tmp_path / "good.toml"

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from typing import Any
 
 from mobkit.core.errors import StoreCorruption
-from mobkit.core.identity import AgentIdentity, SessionId
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
 from mobkit.core.types import DispatchReceipt, SessionSnapshot
 
 FORMAT_TAG = b"MKC2"
@@ -107,7 +107,7 @@ def _from_json(d: dict[str, Any]) -> DispatchReceipt:
     return DispatchReceipt(
         identity=AgentIdentity(d["identity"]),
         session_id=SessionId(d["session_id"]),
-        fencing_token=int(d["fencing_token"]),
+        fencing_token=FencingToken(int(d["fencing_token"])),
         checkpoint_version=int(d["checkpoint_version"]),
         output=str(d["output"]),
         structured_output=d.get("structured_output"),

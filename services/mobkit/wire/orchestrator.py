@@ -6,7 +6,7 @@ from typing import Any
 
 from mobkit.core import page_token
 from mobkit.core.errors import InvalidArgument
-from mobkit.core.identity import AgentIdentity, SessionId
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
 from mobkit.core.types import (
     ActivationFailure,
     DispatchInput,
@@ -155,7 +155,7 @@ def receipt_from_proto(msg: orchestrator_pb2.DispatchReceipt) -> DispatchReceipt
     return DispatchReceipt(
         identity=AgentIdentity(msg.identity),
         session_id=SessionId(msg.session_id),
-        fencing_token=msg.fencing_token,
+        fencing_token=FencingToken(msg.fencing_token),
         checkpoint_version=msg.checkpoint_version,
         output=msg.output,
         structured_output=get_json(msg, "structured_output", "receipt"),

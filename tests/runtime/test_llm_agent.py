@@ -13,6 +13,7 @@ import pytest
 
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.types import AgentBuildDraft, DispatchInput, ExternalToolDef, TokenUsage
+from mobkit.observability import metrics
 from mobkit.runtime.agents.llm import LlmSettings, llm_kind
 from mobkit.runtime.domain import ModelFailed, ModelUnavailable
 from mobkit.runtime.local import LocalAgentRuntime
@@ -46,13 +47,20 @@ def roles(request: dict[str, Any]) -> list[str]:
     return [m["role"] for m in request["messages"]]
 
 
+def tokens(kind: str) -> float:
+    labels = {"model": "tiny", "kind": kind}
+    return metrics.REGISTRY.get_sample_value("mobkit_llm_tokens_total", labels) or 0.0
+
+
 async def test_a_turn_streams_the_model_reply_with_the_drafts_prompt(model: FakeOpenAI) -> None:
     model.script(Say("hello there", chunks=4, prompt_tokens=12, completion_tokens=3))
     runtime = runtime_for(model)
     sid = await open_session(runtime)
+    before = tokens("prompt"), tokens("completion")
     outcome = await runtime.run_turn(sid, DispatchInput("hi"))
     assert outcome.output == "hello there"
     assert outcome.usage == TokenUsage(12, 3)
+    assert (tokens("prompt") - before[0], tokens("completion") - before[1]) == (12, 3)
     [request] = model.requests
     assert request["model"] == "tiny" and request["stream"] is True
     assert request["messages"] == [

@@ -274,3 +274,23 @@ async def test_the_fake_server_also_answers_plain_completions(model: FakeOpenAI)
     [call] = second.choices[0].message.tool_calls or []
     assert json.loads(call.function.arguments) == {"a": 1}  # type: ignore[union-attr]
     await client.close()
+
+
+async def test_the_summarize_strategy_folds_dropped_exchanges_into_a_summary(
+    model: FakeOpenAI,
+) -> None:
+    runtime = runtime_for(model, history_max_messages=2, history_strategy="summarize")
+    sid = await open_session(runtime, AgentBuildDraft(model="tiny"))
+    await runtime.run_turn(sid, DispatchInput("my name is Ada"))
+    assert len(model.requests) == 1  # nothing dropped yet: no summary asked
+    model.script(Say("heard 2: where am I?"), Say("The user is Ada.", prompt_tokens=7))
+    second = await runtime.run_turn(sid, DispatchInput("where am I?"))
+    assert second.usage == TokenUsage(17, 10)  # the summary's request counts too
+    summarise = model.requests[1 + 1]
+    assert "tools" not in summarise
+    assert "user: my name is Ada" in summarise["messages"][1]["content"]
+    await runtime.run_turn(sid, DispatchInput("who am I?"))
+    system = model.requests[-2]["messages"][0]  # the turn, before its own summary
+    assert system["role"] == "system" and system["content"].endswith("The user is Ada.")
+    with pytest.raises(InvalidArgument, match="truncate, summarize"):
+        LlmSettings().for_draft({"llm.history_strategy": "forget"})

@@ -10,7 +10,8 @@ streamed: each piece goes to ``ctx.emit_delta`` as it arrives.
 
 The history is the agent's state (``state["messages"]``), so it is checkpointed
 with every turn and survives restarts and failovers; a failed turn leaves it as it
-was. :mod:`.history` keeps it within its bound.
+was. :mod:`.history` keeps it within its bound, and with ``history_strategy =
+"summarize"`` :mod:`.summary` folds what the bound drops into a running summary.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 from mobkit.core.errors import InvalidArgument
 from mobkit.core.types import AgentBuildDraft, TokenUsage
 from mobkit.observability import metrics
+from mobkit.runtime.agents.llm import summary
 from mobkit.runtime.agents.llm.completion import Completion, complete
 from mobkit.runtime.agents.llm.history import Message, trim
 from mobkit.runtime.agents.llm.settings import LlmSettings
@@ -51,6 +53,8 @@ class LlmAgent(Agent):
 
     def _system(self) -> list[Message]:
         parts = [self.draft.system_prompt or "", *self.draft.additional_instructions]
+        if self.state.get("summary"):
+            parts.append(summary.as_system(str(self.state["summary"])))
         text = "\n\n".join(p for p in parts if p)
         return [{"role": "system", "content": text}] if text else []
 
@@ -95,28 +99,40 @@ class LlmAgent(Agent):
                 result = await toolbox.run(call)
                 turn.append({"role": "tool", "tool_call_id": call.id, "content": result})
         turn.append({"role": "assistant", "content": reply.text})
-        self.state["messages"] = self._trim(history + turn)
+        every = history + turn
+        kept = self._trim(every)
+        if config.history_strategy == "summarize" and len(kept) < len(every):
+            usage += await self._summarise(model, every[: len(every) - len(kept)])
+        self.state["messages"] = kept
         total = self.state.get("usage") or [0, 0]
         self.state["usage"] = [total[0] + usage.prompt_tokens, total[1] + usage.completion_tokens]
         ctx.usage = usage
         return reply.text
 
+    async def _summarise(self, model: str, dropped: list[Message]) -> TokenUsage:
+        """Fold ``dropped`` into ``state["summary"]``; the tokens that took."""
+        previous = self.state.get("summary")
+        reply = await self._ask(None, model, summary.request(previous, dropped), None, True)
+        self.state["summary"] = reply.text.strip() or previous
+        return reply.usage
+
     async def _ask(
         self,
-        ctx: TurnContext,
+        ctx: TurnContext | None,
         model: str,
         messages: list[Message],
-        toolbox: Toolbox,
+        toolbox: Toolbox | None,
         answer_only: bool,
     ) -> Completion:
+        """One request; its text streams to ``ctx``'s listeners (none: a summary)."""
         try:
             reply = await complete(
                 self.config,
                 model,
                 messages,
-                toolbox.specs,
+                toolbox.specs if toolbox else [],
                 answer_only=answer_only,
-                on_delta=ctx.emit_delta,
+                on_delta=ctx.emit_delta if ctx else _ignore,
             )
         except ModelUnavailable:
             metrics.LLM_REQUESTS.labels(model, "unavailable").inc()
@@ -128,6 +144,10 @@ class LlmAgent(Agent):
         metrics.LLM_TOKENS.labels(model, "prompt").inc(reply.usage.prompt_tokens)
         metrics.LLM_TOKENS.labels(model, "completion").inc(reply.usage.completion_tokens)
         return reply
+
+
+async def _ignore(text: str) -> None:
+    pass
 
 
 def llm_kind(settings: LlmSettings) -> type[LlmAgent]:

@@ -43,6 +43,9 @@ class LlmSettings:
     """Most messages of history kept and sent (0: no bound)."""
     history_max_chars: int = 200_000
     """Most characters of history kept and sent (0: no bound)."""
+    history_strategy: str = "truncate"
+    """What happens to the exchanges the bound drops: ``truncate`` forgets them,
+    ``summarize`` folds them into a running summary the model writes."""
     temperature: float | None = None
     max_tokens: int | None = None
     """Most tokens one completion may produce (None: the endpoint's default)."""
@@ -88,8 +91,13 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
+STRATEGIES = ("truncate", "summarize")
+
+
 def _parse(key: str, raw: Any, where: str) -> Any:
     kind = str(_FIELDS[key].type)
+    if key == "history_strategy" and raw not in STRATEGIES:
+        raise InvalidArgument(where, f"must be one of {', '.join(STRATEGIES)} (got {raw!r})")
     if raw is None or kind.startswith("str"):
         return None if raw is None else str(raw)
     try:

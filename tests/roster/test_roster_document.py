@@ -152,7 +152,7 @@ def test_profiles_must_name_an_agent_kind_the_runtime_offers() -> None:
     text = HEAD + 'helper = "notebok"\n[[agents]]\nidentity = "w"\nprofile = "worker"\n'
     err = invalid(text, rules=kinds)
     assert (err.entry, err.field) == (None, "profiles.helper")  # unused, still refused
-    assert err.detail == "unknown agent kind 'notebok' (the runtime offers: echo, llm, notebook)"
+    assert err.detail == "unknown agent kind 'notebok' (the runtime offers: echo, notebook)"
     assert parse_roster_toml(text).profiles["helper"] == "notebok"  # no rules: not checked
     # Configured profiles are checked too: they reach the runtime the same way.
     configured = RosterRules(profiles={"planner": "ghost"}, agent_kinds=kinds.agent_kinds)

@@ -116,7 +116,7 @@ async def test_a_reload_naming_no_agent_kind_is_rejected_with_every_problem(
         assert problem is not None
         assert (problem.entry, problem.field) == (None, "profiles.helper")  # the first
         assert problem.lines() == [
-            "[profiles.helper]: unknown agent kind 'notebok' (the runtime offers: echo, llm, notebook)",
+            "[profiles.helper]: unknown agent kind 'notebok' (the runtime offers: echo, notebook)",
             "[agents[1]] [identity]: duplicate identity 'a' (first used by agents[0])",
         ]
         assert "2 problems" in problem.message

@@ -5,6 +5,7 @@ state, tool calls and peer messages, the bounded tool loop, retries and timeouts
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -216,9 +217,11 @@ async def test_a_refused_request_is_not_retried(model: FakeOpenAI) -> None:
 
 
 async def test_an_unreachable_endpoint_is_model_unavailable(model: FakeOpenAI) -> None:
-    runtime = LocalAgentRuntime(
-        {"llm": llm_kind(LlmSettings(base_url="http://127.0.0.1:9/v1", max_retries=0))}
-    )
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    runtime = LocalAgentRuntime({"llm": llm_kind(LlmSettings(base_url=url, max_retries=0))})
     sid = await open_session(runtime)
     with pytest.raises(ModelUnavailable, match="cannot reach"):
         await runtime.run_turn(sid, DispatchInput("hi"))

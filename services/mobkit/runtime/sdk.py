@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from mobkit.core.types import AgentBuildDraft, ExternalToolDef, JsonValue, TokenUsage
 
 PeerSender = Callable[[str, str], Awaitable[str]]
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+ProgressKind = Literal["delta", "tool_call_started", "tool_call_finished"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class TurnProgress:
     tool call starting or ending (``tool_call_started`` / ``tool_call_finished``, ``text``
     naming the tool)."""
 
-    kind: str
+    kind: ProgressKind
     text: str
 
 
@@ -67,7 +70,7 @@ class TurnContext:
     async def emit_tool_call(self, name: str, *, finished: bool) -> None:
         """Report a tool call (or a peer message) starting, or finishing."""
         if self._progress is not None:
-            kind = "tool_call_finished" if finished else "tool_call_started"
+            kind: ProgressKind = "tool_call_finished" if finished else "tool_call_started"
             await self._progress(TurnProgress(kind, name))
 
     async def send_to_peer(self, peer: str, text: str) -> str:

@@ -84,6 +84,20 @@ async def test_deltas_reach_the_progress_sink_in_order(model: FakeOpenAI) -> Non
     assert len(seen) == 3 and all(p.kind == "delta" for p in seen)
     assert "".join(p.text for p in seen) == "one two three"
 
+    seen.clear()  # a tool call shows as its start and end, under the granted name
+    model.script(CallTools([("clock_now", {})]), Say("noon", chunks=1))
+
+    async def tool_caller(name: str, arguments: dict[str, Any]) -> Any:
+        return "12:00"
+
+    ctx = TurnContext("alice", "s-1", 2, DRAFT, _call_tool=tool_caller, _progress=sink)
+    assert await agent.on_turn(ctx, "time?") == "noon"
+    assert [(p.kind, p.text) for p in seen] == [
+        ("tool_call_started", "clock.now"),
+        ("tool_call_finished", "clock.now"),
+        ("delta", "noon"),
+    ]
+
 
 async def test_history_is_session_state_and_survives_a_resume(model: FakeOpenAI) -> None:
     runtime = runtime_for(model)

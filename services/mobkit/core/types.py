@@ -293,6 +293,24 @@ class DispatchInput:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens a turn's model calls used, as the model's endpoint counted them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchReceipt:
     """What a completed turn proves: who ran it, in which session, under which token."""
 
@@ -305,6 +323,8 @@ class DispatchReceipt:
     correlation_id: str | None = None
     output_truncated: bool = False
     """A replay whose stored receipt was cut to the receipt limit."""
+    usage: TokenUsage | None = None
+    """Tokens the turn's model calls used; None for agents that call no model."""
 
 
 class IdentityLifecycleState(enum.Enum):

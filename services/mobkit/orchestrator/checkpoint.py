@@ -26,7 +26,7 @@ from typing import Any
 
 from mobkit.core.errors import StoreCorruption
 from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
-from mobkit.core.types import DispatchReceipt, SessionSnapshot
+from mobkit.core.types import DispatchReceipt, SessionSnapshot, TokenUsage
 
 FORMAT_TAG = b"MKC2"
 LEGACY_RECEIPTS = 256
@@ -100,6 +100,7 @@ def _to_json(r: DispatchReceipt) -> dict[str, Any]:
         "structured_output": r.structured_output,
         "correlation_id": r.correlation_id,
         "output_truncated": r.output_truncated,
+        **({"usage": [r.usage.prompt_tokens, r.usage.completion_tokens]} if r.usage else {}),
     }
 
 
@@ -113,4 +114,5 @@ def _from_json(d: dict[str, Any]) -> DispatchReceipt:
         structured_output=d.get("structured_output"),
         correlation_id=d.get("correlation_id"),
         output_truncated=bool(d.get("output_truncated", False)),
+        usage=TokenUsage(*map(int, d["usage"])) if d.get("usage") else None,
     )

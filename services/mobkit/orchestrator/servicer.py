@@ -16,7 +16,12 @@ from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
-from mobkit.runtime.domain import CallbackUnavailable, SessionNotFound
+from mobkit.runtime.domain import (
+    CallbackUnavailable,
+    ModelFailed,
+    ModelUnavailable,
+    SessionNotFound,
+)
 from mobkit.server.conditions import BACKEND_UNAVAILABLE, BackendConditions
 from mobkit.server.errors import ErrorTable, service_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
@@ -48,6 +53,8 @@ ERRORS: ErrorTable = service_errors(
     *e.CONTINUITY_ERRORS,
     SessionNotFound,
     CallbackUnavailable,  # a remote runtime's agent messaged a peer, ...
+    ModelUnavailable,  # an llm agent's model (its turn rolled back)
+    ModelFailed,
     *MODULE_ERRORS,  # a turn's tool calls
     # The roster the orchestrator reconciles is its own state, not the request's
     # argument (the roster service answers INVALID_ARGUMENT).

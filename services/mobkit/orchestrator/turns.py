@@ -143,6 +143,7 @@ class Turns:
             output=outcome.output,
             structured_output=outcome.structured_output,
             correlation_id=message.correlation_id,
+            usage=outcome.usage,
         )
         key = message.idempotency_key
         stored = (

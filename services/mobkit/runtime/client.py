@@ -23,6 +23,8 @@ from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
 from mobkit.runtime.domain import (
     CallbackUnavailable,
+    ModelFailed,
+    ModelUnavailable,
     SessionClosed,
     SessionInfo,
     SessionNotFound,
@@ -33,7 +35,7 @@ from mobkit.wire import runtime as wire
 from mobkit.wire.errors import error_from_rpc
 
 # Errors defined by the runtime itself, beyond the shared ones wire.errors knows.
-_SPECIFIC = (SessionNotFound, SessionClosed, CallbackUnavailable)
+_SPECIFIC = (SessionNotFound, SessionClosed, CallbackUnavailable, ModelUnavailable, ModelFailed)
 
 
 class GrpcAgentRuntime:

@@ -199,7 +199,9 @@ class LocalAgentRuntime:
                 session.exported = exported
                 raise
             session.turns += 1
-            return TurnOutcome(output=output, turn=session.turns, structured_output=structured)
+            return TurnOutcome(
+                output=output, turn=session.turns, structured_output=structured, usage=ctx.usage
+            )
 
     async def export_snapshot(self, session_id: str) -> SessionSnapshot:
         session = self._get(session_id)

@@ -14,14 +14,27 @@ import grpc
 from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
-from mobkit.runtime.domain import AgentRuntime, CallbackUnavailable, SessionClosed, SessionNotFound
+from mobkit.runtime.domain import (
+    AgentRuntime,
+    CallbackUnavailable,
+    ModelFailed,
+    ModelUnavailable,
+    SessionClosed,
+    SessionNotFound,
+)
 from mobkit.server.errors import service_errors
 from mobkit.wire import runtime as wire
 
 SERVICE_NAME = "mobkit.runtime.v1.AgentRuntimeService"
 
 ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors(
-    SessionNotFound, SessionClosed, StoreCorruption, TopologyViolation, CallbackUnavailable
+    SessionNotFound,
+    SessionClosed,
+    StoreCorruption,
+    TopologyViolation,
+    CallbackUnavailable,
+    ModelUnavailable,
+    ModelFailed,
 )
 
 

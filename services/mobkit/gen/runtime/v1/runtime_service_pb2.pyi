@@ -255,6 +255,7 @@ class RunTurnResponse(_message.Message):
     PEER_MESSAGES_FIELD_NUMBER: _builtins.int
     TURN_FIELD_NUMBER: _builtins.int
     STRUCTURED_OUTPUT_JSON_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     output: _builtins.str
     """The agent's text output."""
     turn: _builtins.int
@@ -277,6 +278,10 @@ class RunTurnResponse(_message.Message):
         orchestrator.
         """
 
+    @_builtins.property
+    def usage(self) -> _orchestrator_pb2.TokenUsage:
+        """Tokens the turn's model calls used; unset for agents that call no model."""
+
     def __init__(
         self,
         *,
@@ -285,10 +290,11 @@ class RunTurnResponse(_message.Message):
         peer_messages: _abc.Iterable[_runtime_pb2.PeerMessage] | None = ...,
         turn: _builtins.int = ...,
         structured_output_json: _builtins.str = ...,
+        usage: _orchestrator_pb2.TokenUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_output", b"structured_output"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_output", b"structured_output", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json", "turn", b"turn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json", "turn", b"turn", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -65,7 +65,8 @@ class AgentRuntimeServiceStub:
 
     Errors: SESSION_NOT_FOUND, INVALID_ARGUMENT, TOPOLOGY_VIOLATION
     (PERMISSION_DENIED, the agent messaged an identity outside peers;
-    metadata from / to), BACKEND_UNAVAILABLE.
+    metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
+    and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
     """
     ExportSnapshot: _grpc.UnaryUnaryMultiCallable[_runtime_service_pb2.ExportSnapshotRequest, _runtime_service_pb2.ExportSnapshotResponse]
     """Serializes an open session's state for the continuity store. Read-only.
@@ -112,7 +113,8 @@ class AgentRuntimeServiceAsyncStub(AgentRuntimeServiceStub):
 
     Errors: SESSION_NOT_FOUND, INVALID_ARGUMENT, TOPOLOGY_VIOLATION
     (PERMISSION_DENIED, the agent messaged an identity outside peers;
-    metadata from / to), BACKEND_UNAVAILABLE.
+    metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
+    and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
     """
     ExportSnapshot: _aio.UnaryUnaryMultiCallable[_runtime_service_pb2.ExportSnapshotRequest, _runtime_service_pb2.ExportSnapshotResponse]  # type: ignore[assignment]
     """Serializes an open session's state for the continuity store. Read-only.
@@ -174,7 +176,8 @@ class AgentRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: SESSION_NOT_FOUND, INVALID_ARGUMENT, TOPOLOGY_VIOLATION
         (PERMISSION_DENIED, the agent messaged an identity outside peers;
-        metadata from / to), BACKEND_UNAVAILABLE.
+        metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
+        and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
         """
 
     @_abc_1.abstractmethod

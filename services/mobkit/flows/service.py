@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import grpc
+
 from mobkit.core.types import DispatchInput, DispatchReceipt
 from mobkit.flows.engine import FlowEngine
 from mobkit.flows.etcd_store import EtcdRunStore
@@ -52,7 +54,7 @@ async def build_flows(
     )
     servicer = FlowServicer(engine, orchestrator.p.events)
 
-    def add(server: object) -> None:
+    def add(server: grpc.aio.Server) -> None:
         svc_grpc.add_FlowServiceServicer_to_server(servicer, server)
 
     return Flows(engine, ServiceRegistration(SERVICE_NAME, add, ERRORS))

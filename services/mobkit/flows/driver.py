@@ -122,25 +122,26 @@ class RunDriver:
         done, _ = await asyncio.wait(
             self._inflight.values(), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
+        # Every outcome that is in, folded into one checkpoint: a fan-out's replies
+        # that arrive together cost one write, not one each (a reply lost to a crash
+        # before the write is answered again by its receipt).
+        run = self.record.run
         for task in done:
             effect, outcome = task.result()
             del self._inflight[_key(effect)]
-            run = self.record.run
             if isinstance(effect, StartChildRun):
                 assert isinstance(outcome, RunRecord)
                 run = record_child(run, effect.step_id, outcome.run)
+                continue
+            assert not isinstance(outcome, RunRecord)
+            run, backoff = record_turn(run, self._flow(), effect.step_id, effect.identity, outcome)
+            slot = (effect.step_id, effect.identity)
+            if backoff is not None:
+                self._not_before[slot] = time.monotonic() + backoff
             else:
-                assert not isinstance(outcome, RunRecord)
-                run, backoff = record_turn(
-                    run, self._flow(), effect.step_id, effect.identity, outcome
-                )
-                slot = (effect.step_id, effect.identity)
-                if backoff is not None:
-                    self._not_before[slot] = time.monotonic() + backoff
-                else:
-                    self._not_before.pop(slot, None)
-                self._emit_turn(effect, outcome)
-            await self._save(run)
+                self._not_before.pop(slot, None)
+            self._emit_turn(effect, outcome)
+        await self._save(run)
 
     async def _turn(self, effect: StartTurn) -> tuple[Effect, Outcome]:
         message = DispatchInput(

@@ -4,8 +4,8 @@ and drives each with a :class:`~mobkit.flows.driver.RunDriver`.
 Runs spread over the replicas as identities do: every run has a lease in the lease
 provider (``flow-run:<run>``) whose fencing token guards its record. A replica claims
 the vacant runs that rendezvous hashing ranks it first for among the live replicas at
-once, and any other vacant run after ``rank`` more claim rounds, so a run whose
-preferred replica died is taken within a few rounds of its lease expiring.
+once, and any other vacant run once it has been vacant ``rank`` claim intervals, so a
+run whose preferred replica died is taken within a few intervals of its lease expiring.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class FlowEngine:
         self.max_runs = max_runs
         self.claim_interval = claim_interval
         self._driving: dict[str, tuple[LeaseGrant, asyncio.Task[None]]] = {}
-        self._vacant_rounds: dict[str, int] = {}
+        self._vacant_since: dict[str, float] = {}
         self._kick = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -229,19 +229,21 @@ class FlowEngine:
             return []
         active = [r for r in await self.store.active() if r not in self._driving]
         if not active:
-            self._vacant_rounds.clear()
+            self._vacant_since.clear()
             return []
         held = await self._leases.holders()
         vacant = [r for r in active if run_lease_identity(r) not in held]
         members = await self._members() if self._members is not None else [self.instance]
+        now = time.monotonic()
         due = []
         for run_id in vacant:
-            rounds = self._vacant_rounds.get(run_id, 0)
-            if _rank(run_id, self.instance, members) <= rounds:
+            since = self._vacant_since.setdefault(run_id, now)
+            # Time, not rounds: a replica woken often (every StartRun kicks it) must not
+            # reach the runs ranked for others sooner.
+            if now - since >= _rank(run_id, self.instance, members) * self.claim_interval:
                 due.append(run_id)
-            self._vacant_rounds[run_id] = rounds + 1
-        for gone in set(self._vacant_rounds) - set(vacant):
-            del self._vacant_rounds[gone]
+        for gone in set(self._vacant_since) - set(vacant):
+            del self._vacant_since[gone]
         return await self._take(due[:room])
 
     async def _take(self, run_ids: list[str]) -> list[str]:
@@ -257,7 +259,7 @@ class FlowEngine:
             if record is None or record.run.state.terminal:
                 await self._leases.release_leases([result.grant], self.instance)
                 continue
-            self._vacant_rounds.pop(run_id, None)
+            self._vacant_since.pop(run_id, None)
             task = asyncio.create_task(self._drive(record, result.grant), name=f"flow-run-{run_id}")
             self._driving[run_id] = (result.grant, task)
             taken.append(run_id)

@@ -31,6 +31,7 @@ API: dict[str, dict[str, dict[str, tuple[bool, bool]]]] = {
                 "ResolveRecordBySession",
                 "GetContinuityHealth",
                 "LoadReceipt",  # compatible extension beyond API.md (receipts kept for a time)
+                "SaveSessionSnapshots",  # compatible extension: concurrent saves in one call
             ],
             UNARY,
         ),

@@ -323,8 +323,23 @@ async def test_served_orchestrator_trims_its_log_by_age(
         event_trim_interval=0.2,
     ) as (_server, channel, _):
         o = stub(channel)
+
+        async def logged_turn() -> svc.ListEventsResponse:
+            """The log from 0 once it shows a turn (events are appended in the background,
+            in batches that gather for a moment)."""
+            reply = svc.ListEventsResponse()
+
+            async def has_turn() -> bool:
+                nonlocal reply
+                request = svc.ListEventsRequest(after_seq=0, page_size=100)
+                reply = await o.ListEvents(request, timeout=5)
+                return any(e.kind == "turn_completed" for e in reply.events)
+
+            await until(has_turn, "the turn's event to be logged")
+            return reply
+
         await o.Send(send_request("a1", "remember x"), timeout=20)
-        first = await o.ListEvents(svc.ListEventsRequest(after_seq=0, page_size=100), timeout=5)
+        first = await logged_turn()
         assert first.events, "activations and the turn are logged"
         old = first.events[0].cursor
         seen_through = first.latest_cursor // CURSOR_STRIDE  # etcd revision of the newest
@@ -338,16 +353,8 @@ async def test_served_orchestrator_trims_its_log_by_age(
 
         # ... ListEvents from 0 starts at the floor, and a cursor below it is stale.
         await o.Send(send_request("a2", "remember y"), timeout=20)
-
-        # The turn's events are appended by the orchestrator's sink, after the reply.
-        async def new_turn_listed() -> bool:
-            reply = await o.ListEvents(svc.ListEventsRequest(after_seq=0, page_size=100), timeout=5)
-            assert all(e.cursor > first.latest_cursor for e in reply.events)
-            return any(e.kind == "turn_completed" for e in reply.events)
-
-        await until(
-            new_turn_listed, "the second turn's events, and only newer ones, from 0", timeout=30.0
-        )
+        reply = await logged_turn()
+        assert all(e.cursor > first.latest_cursor for e in reply.events), "only newer ones, from 0"
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await o.ListEvents(svc.ListEventsRequest(after_seq=old, page_size=10), timeout=5)
         assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE

@@ -25,7 +25,7 @@ async def test_sink_queue_is_bounded_and_records_the_gap() -> None:
             return await self.inner.append_many(events)
 
     stuck = Stuck()
-    sink = EventSink(stuck, max_queue=10)
+    sink = EventSink(stuck, max_queue=10, linger=0)
     sink.emit("first", None, {})
     await asyncio.sleep(0)  # the appender takes "first" and waits in append_many
     for i in range(25):
@@ -70,3 +70,32 @@ async def test_peer_channels_are_bounded_least_recently_used_first() -> None:
     finally:
         await router.close()
     assert all(ch._channel.closed() for ch in opened)
+
+
+async def test_sink_lets_a_batch_gather_for_its_linger_unless_flushed() -> None:
+    class Counting:
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+            self.inner = MemoryEventLog("mob")
+
+        async def append_many(self, events: Any) -> Any:
+            self.batches.append(len(events))
+            return await self.inner.append_many(events)
+
+    log = Counting()
+    sink = EventSink(log, linger=3600)
+    for i in range(5):  # turns a few milliseconds apart
+        sink.emit("turn_completed", "a", {"i": i})
+        await asyncio.sleep(0.001)
+    assert log.batches == []  # still gathering
+    await sink.flush()  # a flush (and close) does not wait for the linger
+    assert log.batches == [5]
+    for i in range(300):  # a full batch goes at once
+        sink.emit("e", None, {"i": i})
+    for _ in range(100):  # bounded: the linger is an hour
+        if len(log.batches) > 1:
+            break
+        await asyncio.sleep(0.01)
+    assert log.batches[1] == 256
+    await sink.close()
+    assert sum(log.batches) == 305

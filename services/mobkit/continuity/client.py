@@ -7,6 +7,10 @@ everything else is validated by the service.
 Calls that are safe to repeat (reads, upserts, saves: a re-sent save that committed
 succeeds unchanged) are retried on UNAVAILABLE; deletes are not (a repeated record
 delete answers CONTINUITY_RECORD_NOT_FOUND, so the caller must decide).
+
+Saves made at the same moment (in one turn of the event loop: concurrent callers
+resumed together) go as one ``SaveSessionSnapshots`` call (see
+:mod:`mobkit.continuity.save_batch`); a lone save goes as ``SaveSessionSnapshot``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import status_pb2
 
 from mobkit.continuity.domain import (
     UNBOUNDED_LOSS_WINDOW_MS,
@@ -30,7 +35,8 @@ from mobkit.continuity.domain import (
     check_fencing_token,
     check_resolve_entries,
 )
-from mobkit.core.errors import BackendUnavailable, InvalidArgument, StoreUnavailable
+from mobkit.continuity.save_batch import SaveBatcher
+from mobkit.core.errors import BackendUnavailable, InvalidArgument, MobKitError, StoreUnavailable
 from mobkit.core.identity import FencingToken
 from mobkit.core.types import (
     BufferedExport,
@@ -42,7 +48,7 @@ from mobkit.core.types import (
 from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
 from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
 from mobkit.wire import continuity as wire
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.errors import error_from_rpc, error_from_status
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,7 @@ class GrpcContinuityStore:
         self._retries = retries
         self._backoff = retry_backoff
         self._policy: DurabilityPolicy | None = None
+        self._saves = SaveBatcher(self._save_one, self._save_many)
 
     async def _call(
         self, method: Callable[..., Awaitable[R]], request: Any, *, idempotent: bool
@@ -125,8 +132,36 @@ class GrpcContinuityStore:
         )
         if receipt is not None:
             request.receipt.CopyFrom(wire.receipt_to_proto(receipt))
+        return await self._saves.save(request)
+
+    @property
+    def batch_calls_sent(self) -> int:
+        """``SaveSessionSnapshots`` calls made so far (tests and benchmarks read it)."""
+        return self._saves.batches
+
+    async def _save_one(self, request: svc.SaveSessionSnapshotRequest) -> str:
         reply = await self._call(self._stub.SaveSessionSnapshot, request, idempotent=True)
         return str(reply.revision)
+
+    async def _save_many(
+        self, requests: list[svc.SaveSessionSnapshotRequest]
+    ) -> list[str | MobKitError]:
+        batch = svc.SaveSessionSnapshotsRequest(saves=requests)
+        reply = await self._call(self._stub.SaveSessionSnapshots, batch, idempotent=True)
+        if len(reply.outcomes) != len(requests):
+            raise StoreUnavailable(
+                f"SaveSessionSnapshots answered {len(reply.outcomes)} outcomes for "
+                f"{len(requests)} saves",
+                backend="remote service",
+            )
+        return [
+            str(o.saved.revision)
+            if o.WhichOneof("outcome") == "saved"
+            else error_from_status(
+                status_pb2.Status.FromString(o.error), StoreUnavailable, IncompleteResolve
+            )
+            for o in reply.outcomes
+        ]
 
     async def load_receipt(self, identity: str, idempotency_key: str) -> StoredReceipt | None:
         request = svc.LoadReceiptRequest(identity=identity, idempotency_key=idempotency_key)

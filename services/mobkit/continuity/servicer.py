@@ -4,7 +4,11 @@ interceptor through :data:`ERRORS`."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
+from google.rpc import status_pb2
 
 from mobkit.continuity.domain import ContinuityStore, check_resolve_entries
 from mobkit.core import errors as e
@@ -12,10 +16,14 @@ from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
 from mobkit.core.types import Checkpoint
 from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
 from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
-from mobkit.server.errors import ErrorTable, service_errors
+from mobkit.server.errors import ErrorTable, internal_status, service_errors, status_for_error
 from mobkit.wire import continuity as wire
 
 SERVICE_NAME = "mobkit.continuity.v1.ContinuityStoreService"
+MAX_BATCH_SAVES = 256
+"""Saves per SaveSessionSnapshots call."""
+
+log = logging.getLogger("mobkit.rpc")
 
 ERRORS: ErrorTable = service_errors(*e.CONTINUITY_ERRORS, e.StoreUnavailable)
 
@@ -39,6 +47,30 @@ class ContinuityServicer(svc_grpc.ContinuityStoreServiceServicer):
     async def SaveSessionSnapshot(
         self, request: svc.SaveSessionSnapshotRequest, context: grpc.aio.ServicerContext
     ) -> svc.SaveSessionSnapshotResponse:
+        return await self._save(request)
+
+    async def SaveSessionSnapshots(
+        self, request: svc.SaveSessionSnapshotsRequest, context: grpc.aio.ServicerContext
+    ) -> svc.SaveSessionSnapshotsResponse:
+        """Every save at once, as concurrent SaveSessionSnapshot calls would run (the
+        etcd engine then commits them in one txn, each under its own compares)."""
+        if len(request.saves) > MAX_BATCH_SAVES:
+            raise e.InvalidArgument("saves", f"at most {MAX_BATCH_SAVES} per call")
+        done = await asyncio.gather(*map(self._save, request.saves), return_exceptions=True)
+        reply = svc.SaveSessionSnapshotsResponse()
+        for outcome in done:
+            item = reply.outcomes.add()
+            if isinstance(outcome, svc.SaveSessionSnapshotResponse):
+                item.saved.CopyFrom(outcome)
+            elif isinstance(outcome, Exception):
+                item.error = self._status(outcome).SerializeToString()
+            else:
+                raise outcome  # cancelled: the call ends as a cancelled call does
+        return reply
+
+    async def _save(
+        self, request: svc.SaveSessionSnapshotRequest
+    ) -> svc.SaveSessionSnapshotResponse:
         if not request.HasField("snapshot"):
             raise e.InvalidArgument("snapshot", "is required")
         checkpoint = Checkpoint(
@@ -54,6 +86,15 @@ class ContinuityServicer(svc_grpc.ContinuityStoreServiceServicer):
             wire.receipt_from_proto(request.receipt) if request.HasField("receipt") else None,
         )
         return svc.SaveSessionSnapshotResponse(revision=revision)
+
+    @staticmethod
+    def _status(exc: Exception) -> status_pb2.Status:
+        """The status a lone SaveSessionSnapshot would have failed with."""
+        status = status_for_error(exc, ERRORS) if isinstance(exc, e.MobKitError) else None
+        if status is None:
+            log.error("unhandled error in a batched save", exc_info=exc)
+            return internal_status()
+        return status
 
     async def LoadReceipt(
         self, request: svc.LoadReceiptRequest, context: grpc.aio.ServicerContext

@@ -187,7 +187,7 @@ def open_channel(
     tls: EtcdTLS | None,
     keepalive_time: float,
     keepalive_timeout: float,
-    interceptors: Sequence[grpc.aio.ClientInterceptor],
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     if isinstance(raw_endpoints, str):
         raise TypeError("endpoints must be a sequence of strings, not one string")

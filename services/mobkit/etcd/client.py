@@ -1,8 +1,8 @@
 """Asyncio etcd v3 client on grpc.aio and stubs generated from etcd's own API protos.
 
 Performance-critical callers use the raw stubs (``client.kv.Txn(req)``); the typed
-helpers cover the rest. Every unary call made through this client's channel, raw stubs
-included, goes through one interceptor that
+helpers cover the rest. Every unary call made through this client's stubs, raw stubs
+included, goes through one wrapper (:class:`mobkit.etcd.stubs.Unary`) that
 
 * counts it in :attr:`EtcdClient.round_trips` (benchmarks and metrics read it),
 * applies the client's deadline when the caller gave none,
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -33,6 +32,7 @@ import grpc
 from mobkit.etcd.channel import EtcdTLS, open_channel
 from mobkit.etcd.errors import EtcdError, EtcdLeaseNotFound, EtcdUnavailable, map_rpc_error
 from mobkit.etcd.ops import Key, prefix_end, range_request, to_bytes
+from mobkit.etcd.stubs import Stub
 from mobkit.etcd.watch import watch_events
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from mobkit.gen.etcd.api.mvccpb import kv_pb2
@@ -40,54 +40,6 @@ from mobkit.gen.etcd.api.mvccpb import kv_pb2
 __all__ = ["EtcdClient", "EtcdTLS", "map_rpc_error"]
 
 log = logging.getLogger(__name__)
-
-_AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
-
-
-def _is_stale_token(err: grpc.aio.AioRpcError) -> bool:
-    details = err.details() or ""
-    return (
-        err.code() == grpc.StatusCode.UNAUTHENTICATED and "invalid auth token" in details
-    ) or "revision of auth store is old" in details
-
-
-class _UnaryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, client: EtcdClient) -> None:
-        self._client = client
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        client = self._client
-        client.round_trips += 1
-        method = details.method.decode() if isinstance(details.method, bytes) else details.method
-        timeout = details.timeout if details.timeout is not None else client.timeout
-        deadline = time.monotonic() + timeout
-        is_auth = method == _AUTHENTICATE
-        refreshed = False
-        while True:
-            token = None if is_auth else client._token
-            metadata = list(details.metadata or ())
-            if token is not None:
-                metadata.append(("token", token))
-            call_details = grpc.aio.ClientCallDetails(
-                method=details.method,
-                timeout=max(deadline - time.monotonic(), 0.0),
-                metadata=grpc.aio.Metadata(*metadata),
-                credentials=details.credentials,
-                wait_for_ready=(
-                    client.wait_for_ready
-                    if details.wait_for_ready is None
-                    else details.wait_for_ready
-                ),
-            )
-            try:
-                call = await continuation(call_details, request)
-                return await call
-            except grpc.aio.AioRpcError as err:
-                if token is not None and not refreshed and _is_stale_token(err):
-                    refreshed = True
-                    await client._reauthenticate(token)
-                    continue
-                raise map_rpc_error(err, method) from None
 
 
 class _KeepAliveStream:
@@ -230,15 +182,15 @@ class EtcdClient:
             tls=tls,
             keepalive_time=keepalive_time,
             keepalive_timeout=keepalive_timeout,
-            interceptors=[_UnaryInterceptor(self)],
         )
-        self.kv = rpc_pb2_grpc.KVStub(self._channel)
-        self.lease = rpc_pb2_grpc.LeaseStub(self._channel)
-        self.watch_stub = rpc_pb2_grpc.WatchStub(self._channel)
+        channel = self._channel
+        self.kv: Any = Stub(self, rpc_pb2_grpc.KVStub(channel), "KV")
+        self.lease: Any = Stub(self, rpc_pb2_grpc.LeaseStub(channel), "Lease")
+        self.watch_stub = rpc_pb2_grpc.WatchStub(channel)
         self.watch = _Watch(self, self.watch_stub)
-        self.maintenance = rpc_pb2_grpc.MaintenanceStub(self._channel)
-        self.cluster = rpc_pb2_grpc.ClusterStub(self._channel)
-        self.auth = rpc_pb2_grpc.AuthStub(self._channel)
+        self.maintenance: Any = Stub(self, rpc_pb2_grpc.MaintenanceStub(channel), "Maintenance")
+        self.cluster: Any = Stub(self, rpc_pb2_grpc.ClusterStub(channel), "Cluster")
+        self.auth: Any = Stub(self, rpc_pb2_grpc.AuthStub(channel), "Auth")
         self._keepalive = _KeepAliveStream(self)
         self._closed = False
 
@@ -316,7 +268,7 @@ class EtcdClient:
     # -- auth ------------------------------------------------------------------------
 
     def auth_metadata(self) -> tuple[tuple[str, str], ...]:
-        """Metadata for calls that bypass the unary interceptor (raw streams)."""
+        """Metadata for calls that bypass the unary wrapper (raw streams)."""
         return (("token", self._token),) if self._token is not None else ()
 
     async def _reauthenticate(self, stale: str | None) -> None:

@@ -38,6 +38,7 @@ REQUIRED_SCOPES: dict[str, dict[str, Scope]] = {
         "LoadSessionSnapshot": R,
         "LoadReceipt": R,
         "SaveSessionSnapshot": W,
+        "SaveSessionSnapshots": W,
         "UpsertContinuityRecord": W,
         "DeleteContinuityRecord": A,
         "DeleteSessionSnapshotIfCurrentRevision": W,

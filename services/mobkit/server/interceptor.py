@@ -75,6 +75,7 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         self._tables = tables
         self._observers = observers or []
         self._authorizer = authorizer
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -83,46 +84,45 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         ],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
         method = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:  # a method's handler never changes once serving
+            return wrapped
+        handler = await continuation(details)
         service = _service_of(method)
         if handler is None or service not in self._tables:
             return handler  # health, reflection and unknown methods
         table = self._tables[service]
-        metadata = details.invocation_metadata or ()
-        rid = next((v for k, v in metadata if k == REQUEST_ID_HEADER), None)
-        denied: MobKitError | None = None
-        caller: object | None = None
-        if self._authorizer is not None:
-            try:
-                caller = self._authorizer(method, metadata)
-            except MobKitError as exc:  # raised inside the call, so it is translated and counted
-                denied = exc
         # Requests are decoded inside the call, so undecodable bytes (garbage, invalid
         # UTF-8 in a string) become INVALID_ARGUMENT with an ErrorInfo, not UNKNOWN.
         decode = handler.request_deserializer
-        who = (rid, caller)
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, table, who, denied, decode),
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, table, decode),
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, table, who, denied, decode),
+        elif handler.unary_stream:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, table, decode),
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        else:
+            return handler
+        self._wrapped[method] = wrapped
+        return wrapped
 
-    def _begin(
-        self, method: str, who: tuple[Any, object | None], ctx: grpc.aio.ServicerContext
-    ) -> None:
-        rid, caller = who
+    def _begin(self, method: str, ctx: grpc.aio.ServicerContext) -> None:
+        """Request id and caller of this call; raises the authorizer's refusal (inside
+        the call, so it is translated and counted)."""
+        metadata = ctx.invocation_metadata() or ()
+        rid = next((v for k, v in metadata if k == REQUEST_ID_HEADER), None)
         request_id = rid if isinstance(rid, str) and rid else uuid.uuid4().hex
         callctx.request_id.set(request_id)
-        callctx.caller.set(caller)
         callctx.rpc_method.set(method)
         ctx.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
+        callctx.caller.set(None)
+        if self._authorizer is not None:
+            callctx.caller.set(self._authorizer(method, metadata))
 
     async def _fail(
         self, exc: BaseException, method: str, table: ErrorTable, ctx: grpc.aio.ServicerContext
@@ -145,17 +145,13 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         inner: Any,
         method: str,
         table: ErrorTable,
-        who: tuple[Any, object | None],
-        denied: MobKitError | None,
         decode: Callable[[bytes], Any] | None,
     ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            self._begin(method, who, ctx)
             code = "UNKNOWN"
             try:
-                if denied is not None:
-                    raise denied
+                self._begin(method, ctx)
                 request = _decoded(request, decode)
                 validate_request(request)
                 reply = await inner(request, ctx)
@@ -180,17 +176,13 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         inner: Any,
         method: str,
         table: ErrorTable,
-        who: tuple[Any, object | None],
-        denied: MobKitError | None,
         decode: Callable[[bytes], Any] | None,
     ) -> Any:
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            self._begin(method, who, ctx)
             code = "UNKNOWN"
             try:
-                if denied is not None:
-                    raise denied
+                self._begin(method, ctx)
                 request = _decoded(request, decode)
                 validate_request(request)
                 async for item in inner(request, ctx):

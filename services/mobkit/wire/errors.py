@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from mobkit.core import errors as e
@@ -49,7 +49,11 @@ def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
         status = rpc_status.from_call(err)  # type: ignore[arg-type]
     except ValueError:  # details inconsistent with the call's code: not ours
         return None
-    for detail in status.details if status is not None else ():
+    return _status_info(status) if status is not None else None
+
+
+def _status_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:
+    for detail in status.details:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info) and info.domain == DOMAIN:
             return info
@@ -59,7 +63,25 @@ def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
 def error_from_rpc(err: grpc.RpcError, *specific: type[e.MobKitError]) -> e.MobKitError:
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     message = (err.details() if hasattr(err, "details") else None) or str(code)
-    info = error_info(err)
+    return _error(code, message, error_info(err), specific)
+
+
+def error_from_status(status: status_pb2.Status, *specific: type[e.MobKitError]) -> e.MobKitError:
+    """The same, for a ``google.rpc.Status`` carried in a reply (one item's outcome of
+    a batch call) rather than as the call's own status."""
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    return _error(code, status.message or str(code), _status_info(status), specific)
+
+
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def _error(
+    code: grpc.StatusCode,
+    message: str,
+    info: error_details_pb2.ErrorInfo | None,
+    specific: tuple[type[e.MobKitError], ...],
+) -> e.MobKitError:
     if info is None:
         if code in _UNAVAILABLE:
             unavailable = next((c for c in specific if issubclass(c, e.BackendUnavailable)), None)

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mobkit.gen.continuity.v1 import continuity_pb2 as mobkit_dot_continuity_dot_v1_dot_continuity__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-mobkit/continuity/v1/continuity_service.proto\x12\x14mobkit.continuity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%mobkit/continuity/v1/continuity.proto\"(\n\x12ResolveManyRequest\x12\x12\n\nidentities\x18\x01 \x03(\t\"g\n\x16\x43ontinuityResolveEntry\x12\x10\n\x08identity\x18\x01 \x01(\t\x12;\n\x05state\x18\x02 \x01(\x0b\x32,.mobkit.continuity.v1.ContinuityResolveState\"T\n\x13ResolveManyResponse\x12=\n\x07\x65ntries\x18\x01 \x03(\x0b\x32,.mobkit.continuity.v1.ContinuityResolveEntry\"0\n\x1aLoadSessionSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x98\x01\n\x1bLoadSessionSnapshotResponse\x12\x37\n\x08snapshot\x18\x01 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x1a\n\x12\x63heckpoint_version\x18\x03 \x01(\x04\x12\x12\n\ngeneration\x18\x04 \x01(\x04\"\xf6\x01\n\x1aSaveSessionSnapshotRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x1a\n\x12\x63heckpoint_version\x18\x04 \x01(\x04\x12\x15\n\rfencing_token\x18\x05 \x01(\x04\x12\x37\n\x08snapshot\x18\x06 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x32\n\x07receipt\x18\x07 \x01(\x0b\x32!.mobkit.continuity.v1.TurnReceipt\"4\n\x0bTurnReceipt\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"?\n\x12LoadReceiptRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"b\n\x13LoadReceiptResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x1bSaveSessionSnapshotResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\"n\n\x1dUpsertContinuityRecordRequest\x12\x36\n\x06record\x18\x01 \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityRecord\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\" \n\x1eUpsertContinuityRecordResponse\"H\n\x1d\x44\x65leteContinuityRecordRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\" \n\x1e\x44\x65leteContinuityRecordResponse\"f\n-DeleteSessionSnapshotIfCurrentRevisionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x19\x65xpected_current_revision\x18\x02 \x01(\t\"A\n.DeleteSessionSnapshotIfCurrentRevisionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"3\n\x1dResolveRecordBySessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x8b\x01\n\x1eResolveRecordBySessionResponse\x12\x36\n\x06record\x18\x01 \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityRecord\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x1a\n\x12\x63heckpoint_version\x18\x03 \x01(\x04\"@\n\x1aGetContinuityHealthRequest\x12\x15\n\x08identity\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_identity\"U\n\x1bGetContinuityHealthResponse\x12\x36\n\x06health\x18\x01 \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityHealth2\x9c\t\n\x16\x43ontinuityStoreService\x12\x62\n\x0bResolveMany\x12(.mobkit.continuity.v1.ResolveManyRequest\x1a).mobkit.continuity.v1.ResolveManyResponse\x12z\n\x13LoadSessionSnapshot\x12\x30.mobkit.continuity.v1.LoadSessionSnapshotRequest\x1a\x31.mobkit.continuity.v1.LoadSessionSnapshotResponse\x12z\n\x13SaveSessionSnapshot\x12\x30.mobkit.continuity.v1.SaveSessionSnapshotRequest\x1a\x31.mobkit.continuity.v1.SaveSessionSnapshotResponse\x12\x62\n\x0bLoadReceipt\x12(.mobkit.continuity.v1.LoadReceiptRequest\x1a).mobkit.continuity.v1.LoadReceiptResponse\x12\x83\x01\n\x16UpsertContinuityRecord\x12\x33.mobkit.continuity.v1.UpsertContinuityRecordRequest\x1a\x34.mobkit.continuity.v1.UpsertContinuityRecordResponse\x12\x83\x01\n\x16\x44\x65leteContinuityRecord\x12\x33.mobkit.continuity.v1.DeleteContinuityRecordRequest\x1a\x34.mobkit.continuity.v1.DeleteContinuityRecordResponse\x12\xb3\x01\n&DeleteSessionSnapshotIfCurrentRevision\x12\x43.mobkit.continuity.v1.DeleteSessionSnapshotIfCurrentRevisionRequest\x1a\x44.mobkit.continuity.v1.DeleteSessionSnapshotIfCurrentRevisionResponse\x12\x83\x01\n\x16ResolveRecordBySession\x12\x33.mobkit.continuity.v1.ResolveRecordBySessionRequest\x1a\x34.mobkit.continuity.v1.ResolveRecordBySessionResponse\x12z\n\x13GetContinuityHealth\x12\x30.mobkit.continuity.v1.GetContinuityHealthRequest\x1a\x31.mobkit.continuity.v1.GetContinuityHealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-mobkit/continuity/v1/continuity_service.proto\x12\x14mobkit.continuity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%mobkit/continuity/v1/continuity.proto\"(\n\x12ResolveManyRequest\x12\x12\n\nidentities\x18\x01 \x03(\t\"g\n\x16\x43ontinuityResolveEntry\x12\x10\n\x08identity\x18\x01 \x01(\t\x12;\n\x05state\x18\x02 \x01(\x0b\x32,.mobkit.continuity.v1.ContinuityResolveState\"T\n\x13ResolveManyResponse\x12=\n\x07\x65ntries\x18\x01 \x03(\x0b\x32,.mobkit.continuity.v1.ContinuityResolveEntry\"0\n\x1aLoadSessionSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x98\x01\n\x1bLoadSessionSnapshotResponse\x12\x37\n\x08snapshot\x18\x01 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x1a\n\x12\x63heckpoint_version\x18\x03 \x01(\x04\x12\x12\n\ngeneration\x18\x04 \x01(\x04\"\xf6\x01\n\x1aSaveSessionSnapshotRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x1a\n\x12\x63heckpoint_version\x18\x04 \x01(\x04\x12\x15\n\rfencing_token\x18\x05 \x01(\x04\x12\x37\n\x08snapshot\x18\x06 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x32\n\x07receipt\x18\x07 \x01(\x0b\x32!.mobkit.continuity.v1.TurnReceipt\"^\n\x1bSaveSessionSnapshotsRequest\x12?\n\x05saves\x18\x01 \x03(\x0b\x32\x30.mobkit.continuity.v1.SaveSessionSnapshotRequest\"b\n\x1cSaveSessionSnapshotsResponse\x12\x42\n\x08outcomes\x18\x01 \x03(\x0b\x32\x30.mobkit.continuity.v1.SaveSessionSnapshotOutcome\"|\n\x1aSaveSessionSnapshotOutcome\x12\x42\n\x05saved\x18\x01 \x01(\x0b\x32\x31.mobkit.continuity.v1.SaveSessionSnapshotResponseH\x00\x12\x0f\n\x05\x65rror\x18\x02 \x01(\x0cH\x00\x42\t\n\x07outcome\"4\n\x0bTurnReceipt\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"?\n\x12LoadReceiptRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"b\n\x13LoadReceiptResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x1bSaveSessionSnapshotResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\"n\n\x1dUpsertContinuityRecordRequest\x12\x36\n\x06record\x18\x01 \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityRecord\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\" \n\x1eUpsertContinuityRecordResponse\"H\n\x1d\x44\x65leteContinuityRecordRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\" \n\x1e\x44\x65leteContinuityRecordResponse\"f\n-DeleteSessionSnapshotIfCurrentRevisionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x19\x65xpected_current_revision\x18\x02 \x01(\t\"A\n.DeleteSessionSnapshotIfCurrentRevisionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"3\n\x1dResolveRecordBySessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x8b\x01\n\x1eResolveRecordBySessionResponse\x12\x36\n\x06record\x18\x01 \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityRecord\x12\x15\n\rfencing_token\x18\x02 \x01(\x04\x12\x1a\n\x12\x63heckpoint_version\x18\x03 \x01(\x04\"@\n\x1aGetContinuityHealthRequest\x12\x15\n\x08identity\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x0b\n\t_identity\"U\n\x1bGetContinuityHealthResponse\x12\x36\n\x06health\x18\x01 \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityHealth2\x9b\n\n\x16\x43ontinuityStoreService\x12\x62\n\x0bResolveMany\x12(.mobkit.continuity.v1.ResolveManyRequest\x1a).mobkit.continuity.v1.ResolveManyResponse\x12z\n\x13LoadSessionSnapshot\x12\x30.mobkit.continuity.v1.LoadSessionSnapshotRequest\x1a\x31.mobkit.continuity.v1.LoadSessionSnapshotResponse\x12z\n\x13SaveSessionSnapshot\x12\x30.mobkit.continuity.v1.SaveSessionSnapshotRequest\x1a\x31.mobkit.continuity.v1.SaveSessionSnapshotResponse\x12}\n\x14SaveSessionSnapshots\x12\x31.mobkit.continuity.v1.SaveSessionSnapshotsRequest\x1a\x32.mobkit.continuity.v1.SaveSessionSnapshotsResponse\x12\x62\n\x0bLoadReceipt\x12(.mobkit.continuity.v1.LoadReceiptRequest\x1a).mobkit.continuity.v1.LoadReceiptResponse\x12\x83\x01\n\x16UpsertContinuityRecord\x12\x33.mobkit.continuity.v1.UpsertContinuityRecordRequest\x1a\x34.mobkit.continuity.v1.UpsertContinuityRecordResponse\x12\x83\x01\n\x16\x44\x65leteContinuityRecord\x12\x33.mobkit.continuity.v1.DeleteContinuityRecordRequest\x1a\x34.mobkit.continuity.v1.DeleteContinuityRecordResponse\x12\xb3\x01\n&DeleteSessionSnapshotIfCurrentRevision\x12\x43.mobkit.continuity.v1.DeleteSessionSnapshotIfCurrentRevisionRequest\x1a\x44.mobkit.continuity.v1.DeleteSessionSnapshotIfCurrentRevisionResponse\x12\x83\x01\n\x16ResolveRecordBySession\x12\x33.mobkit.continuity.v1.ResolveRecordBySessionRequest\x1a\x34.mobkit.continuity.v1.ResolveRecordBySessionResponse\x12z\n\x13GetContinuityHealth\x12\x30.mobkit.continuity.v1.GetContinuityHealthRequest\x1a\x31.mobkit.continuity.v1.GetContinuityHealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,34 +46,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOADSESSIONSNAPSHOTRESPONSE']._serialized_end=579
   _globals['_SAVESESSIONSNAPSHOTREQUEST']._serialized_start=582
   _globals['_SAVESESSIONSNAPSHOTREQUEST']._serialized_end=828
-  _globals['_TURNRECEIPT']._serialized_start=830
-  _globals['_TURNRECEIPT']._serialized_end=882
-  _globals['_LOADRECEIPTREQUEST']._serialized_start=884
-  _globals['_LOADRECEIPTREQUEST']._serialized_end=947
-  _globals['_LOADRECEIPTRESPONSE']._serialized_start=949
-  _globals['_LOADRECEIPTRESPONSE']._serialized_end=1047
-  _globals['_SAVESESSIONSNAPSHOTRESPONSE']._serialized_start=1049
-  _globals['_SAVESESSIONSNAPSHOTRESPONSE']._serialized_end=1096
-  _globals['_UPSERTCONTINUITYRECORDREQUEST']._serialized_start=1098
-  _globals['_UPSERTCONTINUITYRECORDREQUEST']._serialized_end=1208
-  _globals['_UPSERTCONTINUITYRECORDRESPONSE']._serialized_start=1210
-  _globals['_UPSERTCONTINUITYRECORDRESPONSE']._serialized_end=1242
-  _globals['_DELETECONTINUITYRECORDREQUEST']._serialized_start=1244
-  _globals['_DELETECONTINUITYRECORDREQUEST']._serialized_end=1316
-  _globals['_DELETECONTINUITYRECORDRESPONSE']._serialized_start=1318
-  _globals['_DELETECONTINUITYRECORDRESPONSE']._serialized_end=1350
-  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONREQUEST']._serialized_start=1352
-  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONREQUEST']._serialized_end=1454
-  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONRESPONSE']._serialized_start=1456
-  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONRESPONSE']._serialized_end=1521
-  _globals['_RESOLVERECORDBYSESSIONREQUEST']._serialized_start=1523
-  _globals['_RESOLVERECORDBYSESSIONREQUEST']._serialized_end=1574
-  _globals['_RESOLVERECORDBYSESSIONRESPONSE']._serialized_start=1577
-  _globals['_RESOLVERECORDBYSESSIONRESPONSE']._serialized_end=1716
-  _globals['_GETCONTINUITYHEALTHREQUEST']._serialized_start=1718
-  _globals['_GETCONTINUITYHEALTHREQUEST']._serialized_end=1782
-  _globals['_GETCONTINUITYHEALTHRESPONSE']._serialized_start=1784
-  _globals['_GETCONTINUITYHEALTHRESPONSE']._serialized_end=1869
-  _globals['_CONTINUITYSTORESERVICE']._serialized_start=1872
-  _globals['_CONTINUITYSTORESERVICE']._serialized_end=3052
+  _globals['_SAVESESSIONSNAPSHOTSREQUEST']._serialized_start=830
+  _globals['_SAVESESSIONSNAPSHOTSREQUEST']._serialized_end=924
+  _globals['_SAVESESSIONSNAPSHOTSRESPONSE']._serialized_start=926
+  _globals['_SAVESESSIONSNAPSHOTSRESPONSE']._serialized_end=1024
+  _globals['_SAVESESSIONSNAPSHOTOUTCOME']._serialized_start=1026
+  _globals['_SAVESESSIONSNAPSHOTOUTCOME']._serialized_end=1150
+  _globals['_TURNRECEIPT']._serialized_start=1152
+  _globals['_TURNRECEIPT']._serialized_end=1204
+  _globals['_LOADRECEIPTREQUEST']._serialized_start=1206
+  _globals['_LOADRECEIPTREQUEST']._serialized_end=1269
+  _globals['_LOADRECEIPTRESPONSE']._serialized_start=1271
+  _globals['_LOADRECEIPTRESPONSE']._serialized_end=1369
+  _globals['_SAVESESSIONSNAPSHOTRESPONSE']._serialized_start=1371
+  _globals['_SAVESESSIONSNAPSHOTRESPONSE']._serialized_end=1418
+  _globals['_UPSERTCONTINUITYRECORDREQUEST']._serialized_start=1420
+  _globals['_UPSERTCONTINUITYRECORDREQUEST']._serialized_end=1530
+  _globals['_UPSERTCONTINUITYRECORDRESPONSE']._serialized_start=1532
+  _globals['_UPSERTCONTINUITYRECORDRESPONSE']._serialized_end=1564
+  _globals['_DELETECONTINUITYRECORDREQUEST']._serialized_start=1566
+  _globals['_DELETECONTINUITYRECORDREQUEST']._serialized_end=1638
+  _globals['_DELETECONTINUITYRECORDRESPONSE']._serialized_start=1640
+  _globals['_DELETECONTINUITYRECORDRESPONSE']._serialized_end=1672
+  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONREQUEST']._serialized_start=1674
+  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONREQUEST']._serialized_end=1776
+  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONRESPONSE']._serialized_start=1778
+  _globals['_DELETESESSIONSNAPSHOTIFCURRENTREVISIONRESPONSE']._serialized_end=1843
+  _globals['_RESOLVERECORDBYSESSIONREQUEST']._serialized_start=1845
+  _globals['_RESOLVERECORDBYSESSIONREQUEST']._serialized_end=1896
+  _globals['_RESOLVERECORDBYSESSIONRESPONSE']._serialized_start=1899
+  _globals['_RESOLVERECORDBYSESSIONRESPONSE']._serialized_end=2038
+  _globals['_GETCONTINUITYHEALTHREQUEST']._serialized_start=2040
+  _globals['_GETCONTINUITYHEALTHREQUEST']._serialized_end=2104
+  _globals['_GETCONTINUITYHEALTHRESPONSE']._serialized_start=2106
+  _globals['_GETCONTINUITYHEALTHRESPONSE']._serialized_end=2191
+  _globals['_CONTINUITYSTORESERVICE']._serialized_start=2194
+  _globals['_CONTINUITYSTORESERVICE']._serialized_end=3501
 # @@protoc_insertion_point(module_scope)

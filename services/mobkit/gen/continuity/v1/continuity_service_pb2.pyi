@@ -212,6 +212,86 @@ class SaveSessionSnapshotRequest(_message.Message):
 Global___SaveSessionSnapshotRequest: _TypeAlias = SaveSessionSnapshotRequest  # noqa: Y015
 
 @_typing.final
+class SaveSessionSnapshotsRequest(_message.Message):
+    """Request for ContinuityStoreService.SaveSessionSnapshots."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAVES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def saves(self) -> _containers.RepeatedCompositeFieldContainer[Global___SaveSessionSnapshotRequest]:
+        """The saves, each as SaveSessionSnapshot takes it (1 to 256)."""
+
+    def __init__(
+        self,
+        *,
+        saves: _abc.Iterable[Global___SaveSessionSnapshotRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["saves", b"saves"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveSessionSnapshotsRequest: _TypeAlias = SaveSessionSnapshotsRequest  # noqa: Y015
+
+@_typing.final
+class SaveSessionSnapshotsResponse(_message.Message):
+    """Response for ContinuityStoreService.SaveSessionSnapshots."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SaveSessionSnapshotOutcome]:
+        """One outcome per save, in request order."""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___SaveSessionSnapshotOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SaveSessionSnapshotsResponse: _TypeAlias = SaveSessionSnapshotsResponse  # noqa: Y015
+
+@_typing.final
+class SaveSessionSnapshotOutcome(_message.Message):
+    """What became of one save of a SaveSessionSnapshots call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAVED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    error: _builtins.bytes
+    """Refused or failed: the serialized google.rpc.Status SaveSessionSnapshot
+    would have failed with (code, message and the one ErrorInfo).
+    """
+    @_builtins.property
+    def saved(self) -> Global___SaveSessionSnapshotResponse:
+        """Saved: what SaveSessionSnapshot would have answered."""
+
+    def __init__(
+        self,
+        *,
+        saved: Global___SaveSessionSnapshotResponse | None = ...,
+        error: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "saved", b"saved"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "outcome", b"outcome", "saved", b"saved"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["saved", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___SaveSessionSnapshotOutcome: _TypeAlias = SaveSessionSnapshotOutcome  # noqa: Y015
+
+@_typing.final
 class TurnReceipt(_message.Message):
     """A turn's receipt, found again by its idempotency key. The store keeps the
     data opaque (the orchestrator's encoding of the turn's answer).

@@ -59,6 +59,11 @@ class ContinuityStoreServiceStub:
                 request_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotRequest.SerializeToString,
                 response_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotResponse.FromString,
                 _registered_method=True)
+        self.SaveSessionSnapshots = channel.unary_unary(
+                '/mobkit.continuity.v1.ContinuityStoreService/SaveSessionSnapshots',
+                request_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotsRequest.SerializeToString,
+                response_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotsResponse.FromString,
+                _registered_method=True)
         self.LoadReceipt = channel.unary_unary(
                 '/mobkit.continuity.v1.ContinuityStoreService/LoadReceipt',
                 request_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.LoadReceiptRequest.SerializeToString,
@@ -150,6 +155,22 @@ class ContinuityStoreServiceServicer:
         GENERATION_MISMATCH, CONTINUITY_RECORD_NOT_FOUND, SNAPSHOT_TOO_LARGE
         (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
         quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveSessionSnapshots(self, request, context):
+        """Several saves in one call, each exactly as SaveSessionSnapshot runs it:
+        its own fencing and version preconditions, its own atomic write and its
+        own outcome, in request order. One save failing (a stale fencing token,
+        say) fails no other. Clients send the saves their callers made at the
+        same moment together, so concurrent checkpoints share one round trip (on
+        etcd, also one txn).
+
+        Errors of the call itself: INVALID_IDENTITY and INVALID_ARGUMENT for a
+        malformed request (more than 256 saves, a bad field in any of them),
+        BACKEND_UNAVAILABLE. Each save's error is in its outcome.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,6 +269,11 @@ def add_ContinuityStoreServiceServicer_to_server(servicer, server):
                     servicer.SaveSessionSnapshot,
                     request_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotRequest.FromString,
                     response_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotResponse.SerializeToString,
+            ),
+            'SaveSessionSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveSessionSnapshots,
+                    request_deserializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotsRequest.FromString,
+                    response_serializer=mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotsResponse.SerializeToString,
             ),
             'LoadReceipt': grpc.unary_unary_rpc_method_handler(
                     servicer.LoadReceipt,
@@ -370,6 +396,33 @@ class ContinuityStoreService:
             '/mobkit.continuity.v1.ContinuityStoreService/SaveSessionSnapshot',
             mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotRequest.SerializeToString,
             mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSessionSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobkit.continuity.v1.ContinuityStoreService/SaveSessionSnapshots',
+            mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotsRequest.SerializeToString,
+            mobkit_dot_continuity_dot_v1_dot_continuity__service__pb2.SaveSessionSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,

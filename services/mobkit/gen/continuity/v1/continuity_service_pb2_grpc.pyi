@@ -85,6 +85,18 @@ class ContinuityStoreServiceStub:
     (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
     quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
     """
+    SaveSessionSnapshots: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.SaveSessionSnapshotsRequest, _continuity_service_pb2.SaveSessionSnapshotsResponse]
+    """Several saves in one call, each exactly as SaveSessionSnapshot runs it:
+    its own fencing and version preconditions, its own atomic write and its
+    own outcome, in request order. One save failing (a stale fencing token,
+    say) fails no other. Clients send the saves their callers made at the
+    same moment together, so concurrent checkpoints share one round trip (on
+    etcd, also one txn).
+
+    Errors of the call itself: INVALID_IDENTITY and INVALID_ARGUMENT for a
+    malformed request (more than 256 saves, a bad field in any of them),
+    BACKEND_UNAVAILABLE. Each save's error is in its outcome.
+    """
     LoadReceipt: _grpc.UnaryUnaryMultiCallable[_continuity_service_pb2.LoadReceiptRequest, _continuity_service_pb2.LoadReceiptResponse]
     """Finds the receipt saved with an idempotency key for an identity. `found`
     is false when none was saved or it is past the store's retention.
@@ -191,6 +203,18 @@ class ContinuityStoreServiceAsyncStub(ContinuityStoreServiceStub):
     GENERATION_MISMATCH, CONTINUITY_RECORD_NOT_FOUND, SNAPSHOT_TOO_LARGE
     (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
     quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
+    """
+    SaveSessionSnapshots: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.SaveSessionSnapshotsRequest, _continuity_service_pb2.SaveSessionSnapshotsResponse]  # type: ignore[assignment]
+    """Several saves in one call, each exactly as SaveSessionSnapshot runs it:
+    its own fencing and version preconditions, its own atomic write and its
+    own outcome, in request order. One save failing (a stale fencing token,
+    say) fails no other. Clients send the saves their callers made at the
+    same moment together, so concurrent checkpoints share one round trip (on
+    etcd, also one txn).
+
+    Errors of the call itself: INVALID_IDENTITY and INVALID_ARGUMENT for a
+    malformed request (more than 256 saves, a bad field in any of them),
+    BACKEND_UNAVAILABLE. Each save's error is in its outcome.
     """
     LoadReceipt: _aio.UnaryUnaryMultiCallable[_continuity_service_pb2.LoadReceiptRequest, _continuity_service_pb2.LoadReceiptResponse]  # type: ignore[assignment]
     """Finds the receipt saved with an idempotency key for an identity. `found`
@@ -313,6 +337,24 @@ class ContinuityStoreServiceServicer(metaclass=_abc_1.ABCMeta):
         GENERATION_MISMATCH, CONTINUITY_RECORD_NOT_FOUND, SNAPSHOT_TOO_LARGE
         (metadata size / limit), BACKEND_FULL (RESOURCE_EXHAUSTED: etcd's space
         quota or the SQLite disk is full), BACKEND_UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def SaveSessionSnapshots(
+        self,
+        request: _continuity_service_pb2.SaveSessionSnapshotsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_continuity_service_pb2.SaveSessionSnapshotsResponse, _abc.Awaitable[_continuity_service_pb2.SaveSessionSnapshotsResponse]]:
+        """Several saves in one call, each exactly as SaveSessionSnapshot runs it:
+        its own fencing and version preconditions, its own atomic write and its
+        own outcome, in request order. One save failing (a stale fencing token,
+        say) fails no other. Clients send the saves their callers made at the
+        same moment together, so concurrent checkpoints share one round trip (on
+        etcd, also one txn).
+
+        Errors of the call itself: INVALID_IDENTITY and INVALID_ARGUMENT for a
+        malformed request (more than 256 saves, a bad field in any of them),
+        BACKEND_UNAVAILABLE. Each save's error is in its outcome.
         """
 
     @_abc_1.abstractmethod

@@ -114,7 +114,7 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
     def _begin(self, method: str, ctx: grpc.aio.ServicerContext) -> None:
         """Request id and caller of this call; raises the authorizer's refusal (inside
         the call, so it is translated and counted)."""
-        metadata = ctx.invocation_metadata() or ()
+        metadata: Sequence[tuple[str, Any]] = tuple(ctx.invocation_metadata() or ())
         rid = next((v for k, v in metadata if k == REQUEST_ID_HEADER), None)
         request_id = rid if isinstance(rid, str) and rid else uuid.uuid4().hex
         callctx.request_id.set(request_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from continuity_support import Harness, record, snapshot
+from continuity_support import Harness, checkpoint, record, snapshot
 
 from mobkit.continuity.client import GrpcContinuityStore
 from mobkit.continuity.memory import MemoryContinuityStore
@@ -33,7 +33,7 @@ async def _saves_with_one_stale(store: Any, tokens: dict[str, int], stale: int) 
         token = stale if identity == STALE else tokens.get(identity, 1)
         data = snapshot(f"{identity} v1")
         result: str = await store.save_session_snapshot(
-            identity, f"s-{identity}", 0, 1, token, data
+            checkpoint(data, version=1, token=token, identity=identity, session_id=f"s-{identity}")
         )
         return result
 

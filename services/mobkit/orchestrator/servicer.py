@@ -47,7 +47,7 @@ ERRORS: ErrorTable = service_errors(
     e.SelfEdge,
     *e.CONTINUITY_ERRORS,
     SessionNotFound,
-    CallbackUnavailable,  # a remote runtime's agent messaged a peer, ...
+    CallbackUnavailable,  # an agent called back where its turn has no callback
     *MODULE_ERRORS,  # a turn's tool calls
     # The roster the orchestrator reconciles is its own state, not the request's
     # argument (the roster service answers INVALID_ARGUMENT).

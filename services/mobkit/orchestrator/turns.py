@@ -35,6 +35,7 @@ from mobkit.orchestrator.ports import resolve_states
 from mobkit.orchestrator.replica import PEER_CALL_TIMEOUT, Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.upkeep import Upkeep
+from mobkit.runtime.progress import ProgressSink
 
 log = logging.getLogger("mobkit.orchestrator")
 
@@ -55,11 +56,13 @@ class Turns:
         *,
         forwarded: bool = False,
         timeout: float | None = None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
-        """A turn from outside the mob (an internal-only identity refuses it)."""
+        """A turn from outside the mob (an internal-only identity refuses it).
+        ``progress`` sees the turn's progress when it runs on this replica."""
         if self.r.slot(identity).spec.addressability is AgentAddressability.INTERNAL_ONLY:
             raise NotAddressable(identity)
-        return await self._deliver(identity, message, False, forwarded, timeout)
+        return await self._deliver(identity, message, False, forwarded, timeout, progress)
 
     async def dispatch(
         self,
@@ -68,9 +71,10 @@ class Turns:
         *,
         forwarded: bool = False,
         timeout: float | None = None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
         """A turn from the mob itself (a flow, a peer), whatever the addressability."""
-        return await self._deliver(identity, message, True, forwarded, timeout)
+        return await self._deliver(identity, message, True, forwarded, timeout, progress)
 
     async def _deliver(
         self,
@@ -79,19 +83,22 @@ class Turns:
         dispatch: bool,
         forwarded: bool,
         timeout: float | None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
         slot = self.r.slot(identity)
         check_dispatch_input(message)
         return await self.forwarding.deliver(
             slot,
             message,
-            lambda: self._here(slot, message),
+            lambda: self._here(slot, message, progress),
             dispatch=dispatch,
             forwarded=forwarded,
             timeout=timeout,
         )
 
-    async def _here(self, slot: IdentitySlot, message: DispatchInput) -> DispatchReceipt | None:
+    async def _here(
+        self, slot: IdentitySlot, message: DispatchInput, progress: ProgressSink | None = None
+    ) -> DispatchReceipt | None:
         """The turn on this replica: a replay of its key, or a new turn; None when the
         identity is not (or no longer) Active here."""
         async with slot.lock:
@@ -101,7 +108,7 @@ class Turns:
                 if replay is not None:
                     return replay
             if slot.state is S.ACTIVE and slot.grant is not None:
-                return await self._turn(slot, message)
+                return await self._turn(slot, message, progress)
         return None
 
     async def _replay(self, slot: IdentitySlot, key: str) -> DispatchReceipt | None:
@@ -119,7 +126,9 @@ class Turns:
             return None  # from before a reset: the new generation runs it afresh
         return receipt
 
-    async def _turn(self, slot: IdentitySlot, message: DispatchInput) -> DispatchReceipt:
+    async def _turn(
+        self, slot: IdentitySlot, message: DispatchInput, progress: ProgressSink | None = None
+    ) -> DispatchReceipt:
         if slot.state is not S.ACTIVE or slot.gate is None or slot.grant is None:
             raise NotActive(slot.identity, slot.state.value)
         gate, grant = slot.gate, slot.grant
@@ -132,6 +141,7 @@ class Turns:
             peers=self.r.peers_of(identity),
             peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
             tool_caller=self.r.modules.caller(identity, slot.draft) if self.r.modules else None,
+            progress=progress,
         )
         gate.ensure_open()
         receipt = DispatchReceipt(

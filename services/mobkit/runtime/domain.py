@@ -8,6 +8,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 from mobkit.core.error_registry import REGISTRY
 from mobkit.core.errors import Metadata, MobKitError
 from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
+from mobkit.runtime.progress import ProgressSink
 from mobkit.runtime.sdk import PeerSender, ToolCaller
 
 
@@ -45,10 +46,10 @@ class SessionClosed(MobKitError):
 class CallbackUnavailable(MobKitError):
     """An agent asked for a callback (peer message, tool call) its host cannot provide.
 
-    The callbacks are in-process only: a runtime behind the gRPC AgentRuntimeService
-    cannot call back into the orchestrator, so an agent that messages a peer or calls
-    a tool there fails its turn with this error (UNAVAILABLE) and its state is
-    unchanged.
+    A turn run without the callback (the unary RunTurn of v1 callers, which carries
+    no way back to the orchestrator) fails with this error (UNAVAILABLE) when its
+    agent messages a peer or calls a tool, and its state is unchanged. Turns over
+    RunTurnStream carry their callbacks.
     """
 
     reason = "CALLBACK_UNAVAILABLE"
@@ -115,7 +116,12 @@ class AgentRuntime(Protocol):
         peers: tuple[str, ...] = (),
         peer_sender: PeerSender | None = None,
         tool_caller: ToolCaller | None = None,
-    ) -> TurnOutcome: ...
+        progress: ProgressSink | None = None,
+    ) -> TurnOutcome:
+        """Run one turn. The agent's peer messages go to ``peer_sender`` and its tool
+        calls to ``tool_caller`` (absent: CALLBACK_UNAVAILABLE); what it reports while
+        it runs goes to ``progress``. A failed turn leaves the state unchanged."""
+        ...
 
     async def export_snapshot(self, session_id: str) -> SessionSnapshot: ...
 

@@ -11,10 +11,11 @@ from typing import Any
 import orjson
 
 from mobkit.core import jsontext
-from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
+from mobkit.core.errors import InvalidArgument, MobKitError, StoreCorruption, TopologyViolation
 from mobkit.core.types import AgentBuildDraft, DispatchInput, JsonValue, SessionSnapshot
 from mobkit.runtime.agents import BUILTIN_AGENTS
 from mobkit.runtime.domain import CallbackUnavailable, SessionInfo, SessionNotFound, TurnOutcome
+from mobkit.runtime.progress import ProgressSink, ToolCallFinished, ToolCallStarted
 from mobkit.runtime.sdk import Agent, AgentFactory, PeerSender, ToolCaller, TurnContext
 
 SNAPSHOT_FORMAT = 1
@@ -160,8 +161,10 @@ class LocalAgentRuntime:
         peers: tuple[str, ...] = (),
         peer_sender: PeerSender | None = None,
         tool_caller: ToolCaller | None = None,
+        progress: ProgressSink | None = None,
     ) -> TurnOutcome:
         session = self._get(session_id)
+        tool_calls = 0
 
         async def send_to_peer(peer: str, text: str) -> str:
             # Enforced here too, so a runtime behind gRPC reports TOPOLOGY_VIOLATION.
@@ -172,9 +175,22 @@ class LocalAgentRuntime:
             return await peer_sender(peer, text)
 
         async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
+            nonlocal tool_calls
             if tool_caller is None:
                 raise CallbackUnavailable(session_id, "a tool call")
-            return await tool_caller(name, arguments)
+            if progress is None:
+                return await tool_caller(name, arguments)
+            tool_calls += 1
+            call_id = f"tool-{tool_calls}"
+            progress(ToolCallStarted(call_id, name, dict(arguments)))
+            try:
+                result = await tool_caller(name, arguments)
+            except Exception as exc:
+                reason = exc.reason if isinstance(exc, MobKitError) else "INTERNAL"
+                progress(ToolCallFinished(call_id, name, reason))
+                raise
+            progress(ToolCallFinished(call_id, name))
+            return result
 
         async with session.lock:
             ctx = TurnContext(
@@ -187,6 +203,7 @@ class LocalAgentRuntime:
                 correlation_id=message.correlation_id,
                 _send_to_peer=send_to_peer,
                 _call_tool=call_tool,
+                _progress=progress,
             )
             exported, session.exported = session.exported, None
             before = exported or dump_json({"state": session.agent.state})

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mobkit.core.types import AgentBuildDraft, ExternalToolDef, JsonValue
+from mobkit.runtime.progress import ProgressSink, TextDelta
 
 PeerSender = Callable[[str, str], Awaitable[str]]
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -40,6 +41,7 @@ class TurnContext:
     the receipt carries beside the text reply."""
     _send_to_peer: PeerSender | None = field(default=None, repr=False)
     _call_tool: ToolCaller | None = field(default=None, repr=False)
+    _progress: ProgressSink | None = field(default=None, repr=False)
 
     async def send_to_peer(self, peer: str, text: str) -> str:
         """Message a managed peer through the orchestrator; returns the peer's reply.
@@ -58,6 +60,12 @@ class TurnContext:
         if self._call_tool is None:
             raise RuntimeError("no tools are available in this runtime")
         return await self._call_tool(name, arguments)
+
+    def emit_delta(self, text: str) -> None:
+        """Report a piece of the reply as it is produced (a streaming client sees it
+        at once); the turn's output is still what ``on_turn`` returns."""
+        if self._progress is not None and text:
+            self._progress(TextDelta(text))
 
 
 class Agent:

@@ -110,6 +110,14 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
                 self._wrap_stream(handler.unary_stream, method, table, who, denied, decode),
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_stream:
+            # Each request of the stream is decoded and validated as it is read.
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(
+                    handler.stream_stream, method, table, who, denied, decode, each=True
+                ),
+                response_serializer=handler.response_serializer,
+            )
         return handler
 
     def _begin(
@@ -181,7 +189,18 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         who: tuple[Any, object | None],
         denied: MobKitError | None,
         decode: Callable[[bytes], Any] | None,
+        *,
+        each: bool = False,
     ) -> Any:
+        """A server-streaming call; ``each``: a bidirectional one, whose ``request`` is
+        the stream of requests."""
+
+        async def requests(raw: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for item in raw:
+                request = _decoded(item, decode)
+                validate_request(request)
+                yield request
+
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             self._begin(method, who, ctx)
@@ -189,8 +208,11 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if denied is not None:
                     raise denied
-                request = _decoded(request, decode)
-                validate_request(request)
+                if each:
+                    request = requests(request)
+                else:
+                    request = _decoded(request, decode)
+                    validate_request(request)
                 async for item in inner(request, ctx):
                     yield item
                 code = _ctx_code_name(ctx, "OK")

@@ -35,6 +35,7 @@ from mobkit.orchestrator.ports import resolve_states
 from mobkit.orchestrator.replica import PEER_CALL_TIMEOUT, Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.upkeep import Upkeep
+from mobkit.runtime.domain import SessionNotFound, TurnOutcome
 from mobkit.runtime.progress import ProgressSink
 
 log = logging.getLogger("mobkit.orchestrator")
@@ -134,16 +135,17 @@ class Turns:
         gate, grant = slot.gate, slot.grant
         session_id, identity = slot.session_id, slot.identity
         assert session_id is not None and slot.generation is not None
-        version = (slot.checkpoint_version or 0) + 1
-        outcome = await self.r.p.runtime.run_turn(
-            session_id,
-            message,
-            peers=self.r.peers_of(identity),
-            peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
-            tool_caller=self.r.modules.caller(identity, slot.draft) if self.r.modules else None,
-            progress=progress,
-        )
+        try:
+            outcome = await self._run(slot, session_id, message, progress)
+        except SessionNotFound:
+            # The runtime lost the session (a remote runtime restarted): the turn did
+            # not run. Resume the session from its checkpoint and run it there.
+            await self._rewind(slot)
+            if slot.state is not S.ACTIVE:
+                raise NotActive(identity, slot.state.value) from None
+            outcome = await self._run(slot, session_id, message, progress)
         gate.ensure_open()
+        version = (slot.checkpoint_version or 0) + 1
         receipt = DispatchReceipt(
             identity=AgentIdentity(identity),
             session_id=SessionId(session_id),
@@ -196,6 +198,23 @@ class Turns:
             },
         )
         return receipt
+
+    async def _run(
+        self,
+        slot: IdentitySlot,
+        session_id: str,
+        message: DispatchInput,
+        progress: ProgressSink | None,
+    ) -> TurnOutcome:
+        identity = slot.identity
+        return await self.r.p.runtime.run_turn(
+            session_id,
+            message,
+            peers=self.r.peers_of(identity),
+            peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
+            tool_caller=self.r.modules.caller(identity, slot.draft) if self.r.modules else None,
+            progress=progress,
+        )
 
     async def _rewind(self, slot: IdentitySlot) -> None:
         """A turn ran but its checkpoint was not confirmed. The write may still have

@@ -69,7 +69,7 @@ async def orch(tmp_path: Path, etcd_session: Any, runtime: ServeProcess) -> Asyn
         roster=str(roster),
         data_dir=str(tmp_path),
         continuity_backend="sqlite",
-        lease_ttl=3.0,
+        lease_ttl=10.0,  # a loaded machine's late renewal must not tear alice down
         runtime_addr=runtime.address,
         sections=sections(),
     ) as (_server, channel, _):

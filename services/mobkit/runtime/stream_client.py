@@ -120,14 +120,25 @@ async def run_turn_stream(
                 if event is not None:
                     progress(event)
             elif kind == "output":
-                outcome = wire.turn_outcome_from_proto(msg.output)
-                await rpc.done_writing()
-                await rpc.read()  # EOF and the call's status (a failure raises)
-                return outcome
+                # The turn is done: the call's status follows on its own, unawaited
+                # (waiting for it costs a turn a wake-up more).
+                _finishing(rpc)
+                return wire.turn_outcome_from_proto(msg.output)
     except grpc.RpcError as err:
         if answerer.failure is not None:
             raise answerer.failure from None
         raise error_from_rpc(err, *errors, *CALLBACK_ERRORS) from None
     finally:
         await answerer.stop()
-        rpc.cancel()  # a no-op once the call is done; else the runtime rolls the turn back
+        if rpc not in _FINISHING:
+            rpc.cancel()  # the turn did not end: the runtime rolls it back
+
+
+_FINISHING: set[Call] = set()
+"""Calls whose output came, kept referenced until their status arrives (a call
+dropped before it is done is cancelled)."""
+
+
+def _finishing(rpc: Call) -> None:
+    _FINISHING.add(rpc)
+    rpc.add_done_callback(lambda _: _FINISHING.discard(rpc))

@@ -127,10 +127,10 @@ async def serve_turn(
         if refused is not None:
             raise refused
         outcome = turn.result()
-        yield pb.RunTurnStreamResponse(output=wire.turn_outcome_to_proto(outcome))
     finally:
         # Also when the stream broke (the orchestrator gone): the turn must not go on.
         turn.cancel()
         reader.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(turn, reader, return_exceptions=True)
+    yield pb.RunTurnStreamResponse(output=wire.turn_outcome_to_proto(outcome))

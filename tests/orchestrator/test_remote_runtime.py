@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 import pytest
 
-from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
+from mobkit.testing.fleet import wait_fleet
 from mobkit.testing.processes import ServeProcess
 from mobkit.testing.servers import running_services
 from mobkit.testing.suite import reason, send_request, stub, until, write_roster
@@ -73,15 +73,8 @@ async def orch(tmp_path: Path, etcd_session: Any, runtime: ServeProcess) -> Asyn
         runtime_addr=runtime.address,
         sections=sections(),
     ) as (_server, channel, _):
-        o = stub(channel)
-
-        async def all_active() -> bool:
-            reply = await o.ListIdentityStatuses(svc.ListIdentityStatusesRequest(), timeout=5)
-            active = pb.IDENTITY_LIFECYCLE_STATE_ACTIVE
-            return {s.identity for s in reply.statuses if s.state == active} == set(TEAM)
-
-        await until(all_active, "every identity active", timeout=60)
-        yield o
+        await wait_fleet(channel, len(TEAM), owners=1, timeout=60)
+        yield stub(channel)
 
 
 async def version(o: Any, identity: str) -> int:

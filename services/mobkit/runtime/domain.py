@@ -57,8 +57,8 @@ class CallbackUnavailable(MobKitError):
 
     def __init__(self, session_id: str, callback: str) -> None:
         super().__init__(
-            f"session {session_id!r}: {callback} cannot reach the orchestrator from this "
-            "runtime (peer messages and tool calls need the in-process runtime)",
+            f"session {session_id!r}: {callback} cannot reach the orchestrator: this turn "
+            "has no way back to it (the unary RunTurn carries none; RunTurnStream does)",
             session_id=session_id,
             callback=callback,
         )

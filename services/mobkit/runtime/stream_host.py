@@ -77,7 +77,7 @@ class CallbackBridge:
         self._closed = True
         for call_id, waiting in self._pending.items():
             if not waiting.done():
-                waiting.set_exception(CallbackUnavailable(self._session_id, f"call {call_id}"))
+                waiting.set_exception(CallbackUnavailable(self._session_id, f"callback {call_id}"))
 
     async def read_answers(self, requests: AsyncIterator[pb.RunTurnStreamRequest]) -> None:
         try:

@@ -30,7 +30,7 @@ from mobkit.runtime.progress import TextDelta, ToolCallFinished, ToolCallStarted
 from mobkit.runtime.sdk import Agent, TurnContext
 from mobkit.runtime.servicer import ERRORS, SERVICE_NAME, AgentRuntimeServicer
 from mobkit.server.app import ServerConfig, ServiceRegistration, build_server
-from mobkit.testing.suite import until
+from mobkit.testing.suite import reason, until
 
 DRAFT = AgentBuildDraft()
 
@@ -346,3 +346,14 @@ async def test_a_raw_stream_answers_callbacks_by_call_id(channel: grpc.aio.Chann
         await call.read()
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "not granted" in (err.value.details() or "")
+
+
+async def test_undecodable_stream_messages_are_invalid_argument(channel: grpc.aio.Channel) -> None:
+    """The interceptor decodes each message of a bidirectional call as it is read."""
+    raw = channel.stream_stream("/mobkit.runtime.v1.AgentRuntimeService/RunTurnStream")
+    call = raw(timeout=10)
+    await call.write(b"\xff\xff\xff garbage")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call.read()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason(err.value) == "INVALID_ARGUMENT"

@@ -357,3 +357,33 @@ async def test_undecodable_stream_messages_are_invalid_argument(channel: grpc.ai
         await call.read()
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason(err.value) == "INVALID_ARGUMENT"
+
+
+class Malformed(pb_grpc.AgentRuntimeServiceServicer):
+    """A runtime that asks for a tool without a name, and replies with the answer's reason."""
+
+    async def RunTurnStream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+        it = aiter(requests)
+        await anext(it)
+        bad = pb.CallbackRequest(call_id="c-1", tool_call=pb.ToolCall(name=""))
+        yield pb.RunTurnStreamResponse(callback=bad)
+        answer = (await anext(it)).callback_result
+        reply = f"{answer.call_id}: {answer.error.reason} {answer.error.metadata['field']}"
+        yield pb.RunTurnStreamResponse(output=pb.RunTurnResponse(output=reply))
+
+
+async def test_a_malformed_callback_is_answered_invalid_argument() -> None:
+    server = grpc.aio.server()
+    pb_grpc.add_AgentRuntimeServiceServicer_to_server(Malformed(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as chan:
+            o = Orchestrator(set(), {"clock.now"})
+            outcome = await GrpcAgentRuntime(chan).run_turn(
+                "s", DispatchInput("x"), tool_caller=o.tool_caller
+            )
+        assert outcome.output == "c-1: INVALID_ARGUMENT callback.tool_call.name"
+        assert o.calls == []  # nothing ran
+    finally:
+        await server.stop(0)

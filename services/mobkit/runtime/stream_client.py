@@ -57,9 +57,11 @@ class _Answerer:
             await self._rpc.write(msg)
 
     def start(self, request: pb.CallbackRequest) -> None:
-        task = asyncio.create_task(
-            self._answer(request.call_id, stream.callback_from_proto(request))
-        )
+        try:
+            call: stream.Callback | MobKitError = stream.callback_from_proto(request)
+        except MobKitError as exc:  # a malformed call: the agent gets INVALID_ARGUMENT
+            call = exc
+        task = asyncio.create_task(self._answer(request.call_id, call))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -72,8 +74,10 @@ class _Answerer:
             raise CallbackUnavailable(self._session_id, "a tool call")
         return await self._tool_caller(call.name, call.arguments)
 
-    async def _answer(self, call_id: str, call: stream.Callback) -> None:
+    async def _answer(self, call_id: str, call: stream.Callback | MobKitError) -> None:
         try:
+            if isinstance(call, MobKitError):
+                raise call
             answer = stream.reply_to_proto(call_id, call, await self._run(call))
         except MobKitError as exc:
             answer = stream.error_to_proto(call_id, exc)

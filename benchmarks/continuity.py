@@ -54,7 +54,7 @@ from mobkit.continuity.etcd_backend import EtcdContinuityStore
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
 from mobkit.core.keyspace import Keyspace
-from mobkit.core.types import ContinuityRecord, Ready, SessionSnapshot
+from mobkit.core.types import Checkpoint, ContinuityRecord, Ready, SessionSnapshot
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.ops import put_op, txn_request
 from mobkit.etcd.process import EtcdProcess
@@ -175,7 +175,14 @@ def _store_layer(
 
     async def save(identity: str, version: int) -> None:
         await store.save_session_snapshot(
-            identity, f"s-{identity}", 0, version, granted[identity], SNAPSHOT
+            Checkpoint(
+                identity=identity,
+                session_id=f"s-{identity}",
+                generation=0,
+                checkpoint_version=version,
+                fencing_token=granted[identity],
+                snapshot=SNAPSHOT,
+            )
         )
 
     return Layer(name, prepare, save)

@@ -2,7 +2,9 @@
 
 The one command that produces ``services/mobkit/gen`` (``./dev gen``). Output is
 never edited by hand; ``--check`` regenerates into a temporary directory and
-fails when the committed tree differs, which CI runs.
+fails when the committed tree differs, which CI runs. mypy-protobuf writes a ``.pyi``
+stub beside every module (messages and gRPC stubs/servicers); mypy reads those, so
+the stubs are checked for freshness like the code.
 
 protoc names Python modules after proto paths (``mobkit.lease.v1``), so imports
 are rewritten to live under the ``mobkit.gen`` package, keeping generated code

@@ -102,7 +102,7 @@ def test_roster_validate_refuses_profiles_naming_no_agent_kind_of_the_runtime(
     line = invalid(tmp_path, typo)
     assert line == (
         "mobkit roster validate: ROSTER_INVALID: roster invalid [profiles.helper]: "
-        "unknown agent kind 'notebok' (the runtime offers: echo, notebook)"
+        "unknown agent kind 'notebok' (the runtime offers: echo, llm, notebook)"
     )
     # The kinds come from the config as the service reads it: [profiles] aliases of the
     # reference runtime, or [roster] agent_kinds for another runtime.
@@ -139,7 +139,7 @@ addressability = "public"
 """
     lines = problems(tmp_path, text)
     assert [line.split("roster invalid ")[1] for line in lines] == [
-        "[profiles.helper]: unknown agent kind 'notebok' (the runtime offers: echo, notebook)",
+        "[profiles.helper]: unknown agent kind 'notebok' (the runtime offers: echo, llm, notebook)",
         "[agents[0]] [labesl]: unknown field 'labesl'",
         "[agents[1]] [identity]: duplicate identity 'w1' (first used by agents[0])",
         "[agents[1]] [profile]: unknown profile 'boss' (known: helper, worker)",

@@ -37,7 +37,7 @@ BAD = GOOD.replace('worker = "notebook"', 'worker = "notebook"\nhelper = "notebo
     '\n[[agents]]\nidentity = "alice"\nprofile = "worker"\n'
 )
 PROBLEMS = [
-    "[profiles.helper]: unknown agent kind 'notebok' (the runtime offers: echo, notebook)",
+    "[profiles.helper]: unknown agent kind 'notebok' (the runtime offers: echo, llm, notebook)",
     "[agents[3]] [identity]: duplicate identity 'alice' (first used by agents[0])",
 ]
 
@@ -149,7 +149,7 @@ def test_an_identity_that_cannot_be_activated_says_why(
         with MobKit(address, timeout=5) as mk:
             status = until(lambda: (s := mk.status("hal")).activation_failure and s, "a failure")
         assert status.state.value == "dormant" and status.failure is None
-        why = "invalid profile: unknown profile 'ghost' (known: echo, notebook)"
+        why = "invalid profile: unknown profile 'ghost' (known: echo, llm, notebook)"
         assert (status.activation_failure.reason, status.activation_failure.message) == (
             "INVALID_ARGUMENT",
             why,

@@ -16,6 +16,7 @@ from mobkit.continuity import service as continuity
 from mobkit.customizer import rules as customizer
 from mobkit.modules import config as modules
 from mobkit.roster import service as roster
+from mobkit.runtime.agents.llm import settings as llm
 from mobkit.server import options
 from mobkit.server.config import SECTIONS, Settings, default_of
 from mobkit.topology import policy as topology
@@ -37,6 +38,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "[continuity]": continuity.SECTION_KEYS,
     "[modules]": modules.SECTION_KEYS,
     "[[modules.module]]": modules.MODULE_KEYS,
+    "[llm]": llm.SECTION_KEYS,
 }
 FREE_FORM = {"[profiles]"}  # profile = agent kind: any key
 

@@ -26,9 +26,9 @@ from mobkit.continuity.memory import MemoryContinuityStore
 from mobkit.continuity.operations import PlanStore
 from mobkit.continuity.rules import Unreadable
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
-from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
+from mobkit.core.identity import AgentIdentity, AgentRuntimeId, FencingToken, SessionId
 from mobkit.core.limits import MESSAGE_SIZE_OPTIONS
-from mobkit.core.types import ContinuityRecord, SessionSnapshot
+from mobkit.core.types import Checkpoint, ContinuityRecord, SessionSnapshot
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdUnavailable
 from mobkit.server.app import MobKitServer
@@ -295,6 +295,27 @@ def record(
         session_id=SessionId(session_id),
         generation=gen,
         checkpoint_version=version,
+    )
+
+
+def checkpoint(
+    data: SessionSnapshot,
+    *,
+    version: int,
+    token: int,
+    identity: str = "planner",
+    session_id: str = "s-1",
+    gen: int = 0,
+) -> Checkpoint:
+    """A save of ``data`` as checkpoint ``version`` under ``token`` (defaults as
+    :func:`record`'s)."""
+    return Checkpoint(
+        identity=AgentIdentity(identity),
+        session_id=SessionId(session_id),
+        generation=gen,
+        checkpoint_version=version,
+        fencing_token=FencingToken(token),
+        snapshot=data,
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from continuity_support import checkpoint
 
 from mobkit.continuity.codec import CHUNKS, chunk_key, decode_stored_snapshot, snapshot_key
 from mobkit.continuity.etcd_backend import EtcdContinuityStore
@@ -36,7 +37,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, random, sys
     from mobkit.continuity.etcd_backend import EtcdContinuityStore
-    from mobkit.core.types import ContinuityRecord, SessionSnapshot
+    from mobkit.core.types import Checkpoint, ContinuityRecord, SessionSnapshot
     from mobkit.etcd.client import EtcdClient
 
     endpoint, prefix, token, stop_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -47,7 +48,9 @@ CHILD = textwrap.dedent(
         record = ContinuityRecord("planner", "rt-planner", "s-1", 0, 0)
         await store.upsert_continuity_record(record, token)
         first = random.Random(1).randbytes(4 * 1024 * 1024)
-        await store.save_session_snapshot("planner", "s-1", 0, 1, token, SessionSnapshot(first))
+        await store.save_session_snapshot(Checkpoint(
+            identity="planner", session_id="s-1", generation=0, checkpoint_version=1,
+            fencing_token=token, snapshot=SessionSnapshot(first)))
         print("SAVED", flush=True)
         real_txn, real_garbage = store._txn_or_refresh, store._delete_garbage
         staged = 0
@@ -68,7 +71,9 @@ CHILD = textwrap.dedent(
 
         store._txn_or_refresh, store._delete_garbage = txn, garbage
         second = random.Random(2).randbytes(4 * 1024 * 1024)
-        await store.save_session_snapshot("planner", "s-1", 0, 2, token, SessionSnapshot(second))
+        await store.save_session_snapshot(Checkpoint(
+            identity="planner", session_id="s-1", generation=0, checkpoint_version=2,
+            fencing_token=token, snapshot=SessionSnapshot(second)))
         print("DONE", flush=True)
 
     asyncio.run(main())
@@ -176,7 +181,7 @@ FAILOVER_CHILD = textwrap.dedent(
     import asyncio, random, sys
     from mobkit.continuity.etcd_backend import EtcdContinuityStore
     from mobkit.continuity.sqlite_backend import SqliteContinuityStore
-    from mobkit.core.types import ContinuityRecord, SessionSnapshot
+    from mobkit.core.types import Checkpoint, ContinuityRecord, SessionSnapshot
     from mobkit.etcd.client import EtcdClient
 
     backend, where, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -189,7 +194,9 @@ FAILOVER_CHILD = textwrap.dedent(
             store = await SqliteContinuityStore.open(where)
         await store.upsert_continuity_record(ContinuityRecord("planner", "rt", "s-1", 0, 0), 7)
         data = random.Random(32).randbytes(32 * 1024 * 1024)
-        await store.save_session_snapshot("planner", "s-1", 0, 1, 7, SessionSnapshot(data))
+        await store.save_session_snapshot(Checkpoint(
+            identity="planner", session_id="s-1", generation=0, checkpoint_version=1,
+            fencing_token=7, snapshot=SessionSnapshot(data)))
         print("STOPPED", flush=True)  # acknowledged: from here on it must survive
         await asyncio.sleep(3600)
 
@@ -262,13 +269,13 @@ async def test_a_full_etcd_refuses_saves_with_backend_full_and_still_serves_read
         )
         await store.upsert_continuity_record(record, 7)
         kept = random.Random(1).randbytes(2 * 1024 * 1024)
-        await store.save_session_snapshot("planner", "s-1", 0, 1, 7, SessionSnapshot(kept))
+        await store.save_session_snapshot(checkpoint(SessionSnapshot(kept), version=1, token=7))
         rng = random.Random(2)
         version = 1
         with pytest.raises(BackendFull) as info:
             for version in range(2, 200):  # every save replaces 2 MiB: history fills etcd
                 await store.save_session_snapshot(
-                    "planner", "s-1", 0, version, 7, SessionSnapshot(rng.randbytes(2 << 20))
+                    checkpoint(SessionSnapshot(rng.randbytes(2 << 20)), version=version, token=7)
                 )
         assert info.value.reason == "BACKEND_FULL" and info.value.backend == "etcd"
         committed = version - 1
@@ -285,7 +292,7 @@ async def test_a_full_etcd_refuses_saves_with_backend_full_and_still_serves_read
         await client.disarm()
         again = random.Random(3).randbytes(1024 * 1024)
         await store.save_session_snapshot(
-            "planner", "s-1", 0, committed + 1, 7, SessionSnapshot(again)
+            checkpoint(SessionSnapshot(again), version=committed + 1, token=7)
         )
         loaded = await store.load_session_snapshot("s-1")
         assert loaded is not None and loaded.snapshot.data == again
@@ -311,7 +318,7 @@ async def test_reads_fall_back_to_plain_ranges_when_etcd_refuses_txns_for_space(
     )
     await store.upsert_continuity_record(record, 7)
     data = random.Random(4).randbytes(3 * 1024 * 1024)
-    await store.save_session_snapshot("planner", "s-1", 0, 1, 7, SessionSnapshot(data))
+    await store.save_session_snapshot(checkpoint(SessionSnapshot(data), version=1, token=7))
     real_txn = client.txn
 
     async def txn(request: rpc_pb2.TxnRequest, **kwargs: object) -> rpc_pb2.TxnResponse:
@@ -323,6 +330,6 @@ async def test_reads_fall_back_to_plain_ranges_when_etcd_refuses_txns_for_space(
     loaded = await store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot.data == data
     with pytest.raises(BackendFull):  # writes are refused, loudly
-        await store.save_session_snapshot("planner", "s-1", 0, 2, 7, SessionSnapshot(b"new"))
+        await store.save_session_snapshot(checkpoint(SessionSnapshot(b"new"), version=2, token=7))
     monkeypatch.setattr(client, "txn", real_txn)
-    await store.save_session_snapshot("planner", "s-1", 0, 2, 7, SessionSnapshot(b"new"))
+    await store.save_session_snapshot(checkpoint(SessionSnapshot(b"new"), version=2, token=7))

@@ -7,7 +7,7 @@ import itertools
 import random
 
 import pytest
-from continuity_support import Harness, record
+from continuity_support import Harness, checkpoint, record
 
 from mobkit.core.errors import StaleCheckpointVersion, StaleFencingToken
 from mobkit.core.types import Ready, SessionSnapshot
@@ -42,7 +42,7 @@ async def test_concurrent_writers_with_random_tokens(h: Harness) -> None:
             attempted[version] = data
             try:
                 await store.save_session_snapshot(
-                    ID, "s-1", 0, version, token, SessionSnapshot(data)
+                    checkpoint(SessionSnapshot(data), identity=ID, version=version, token=token)
                 )
             except StaleFencingToken as exc:
                 assert int(exc.metadata["current"]) > token

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from continuity_support import SNAPSHOT_LIMIT, Harness, record, snapshot
+from continuity_support import SNAPSHOT_LIMIT, Harness, checkpoint, record, snapshot
 
 from mobkit.continuity.codec import record_key, session_key, snapshot_key
 from mobkit.continuity.domain import (
@@ -79,7 +79,9 @@ async def unchanged(h: Harness, action: Callable[[], Awaitable[Any]], error: typ
 
 async def test_resolve_answers_every_identity_in_order(h: Harness) -> None:
     token = await started(h, "b-ready", "s-b")
-    await h.store.save_session_snapshot("b-ready", "s-b", 0, 1, token, snapshot("b"))
+    await h.store.save_session_snapshot(
+        checkpoint(snapshot("b"), identity="b-ready", session_id="s-b", version=1, token=token)
+    )
     await started(h, "d-fresh", "s-d")
     ids = ["z-none", "b-ready", "a-none", "d-fresh"]
     entries = await h.store.resolve_many(ids)
@@ -97,7 +99,11 @@ async def test_resolve_many_identities_spanning_batches(h: Harness) -> None:
     for i, identity in enumerate(ready):
         token = await h.token(identity)
         await h.store.upsert_continuity_record(record(identity, f"s-{i}"), token)
-        await h.store.save_session_snapshot(identity, f"s-{i}", 0, 1, token, snapshot(identity))
+        await h.store.save_session_snapshot(
+            checkpoint(
+                snapshot(identity), identity=identity, session_id=f"s-{i}", version=1, token=token
+            )
+        )
     entries = await h.store.resolve_many(list(reversed(ids)))
     assert [i for i, _ in entries] == list(reversed(ids))
     for identity, state in entries:
@@ -136,7 +142,7 @@ async def test_upsert_is_idempotent(h: Harness) -> None:
 
 async def test_upsert_never_moves_generation_or_checkpoint_back(h: Harness) -> None:
     token = await started(h, gen=2)
-    await h.store.save_session_snapshot(ID, "s-1", 2, 3, token, snapshot("v3"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("v3"), gen=2, version=3, token=token))
     err = await unchanged(
         h,
         lambda: h.store.upsert_continuity_record(record(gen=1, version=9), token),
@@ -152,7 +158,9 @@ async def test_upsert_never_moves_generation_or_checkpoint_back(h: Harness) -> N
     # A reset: a new generation and session start again at checkpoint 0.
     await h.store.upsert_continuity_record(record(session_id="s-2", gen=3), token)
     assert await state_of(h) == Ready(record(session_id="s-2", gen=3))
-    await h.store.save_session_snapshot(ID, "s-2", 3, 1, token, snapshot("gen3"))
+    await h.store.save_session_snapshot(
+        checkpoint(snapshot("gen3"), session_id="s-2", gen=3, version=1, token=token)
+    )
     assert await state_of(h) == Ready(record(session_id="s-2", gen=3, version=1))
 
 
@@ -169,10 +177,14 @@ async def test_a_session_belongs_to_one_identity(h: Harness) -> None:
 
 async def test_only_the_most_recent_sessions_keep_their_snapshots(h: Harness) -> None:
     token = await started(h, session="s-0")
-    await h.store.save_session_snapshot(ID, "s-0", 0, 1, token, snapshot("first"))
+    await h.store.save_session_snapshot(
+        checkpoint(snapshot("first"), session_id="s-0", version=1, token=token)
+    )
     for n in range(1, MAX_SESSIONS_PER_IDENTITY + 1):  # each a reset to a new session
         await h.store.upsert_continuity_record(record(session_id=f"s-{n}", gen=n), token)
-        await h.store.save_session_snapshot(ID, f"s-{n}", n, 1, token, snapshot(f"gen{n}"))
+        await h.store.save_session_snapshot(
+            checkpoint(snapshot(f"gen{n}"), session_id=f"s-{n}", gen=n, version=1, token=token)
+        )
     assert await h.store.load_session_snapshot("s-0") is None  # evicted with the 17th
     assert await h.store.load_session_snapshot("s-1") is not None
     other = await h.token("other")
@@ -181,9 +193,11 @@ async def test_only_the_most_recent_sessions_keep_their_snapshots(h: Harness) ->
 
 async def test_delete_removes_record_and_snapshots(h: Harness) -> None:
     token = await started(h)
-    rev = await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("one"))
+    rev = await h.store.save_session_snapshot(checkpoint(snapshot("one"), version=1, token=token))
     await h.store.upsert_continuity_record(record(session_id="s-2", version=1), token)
-    await h.store.save_session_snapshot(ID, "s-2", 0, 2, token, snapshot("two"))
+    await h.store.save_session_snapshot(
+        checkpoint(snapshot("two"), session_id="s-2", version=2, token=token)
+    )
     assert (await h.store.load_session_snapshot("s-1")) is not None
     await h.store.delete_continuity_record(ID, token)
     assert await state_of(h) == Uninitialized()
@@ -227,7 +241,9 @@ async def test_the_fence_survives_a_delete(h: Harness) -> None:
 async def test_save_advances_the_record_and_stores_the_snapshot(h: Harness) -> None:
     token = await started(h, gen=4)
     data = b"\x00state\xff" * 100
-    revision = await h.store.save_session_snapshot(ID, "s-1", 4, 7, token, SessionSnapshot(data))
+    revision = await h.store.save_session_snapshot(
+        checkpoint(SessionSnapshot(data), gen=4, version=7, token=token)
+    )
     assert revision == sha(data)
     assert await state_of(h) == Ready(record(gen=4, version=7))
     assert await h.store.load_session_snapshot("s-1") == LoadedSnapshot(
@@ -237,21 +253,27 @@ async def test_save_advances_the_record_and_stores_the_snapshot(h: Harness) -> N
         record(gen=4, version=7), token, 7
     )
     assert (await h.store.health(ID)).last_checkpoint_version == 7
-    await h.store.save_session_snapshot(ID, "s-1", 4, 9, token, snapshot("nine"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("nine"), gen=4, version=9, token=token))
     loaded = await h.store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot.data == b"nine" and loaded.checkpoint_version == 9
 
 
 async def test_a_resent_save_succeeds_without_change(h: Harness) -> None:
     token = await started(h)
-    first = await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("same"))
+    first = await h.store.save_session_snapshot(
+        checkpoint(snapshot("same"), version=1, token=token)
+    )
     before = await h.dump()
-    again = await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("same"))
+    again = await h.store.save_session_snapshot(
+        checkpoint(snapshot("same"), version=1, token=token)
+    )
     assert again == first and await h.dump() == before
     # Same version, different content: not a retry but a stale write.
     err = await unchanged(
         h,
-        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("other")),
+        lambda: h.store.save_session_snapshot(
+            checkpoint(snapshot("other"), version=1, token=token)
+        ),
         StaleCheckpointVersion,
     )
     assert (err.metadata["presented"], err.metadata["current"]) == ("1", "1")
@@ -259,11 +281,13 @@ async def test_a_resent_save_succeeds_without_change(h: Harness) -> None:
 
 async def test_save_needs_a_higher_checkpoint_version(h: Harness) -> None:
     token = await started(h)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 5, token, snapshot("five"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("five"), version=5, token=token))
     for version in (5, 4, 1):
         err = await unchanged(
             h,
-            lambda v=version: h.store.save_session_snapshot(ID, "s-1", 0, v, token, snapshot("x")),
+            lambda v=version: h.store.save_session_snapshot(
+                checkpoint(snapshot("x"), version=v, token=token)
+            ),
             StaleCheckpointVersion,
         )
         assert err.metadata == {"identity": ID, "presented": str(version), "current": "5"}
@@ -273,18 +297,22 @@ async def test_save_needs_the_record_generation_and_session(h: Harness) -> None:
     token = await started(h, gen=1)
     err = await unchanged(
         h,
-        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x")),
+        lambda: h.store.save_session_snapshot(checkpoint(snapshot("x"), version=1, token=token)),
         GenerationMismatch,
     )
     assert (err.metadata["presented"], err.metadata["current"]) == ("0", "1")
     await unchanged(
         h,
-        lambda: h.store.save_session_snapshot(ID, "s-1", 2, 1, token, snapshot("x")),
+        lambda: h.store.save_session_snapshot(
+            checkpoint(snapshot("x"), gen=2, version=1, token=token)
+        ),
         GenerationMismatch,
     )
     err = await unchanged(
         h,
-        lambda: h.store.save_session_snapshot(ID, "s-other", 1, 1, token, snapshot("x")),
+        lambda: h.store.save_session_snapshot(
+            checkpoint(snapshot("x"), session_id="s-other", gen=1, version=1, token=token)
+        ),
         InvalidArgument,
     )
     assert err.metadata["field"] == "session_id"
@@ -294,7 +322,9 @@ async def test_save_needs_a_record(h: Harness) -> None:
     token = await h.token("nobody")
     err = await unchanged(
         h,
-        lambda: h.store.save_session_snapshot("nobody", "s-1", 0, 1, token, snapshot("x")),
+        lambda: h.store.save_session_snapshot(
+            checkpoint(snapshot("x"), identity="nobody", version=1, token=token)
+        ),
         ContinuityRecordNotFound,
     )
     assert err.metadata["identity"] == "nobody"
@@ -305,13 +335,13 @@ async def test_oversized_snapshot_is_refused(h: Harness) -> None:
     err = await unchanged(
         h,
         lambda: h.store.save_session_snapshot(
-            ID, "s-1", 0, 1, token, SessionSnapshot(b"x" * (SNAPSHOT_LIMIT + 1))
+            checkpoint(SessionSnapshot(b"x" * (SNAPSHOT_LIMIT + 1)), version=1, token=token)
         ),
         SnapshotTooLarge,
     )
     assert err.metadata == {"size": str(SNAPSHOT_LIMIT + 1), "limit": str(SNAPSHOT_LIMIT)}
     exact = SessionSnapshot(b"y" * SNAPSHOT_LIMIT)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, exact)
+    await h.store.save_session_snapshot(checkpoint(exact, version=1, token=token))
     loaded = await h.store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot == exact
 
@@ -321,7 +351,7 @@ async def test_any_bytes_round_trip_unchanged(h: Harness) -> None:
     payloads = [b"", bytes(range(256)), b"\x00" * 1000, "snapshot ✓ \u2028".encode(), b"MKS1"]
     for version, data in enumerate(payloads, start=1):
         revision = await h.store.save_session_snapshot(
-            ID, "s-1", 0, version, token, SessionSnapshot(data)
+            checkpoint(SessionSnapshot(data), version=version, token=token)
         )
         loaded = await h.store.load_session_snapshot("s-1")
         assert loaded == LoadedSnapshot(SessionSnapshot(data), revision, 0, version)
@@ -330,11 +360,13 @@ async def test_any_bytes_round_trip_unchanged(h: Harness) -> None:
 
 async def test_compare_and_delete_snapshot(h: Harness) -> None:
     token = await started(h)
-    revision = await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("v1"))
+    revision = await h.store.save_session_snapshot(
+        checkpoint(snapshot("v1"), version=1, token=token)
+    )
     assert not await h.store.delete_session_snapshot_if_current_revision("s-1", sha(b"other"))
     assert not await h.store.delete_session_snapshot_if_current_revision("s-unknown", revision)
     assert await h.store.load_session_snapshot("s-1") is not None
-    await h.store.save_session_snapshot(ID, "s-1", 0, 2, token, snapshot("v2"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("v2"), version=2, token=token))
     # The revision moved on: the old one no longer deletes anything.
     before = await h.dump()
     assert not await h.store.delete_session_snapshot_if_current_revision("s-1", revision)
@@ -353,7 +385,9 @@ async def test_compare_and_delete_snapshot(h: Harness) -> None:
 
 async def test_broken_snapshot_missing(h: Harness) -> None:
     token = await started(h)
-    revision = await h.store.save_session_snapshot(ID, "s-1", 0, 3, token, snapshot("three"))
+    revision = await h.store.save_session_snapshot(
+        checkpoint(snapshot("three"), version=3, token=token)
+    )
     assert await h.store.delete_session_snapshot_if_current_revision("s-1", revision)
     state = await state_of(h)
     assert failure_kind(state) is ContinuityFailureKind.SNAPSHOT_MISSING
@@ -371,7 +405,9 @@ async def _flip(h: Harness, key: bytes, index: int) -> None:
 
 async def test_broken_snapshot_corrupted_data(h: Harness) -> None:
     token = await started(h)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("precious state"))
+    await h.store.save_session_snapshot(
+        checkpoint(snapshot("precious state"), version=1, token=token)
+    )
     await _flip(h, snapshot_key(ID, "s-1"), -1)  # last byte of the data
     state = await state_of(h)
     assert failure_kind(state) is ContinuityFailureKind.SNAPSHOT_CORRUPTED
@@ -379,13 +415,13 @@ async def test_broken_snapshot_corrupted_data(h: Harness) -> None:
     err = await unchanged(h, lambda: h.store.load_session_snapshot("s-1"), StoreCorruption)
     assert "SHA-256" in err.message
     # A new checkpoint replaces the corrupt one.
-    await h.store.save_session_snapshot(ID, "s-1", 0, 2, token, snapshot("fresh"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("fresh"), version=2, token=token))
     assert await state_of(h) == Ready(record(version=2))
 
 
 async def test_broken_snapshot_corrupted_header(h: Harness) -> None:
     token = await started(h)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("state"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("state"), version=1, token=token))
     await _flip(h, snapshot_key(ID, "s-1"), 20)  # inside the header
     assert failure_kind(await state_of(h)) is ContinuityFailureKind.SNAPSHOT_CORRUPTED
     await unchanged(h, lambda: h.store.load_session_snapshot("s-1"), StoreCorruption)
@@ -401,7 +437,7 @@ async def test_corrupt_record_is_broken_and_refuses_writes(h: Harness) -> None:
     await unchanged(h, lambda: h.store.upsert_continuity_record(record(), token), StoreCorruption)
     await unchanged(
         h,
-        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x")),
+        lambda: h.store.save_session_snapshot(checkpoint(snapshot("x"), version=1, token=token)),
         StoreCorruption,
     )
     health = await h.store.health(ID)
@@ -416,7 +452,7 @@ async def test_corrupt_session_binding_is_store_corruption(h: Harness) -> None:
 
 async def test_broken_generation_mismatch(h: Harness) -> None:
     token = await started(h, gen=1)
-    await h.store.save_session_snapshot(ID, "s-1", 1, 4, token, snapshot("gen1"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("gen1"), gen=1, version=4, token=token))
     # The record moves to generation 2 but keeps pointing at a checkpoint: the stored
     # snapshot is generation 1's.
     await h.store.upsert_continuity_record(record(gen=2, version=4), token)
@@ -427,7 +463,9 @@ async def test_broken_generation_mismatch(h: Harness) -> None:
 
 async def test_broken_store_unavailable(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     token = await started(h, "saved", "s-saved")
-    await h.store.save_session_snapshot("saved", "s-saved", 0, 1, token, snapshot("x"))
+    await h.store.save_session_snapshot(
+        checkpoint(snapshot("x"), identity="saved", session_id="s-saved", version=1, token=token)
+    )
     await started(h, "fresh", "s-fresh")
     h.fail_snapshot_reads(monkeypatch)
     entries = dict(await h.store.resolve_many(["saved", "fresh", "none"]))
@@ -443,15 +481,17 @@ async def test_broken_store_unavailable(h: Harness, monkeypatch: pytest.MonkeyPa
 async def test_stale_writer_is_fenced_off_and_the_new_owner_is_intact(h: Harness) -> None:
     a = await h.token(ID, 5)
     await h.store.upsert_continuity_record(record(), a)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 1, a, snapshot("A1"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("A1"), version=1, token=a))
     b = await h.token(ID, 9)
     assert b > a
     await h.store.upsert_continuity_record(record(version=1), b)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 2, b, snapshot("B2"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("B2"), version=2, token=b))
 
     writes_of_a: list[Callable[[], Awaitable[Any]]] = [
-        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 3, a, snapshot("A3")),
-        lambda: h.store.save_session_snapshot(ID, "s-1", 0, 1, a, snapshot("A1")),  # a retry
+        lambda: h.store.save_session_snapshot(checkpoint(snapshot("A3"), version=3, token=a)),
+        lambda: h.store.save_session_snapshot(
+            checkpoint(snapshot("A1"), version=1, token=a)
+        ),  # a retry
         lambda: h.store.upsert_continuity_record(record(version=2), a),
         lambda: h.store.upsert_continuity_record(record(session_id="s-a", gen=1), a),
         lambda: h.store.delete_continuity_record(ID, a),
@@ -464,7 +504,9 @@ async def test_stale_writer_is_fenced_off_and_the_new_owner_is_intact(h: Harness
     loaded = await h.store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot.data == b"B2"
     assert await h.store.resolve_record_by_session("s-1") == SessionRecord(record(version=2), b, 2)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 3, b, snapshot("B3"))  # B carries on
+    await h.store.save_session_snapshot(
+        checkpoint(snapshot("B3"), version=3, token=b)
+    )  # B carries on
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -472,48 +514,74 @@ async def test_stale_writer_is_fenced_off_and_the_new_owner_is_intact(h: Harness
 
 async def test_bad_input_is_refused_and_changes_nothing(h: Harness) -> None:
     token = await started(h)
-    await h.store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("ok"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("ok"), version=1, token=token))
     s = h.store
     data = snapshot("x")
     cases: list[tuple[type, str | None, Callable[[], Awaitable[Any]]]] = [
-        (InvalidIdentity, None, lambda: s.save_session_snapshot("", "s-1", 0, 2, token, data)),
-        (InvalidIdentity, None, lambda: s.save_session_snapshot("a b", "s-1", 0, 2, token, data)),
-        (InvalidIdentity, None, lambda: s.save_session_snapshot("a/b", "s-1", 0, 2, token, data)),
-        (InvalidArgument, "session_id", lambda: s.save_session_snapshot(ID, "", 0, 2, token, data)),
         (
-            InvalidArgument,
-            "session_id",
-            lambda: s.save_session_snapshot(ID, "s 1", 0, 2, token, data),
+            InvalidIdentity,
+            None,
+            lambda: s.save_session_snapshot(checkpoint(data, identity="", version=2, token=token)),
+        ),
+        (
+            InvalidIdentity,
+            None,
+            lambda: s.save_session_snapshot(
+                checkpoint(data, identity="a b", version=2, token=token)
+            ),
+        ),
+        (
+            InvalidIdentity,
+            None,
+            lambda: s.save_session_snapshot(
+                checkpoint(data, identity="a/b", version=2, token=token)
+            ),
         ),
         (
             InvalidArgument,
             "session_id",
-            lambda: s.save_session_snapshot(ID, "s" * 300, 0, 2, token, data),
+            lambda: s.save_session_snapshot(
+                checkpoint(data, session_id="", version=2, token=token)
+            ),
+        ),
+        (
+            InvalidArgument,
+            "session_id",
+            lambda: s.save_session_snapshot(
+                checkpoint(data, session_id="s 1", version=2, token=token)
+            ),
+        ),
+        (
+            InvalidArgument,
+            "session_id",
+            lambda: s.save_session_snapshot(
+                checkpoint(data, session_id="s" * 300, version=2, token=token)
+            ),
         ),
         (
             InvalidArgument,
             "checkpoint_version",
-            lambda: s.save_session_snapshot(ID, "s-1", 0, 0, token, data),
+            lambda: s.save_session_snapshot(checkpoint(data, version=0, token=token)),
         ),
         (
             InvalidArgument,
             "checkpoint_version",
-            lambda: s.save_session_snapshot(ID, "s-1", 0, -3, token, data),
+            lambda: s.save_session_snapshot(checkpoint(data, version=-3, token=token)),
         ),
         (
             InvalidArgument,
             "checkpoint_version",
-            lambda: s.save_session_snapshot(ID, "s-1", 0, 2**63, token, data),
+            lambda: s.save_session_snapshot(checkpoint(data, version=2**63, token=token)),
         ),
         (
             InvalidArgument,
             "generation",
-            lambda: s.save_session_snapshot(ID, "s-1", -1, 2, token, data),
+            lambda: s.save_session_snapshot(checkpoint(data, gen=-1, version=2, token=token)),
         ),
         (
             InvalidArgument,
             "fencing_token",
-            lambda: s.save_session_snapshot(ID, "s-1", 0, 2, 0, data),
+            lambda: s.save_session_snapshot(checkpoint(data, version=2, token=0)),
         ),
         (InvalidArgument, "fencing_token", lambda: s.upsert_continuity_record(record(), 0)),
         (InvalidIdentity, None, lambda: s.upsert_continuity_record(record("x y"), token)),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from continuity_support import record
+from continuity_support import checkpoint, record
 
 from mobkit.continuity.client import GrpcContinuityStore
 from mobkit.core.errors import MobKitError
@@ -80,12 +80,13 @@ async def _stream_until_killed(
                 version += 1
                 try:
                     await store.save_session_snapshot(
-                        identity,
-                        f"s-{identity}",
-                        0,
-                        version,
-                        tokens[identity],
-                        SessionSnapshot(payload(identity, version)),
+                        checkpoint(
+                            SessionSnapshot(payload(identity, version)),
+                            identity=identity,
+                            session_id=f"s-{identity}",
+                            version=version,
+                            token=tokens[identity],
+                        ),
                     )
                 except MobKitError:
                     return  # the service died under this save
@@ -122,10 +123,11 @@ async def _check_recovered(
             assert loaded.revision == hashlib.sha256(loaded.snapshot.data).hexdigest()
             # And the stream can go on from there.
             await store.save_session_snapshot(
-                identity,
-                f"s-{identity}",
-                0,
-                version + 1,
-                tokens[identity],
-                SessionSnapshot(payload(identity, version + 1)),
+                checkpoint(
+                    SessionSnapshot(payload(identity, version + 1)),
+                    identity=identity,
+                    session_id=f"s-{identity}",
+                    version=version + 1,
+                    token=tokens[identity],
+                ),
             )

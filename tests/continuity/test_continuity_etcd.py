@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from continuity_support import record, snapshot
+from continuity_support import checkpoint, record, snapshot
 
 from mobkit.continuity.client import GrpcContinuityStore
 from mobkit.continuity.codec import RecordState, encode_record, record_key
@@ -56,7 +56,7 @@ async def test_keys_live_under_the_shared_prefix(
 ) -> None:
     token = await take_lease(store)
     await store.upsert_continuity_record(record(), token)
-    await store.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("x"))
+    await store.save_session_snapshot(checkpoint(snapshot("x"), version=1, token=token))
     root = etcd_prefix.rstrip("/")
     keys = sorted([bytes(kv.key) async for kv in store.client.range_prefix(root + "/")])
     assert keys == [
@@ -72,10 +72,10 @@ async def test_lease_fence_rejects_a_writer_whose_lease_moved_before_any_new_wri
 ) -> None:
     a = await take_lease(store)
     await store.upsert_continuity_record(record(), a)
-    await store.save_session_snapshot(ID, "s-1", 0, 1, a, snapshot("A1"))
+    await store.save_session_snapshot(checkpoint(snapshot("A1"), version=1, token=a))
     b = await take_lease(store)  # B holds the lease but has written nothing yet
     with pytest.raises(StaleFencingToken) as info:
-        await store.save_session_snapshot(ID, "s-1", 0, 2, a, snapshot("A2"))
+        await store.save_session_snapshot(checkpoint(snapshot("A2"), version=2, token=a))
     assert info.value.metadata == {"identity": ID, "presented": str(a), "current": str(b)}
     # Lease released or expired: nobody may write, current = 0.
     await store.client.delete(store.lease_key(ID))
@@ -103,7 +103,7 @@ async def test_lease_is_checked_in_the_same_txn_as_the_write(
 
     monkeypatch.setattr(store, "_commit", commit_after_the_lease_moves)
     with pytest.raises(StaleFencingToken) as info:
-        await store.save_session_snapshot(ID, "s-1", 0, 1, a, snapshot("late"))
+        await store.save_session_snapshot(checkpoint(snapshot("late"), version=1, token=a))
     assert info.value.metadata["current"] == str(moved[0])
     assert await store.load_session_snapshot("s-1") is None
 
@@ -122,18 +122,18 @@ async def test_a_conflicting_write_makes_the_operation_decide_again(
     async def commit_after_a_competitor(commit: Any, reader: Any) -> bool:
         calls.append(1)
         if len(calls) == 1:  # a competitor commits version 5 between our read and txn
-            await other.save_session_snapshot(ID, "s-1", 0, 5, token, snapshot("five"))
+            await other.save_session_snapshot(checkpoint(snapshot("five"), version=5, token=token))
         return await real_commit(commit, reader)
 
     monkeypatch.setattr(store, "_commit", commit_after_a_competitor)
-    await store.save_session_snapshot(ID, "s-1", 0, 7, token, snapshot("seven"))
+    await store.save_session_snapshot(checkpoint(snapshot("seven"), version=7, token=token))
     assert len(calls) == 2  # first txn failed its compare, the retry committed
     loaded = await store.load_session_snapshot("s-1")
     assert loaded is not None and (loaded.checkpoint_version, loaded.snapshot.data) == (7, b"seven")
     calls.clear()
     # Decided again, a now-stale version is refused instead of overwriting.
     with pytest.raises(StaleCheckpointVersion):
-        await store.save_session_snapshot(ID, "s-1", 0, 6, token, snapshot("six"))
+        await store.save_session_snapshot(checkpoint(snapshot("six"), version=6, token=token))
 
 
 async def test_writers_racing_with_lease_handovers(store: EtcdContinuityStore) -> None:
@@ -147,7 +147,7 @@ async def test_writers_racing_with_lease_handovers(store: EtcdContinuityStore) -
             version = next(versions)
             try:
                 await store.save_session_snapshot(
-                    ID, "s-1", 0, version, token, snapshot(f"{token}:{version}")
+                    checkpoint(snapshot(f"{token}:{version}"), version=version, token=token)
                 )
             except StaleFencingToken as exc:
                 current = int(exc.metadata["current"])
@@ -174,9 +174,13 @@ async def test_writers_racing_with_lease_handovers(store: EtcdContinuityStore) -
     assert loaded.snapshot.data == f"{last_token}:{last_version}".encode()
     for token in tokens[:-1]:  # only the current holder may still write
         with pytest.raises(StaleFencingToken) as info:
-            await store.save_session_snapshot(ID, "s-1", 0, 10_000, token, snapshot("stale"))
+            await store.save_session_snapshot(
+                checkpoint(snapshot("stale"), version=10_000, token=token)
+            )
         assert info.value.metadata["current"] == str(tokens[-1])
-    await store.save_session_snapshot(ID, "s-1", 0, 10_000, tokens[-1], snapshot("current"))
+    await store.save_session_snapshot(
+        checkpoint(snapshot("current"), version=10_000, token=tokens[-1])
+    )
 
 
 # -- the write-path cache -------------------------------------------------------------------
@@ -195,7 +199,9 @@ async def test_steady_saves_cost_one_round_trip(store: EtcdContinuityStore) -> N
     await store.upsert_continuity_record(record(), token)
     before = store.client.round_trips
     for version in range(1, 11):
-        await store.save_session_snapshot(ID, "s-1", 0, version, token, snapshot(f"v{version}"))
+        await store.save_session_snapshot(
+            checkpoint(snapshot(f"v{version}"), version=version, token=token)
+        )
     assert store.client.round_trips - before == 10
 
 
@@ -211,8 +217,21 @@ async def test_concurrent_saves_share_txns_and_each_keeps_its_own_compares(
     stale = ids[0]
     before, grouped = store.client.round_trips, store.grouped_txns
     outcomes = await asyncio.gather(
-        *(store.save_session_snapshot(i, f"s-{i}", 0, 1, tokens[i], snapshot(i)) for i in ids),
-        store.save_session_snapshot(stale, f"s-{stale}", 0, 1, tokens[stale], snapshot("B")),
+        *(
+            store.save_session_snapshot(
+                checkpoint(snapshot(i), identity=i, session_id=f"s-{i}", version=1, token=tokens[i])
+            )
+            for i in ids
+        ),
+        store.save_session_snapshot(
+            checkpoint(
+                snapshot("B"),
+                identity=stale,
+                session_id=f"s-{stale}",
+                version=1,
+                token=tokens[stale],
+            )
+        ),
         return_exceptions=True,
     )
     assert store.grouped_txns > grouped
@@ -223,7 +242,12 @@ async def test_concurrent_saves_share_txns_and_each_keeps_its_own_compares(
     fenced = ids[1]
     await take_lease(store, fenced)  # someone else holds it now
     outcomes = await asyncio.gather(
-        *(store.save_session_snapshot(i, f"s-{i}", 0, 2, tokens[i], snapshot(i)) for i in ids),
+        *(
+            store.save_session_snapshot(
+                checkpoint(snapshot(i), identity=i, session_id=f"s-{i}", version=2, token=tokens[i])
+            )
+            for i in ids
+        ),
         return_exceptions=True,
     )
     assert isinstance(outcomes[1], StaleFencingToken)
@@ -240,19 +264,25 @@ async def test_a_no_op_on_a_stale_cache_is_not_a_success(pair: tuple[Any, Any]) 
     with pytest.raises(StaleFencingToken):
         await a.upsert_continuity_record(record(), 5)  # a no-op to a's cache
     await a.upsert_continuity_record(record("other", "s-o"), 5)
-    await a.save_session_snapshot("other", "s-o", 0, 1, 5, snapshot("A1"))
+    await a.save_session_snapshot(
+        checkpoint(snapshot("A1"), identity="other", session_id="s-o", version=1, token=5)
+    )
     await b.upsert_continuity_record(record("other", "s-o", version=1), 9)
     with pytest.raises(StaleFencingToken):
-        await a.save_session_snapshot("other", "s-o", 0, 1, 5, snapshot("A1"))  # a "retry"
+        await a.save_session_snapshot(
+            checkpoint(snapshot("A1"), identity="other", session_id="s-o", version=1, token=5)
+        )  # a "retry"
 
 
 async def test_a_refusal_is_never_based_on_a_stale_cache(pair: tuple[Any, Any]) -> None:
     a, b = pair
     await a.upsert_continuity_record(record(), 5)
-    await a.save_session_snapshot(ID, "s-1", 0, 4, 5, snapshot("gen0"))
+    await a.save_session_snapshot(checkpoint(snapshot("gen0"), version=4, token=5))
     await b.upsert_continuity_record(record(session_id="s-2", gen=1), 5)  # a reset
     # a's cache still says generation 0 at checkpoint 4; the store says generation 1.
-    await a.save_session_snapshot(ID, "s-2", 1, 1, 5, snapshot("gen1"))
+    await a.save_session_snapshot(
+        checkpoint(snapshot("gen1"), session_id="s-2", gen=1, version=1, token=5)
+    )
     [(_, state)] = await b.resolve_many([ID])
     assert state == Ready(record(session_id="s-2", gen=1, version=1))
 
@@ -372,11 +402,11 @@ async def test_etcd_down_is_unavailable_not_a_crash(
     engine, remote = served
     token = await take_lease(engine)
     await remote.upsert_continuity_record(record(), token)
-    await remote.save_session_snapshot(ID, "s-1", 0, 1, token, snapshot("before"))
+    await remote.save_session_snapshot(checkpoint(snapshot("before"), version=1, token=token))
     etcd.kill()
     # Each call below waits for the etcd client's deadline, so only a few are made.
     with pytest.raises(StoreUnavailable):
-        await engine.save_session_snapshot(ID, "s-1", 0, 2, token, snapshot("lost"))
+        await engine.save_session_snapshot(checkpoint(snapshot("lost"), version=2, token=token))
     with pytest.raises(BackendUnavailable) as info:
         await remote.resolve_many([ID])
     assert info.value.reason == "BACKEND_UNAVAILABLE"
@@ -390,4 +420,4 @@ async def test_etcd_down_is_unavailable_not_a_crash(
         await asyncio.sleep(0.2)
     [(_, state)] = await remote.resolve_many([ID])
     assert state == Ready(record(version=1))
-    await remote.save_session_snapshot(ID, "s-1", 0, 2, token, snapshot("after"))
+    await remote.save_session_snapshot(checkpoint(snapshot("after"), version=2, token=token))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from continuity_support import Harness, make_harness, record, snapshot
+from continuity_support import Harness, checkpoint, make_harness, record, snapshot
 
 from mobkit.continuity import chunking
 from mobkit.continuity.codec import (
@@ -49,7 +49,7 @@ async def test_a_receipt_commits_with_its_checkpoint_and_is_found_by_its_key(h: 
     token = await _fenced(h)
     assert await h.store.load_receipt("planner", "key-1") is None
     receipt = TurnReceipt("key-1", b'{"output": "done"}')
-    await h.store.save_session_snapshot("planner", "s-1", 0, 1, token, snapshot("a"), receipt)
+    await h.store.save_session_snapshot(checkpoint(snapshot("a"), version=1, token=token), receipt)
     found = await h.store.load_receipt("planner", "key-1")
     assert found is not None and found.data == receipt.data
     assert found.expires_at_ms > 0
@@ -59,10 +59,10 @@ async def test_a_receipt_commits_with_its_checkpoint_and_is_found_by_its_key(h: 
 
 async def test_a_refused_save_stores_no_receipt(h: Harness) -> None:
     token = await _fenced(h)
-    await h.store.save_session_snapshot("planner", "s-1", 0, 1, token, snapshot("a"))
+    await h.store.save_session_snapshot(checkpoint(snapshot("a"), version=1, token=token))
     with pytest.raises(StaleCheckpointVersion):
         await h.store.save_session_snapshot(
-            "planner", "s-1", 0, 1, token, snapshot("b"), TurnReceipt("k", b"x")
+            checkpoint(snapshot("b"), version=1, token=token), TurnReceipt("k", b"x")
         )
     assert await h.store.load_receipt("planner", "k") is None
 
@@ -70,15 +70,10 @@ async def test_a_refused_save_stores_no_receipt(h: Harness) -> None:
 async def test_a_receipt_outlives_a_thousand_later_keyed_saves(h: Harness) -> None:
     token = await _fenced(h)
     first = TurnReceipt("the-first", b"first answer")
-    await h.store.save_session_snapshot("planner", "s-1", 0, 1, token, snapshot("v1"), first)
+    await h.store.save_session_snapshot(checkpoint(snapshot("v1"), version=1, token=token), first)
     for version in range(2, 1002):
         await h.store.save_session_snapshot(
-            "planner",
-            "s-1",
-            0,
-            version,
-            token,
-            snapshot(f"v{version}"),
+            checkpoint(snapshot(f"v{version}"), version=version, token=token),
             TurnReceipt(f"key-{version}", b"later answer"),
         )
     found = await h.store.load_receipt("planner", "the-first")
@@ -91,7 +86,7 @@ async def test_a_receipt_past_its_retention_answers_nothing(h: Harness) -> None:
     h.engine.receipt_retention = 60.0
     token = await _fenced(h)
     await h.store.save_session_snapshot(
-        "planner", "s-1", 0, 1, token, snapshot("a"), TurnReceipt("k", b"x")
+        checkpoint(snapshot("a"), version=1, token=token), TurnReceipt("k", b"x")
     )
     now[0] += 59
     assert await h.store.load_receipt("planner", "k") is not None
@@ -110,7 +105,7 @@ async def test_a_bad_idempotency_key_is_invalid_argument_and_changes_nothing(
         pytest.skip("a lone surrogate cannot be encoded into a gRPC request")
     with pytest.raises(InvalidArgument) as info:
         await h.store.save_session_snapshot(
-            "planner", "s-1", 0, 1, token, snapshot("a"), TurnReceipt(key, b"x")
+            checkpoint(snapshot("a"), version=1, token=token), TurnReceipt(key, b"x")
         )
     assert info.value.metadata["field"] == "receipt.idempotency_key"
     with pytest.raises(InvalidArgument):
@@ -123,7 +118,7 @@ async def test_deleting_the_record_deletes_its_receipts_and_chunks(h: Harness) -
     token = await _fenced(h)
     data = os.urandom(4 * chunking.INLINE_MAX_BYTES)
     await h.store.save_session_snapshot(
-        "planner", "s-1", 0, 1, token, snapshot(data), TurnReceipt("k", b"x")
+        checkpoint(snapshot(data), version=1, token=token), TurnReceipt("k", b"x")
     )
     dump = await h.dump()
     assert _keys(dump, h, RECEIPTS) and _keys(dump, h, CHUNKS)
@@ -166,7 +161,7 @@ async def test_a_32_mib_snapshot_round_trips_byte_for_byte(big: Harness) -> None
     token = await _fenced(big)
     data = random.Random(7).randbytes(32 * MIB)
     revision = await big.store.save_session_snapshot(
-        "planner", "s-1", 0, 1, token, SessionSnapshot(data)
+        checkpoint(SessionSnapshot(data), version=1, token=token)
     )
     loaded = await big.store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot.data == data and loaded.revision == revision
@@ -181,13 +176,13 @@ async def test_appending_to_a_large_snapshot_writes_only_what_changed(big: Harne
     token = await _fenced(big)
     state = bytearray(random.Random(3).randbytes(8 * MIB))
     await big.store.save_session_snapshot(
-        "planner", "s-1", 0, 1, token, SessionSnapshot(bytes(state))
+        checkpoint(SessionSnapshot(bytes(state)), version=1, token=token)
     )
     for version in range(2, 7):
         state += b"note %03d." % version  # ten bytes, like a notebook's new note
         before = big.engine.bytes_written
         await big.store.save_session_snapshot(
-            "planner", "s-1", 0, version, token, SessionSnapshot(bytes(state))
+            checkpoint(SessionSnapshot(bytes(state)), version=version, token=token)
         )
         written = big.engine.bytes_written - before
         assert written <= 128 * 1024, f"turn {version} wrote {written} bytes for a 10-byte change"
@@ -201,10 +196,12 @@ async def test_appending_to_a_large_snapshot_writes_only_what_changed(big: Harne
 async def test_an_insertion_in_the_middle_rewrites_only_nearby_chunks(big: Harness) -> None:
     token = await _fenced(big)
     data = random.Random(5).randbytes(4 * MIB)
-    await big.store.save_session_snapshot("planner", "s-1", 0, 1, token, SessionSnapshot(data))
+    await big.store.save_session_snapshot(checkpoint(SessionSnapshot(data), version=1, token=token))
     before = big.engine.bytes_written
     changed = data[: 2 * MIB] + b"inserted!" + data[2 * MIB :]
-    await big.store.save_session_snapshot("planner", "s-1", 0, 2, token, SessionSnapshot(changed))
+    await big.store.save_session_snapshot(
+        checkpoint(SessionSnapshot(changed), version=2, token=token)
+    )
     assert big.engine.bytes_written - before <= 4 * chunking.MAX_CHUNK_BYTES
     loaded = await big.store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot.data == changed
@@ -213,7 +210,7 @@ async def test_an_insertion_in_the_middle_rewrites_only_nearby_chunks(big: Harne
 async def test_a_corrupted_chunk_fails_the_load_with_store_corruption(big: Harness) -> None:
     token = await _fenced(big)
     data = random.Random(11).randbytes(2 * MIB)
-    await big.store.save_session_snapshot("planner", "s-1", 0, 1, token, SessionSnapshot(data))
+    await big.store.save_session_snapshot(checkpoint(SessionSnapshot(data), version=1, token=token))
     dump = await big.dump()
     victim = sorted(_referenced(dump, big))[3]
     stored = bytearray(dump[_raw_key(big, victim)])
@@ -230,7 +227,7 @@ async def test_a_corrupted_chunk_fails_the_load_with_store_corruption(big: Harne
 async def test_a_corrupted_manifest_resolves_broken_snapshot_corrupted(big: Harness) -> None:
     token = await _fenced(big)
     data = random.Random(13).randbytes(MIB)
-    await big.store.save_session_snapshot("planner", "s-1", 0, 1, token, SessionSnapshot(data))
+    await big.store.save_session_snapshot(checkpoint(SessionSnapshot(data), version=1, token=token))
     key = snapshot_key("planner", "s-1")
     stored = bytearray((await big.raw_get(key)) or b"")
     stored[-5] ^= 0x01  # inside the manifest
@@ -243,9 +240,9 @@ async def test_a_corrupted_manifest_resolves_broken_snapshot_corrupted(big: Harn
 async def test_shrinking_below_the_inline_size_drops_every_chunk(big: Harness) -> None:
     token = await _fenced(big)
     await big.store.save_session_snapshot(
-        "planner", "s-1", 0, 1, token, SessionSnapshot(os.urandom(3 * MIB))
+        checkpoint(SessionSnapshot(os.urandom(3 * MIB)), version=1, token=token)
     )
-    await big.store.save_session_snapshot("planner", "s-1", 0, 2, token, snapshot("tiny"))
+    await big.store.save_session_snapshot(checkpoint(snapshot("tiny"), version=2, token=token))
     assert not _keys(await big.dump(), big, CHUNKS)
     loaded = await big.store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot.data == b"tiny"
@@ -254,7 +251,7 @@ async def test_shrinking_below_the_inline_size_drops_every_chunk(big: Harness) -
 async def test_collection_removes_chunks_no_snapshot_references(big: Harness) -> None:
     token = await _fenced(big)
     data = os.urandom(MIB)
-    await big.store.save_session_snapshot("planner", "s-1", 0, 1, token, SessionSnapshot(data))
+    await big.store.save_session_snapshot(checkpoint(SessionSnapshot(data), version=1, token=token))
     orphan = chunk_key("planner", "s-1", chunking.ChunkRef(b"\x01" * 32, 5))
     await big.raw_put(orphan, b"stray")  # as a save that died before its commit leaves
     assert orphan in _keys(await big.dump(), big, CHUNKS)
@@ -268,7 +265,7 @@ async def test_collection_removes_chunks_no_snapshot_references(big: Harness) ->
 async def test_a_new_owner_collects_what_its_predecessor_left(big: Harness) -> None:
     token = await _fenced(big)
     await big.store.save_session_snapshot(
-        "planner", "s-1", 0, 1, token, SessionSnapshot(os.urandom(MIB))
+        checkpoint(SessionSnapshot(os.urandom(MIB)), version=1, token=token)
     )
     orphan = chunk_key("planner", "s-1", chunking.ChunkRef(b"\x02" * 32, 5))
     await big.raw_put(orphan, b"stray")
@@ -291,11 +288,12 @@ async def test_the_sqlite_sweep_deletes_expired_receipts(tmp_path: Path) -> None
         await store.upsert_continuity_record(record(), 1)
         for version in (1, 2):
             await store.save_session_snapshot(
-                "planner", "s-1", 0, version, 1, snapshot("a"), TurnReceipt(f"k{version}", b"x")
+                checkpoint(snapshot("a"), version=version, token=1),
+                TurnReceipt(f"k{version}", b"x"),
             )
             now[0] += 6
         # k1 is past its retention, k2 is not; the next transaction sweeps k1.
-        await store.save_session_snapshot("planner", "s-1", 0, 3, 1, snapshot("b"))
+        await store.save_session_snapshot(checkpoint(snapshot("b"), version=3, token=1))
     finally:
         await store.close()
     import sqlite3
@@ -323,7 +321,7 @@ async def test_etcd_drops_expired_receipts_with_their_bucket_lease(
         engine.receipt_retention = 2.0
         token = await _fenced(harness)
         await harness.store.save_session_snapshot(
-            "planner", "s-1", 0, 1, token, snapshot("a"), TurnReceipt("k", b"x")
+            checkpoint(snapshot("a"), version=1, token=token), TurnReceipt("k", b"x")
         )
         assert _keys(await harness.dump(), harness, RECEIPTS)
 
@@ -358,7 +356,7 @@ async def test_concurrent_saves_and_collections_never_lose_a_referenced_chunk(
             at = rng.randrange(len(state))
             state[at:at] = rng.randbytes(rng.randrange(1, 40_000))
             await big.store.save_session_snapshot(
-                "planner", "s-1", 0, version, token, SessionSnapshot(bytes(state))
+                checkpoint(SessionSnapshot(bytes(state)), version=version, token=token)
             )
             loaded = await big.store.load_session_snapshot("s-1")
             assert loaded is not None and loaded.snapshot.data == bytes(state)
@@ -384,14 +382,14 @@ async def test_a_full_sqlite_disk_is_backend_full_and_recovers(tmp_path: Path) -
 
     try:
         await store.upsert_continuity_record(record(), 1)
-        await store.save_session_snapshot("planner", "s-1", 0, 1, 1, snapshot("kept"))
+        await store.save_session_snapshot(checkpoint(snapshot("kept"), version=1, token=1))
         (used,) = await loop.run_in_executor(
             store._executor, lambda: store._conn.execute("PRAGMA page_count").fetchone()
         )
         await loop.run_in_executor(store._executor, pages, used + 2)
         with pytest.raises(BackendFull) as info:
             await store.save_session_snapshot(
-                "planner", "s-1", 0, 2, 1, SessionSnapshot(os.urandom(4 * MIB))
+                checkpoint(SessionSnapshot(os.urandom(4 * MIB)), version=2, token=1)
             )
         assert info.value.reason == "BACKEND_FULL" and info.value.backend == "sqlite"
         assert len(told) == 1 and told[0] is not None and "full" in told[0]
@@ -399,7 +397,7 @@ async def test_a_full_sqlite_disk_is_backend_full_and_recovers(tmp_path: Path) -
         assert loaded is not None and loaded.snapshot.data == b"kept"  # nothing half-written
         await loop.run_in_executor(store._executor, pages, 1_000_000)  # space freed
         await store.save_session_snapshot(
-            "planner", "s-1", 0, 2, 1, SessionSnapshot(b"after"), TurnReceipt("k", b"r")
+            checkpoint(SessionSnapshot(b"after"), version=2, token=1), TurnReceipt("k", b"r")
         )
         assert (await store.load_receipt("planner", "k")) is not None
         assert told[-1] is None  # recovered, once
@@ -429,14 +427,14 @@ async def test_a_full_sqlite_disk_shows_in_the_process_conditions(tmp_path: Path
         )
         with pytest.raises(BackendFull):
             await store.save_session_snapshot(
-                "planner", "s-1", 0, 1, 1, SessionSnapshot(os.urandom(4 * MIB))
+                checkpoint(SessionSnapshot(os.urandom(4 * MIB)), version=1, token=1)
             )
         assert [c.backend for c in resources.conditions.current()] == ["sqlite"]
         assert resources.conditions.degraded
         await loop.run_in_executor(
             store._executor, store._conn.execute, "PRAGMA max_page_count=1000000"
         )
-        await store.save_session_snapshot("planner", "s-1", 0, 1, 1, snapshot("fits"))
+        await store.save_session_snapshot(checkpoint(snapshot("fits"), version=1, token=1))
         assert not resources.conditions.degraded
     finally:
         await store.close()
@@ -454,8 +452,10 @@ async def test_etcd_holds_a_snapshot_at_the_default_64_mib_limit(
     await store.upsert_continuity_record(record(), 1)
     data = random.Random(64).randbytes(64 * MIB)
     with pytest.raises(SnapshotTooLarge):
-        await store.save_session_snapshot("planner", "s-1", 0, 1, 1, SessionSnapshot(data + b"!"))
-    await store.save_session_snapshot("planner", "s-1", 0, 1, 1, SessionSnapshot(data))
+        await store.save_session_snapshot(
+            checkpoint(SessionSnapshot(data + b"!"), version=1, token=1)
+        )
+    await store.save_session_snapshot(checkpoint(SessionSnapshot(data), version=1, token=1))
     loaded = await store.load_session_snapshot("s-1")
     assert loaded is not None and loaded.snapshot.data == data
     await store.delete_continuity_record("planner", 1)  # and its 64 MiB of chunks

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from continuity_support import record, snapshot
+from continuity_support import checkpoint, record, snapshot
 
 from mobkit.continuity.sqlite_backend import SqliteContinuityStore
 from mobkit.core.errors import StaleFencingToken, StoreCorruption, StoreUnavailable
@@ -47,7 +47,7 @@ async def test_state_survives_closing_and_reopening(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite3"
     first = await SqliteContinuityStore.open(path)
     await first.upsert_continuity_record(record(), 3)
-    revision = await first.save_session_snapshot(ID, "s-1", 0, 1, 3, snapshot("kept"))
+    revision = await first.save_session_snapshot(checkpoint(snapshot("kept"), version=1, token=3))
     await first.close()
     again = await SqliteContinuityStore.open(path)
     try:
@@ -66,7 +66,7 @@ async def test_the_event_loop_runs_while_sqlite_waits(store: SqliteContinuitySto
     try:
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         save = asyncio.create_task(
-            store.save_session_snapshot(ID, "s-1", 0, 1, 1, snapshot("waited"))
+            store.save_session_snapshot(checkpoint(snapshot("waited"), version=1, token=1))
         )
         ticks = 0
         for _ in range(20):
@@ -108,7 +108,13 @@ async def test_concurrent_writers_share_commits_but_not_refusals(tmp_path: Path)
         outcomes = await asyncio.gather(
             *(
                 store.save_session_snapshot(
-                    identity, f"s-{identity}", 0, 1, 4 if n % 4 == 0 else 5, snapshot(identity)
+                    checkpoint(
+                        snapshot(identity),
+                        identity=identity,
+                        session_id=f"s-{identity}",
+                        version=1,
+                        token=4 if n % 4 == 0 else 5,
+                    )
                 )
                 for n, identity in enumerate(ids)
             ),
@@ -121,7 +127,13 @@ async def test_concurrent_writers_share_commits_but_not_refusals(tmp_path: Path)
             await asyncio.gather(
                 *(
                     store.save_session_snapshot(
-                        i, f"s-{i}", 0, version - (i in refused), 5, snapshot(f"{i}{version}")
+                        checkpoint(
+                            snapshot(f"{i}{version}"),
+                            identity=i,
+                            session_id=f"s-{i}",
+                            version=version - (i in refused),
+                            token=5,
+                        )
                     )
                     for i in ids
                 )
@@ -166,12 +178,12 @@ async def test_a_failing_file_shows_in_the_process_conditions_until_it_works(
         await store.upsert_continuity_record(record(), 1)
         await loop.run_in_executor(store._executor, query_only, True)
         with pytest.raises(StoreUnavailable):
-            await store.save_session_snapshot(ID, "s-1", 0, 1, 1, snapshot("refused"))
+            await store.save_session_snapshot(checkpoint(snapshot("refused"), version=1, token=1))
         [condition] = resources.conditions.current()
         assert (condition.backend, condition.reason) == ("sqlite", BACKEND_UNAVAILABLE)
         assert condition.detail.startswith(f"unusable at {store.path} (")
         await loop.run_in_executor(store._executor, query_only, False)
-        await store.save_session_snapshot(ID, "s-1", 0, 1, 1, snapshot("fits"))
+        await store.save_session_snapshot(checkpoint(snapshot("fits"), version=1, token=1))
         assert not resources.conditions.degraded
     finally:
         await store.close()

@@ -47,6 +47,8 @@ SAMPLES: list[e.MobKitError] = [
     runtime.SessionNotFound("s-1"),
     runtime.SessionClosed("s-1"),
     runtime.CallbackUnavailable("s-1", "send_peer"),
+    runtime.ModelUnavailable("tiny", "HTTP 503: overloaded"),
+    runtime.ModelFailed("tiny", "HTTP 401: bad key"),
     modules.ModuleStartFailed("clock", "exited 1"),
     modules.ModuleUnavailable("clock", "restarting"),
     modules.ToolNotFound("clock.now", "no such tool"),

@@ -20,7 +20,7 @@ from mobkit.core.types import AgentBuildDraft, DispatchInput
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.runtime.client import GrpcAgentRuntime
 from mobkit.runtime.domain import CallbackUnavailable
-from mobkit.runtime.progress import TextDelta, TurnProgress
+from mobkit.runtime.sdk import TurnProgress
 from mobkit.testing.fleet import wait_fleet
 from mobkit.testing.node import node_server
 from mobkit.testing.servers import running_services
@@ -149,6 +149,9 @@ async def test_the_node_runtime_speaks_the_runtime_protocol(node_runtime: str) -
         info = await runtime.create_session("dave", "relay", AgentBuildDraft())
         seen: list[TurnProgress] = []
 
+        async def sink(event: TurnProgress) -> None:
+            seen.append(event)
+
         async def peer(to: str, text: str) -> str:
             return f"{to} heard {text}"
 
@@ -161,13 +164,13 @@ async def test_the_node_runtime_speaks_the_runtime_protocol(node_runtime: str) -
             peers=("erin",),
             peer_sender=peer,
             tool_caller=tool,
-            progress=seen.append,
+            progress=sink,
         )
         assert outcome.output == (
             '[dave turn 1 in node] erin said: erin heard hello from dave; t.x -> {"big":'
             f'{2**40},"args":{{"n":1}}}}'
         )
-        assert "".join(e.text for e in seen if isinstance(e, TextDelta)) == outcome.output
+        assert "".join(e.text for e in seen if e.kind == "delta") == outcome.output
         snap = await runtime.export_snapshot(info.session_id)
         await runtime.close_session(info.session_id)
         await runtime.resume_session("dave", "", info.session_id, "rt-1", snap, AgentBuildDraft())

@@ -25,7 +25,7 @@ from mobkit.roster.memory import MemoryRoster
 from mobkit.runtime.local import LocalAgentRuntime
 from mobkit.topology.provider import PolicyTopology
 
-WHY = "invalid profile: unknown profile 'ghost' (known: echo, notebook)"
+WHY = "invalid profile: unknown profile 'ghost' (known: echo, llm, notebook)"
 
 
 def spec(identity: str, profile: str = "notebook") -> DurableAgentSpec:

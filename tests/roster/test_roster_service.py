@@ -195,9 +195,9 @@ def test_source_selection() -> None:
     assert config.rules.profiles == {"w": "echo"} and config.poll_interval == 1.0
     # By default profiles may name what the reference runtime offers with this config:
     # its built-in kinds and the [profiles] section's aliases.
-    assert config.rules.agent_kinds == {"echo", "notebook"}
+    assert config.rules.agent_kinds == {"echo", "llm", "notebook"}
     aliased = Settings(roster="r.toml", sections={"profiles": {"planner": "notebook"}})
-    assert roster_config(aliased).rules.agent_kinds == {"echo", "notebook", "planner"}
+    assert roster_config(aliased).rules.agent_kinds == {"echo", "llm", "notebook", "planner"}
     # Another runtime (--runtime-addr) offers what the config lists.
     other = Settings(roster="r.toml", sections={"roster": {"agent_kinds": ["llm"]}})
     assert roster_config(other).rules.agent_kinds == {"llm"}

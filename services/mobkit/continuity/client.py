@@ -31,12 +31,13 @@ from mobkit.continuity.domain import (
     check_resolve_entries,
 )
 from mobkit.core.errors import BackendUnavailable, InvalidArgument, StoreUnavailable
+from mobkit.core.identity import FencingToken
 from mobkit.core.types import (
     BufferedExport,
+    Checkpoint,
     ContinuityHealth,
     ContinuityRecord,
     DurabilityPolicy,
-    SessionSnapshot,
 )
 from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
 from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
@@ -110,22 +111,17 @@ class GrpcContinuityStore:
         return wire.loaded_from_proto(reply)
 
     async def save_session_snapshot(
-        self,
-        identity: str,
-        session_id: str,
-        generation: int,
-        version: int,
-        fencing_token: int,
-        snapshot: SessionSnapshot,
-        receipt: TurnReceipt | None = None,
+        self, checkpoint: Checkpoint, receipt: TurnReceipt | None = None
     ) -> str:
         request = svc.SaveSessionSnapshotRequest(
-            identity=identity,
-            session_id=session_id,
-            generation=check_counter("generation", generation),
-            checkpoint_version=check_counter("checkpoint_version", version, minimum=1),
-            fencing_token=check_fencing_token(fencing_token),
-            snapshot=wire.snapshot_to_proto(snapshot),
+            identity=checkpoint.identity,
+            session_id=checkpoint.session_id,
+            generation=check_counter("generation", checkpoint.generation),
+            checkpoint_version=check_counter(
+                "checkpoint_version", checkpoint.checkpoint_version, minimum=1
+            ),
+            fencing_token=check_fencing_token(checkpoint.fencing_token),
+            snapshot=wire.snapshot_to_proto(checkpoint.snapshot),
         )
         if receipt is not None:
             request.receipt.CopyFrom(wire.receipt_to_proto(receipt))
@@ -137,7 +133,9 @@ class GrpcContinuityStore:
         reply = await self._call(self._stub.LoadReceipt, request, idempotent=True)
         return wire.stored_receipt_from_proto(idempotency_key, reply)
 
-    async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
+    async def upsert_continuity_record(
+        self, record: ContinuityRecord, fencing_token: FencingToken
+    ) -> None:
         check_counter("record.generation", record.generation)
         check_counter("record.checkpoint_version", record.checkpoint_version)
         request = svc.UpsertContinuityRecordRequest(
@@ -145,7 +143,7 @@ class GrpcContinuityStore:
         )
         await self._call(self._stub.UpsertContinuityRecord, request, idempotent=True)
 
-    async def delete_continuity_record(self, identity: str, fencing_token: int) -> None:
+    async def delete_continuity_record(self, identity: str, fencing_token: FencingToken) -> None:
         request = svc.DeleteContinuityRecordRequest(
             identity=identity, fencing_token=check_fencing_token(fencing_token)
         )

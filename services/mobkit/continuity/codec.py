@@ -34,7 +34,13 @@ from typing import Any
 from mobkit.continuity.chunking import DIGEST_BYTES, ChunkRef
 from mobkit.continuity.domain import content_revision
 from mobkit.core import keyspace
-from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId, identity_problem
+from mobkit.core.identity import (
+    AgentIdentity,
+    AgentRuntimeId,
+    FencingToken,
+    SessionId,
+    identity_problem,
+)
 from mobkit.core.keyspace import (  # re-exported: the engines and tests use them here
     CHUNKS as CHUNKS,
 )
@@ -108,7 +114,7 @@ class RecordState:
     identity: AgentIdentity
     record: ContinuityRecord | None
     """None once deleted: the state stays as a tombstone so the fence survives."""
-    fence: int
+    fence: FencingToken
     """The highest fencing token that has written this identity."""
     sessions: tuple[SessionId, ...] = ()
     """Sessions bound to the identity (their snapshots live under it), oldest first."""
@@ -158,7 +164,8 @@ def decode_record(value: bytes, identity: str) -> RecordState:
             )
         )
         sessions = tuple(SessionId(_text(s)) for s in body["sessions"])
-        return RecordState(AgentIdentity(identity), record, _count(body["fence"]), sessions)
+        fence = FencingToken(_count(body["fence"]))
+        return RecordState(AgentIdentity(identity), record, fence, sessions)
     except CorruptValue:
         raise
     except (ValueError, KeyError, TypeError) as exc:
@@ -188,7 +195,7 @@ class SnapshotHeader:
     session_id: str
     generation: int
     checkpoint_version: int
-    fencing_token: int
+    fencing_token: FencingToken
     revision: str
     """Lowercase hex SHA-256 of the data: checksum and content revision at once."""
     size: int
@@ -282,7 +289,7 @@ def _decode_header(raw: bytes) -> SnapshotHeader:
             session_id=_text(h["session_id"]),
             generation=_count(h["generation"]),
             checkpoint_version=_count(h["checkpoint_version"]),
-            fencing_token=_count(h["fencing_token"]),
+            fencing_token=FencingToken(_count(h["fencing_token"])),
             revision=_text(h["sha256"]),
             size=_count(h["size"]),
         )

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, Self, runtime_checkable
 
 from mobkit.core.errors import ContinuityStoreError, InvalidArgument, Metadata
-from mobkit.core.identity import AgentIdentity, SessionId
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
 from mobkit.core.types import (
+    Checkpoint,
     ContinuityHealth,
     ContinuityRecord,
     ContinuityResolveState,
@@ -88,7 +89,7 @@ class SessionRecord(NamedTuple):
     it, and the checkpoint version of the session's newest snapshot (0: none saved)."""
 
     record: ContinuityRecord
-    fencing_token: int
+    fencing_token: FencingToken
     checkpoint_version: int
 
 
@@ -132,22 +133,15 @@ class ContinuityStore(Protocol):
         ...
 
     async def save_session_snapshot(
-        self,
-        identity: str,
-        session_id: str,
-        generation: int,
-        version: int,
-        fencing_token: int,
-        snapshot: SessionSnapshot,
-        receipt: TurnReceipt | None = None,
+        self, checkpoint: Checkpoint, receipt: TurnReceipt | None = None
     ) -> str:
-        """Store the snapshot and advance the record's ``checkpoint_version`` to
-        ``version``; returns the snapshot's content revision. ``receipt`` is committed
-        in the same atomic step, kept for the store's retention.
+        """Store ``checkpoint.snapshot`` and advance the record's ``checkpoint_version``
+        to the checkpoint's; returns the snapshot's content revision. ``receipt`` is
+        committed in the same atomic step, kept for the store's retention.
 
-        Needs an existing record with this ``session_id`` and ``generation`` and
-        ``version`` > its checkpoint version. Re-sending a save that already committed
-        (same arguments and data) succeeds without change."""
+        Needs an existing record with the checkpoint's ``session_id`` and ``generation``
+        and a ``checkpoint_version`` above the record's. Re-sending a save that already
+        committed (an equal checkpoint) succeeds without change."""
         ...
 
     async def load_receipt(self, identity: str, idempotency_key: str) -> StoredReceipt | None:
@@ -155,13 +149,15 @@ class ContinuityStore(Protocol):
         is none or it is past its retention."""
         ...
 
-    async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
+    async def upsert_continuity_record(
+        self, record: ContinuityRecord, fencing_token: FencingToken
+    ) -> None:
         """Create or replace the identity's record. Idempotent. The generation never
         goes back (``GenerationMismatch``) nor, within a generation, the checkpoint
         version (``StaleCheckpointVersion``)."""
         ...
 
-    async def delete_continuity_record(self, identity: str, fencing_token: int) -> None:
+    async def delete_continuity_record(self, identity: str, fencing_token: FencingToken) -> None:
         """Delete the record and the identity's snapshots; it then resolves
         ``Uninitialized``. ``ContinuityRecordNotFound`` when there is no record (also on
         a retry). The highest fencing token seen survives the deletion."""
@@ -203,9 +199,9 @@ def check_counter(field: str, value: int, *, minimum: int = 0) -> int:
     return value
 
 
-def check_fencing_token(value: int) -> int:
+def check_fencing_token(value: int) -> FencingToken:
     """Tokens are etcd create revisions: never 0."""
-    return check_counter("fencing_token", value, minimum=1)
+    return FencingToken(check_counter("fencing_token", value, minimum=1))
 
 
 def parse_session_id(value: str, field: str = "session_id") -> SessionId:

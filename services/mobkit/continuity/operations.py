@@ -90,11 +90,13 @@ from mobkit.core.errors import (
 from mobkit.core.identity import (
     AgentIdentity,
     AgentRuntimeId,
+    FencingToken,
     identity_problem,
     parse_identities,
     parse_identity,
 )
 from mobkit.core.types import (
+    Checkpoint,
     ContinuityHealth,
     ContinuityRecord,
     DurabilityPolicy,
@@ -206,7 +208,7 @@ def _owner(session_id: str, value: bytes) -> AgentIdentity:
 # -- plans ------------------------------------------------------------------------------
 
 
-def upsert_plan(record: ContinuityRecord, token: int) -> Plan[None]:
+def upsert_plan(record: ContinuityRecord, token: FencingToken) -> Plan[None]:
     identity, sid = record.identity, record.session_id
     rk, bk = record_key(identity), session_key(sid)
     got = yield Read((rk,), lease_of=identity, lease_hint=token)
@@ -250,7 +252,7 @@ class SnapshotWrite:
         session_id: str,
         generation: int,
         version: int,
-        token: int,
+        token: FencingToken,
         data: bytes,
         cutter: chunking.IncrementalCutter,
     ) -> SnapshotWrite:
@@ -370,7 +372,7 @@ def collect_plan(identity: AgentIdentity) -> Plan[int]:
     return Commit(len(garbage), garbage=garbage, guard=rk if record_value is not None else None)
 
 
-def delete_plan(identity: AgentIdentity, token: int) -> Plan[None]:
+def delete_plan(identity: AgentIdentity, token: FencingToken) -> Plan[None]:
     rk = record_key(identity)
     got = yield Read((rk,), lease_of=identity)
     state = _state(identity, _known(got.values[0]))
@@ -464,7 +466,7 @@ def record_by_session_plan(session_id: str) -> Plan[SessionRecord | None]:
             version = snapshot_header(stored).checkpoint_version
         except CorruptValue as exc:
             raise StoreCorruption(str(exc), identity=owner) from exc
-    return Commit(SessionRecord(state.record, state.fence, version))
+    return Commit(SessionRecord(state.record, FencingToken(state.fence), version))
 
 
 def resolve_plan(identities: Sequence[AgentIdentity]) -> Plan[list[ResolveEntry]]:
@@ -618,20 +620,16 @@ class PlanStore(ABC):
     # -- writes ---------------------------------------------------------------------
 
     async def save_session_snapshot(
-        self,
-        identity: str,
-        session_id: str,
-        generation: int,
-        version: int,
-        fencing_token: int,
-        snapshot: SessionSnapshot,
-        receipt: TurnReceipt | None = None,
+        self, checkpoint: Checkpoint, receipt: TurnReceipt | None = None
     ) -> str:
-        ident = parse_identity(identity)
-        sid = parse_session_id(session_id)
-        gen = check_counter("generation", generation)
-        ver = check_counter("checkpoint_version", version, minimum=1)
-        token = check_fencing_token(fencing_token)
+        if not isinstance(checkpoint, Checkpoint):
+            raise InvalidArgument("checkpoint", "expected a Checkpoint")
+        ident = parse_identity(checkpoint.identity)
+        sid = parse_session_id(checkpoint.session_id)
+        gen = check_counter("generation", checkpoint.generation)
+        ver = check_counter("checkpoint_version", checkpoint.checkpoint_version, minimum=1)
+        token = check_fencing_token(checkpoint.fencing_token)
+        snapshot = checkpoint.snapshot
         if not isinstance(snapshot, SessionSnapshot) or not isinstance(snapshot.data, bytes):
             raise InvalidArgument("snapshot", "expected a SessionSnapshot with bytes data")
         stored_receipt = self._receipt_write(ident, receipt) if receipt is not None else None
@@ -652,7 +650,9 @@ class PlanStore(ABC):
             receipt_key(identity, key), encode_receipt(key, receipt.data, expires), expires
         )
 
-    async def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
+    async def upsert_continuity_record(
+        self, record: ContinuityRecord, fencing_token: FencingToken
+    ) -> None:
         if not isinstance(record, ContinuityRecord):
             raise InvalidArgument("record", "expected a ContinuityRecord")
         checked = ContinuityRecord(
@@ -671,7 +671,7 @@ class PlanStore(ABC):
             # between writing chunks and committing them.
             self.schedule_collection(checked.identity)
 
-    async def delete_continuity_record(self, identity: str, fencing_token: int) -> None:
+    async def delete_continuity_record(self, identity: str, fencing_token: FencingToken) -> None:
         ident = parse_identity(identity)
         token = check_fencing_token(fencing_token)
         await self._execute(lambda: delete_plan(ident, token), writes=True)

@@ -21,7 +21,7 @@ from mobkit.core.errors import (
     StaleCheckpointVersion,
     StaleFencingToken,
 )
-from mobkit.core.identity import AgentIdentity, SessionId
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
 from mobkit.core.types import (
     Broken,
     ContinuityFailure,
@@ -44,7 +44,7 @@ class Unreadable:
 
 
 def check_fence(
-    identity: str, token: int, state: RecordState | None, lease_revision: int | None
+    identity: str, token: FencingToken, state: RecordState | None, lease_revision: int | None
 ) -> None:
     """``presented < highest seen`` is stale; so is a lease key (when the engine shares
     etcd with the lease service) whose ``create_revision`` is not the token (0: no lease)."""
@@ -62,7 +62,7 @@ def live_record(identity: str, state: RecordState | None) -> ContinuityRecord:
 
 
 def upserted(
-    state: RecordState | None, record: ContinuityRecord, token: int
+    state: RecordState | None, record: ContinuityRecord, token: FencingToken
 ) -> tuple[RecordState, tuple[SessionId, ...]]:
     """The state after an upsert, and the sessions it evicts (their snapshots and
     bindings go in the same write)."""
@@ -77,7 +77,7 @@ def upserted(
             raise StaleCheckpointVersion(
                 record.identity, record.checkpoint_version, current.checkpoint_version
             )
-    fence = max(state.fence if state is not None else 0, token)
+    fence = max(state.fence, token) if state is not None else token
     sessions = [s for s in (state.sessions if state is not None else ()) if s != record.session_id]
     sessions.append(record.session_id)
     evicted = tuple(sessions[:-MAX_SESSIONS_PER_IDENTITY])
@@ -110,7 +110,9 @@ def is_replay(stored: bytes | None, header: SnapshotHeader) -> bool:
     return current == header
 
 
-def saved(state: RecordState, record: ContinuityRecord, version: int, token: int) -> RecordState:
+def saved(
+    state: RecordState, record: ContinuityRecord, version: int, token: FencingToken
+) -> RecordState:
     if version <= record.checkpoint_version:
         raise StaleCheckpointVersion(record.identity, version, record.checkpoint_version)
     advanced = ContinuityRecord(

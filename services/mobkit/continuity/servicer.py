@@ -8,6 +8,8 @@ import grpc
 
 from mobkit.continuity.domain import ContinuityStore, check_resolve_entries
 from mobkit.core import errors as e
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
+from mobkit.core.types import Checkpoint
 from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
 from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
 from mobkit.server.errors import ErrorTable, service_errors
@@ -39,13 +41,16 @@ class ContinuityServicer(svc_grpc.ContinuityStoreServiceServicer):
     ) -> svc.SaveSessionSnapshotResponse:
         if not request.HasField("snapshot"):
             raise e.InvalidArgument("snapshot", "is required")
+        checkpoint = Checkpoint(
+            identity=AgentIdentity(request.identity),
+            session_id=SessionId(request.session_id),
+            generation=request.generation,
+            checkpoint_version=request.checkpoint_version,
+            fencing_token=FencingToken(request.fencing_token),
+            snapshot=wire.snapshot_from_proto(request.snapshot),
+        )
         revision = await self.store.save_session_snapshot(
-            request.identity,
-            request.session_id,
-            request.generation,
-            request.checkpoint_version,
-            request.fencing_token,
-            wire.snapshot_from_proto(request.snapshot),
+            checkpoint,
             wire.receipt_from_proto(request.receipt) if request.HasField("receipt") else None,
         )
         return svc.SaveSessionSnapshotResponse(revision=revision)
@@ -62,14 +67,16 @@ class ContinuityServicer(svc_grpc.ContinuityStoreServiceServicer):
         if not request.HasField("record"):
             raise e.InvalidArgument("record", "is required")
         await self.store.upsert_continuity_record(
-            wire.record_from_proto(request.record), request.fencing_token
+            wire.record_from_proto(request.record), FencingToken(request.fencing_token)
         )
         return svc.UpsertContinuityRecordResponse()
 
     async def DeleteContinuityRecord(
         self, request: svc.DeleteContinuityRecordRequest, context: grpc.aio.ServicerContext
     ) -> svc.DeleteContinuityRecordResponse:
-        await self.store.delete_continuity_record(request.identity, request.fencing_token)
+        await self.store.delete_continuity_record(
+            request.identity, FencingToken(request.fencing_token)
+        )
         return svc.DeleteContinuityRecordResponse()
 
     async def DeleteSessionSnapshotIfCurrentRevision(

@@ -21,6 +21,11 @@ AgentRuntimeId = NewType("AgentRuntimeId", str)
 
 SessionId = NewType("SessionId", str)
 
+FencingToken = NewType("FencingToken", int)
+"""Proof of an identity's lease: the ``create_revision`` of its lease key, larger for
+every new holder. A store refuses a write under a lower (or, on a shared etcd, any
+other) token."""
+
 
 # For str patterns ``\s`` is exactly what ``str.isspace()`` accepts, the rule of
 # Meerkat's Python validator. It differs from the seeds' Rust ``char::is_whitespace``

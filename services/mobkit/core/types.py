@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from mobkit.core.errors import InvalidArgument, SelfEdge
-from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
+from mobkit.core.identity import AgentIdentity, AgentRuntimeId, FencingToken, SessionId
 
 JsonValue = Any
 """A JSON-serialisable value (dict, list, str, int, float, bool or None)."""
@@ -88,6 +88,20 @@ class SessionSnapshot:
             raise InvalidArgument("snapshot.data", f"not valid base64: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """One save of a session's snapshot: the snapshot of ``session_id`` (of the
+    identity's record at ``generation``) as its ``checkpoint_version``, written under
+    ``fencing_token``. Keyword-only: three of its fields are integers."""
+
+    identity: AgentIdentity
+    session_id: SessionId
+    generation: int
+    checkpoint_version: int
+    fencing_token: FencingToken
+    snapshot: SessionSnapshot
+
+
 @dataclass(frozen=True, slots=True)
 class SyncWriteThrough:
     """Every acknowledged write is durable (fsynced or quorum-committed) before the reply."""
@@ -123,7 +137,7 @@ class LeaseGrant:
     """Proof of ownership: ``fencing_token`` is strictly larger for every new holder."""
 
     identity: AgentIdentity
-    fencing_token: int
+    fencing_token: FencingToken
     ttl: timedelta
 
 
@@ -156,7 +170,7 @@ LeaseRenewResult = Renewed | Lost
 
 @dataclass(frozen=True, slots=True)
 class LeaseInfo:
-    fencing_token: int
+    fencing_token: FencingToken
     ttl_remaining: timedelta
     healthy: bool
 
@@ -279,18 +293,38 @@ class DispatchInput:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens a turn's model calls used, as the model's endpoint counted them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchReceipt:
     """What a completed turn proves: who ran it, in which session, under which token."""
 
     identity: AgentIdentity
     session_id: SessionId
-    fencing_token: int
+    fencing_token: FencingToken
     checkpoint_version: int
     output: str
     structured_output: JsonValue | None = None
     correlation_id: str | None = None
     output_truncated: bool = False
     """A replay whose stored receipt was cut to the receipt limit."""
+    usage: TokenUsage | None = None
+    """Tokens the turn's model calls used; None for agents that call no model."""
 
 
 class IdentityLifecycleState(enum.Enum):

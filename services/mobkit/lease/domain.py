@@ -15,7 +15,12 @@ from typing import Protocol, runtime_checkable
 
 from mobkit.core import page_token
 from mobkit.core.errors import InvalidArgument
-from mobkit.core.identity import AgentIdentity, parse_identities, parse_runtime_instance
+from mobkit.core.identity import (
+    AgentIdentity,
+    FencingToken,
+    parse_identities,
+    parse_runtime_instance,
+)
 from mobkit.core.types import LeaseAcquireResult, LeaseGrant, LeaseRenewResult
 
 # Same bounds as ``Settings.lease_ttl`` (``--lease-ttl``).
@@ -35,7 +40,7 @@ class Lease:
 
     identity: AgentIdentity
     holder: str
-    fencing_token: int
+    fencing_token: FencingToken
     ttl_remaining: timedelta
 
 

@@ -32,7 +32,7 @@ from functools import partial
 from typing import TypeVar
 
 from mobkit.core.errors import BackendFull, LeaseProviderUnavailable
-from mobkit.core.identity import AgentIdentity, parse_identities
+from mobkit.core.identity import AgentIdentity, FencingToken, parse_identities
 from mobkit.core.keyspace import Keyspace
 from mobkit.core.types import (
     Acquired,
@@ -218,7 +218,9 @@ class EtcdLeaseProvider:
         holder = session.holder
         request = acquire_request(list(map(self.key, chunk)), to_bytes(holder), session.lease_id)
         reply = await self._txn(request)
-        token = reply.header.revision  # every key created by the txn has it as create_revision
+        token = FencingToken(
+            reply.header.revision
+        )  # every key created by the txn has it as create_revision
         out: list[tuple[LeaseAcquireResult, bool]] = []
         for identity, op in zip(chunk, reply.responses, strict=True):
             sub = op.response_txn
@@ -228,7 +230,9 @@ class EtcdLeaseProvider:
             kv = sub.responses[0].response_range.kvs[0]
             current = kv.value.decode(errors="replace")
             if current == holder:  # already ours: the same grant again (idempotent retry)
-                grant = LeaseGrant(identity, kv.create_revision, self._granted(kv, session))
+                grant = LeaseGrant(
+                    identity, FencingToken(kv.create_revision), self._granted(kv, session)
+                )
                 out.append((Acquired(grant), False))
             else:
                 out.append((AlreadyHeld(identity, current), False))
@@ -455,7 +459,7 @@ class EtcdLeaseProvider:
             Lease(
                 AgentIdentity(self._keys.lease_identity(kv.key)),
                 kv.value.decode(errors="replace"),
-                kv.create_revision,
+                FencingToken(kv.create_revision),
                 timedelta(seconds=remaining.get(kv.lease, 0)),
             )
             for kv in reply.kvs

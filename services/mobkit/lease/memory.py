@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from mobkit.core.identity import AgentIdentity, parse_identities
+from mobkit.core.identity import AgentIdentity, FencingToken, parse_identities
 from mobkit.core.types import (
     Acquired,
     AlreadyHeld,
@@ -48,7 +48,7 @@ class _Session:
 @dataclass(frozen=True)
 class _Key:
     holder: str
-    token: int
+    token: FencingToken
     session: _Session
 
 
@@ -90,7 +90,7 @@ class MemoryLeaseProvider:
             key = self._keys.get(identity)
             if key is None:
                 revision = revision or next(self._revision)
-                key = self._keys[identity] = _Key(holder, revision, session)
+                key = self._keys[identity] = _Key(holder, FencingToken(revision), session)
                 session.identities.add(identity)
             if key.holder == holder:
                 results.append(Acquired(LeaseGrant(identity, key.token, key.session.ttl)))

@@ -67,6 +67,20 @@ CHECKPOINT_SAVES = Counter(
     ["result"],
     registry=REGISTRY,
 )
+LLM_REQUESTS = Counter(
+    "mobkit_llm_requests",
+    "Chat Completions requests of llm agents, by model and result: ok, unavailable "
+    "(timeouts, 429 and 5xx left after the retries), failed (refused).",
+    ["model", "result"],
+    registry=REGISTRY,
+)
+LLM_TOKENS = Counter(
+    "mobkit_llm_tokens",
+    "Tokens of llm agents' model requests as their endpoints counted them, by model and "
+    "kind: prompt, completion.",
+    ["model", "kind"],
+    registry=REGISTRY,
+)
 
 BACKEND_FULL = Gauge(
     "mobkit_backend_full",

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from mobkit.core.errors import InvalidArgument, MobKitError, StoreCorruption
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
@@ -21,6 +21,7 @@ from mobkit.core.types import (
     ContinuityFailure,
     ContinuityFailureKind,
     ContinuityRecord,
+    ContinuityResolveState,
     DispatchReceipt,
     DurableAgentSpec,
     Ready,
@@ -124,7 +125,7 @@ class Activation:
                 await self.upkeep.give_up(slot)
         return keep
 
-    async def materialise(self, slot: IdentitySlot, state: Any) -> None:
+    async def materialise(self, slot: IdentitySlot, state: ContinuityResolveState) -> None:
         grant = slot.grant
         assert grant is not None
         spec = slot.spec

@@ -25,8 +25,8 @@ from collections import OrderedDict
 from typing import Any
 
 from mobkit.core.errors import StoreCorruption
-from mobkit.core.identity import AgentIdentity, SessionId
-from mobkit.core.types import DispatchReceipt, SessionSnapshot
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
+from mobkit.core.types import DispatchReceipt, SessionSnapshot, TokenUsage
 
 FORMAT_TAG = b"MKC2"
 LEGACY_RECEIPTS = 256
@@ -100,6 +100,7 @@ def _to_json(r: DispatchReceipt) -> dict[str, Any]:
         "structured_output": r.structured_output,
         "correlation_id": r.correlation_id,
         "output_truncated": r.output_truncated,
+        **({"usage": [r.usage.prompt_tokens, r.usage.completion_tokens]} if r.usage else {}),
     }
 
 
@@ -107,10 +108,11 @@ def _from_json(d: dict[str, Any]) -> DispatchReceipt:
     return DispatchReceipt(
         identity=AgentIdentity(d["identity"]),
         session_id=SessionId(d["session_id"]),
-        fencing_token=int(d["fencing_token"]),
+        fencing_token=FencingToken(int(d["fencing_token"])),
         checkpoint_version=int(d["checkpoint_version"]),
         output=str(d["output"]),
         structured_output=d.get("structured_output"),
         correlation_id=d.get("correlation_id"),
         output_truncated=bool(d.get("output_truncated", False)),
+        usage=TokenUsage(*map(int, d["usage"])) if d.get("usage") else None,
     )

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 from mobkit.core.errors import BackendUnavailable
 from mobkit.core.holder import Holder
+from mobkit.core.identity import FencingToken
 from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.errors import EtcdCompacted, EtcdError, backend_error
@@ -139,7 +140,9 @@ class ReplicaRegistry:
             raise backend_error(exc) from exc
         return {kv.key[len(prefix) :].decode(): kv.value.decode() for kv in reply.kvs}
 
-    async def set_intent(self, identity: str, intent: str | None, fencing_token: int) -> bool:
+    async def set_intent(
+        self, identity: str, intent: str | None, fencing_token: FencingToken | None
+    ) -> bool:
         """Record (or with None, clear) an operator intent. With a fencing token, only
         while the identity's lease key is still the one that token names, so a stale
         owner cannot suspend or retire what another replica now runs. Returns whether

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
-from mobkit.continuity.domain import StoredReceipt, TurnReceipt
+from mobkit.continuity.domain import LoadedSnapshot, ResolveEntry, StoredReceipt, TurnReceipt
+from mobkit.core.identity import FencingToken
 from mobkit.core.types import (
     AgentBuildContext,
     AgentBuildDraft,
+    Checkpoint,
     ContinuityHealth,
     ContinuityRecord,
     ContinuityResolveState,
@@ -22,15 +24,16 @@ from mobkit.core.types import (
     DispatchReceipt,
     DurableAgentSpec,
     IdentityStatus,
+    JsonValue,
     LeaseAcquireResult,
     LeaseGrant,
     LeaseRenewResult,
     ManagedPeerEdge,
     RosterContext,
-    SessionSnapshot,
     TopologyContext,
 )
 from mobkit.events.domain import EventLog
+from mobkit.roster.domain import RosterSnapshot
 
 
 class Leases(Protocol):
@@ -48,34 +51,27 @@ class Leases(Protocol):
 
 
 class Continuity(Protocol):
-    async def resolve_many(self, identities: Sequence[str]) -> Any: ...
+    async def resolve_many(self, identities: Sequence[str]) -> list[ResolveEntry]: ...
 
-    async def load_session_snapshot(self, session_id: str) -> Any: ...
+    async def load_session_snapshot(self, session_id: str) -> LoadedSnapshot | None: ...
 
     async def save_session_snapshot(
-        self,
-        identity: str,
-        session_id: str,
-        generation: int,
-        version: int,
-        fencing_token: int,
-        snapshot: SessionSnapshot,
-        receipt: TurnReceipt | None = None,
-    ) -> Any: ...
+        self, checkpoint: Checkpoint, receipt: TurnReceipt | None = None
+    ) -> str: ...
 
     async def load_receipt(self, identity: str, idempotency_key: str) -> StoredReceipt | None: ...
 
     async def upsert_continuity_record(
-        self, record: ContinuityRecord, fencing_token: int
-    ) -> Any: ...
+        self, record: ContinuityRecord, fencing_token: FencingToken
+    ) -> None: ...
 
     async def health(self, identity: str | None = None) -> ContinuityHealth: ...
 
 
 class Roster(Protocol):
-    async def get_roster(self, context: RosterContext) -> Any: ...
+    async def get_roster(self, context: RosterContext) -> RosterSnapshot: ...
 
-    def watch_roster(self, context: RosterContext) -> AsyncIterator[Any]: ...
+    def watch_roster(self, context: RosterContext) -> AsyncIterator[RosterSnapshot]: ...
 
 
 class Topology(Protocol):
@@ -90,7 +86,7 @@ class Customizer(Protocol):
     ) -> AgentBuildDraft: ...
 
     async def after_create(
-        self, identity: str, session_id: str, context: dict[str, Any]
+        self, identity: str, session_id: str, context: JsonValue | None
     ) -> None: ...
 
 
@@ -98,11 +94,9 @@ Events = EventLog
 """The event log port, under the name the orchestrator has always used."""
 
 
-def resolve_states(result: Any) -> dict[str, ContinuityResolveState]:
-    """Normalise a resolve_many answer (mapping or (identity, state) pairs)."""
-    if isinstance(result, dict):
-        return dict(result)
-    return {identity: state for identity, state in result}
+def resolve_states(entries: Sequence[ResolveEntry]) -> dict[str, ContinuityResolveState]:
+    """A resolve_many answer ((identity, state) pairs) by identity."""
+    return dict(entries)
 
 
 class Fleet(Protocol):
@@ -147,7 +141,9 @@ class Fleet(Protocol):
         """Operator intents that outlive replicas: identity -> suspended | retired."""
         ...
 
-    async def set_intent(self, identity: str, intent: str | None, fencing_token: int) -> bool:
+    async def set_intent(
+        self, identity: str, intent: str | None, fencing_token: FencingToken | None
+    ) -> bool:
         """Record or clear (None) an intent; with a fencing token, only while that
         token still names the identity's lease. Returns whether it was written."""
         ...

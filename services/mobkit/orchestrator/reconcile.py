@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from mobkit.core.errors import MobKitError, RosterInvalid
 from mobkit.core.identity import AgentIdentity
@@ -22,7 +21,7 @@ from mobkit.orchestrator.fleet import fair_share, preference
 from mobkit.orchestrator.replica import RETIRED, SUSPENDED, Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.upkeep import Upkeep
-from mobkit.roster.domain import RosterProblem
+from mobkit.roster.domain import RosterProblem, RosterSnapshot
 
 EDGE_EVENTS_MAX = 256
 CLAIM_BATCH = 512
@@ -62,9 +61,9 @@ class Reconciler:
             self._note_roster_problem(RosterProblem.from_error(exc))
             raise
         specs, revision = _roster_parts(roster)
-        self.r.profiles = dict(getattr(roster, "profiles", {}) or {})
+        self.r.profiles = dict(roster.profiles)
         report.roster_revision = self.r.roster_revision = revision
-        report.roster_problem = self._note_roster_problem(getattr(roster, "problem", None))
+        report.roster_problem = self._note_roster_problem(roster.problem)
         desired = {s.identity: s for s in specs}
 
         for identity in [i for i in previous if i not in desired]:
@@ -238,10 +237,5 @@ class Reconciler:
         return await self.activation.activate((await self._within_share(slots))[:CLAIM_BATCH])
 
 
-def _roster_parts(roster: Any) -> tuple[list[DurableAgentSpec], int]:
-    if isinstance(roster, tuple):
-        specs, revision = roster
-        return list(specs), int(revision)
-    return list(roster.specs), int(
-        getattr(roster, "revision", getattr(roster, "roster_revision", 0))
-    )
+def _roster_parts(roster: RosterSnapshot) -> tuple[list[DurableAgentSpec], int]:
+    return list(roster.specs), roster.revision

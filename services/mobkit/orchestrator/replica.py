@@ -112,7 +112,7 @@ class Replica:
         fencing token: a stale owner's command is refused, not recorded."""
         if self.fleet is None:
             return
-        token = slot.grant.fencing_token if slot.grant is not None else 0
+        token = slot.grant.fencing_token if slot.grant is not None else None
         if not await self.fleet.set_intent(slot.identity, intent, token):
             raise NotActive(slot.identity, "lease_lost")
         if intent is None:

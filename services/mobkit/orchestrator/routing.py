@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from mobkit.core.identity import FencingToken
 from mobkit.core.types import DispatchInput, DispatchReceipt, IdentityStatus
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
@@ -89,7 +90,9 @@ class Router:
     async def intents(self) -> dict[str, str]:
         return await self.registry.intents()
 
-    async def set_intent(self, identity: str, intent: str | None, fencing_token: int) -> bool:
+    async def set_intent(
+        self, identity: str, intent: str | None, fencing_token: FencingToken | None
+    ) -> bool:
         return await self.registry.set_intent(identity, intent, fencing_token)
 
     async def _call(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import grpc
+
 from mobkit.core.holder import Holder
 from mobkit.etcd.compactor import Compactor
 from mobkit.events.retention import Retention, trimmer_for
@@ -70,7 +72,7 @@ async def build(settings: Settings, resources: Resources) -> ServiceRegistration
             await resources.etcd(), settings.etcd_prefix, settings.etcd_compaction_interval
         )
 
-    def add(server: object) -> None:
+    def add(server: grpc.aio.Server) -> None:
         svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
 
     # One replica at a time trims the event log to its window (see mobkit.events.retention).

@@ -16,7 +16,12 @@ from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
-from mobkit.runtime.domain import CallbackUnavailable, SessionNotFound
+from mobkit.runtime.domain import (
+    CallbackUnavailable,
+    ModelFailed,
+    ModelUnavailable,
+    SessionNotFound,
+)
 from mobkit.server.conditions import BACKEND_UNAVAILABLE, BackendConditions
 from mobkit.server.errors import ErrorTable, service_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
@@ -48,6 +53,8 @@ ERRORS: ErrorTable = service_errors(
     *e.CONTINUITY_ERRORS,
     SessionNotFound,
     CallbackUnavailable,  # an agent called back where its turn has no callback
+    ModelUnavailable,  # an llm agent's model (its turn rolled back)
+    ModelFailed,
     *MODULE_ERRORS,  # a turn's tool calls
     # The roster the orchestrator reconciles is its own state, not the request's
     # argument (the roster service answers INVALID_ARGUMENT).
@@ -74,11 +81,11 @@ def _token(offset: int) -> str:
     return base64.urlsafe_b64encode(str(offset).encode()).decode()
 
 
-def _flag(context: Any, key: str) -> bool:
+def _flag(context: grpc.aio.ServicerContext, key: str) -> bool:
     return any(k == key for k, _ in (context.invocation_metadata() or ()))
 
 
-def _routing(context: Any) -> dict[str, Any]:
+def _routing(context: grpc.aio.ServicerContext) -> dict[str, Any]:
     """Forwarded calls are never forwarded again; waits end before the caller's deadline."""
     remaining = context.time_remaining()
     timeout = None if remaining is None or remaining > 3600 else max(0.0, remaining - 0.05)
@@ -109,14 +116,20 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
         self.events = events
         self.conditions = conditions or BackendConditions()
 
-    async def Reconcile(self, request: Any, context: Any) -> svc.ReconcileResponse:
+    async def Reconcile(
+        self, request: svc.ReconcileRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ReconcileResponse:
         return report_to_proto(await self.o.reconcile())
 
-    async def GetIdentityStatus(self, request: Any, context: Any) -> Any:
+    async def GetIdentityStatus(
+        self, request: svc.GetIdentityStatusRequest, context: grpc.aio.ServicerContext
+    ) -> svc.GetIdentityStatusResponse:
         status = await self.o.get_status(request.identity, forwarded=_flag(context, FORWARDED))
         return svc.GetIdentityStatusResponse(status=status_to_proto(status))
 
-    async def ListIdentityStatuses(self, request: Any, context: Any) -> Any:
+    async def ListIdentityStatuses(
+        self, request: svc.ListIdentityStatusesRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ListIdentityStatusesResponse:
         size, after = _page(request.page_size), status_page_after(request.page_token)
         flt = StatusFilter(
             state_from_proto(request.state) if request.HasField("state") else None,
@@ -141,37 +154,51 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
             else None,
         )
 
-    async def Send(self, request: Any, context: Any) -> Any:
+    async def Send(
+        self, request: svc.SendRequest, context: grpc.aio.ServicerContext
+    ) -> svc.SendResponse:
         receipt = await self.o.send(
             request.identity, dispatch_input_from_proto(request.input), **_routing(context)
         )
         return svc.SendResponse(receipt=receipt_to_proto(receipt))
 
-    async def Dispatch(self, request: Any, context: Any) -> Any:
+    async def Dispatch(
+        self, request: svc.DispatchRequest, context: grpc.aio.ServicerContext
+    ) -> svc.DispatchResponse:
         receipt = await self.o.dispatch(
             request.identity, dispatch_input_from_proto(request.input), **_routing(context)
         )
         return svc.DispatchResponse(receipt=receipt_to_proto(receipt))
 
-    async def ResetIdentity(self, request: Any, context: Any) -> Any:
+    async def ResetIdentity(
+        self, request: svc.ResetIdentityRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ResetIdentityResponse:
         status = await self.o.reset(
             request.identity, request_id=request.request_id, forwarded=_flag(context, FORWARDED)
         )
         return svc.ResetIdentityResponse(status=status_to_proto(status))
 
-    async def RetireIdentity(self, request: Any, context: Any) -> Any:
+    async def RetireIdentity(
+        self, request: svc.RetireIdentityRequest, context: grpc.aio.ServicerContext
+    ) -> svc.RetireIdentityResponse:
         status = await self.o.retire(request.identity, forwarded=_flag(context, FORWARDED))
         return svc.RetireIdentityResponse(status=status_to_proto(status))
 
-    async def SuspendIdentity(self, request: Any, context: Any) -> Any:
+    async def SuspendIdentity(
+        self, request: svc.SuspendIdentityRequest, context: grpc.aio.ServicerContext
+    ) -> svc.SuspendIdentityResponse:
         status = await self.o.suspend(request.identity, forwarded=_flag(context, FORWARDED))
         return svc.SuspendIdentityResponse(status=status_to_proto(status))
 
-    async def ResumeIdentity(self, request: Any, context: Any) -> Any:
+    async def ResumeIdentity(
+        self, request: svc.ResumeIdentityRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ResumeIdentityResponse:
         status = await self.o.resume(request.identity, forwarded=_flag(context, FORWARDED))
         return svc.ResumeIdentityResponse(status=status_to_proto(status))
 
-    async def ListEvents(self, request: Any, context: Any) -> Any:
+    async def ListEvents(
+        self, request: svc.ListEventsRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ListEventsResponse:
         after = request.after_seq
         if request.page_token:
             after = _offset(request.page_token)
@@ -184,11 +211,15 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
             latest_cursor=latest,
         )
 
-    async def WatchEvents(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def WatchEvents(
+        self, request: svc.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[svc.WatchEventsResponse]:
         async for event in self.events.watch(request.after_seq):
             yield svc.WatchEventsResponse(structural=event_to_proto(event))
 
-    async def GetTopology(self, request: Any, context: Any) -> Any:
+    async def GetTopology(
+        self, request: svc.GetTopologyRequest, context: grpc.aio.ServicerContext
+    ) -> svc.GetTopologyResponse:
         size, start = _page(request.page_size), _offset(request.page_token)
         edges = sorted(self.o.edges)
         if request.HasField("identity"):
@@ -201,7 +232,9 @@ class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
             total_edges=len(edges),
         )
 
-    async def ListModules(self, request: Any, context: Any) -> Any:
+    async def ListModules(
+        self, request: svc.ListModulesRequest, context: grpc.aio.ServicerContext
+    ) -> svc.ListModulesResponse:
         size, start = _page(request.page_size), _offset(request.page_token)
         modules = self.o.modules.statuses() if self.o.modules else []
         chunk = modules[start : start + size]

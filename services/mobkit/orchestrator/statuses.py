@@ -6,7 +6,6 @@ import asyncio
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 from mobkit.core.errors import MobKitError
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
@@ -14,7 +13,7 @@ from mobkit.core.types import ContinuityHealth, IdentityStatus, LeaseInfo, SyncW
 from mobkit.observability import metrics
 from mobkit.orchestrator.forwarding import Forwarding
 from mobkit.orchestrator.replica import Replica
-from mobkit.orchestrator.status_pages import StatusFilter, fleet_page, local_page
+from mobkit.orchestrator.status_pages import PeerPage, StatusFilter, fleet_page, local_page
 
 
 class Statuses:
@@ -55,7 +54,7 @@ class Statuses:
             return local_page(ids, self._status_if_present, after, limit, flt)
         others = [m for m in await fleet.members() if m != self.r.instance]
 
-        async def ask(cursor: str, size: int) -> list[Any]:
+        async def ask(cursor: str, size: int) -> list[PeerPage | BaseException]:
             return await asyncio.gather(
                 *(fleet.local_statuses(m, cursor, size, timeout=5.0) for m in others),
                 return_exceptions=True,

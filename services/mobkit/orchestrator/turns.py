@@ -20,6 +20,7 @@ from mobkit.core.identity import AgentIdentity, SessionId
 from mobkit.core.types import (
     AgentAddressability,
     AgentBuildDraft,
+    Checkpoint,
     DispatchInput,
     DispatchOrigin,
     DispatchReceipt,
@@ -36,7 +37,7 @@ from mobkit.orchestrator.replica import PEER_CALL_TIMEOUT, Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.upkeep import Upkeep
 from mobkit.runtime.domain import SessionNotFound, TurnOutcome
-from mobkit.runtime.progress import ProgressSink
+from mobkit.runtime.sdk import ProgressSink
 
 log = logging.getLogger("mobkit.orchestrator")
 
@@ -154,6 +155,7 @@ class Turns:
             output=outcome.output,
             structured_output=outcome.structured_output,
             correlation_id=message.correlation_id,
+            usage=outcome.usage,
         )
         key = message.idempotency_key
         stored = (
@@ -164,12 +166,14 @@ class Turns:
         snapshot = checkpoint.encode(await self.r.p.runtime.export_snapshot(session_id))
         try:
             await self.r.p.continuity.save_session_snapshot(
-                identity,
-                session_id,
-                slot.generation,
-                version,
-                grant.fencing_token,
-                snapshot,
+                Checkpoint(
+                    identity=AgentIdentity(identity),
+                    session_id=SessionId(session_id),
+                    generation=slot.generation,
+                    checkpoint_version=version,
+                    fencing_token=grant.fencing_token,
+                    snapshot=snapshot,
+                ),
                 stored,
             )
         except StaleFencingToken:

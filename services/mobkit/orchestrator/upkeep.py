@@ -88,7 +88,7 @@ class Upkeep:
                 await self.r.record_intent(slot, RETIRED)
             elif self.r.fleet is not None:  # every replica does this: best effort
                 with contextlib.suppress(MobKitError):
-                    await self.r.fleet.set_intent(slot.identity, None, 0)
+                    await self.r.fleet.set_intent(slot.identity, None, None)
             await self.teardown(slot.become_retiring())
             slot.become_retired()
         if forget:

@@ -18,13 +18,14 @@ from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
 from mobkit.runtime.domain import (
     CallbackUnavailable,
+    ModelFailed,
+    ModelUnavailable,
     SessionClosed,
     SessionInfo,
     SessionNotFound,
     TurnOutcome,
 )
-from mobkit.runtime.progress import ProgressSink
-from mobkit.runtime.sdk import PeerSender, ToolCaller
+from mobkit.runtime.sdk import PeerSender, ProgressSink, ToolCaller
 from mobkit.runtime.stream_client import run_turn_stream
 from mobkit.wire import runtime as wire
 from mobkit.wire.errors import error_from_rpc
@@ -32,7 +33,14 @@ from mobkit.wire.modules import ERRORS as MODULE_ERRORS
 
 # Errors defined by the runtime itself, beyond the shared ones wire.errors knows; and
 # the module errors a turn fails with when its tool call did.
-_SPECIFIC = (SessionNotFound, SessionClosed, CallbackUnavailable, *MODULE_ERRORS)
+_SPECIFIC = (
+    SessionNotFound,
+    SessionClosed,
+    CallbackUnavailable,
+    ModelUnavailable,
+    ModelFailed,
+    *MODULE_ERRORS,
+)
 
 
 class GrpcAgentRuntime:

@@ -7,9 +7,8 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from mobkit.core.error_registry import REGISTRY
 from mobkit.core.errors import Metadata, MobKitError
-from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot
-from mobkit.runtime.progress import ProgressSink
-from mobkit.runtime.sdk import PeerSender, ToolCaller
+from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot, TokenUsage
+from mobkit.runtime.sdk import PeerSender, ProgressSink, ToolCaller
 
 
 @REGISTRY.specific
@@ -70,6 +69,42 @@ class CallbackUnavailable(MobKitError):
         return cls(metadata["session_id"], metadata["callback"])
 
 
+class _ModelError(MobKitError):
+    """An ``llm`` agent's model endpoint ended the turn; ``verb`` says how."""
+
+    verb = "failed"
+
+    def __init__(self, model: str, detail: str) -> None:
+        super().__init__(f"model {model!r} {self.verb}: {detail}", model=model, detail=detail)
+        self.model = model
+        self.detail = detail
+
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["model"], metadata["detail"])
+
+
+@REGISTRY.specific
+class ModelUnavailable(_ModelError):
+    """The model could not answer within the turn: unreachable, too slow (its
+    timeout), or still rate-limited (429) or failing (5xx) after its retries. The
+    turn failed and its state is unchanged; the same message may be sent again."""
+
+    reason = "MODEL_UNAVAILABLE"
+    grpc_code = "UNAVAILABLE"
+    verb = "unavailable"
+
+
+@REGISTRY.specific
+class ModelFailed(_ModelError):
+    """The model's endpoint refused the request (a 4xx other than 429: a wrong key, an
+    unknown model, a request it cannot take) or answered what the turn cannot use
+    (tool calls past the turn's bound). Sending the same message again fails again."""
+
+    reason = "MODEL_FAILED"
+    grpc_code = "FAILED_PRECONDITION"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
     session_id: str
@@ -82,6 +117,7 @@ class TurnOutcome:
     output: str
     turn: int
     structured_output: Any = None
+    usage: TokenUsage | None = None
 
 
 @runtime_checkable

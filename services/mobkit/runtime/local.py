@@ -11,12 +11,18 @@ from typing import Any
 import orjson
 
 from mobkit.core import jsontext
-from mobkit.core.errors import InvalidArgument, MobKitError, StoreCorruption, TopologyViolation
+from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
 from mobkit.core.types import AgentBuildDraft, DispatchInput, JsonValue, SessionSnapshot
 from mobkit.runtime.agents import BUILTIN_AGENTS
 from mobkit.runtime.domain import CallbackUnavailable, SessionInfo, SessionNotFound, TurnOutcome
-from mobkit.runtime.progress import ProgressSink, ToolCallFinished, ToolCallStarted
-from mobkit.runtime.sdk import Agent, AgentFactory, PeerSender, ToolCaller, TurnContext
+from mobkit.runtime.sdk import (
+    Agent,
+    AgentFactory,
+    PeerSender,
+    ProgressSink,
+    ToolCaller,
+    TurnContext,
+)
 
 SNAPSHOT_FORMAT = 1
 
@@ -164,7 +170,6 @@ class LocalAgentRuntime:
         progress: ProgressSink | None = None,
     ) -> TurnOutcome:
         session = self._get(session_id)
-        tool_calls = 0
 
         async def send_to_peer(peer: str, text: str) -> str:
             # Enforced here too, so a runtime behind gRPC reports TOPOLOGY_VIOLATION.
@@ -175,22 +180,9 @@ class LocalAgentRuntime:
             return await peer_sender(peer, text)
 
         async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
-            nonlocal tool_calls
             if tool_caller is None:
                 raise CallbackUnavailable(session_id, "a tool call")
-            if progress is None:
-                return await tool_caller(name, arguments)
-            tool_calls += 1
-            call_id = f"tool-{tool_calls}"
-            progress(ToolCallStarted(call_id, name, dict(arguments)))
-            try:
-                result = await tool_caller(name, arguments)
-            except Exception as exc:
-                reason = exc.reason if isinstance(exc, MobKitError) else "INTERNAL"
-                progress(ToolCallFinished(call_id, name, reason))
-                raise
-            progress(ToolCallFinished(call_id, name))
-            return result
+            return await tool_caller(name, arguments)
 
         async with session.lock:
             ctx = TurnContext(
@@ -216,7 +208,9 @@ class LocalAgentRuntime:
                 session.exported = exported
                 raise
             session.turns += 1
-            return TurnOutcome(output=output, turn=session.turns, structured_output=structured)
+            return TurnOutcome(
+                output=output, turn=session.turns, structured_output=structured, usage=ctx.usage
+            )
 
     async def export_snapshot(self, session_id: str) -> SessionSnapshot:
         session = self._get(session_id)

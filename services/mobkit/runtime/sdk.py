@@ -16,13 +16,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from mobkit.core.types import AgentBuildDraft, ExternalToolDef, JsonValue
-from mobkit.runtime.progress import ProgressSink, TextDelta
+from mobkit.core.types import AgentBuildDraft, ExternalToolDef, JsonValue, TokenUsage
 
 PeerSender = Callable[[str, str], Awaitable[str]]
 ToolCaller = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+ProgressKind = Literal["delta", "tool_call_started", "tool_call_finished"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnProgress:
+    """Something a turn did before it finished: a piece of its reply (``delta``), or a
+    tool call starting or ending (``tool_call_started`` / ``tool_call_finished``, ``text``
+    naming the tool)."""
+
+    kind: ProgressKind
+    text: str
+
+
+ProgressSink = Callable[[TurnProgress], Awaitable[None]]
 
 
 @dataclass
@@ -39,9 +54,24 @@ class TurnContext:
     structured_output: JsonValue | None = None
     """Set by the agent to give the turn a structured output (any JSON value), which
     the receipt carries beside the text reply."""
+    usage: TokenUsage | None = None
+    """Set by an agent that calls a model: the tokens this turn used, for the receipt
+    and the metrics."""
     _send_to_peer: PeerSender | None = field(default=None, repr=False)
     _call_tool: ToolCaller | None = field(default=None, repr=False)
     _progress: ProgressSink | None = field(default=None, repr=False)
+
+    async def emit_delta(self, text: str) -> None:
+        """Report a piece of the reply as it is produced (a streamed turn shows it at
+        once); nothing happens when no one listens."""
+        if self._progress is not None and text:
+            await self._progress(TurnProgress("delta", text))
+
+    async def emit_tool_call(self, name: str, *, finished: bool) -> None:
+        """Report a tool call (or a peer message) starting, or finishing."""
+        if self._progress is not None:
+            kind: ProgressKind = "tool_call_finished" if finished else "tool_call_started"
+            await self._progress(TurnProgress(kind, name))
 
     async def send_to_peer(self, peer: str, text: str) -> str:
         """Message a managed peer through the orchestrator; returns the peer's reply.
@@ -60,12 +90,6 @@ class TurnContext:
         if self._call_tool is None:
             raise RuntimeError("no tools are available in this runtime")
         return await self._call_tool(name, arguments)
-
-    def emit_delta(self, text: str) -> None:
-        """Report a piece of the reply as it is produced (a streaming client sees it
-        at once); the turn's output is still what ``on_turn`` returns."""
-        if self._progress is not None and text:
-            self._progress(TextDelta(text))
 
 
 class Agent:

@@ -2,7 +2,8 @@
 
 Configuration: the ``[profiles]`` TOML section maps roster profiles to agent kinds
 (``coordinator = "notebook"``); a profile named like a built-in kind (``echo``,
-``notebook``) needs no entry.
+``llm``, ``notebook``) needs no entry. The ``[llm]`` section and ``--llm-base-url``
+configure the ``llm`` kind (:mod:`mobkit.runtime.agents.llm.settings`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 from mobkit.core.errors import InvalidArgument
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
+from mobkit.runtime.agents import BUILTIN_AGENTS
+from mobkit.runtime.agents.llm import from_section, llm_kind
 from mobkit.runtime.local import LocalAgentRuntime
 from mobkit.runtime.servicer import ERRORS, SERVICE_NAME, AgentRuntimeServicer
 from mobkit.server.app import ServiceRegistration
@@ -34,7 +37,8 @@ def agent_kinds(settings: Settings) -> frozenset[str]:
 
 async def build(settings: Settings, resources: Resources) -> ServiceRegistration:
     profiles = profile_map(settings)
-    runtime = LocalAgentRuntime(profiles=profiles)
+    llm = llm_kind(from_section(settings.sections.get("llm"), settings.llm_base_url))
+    runtime = LocalAgentRuntime({**BUILTIN_AGENTS, "llm": llm}, profiles)
     unknown = sorted(p for p in profiles if not runtime.knows_profile(p))
     if unknown:
         raise InvalidArgument("profiles", f"unknown agent kind for profile {unknown[0]!r}")

@@ -18,7 +18,14 @@ from mobkit.core import errors as e
 from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
-from mobkit.runtime.domain import AgentRuntime, CallbackUnavailable, SessionClosed, SessionNotFound
+from mobkit.runtime.domain import (
+    AgentRuntime,
+    CallbackUnavailable,
+    ModelFailed,
+    ModelUnavailable,
+    SessionClosed,
+    SessionNotFound,
+)
 from mobkit.runtime.stream_host import CALLBACK_ERRORS, serve_turn
 from mobkit.server.errors import service_errors
 from mobkit.wire import runtime as wire
@@ -31,6 +38,8 @@ ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors(
     StoreCorruption,
     TopologyViolation,
     CallbackUnavailable,
+    ModelUnavailable,
+    ModelFailed,
     # What an agent's callback may fail with and the turn then fails with, unchanged.
     *CALLBACK_ERRORS,
     e.NotActive,

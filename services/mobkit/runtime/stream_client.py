@@ -22,8 +22,7 @@ from mobkit.core.errors import MobKitError
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
 from mobkit.runtime.domain import CallbackUnavailable, TurnOutcome
-from mobkit.runtime.progress import ProgressSink
-from mobkit.runtime.sdk import PeerSender, ToolCaller
+from mobkit.runtime.sdk import PeerSender, ProgressSink, ToolCaller
 from mobkit.runtime.stream_host import CALLBACK_ERRORS
 from mobkit.wire import runtime as wire
 from mobkit.wire import runtime_stream as stream
@@ -97,7 +96,7 @@ class _Answerer:
 
 
 async def run_turn_stream(
-    stub: pb_grpc.AgentRuntimeServiceStub,
+    stub: pb_grpc.AgentRuntimeServiceAsyncStub,
     call: wire.RunTurnCall,
     *,
     peer_sender: PeerSender | None,
@@ -114,7 +113,7 @@ async def run_turn_stream(
         await answerer.write(pb.RunTurnStreamRequest(start=wire.run_turn_request_to_proto(call)))
         while True:
             msg = await rpc.read()
-            if msg is grpc.aio.EOF:
+            if not isinstance(msg, pb.RunTurnStreamResponse):  # EOF
                 raise RemoteError("UNKNOWN", "the runtime ended RunTurnStream without an output")
             kind = msg.WhichOneof("message")
             if kind == "callback":
@@ -122,7 +121,7 @@ async def run_turn_stream(
             elif kind == "progress" and progress is not None:
                 event = stream.progress_from_proto(msg.progress)
                 if event is not None:
-                    progress(event)
+                    await progress(event)
             elif kind == "output":
                 # The turn is done: the call's status follows on its own, unawaited
                 # (waiting for it costs a turn a wake-up more).

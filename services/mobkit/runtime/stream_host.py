@@ -18,7 +18,7 @@ from typing import Any
 from mobkit.core.errors import InvalidArgument, MobKitError
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.runtime.domain import AgentRuntime, CallbackUnavailable, SessionClosed, SessionNotFound
-from mobkit.runtime.progress import TurnProgress
+from mobkit.runtime.sdk import TurnProgress
 from mobkit.wire import runtime as wire
 from mobkit.wire import runtime_stream as stream
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
@@ -103,7 +103,7 @@ async def serve_turn(
     outbox: asyncio.Queue[pb.RunTurnStreamResponse | None] = asyncio.Queue()
     bridge = CallbackBridge(call.session_id, outbox.put_nowait)
 
-    def report(event: TurnProgress) -> None:
+    async def report(event: TurnProgress) -> None:
         outbox.put_nowait(stream.progress_to_proto(event))
 
     turn = asyncio.create_task(

@@ -27,8 +27,8 @@ from mobkit.server.addresses import check_addresses
 
 PROVIDERS = ("lease", "continuity", "roster", "topology", "customizer", "runtime")
 # The tables of a --config file, each read by the provider of the same name (runtime:
-# [profiles]; the orchestrator: [modules]). Any other table is a typo, refused.
-SECTIONS = ("profiles", "roster", "topology", "customizer", "continuity", "modules")
+# [profiles] and [llm]; the orchestrator: [modules]). Any other table is a typo, refused.
+SECTIONS = ("profiles", "roster", "topology", "customizer", "continuity", "modules", "llm")
 
 
 @dataclass
@@ -86,6 +86,8 @@ class Settings:
     call_token_file: str | None = None
     # HOST:PORT serving Prometheus /metrics; unset: no metrics endpoint.
     metrics_listen: str | None = None
+    # Chat Completions endpoint of llm agents (over [llm] base_url and OPENAI_BASE_URL).
+    llm_base_url: str | None = None
     sections: dict[str, Any] = field(default_factory=dict)
     config_path: str | None = None
 

@@ -36,7 +36,8 @@ def check(
     else:
         channel = grpc.secure_channel(address, tls.credentials(), options=options)
     with channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(
+        # types-grpcio-health-checking's HealthStub declares no methods.
+        reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
             health_pb2.HealthCheckRequest(service=service), timeout=timeout
         )
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))

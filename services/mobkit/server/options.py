@@ -19,6 +19,7 @@ GROUPS = {
     "events": "event log retention",
     "logging": "logging",
     "security": "TLS and bearer tokens",
+    "runtime": "agent runtime",
 }
 
 
@@ -196,6 +197,12 @@ OPTIONS: dict[str, OptionDoc] = {
         "file holding the bearer token this process presents to other services",
         "FILE",
         unset="none",
+    ),
+    "llm_base_url": OptionDoc(
+        "runtime",
+        "OpenAI-compatible Chat Completions endpoint of llm agents (over [llm] base_url)",
+        "URL",
+        unset="[llm] base_url, else OPENAI_BASE_URL, else OpenAI's",
     ),
     "metrics_listen": OptionDoc(
         "serving", "address serving Prometheus /metrics", "HOST:PORT", unset="no metrics endpoint"

@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import grpc
 
@@ -64,8 +63,9 @@ class Fleet:
             proc.kill()
 
 
-async def all_statuses(channel: grpc.aio.Channel) -> list[Any]:
-    out, token = [], ""
+async def all_statuses(channel: grpc.aio.Channel) -> list[pb.IdentityStatus]:
+    out: list[pb.IdentityStatus] = []
+    token = ""
     while True:
         reply = await stub(channel).ListIdentityStatuses(
             svc.ListIdentityStatusesRequest(page_size=1000, page_token=token), timeout=10
@@ -124,8 +124,9 @@ async def activations(channel: grpc.aio.Channel) -> dict[str, list[tuple[int, st
         reply = await stub(channel).ListEvents(request, timeout=10)
         for event in reply.events:
             if event.kind == "activated":
+                fields = event.data.fields  # a Struct: its numbers are doubles
                 out.setdefault(event.agent_identity, []).append(
-                    (int(event.data["fencing_token"]), str(event.data["owner"]))
+                    (int(fields["fencing_token"].number_value), fields["owner"].string_value)
                 )
         if not (token := reply.next_page_token):
             return out

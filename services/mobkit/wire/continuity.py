@@ -14,7 +14,7 @@ from mobkit.continuity.domain import (
     TurnReceipt,
 )
 from mobkit.core.errors import InvalidArgument
-from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
+from mobkit.core.identity import AgentIdentity, AgentRuntimeId, FencingToken, SessionId
 from mobkit.core.types import (
     AsyncReplicated,
     Broken,
@@ -200,7 +200,9 @@ def session_record_to_proto(found: SessionRecord | None) -> svc.ResolveRecordByS
 def session_record_from_proto(msg: svc.ResolveRecordBySessionResponse) -> SessionRecord | None:
     if not msg.HasField("record"):
         return None
-    return SessionRecord(record_from_proto(msg.record), msg.fencing_token, msg.checkpoint_version)
+    return SessionRecord(
+        record_from_proto(msg.record), FencingToken(msg.fencing_token), msg.checkpoint_version
+    )
 
 
 # -- health -------------------------------------------------------------------------------

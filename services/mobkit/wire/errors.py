@@ -44,7 +44,9 @@ class RemoteError(e.MobKitError):
 def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """The call's MobKit ErrorInfo, if its status details carry one."""
     try:
-        status = rpc_status.from_call(err)
+        # types-grpcio-status asks for a grpc.Call; from_call reads only code(), details()
+        # and trailing_metadata(), which a failed call's error (sync or aio) has too.
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
     except ValueError:  # details inconsistent with the call's code: not ours
         return None
     for detail in status.details if status is not None else ():

@@ -14,7 +14,7 @@ from typing import Any
 from google.protobuf import duration_pb2
 
 from mobkit.core.errors import InvalidArgument
-from mobkit.core.identity import AgentIdentity
+from mobkit.core.identity import AgentIdentity, FencingToken
 from mobkit.core.types import (
     Acquired,
     AlreadyHeld,
@@ -67,7 +67,9 @@ def grant_to_proto(grant: LeaseGrant) -> lease_pb2.LeaseGrant:
 def grant_from_proto(msg: lease_pb2.LeaseGrant) -> LeaseGrant:
     ttl = msg.ttl
     return LeaseGrant(
-        AgentIdentity(msg.identity), msg.fencing_token, _timedelta(ttl.seconds, ttl.nanos)
+        AgentIdentity(msg.identity),
+        FencingToken(msg.fencing_token),
+        _timedelta(ttl.seconds, ttl.nanos),
     )
 
 
@@ -164,7 +166,7 @@ def acquire_results_from_proto(
             grant, ttl = msg.acquired, msg.acquired.ttl
             identity = AgentIdentity(grant.identity)
             ttl_value = _timedelta(ttl.seconds, ttl.nanos)
-            append(Acquired(LeaseGrant(identity, grant.fencing_token, ttl_value)))
+            append(Acquired(LeaseGrant(identity, FencingToken(grant.fencing_token), ttl_value)))
         else:
             append(acquire_result_from_proto(msg))
     return out
@@ -178,7 +180,7 @@ def renew_results_from_proto(msgs: Iterable[lease_pb2.LeaseRenewResult]) -> list
             grant, ttl = msg.renewed, msg.renewed.ttl
             identity = AgentIdentity(grant.identity)
             ttl_value = _timedelta(ttl.seconds, ttl.nanos)
-            append(Renewed(LeaseGrant(identity, grant.fencing_token, ttl_value)))
+            append(Renewed(LeaseGrant(identity, FencingToken(grant.fencing_token), ttl_value)))
         else:
             append(renew_result_from_proto(msg))
     return out
@@ -204,7 +206,7 @@ def lease_from_proto(msg: lease_pb2.Lease) -> Lease:
     return Lease(
         AgentIdentity(msg.identity),
         msg.holder,
-        msg.fencing_token,
+        FencingToken(msg.fencing_token),
         duration_from_proto(msg.ttl_remaining),
     )
 
@@ -218,4 +220,6 @@ def lease_info_to_proto(info: LeaseInfo) -> lease_pb2.LeaseInfo:
 
 
 def lease_info_from_proto(msg: lease_pb2.LeaseInfo) -> LeaseInfo:
-    return LeaseInfo(msg.fencing_token, duration_from_proto(msg.ttl_remaining), msg.healthy)
+    return LeaseInfo(
+        FencingToken(msg.fencing_token), duration_from_proto(msg.ttl_remaining), msg.healthy
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 from mobkit.core import page_token
 from mobkit.core.errors import InvalidArgument
-from mobkit.core.identity import AgentIdentity, SessionId
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
 from mobkit.core.types import (
     ActivationFailure,
     DispatchInput,
@@ -15,6 +15,7 @@ from mobkit.core.types import (
     IdentityLifecycleState,
     IdentityStatus,
     MobStructuralEventEnvelope,
+    TokenUsage,
 )
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2
 from mobkit.wire.continuity import (
@@ -136,6 +137,21 @@ def dispatch_input_from_proto(msg: orchestrator_pb2.DispatchInput) -> DispatchIn
     )
 
 
+def usage_to_proto(usage: TokenUsage) -> orchestrator_pb2.TokenUsage:
+    return orchestrator_pb2.TokenUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def usage_from_proto(msg: Any) -> TokenUsage | None:
+    """The usage of a message's ``usage`` field; None when it is unset."""
+    if not msg.HasField("usage"):
+        return None
+    return TokenUsage(msg.usage.prompt_tokens, msg.usage.completion_tokens)
+
+
 def receipt_to_proto(r: DispatchReceipt) -> orchestrator_pb2.DispatchReceipt:
     msg = orchestrator_pb2.DispatchReceipt(
         identity=r.identity,
@@ -148,6 +164,8 @@ def receipt_to_proto(r: DispatchReceipt) -> orchestrator_pb2.DispatchReceipt:
     put_json(msg, "structured_output", r.structured_output, "receipt")
     if r.correlation_id is not None:
         msg.correlation_id = r.correlation_id
+    if r.usage is not None:
+        msg.usage.CopyFrom(usage_to_proto(r.usage))
     return msg
 
 
@@ -155,12 +173,13 @@ def receipt_from_proto(msg: orchestrator_pb2.DispatchReceipt) -> DispatchReceipt
     return DispatchReceipt(
         identity=AgentIdentity(msg.identity),
         session_id=SessionId(msg.session_id),
-        fencing_token=msg.fencing_token,
+        fencing_token=FencingToken(msg.fencing_token),
         checkpoint_version=msg.checkpoint_version,
         output=msg.output,
         structured_output=get_json(msg, "structured_output", "receipt"),
         correlation_id=msg.correlation_id if msg.HasField("correlation_id") else None,
         output_truncated=msg.output_truncated,
+        usage=usage_from_proto(msg),
     )
 
 

@@ -31,7 +31,12 @@ from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.runtime.domain import SessionInfo, TurnOutcome
 from mobkit.wire.customizer import draft_from_proto, draft_to_proto
 from mobkit.wire.json import get_json, put_json
-from mobkit.wire.orchestrator import origin_from_proto, origin_to_proto
+from mobkit.wire.orchestrator import (
+    origin_from_proto,
+    origin_to_proto,
+    usage_from_proto,
+    usage_to_proto,
+)
 from mobkit.wire.roster import (
     content_from_proto,
     content_to_proto,
@@ -215,6 +220,8 @@ def turn_outcome_to_proto(outcome: TurnOutcome) -> pb.RunTurnResponse:
     msg = pb.RunTurnResponse(output=outcome.output)
     put_json(msg, "structured_output", outcome.structured_output)
     _set_declared(msg, "turn", outcome.turn)
+    if outcome.usage is not None:
+        msg.usage.CopyFrom(usage_to_proto(outcome.usage))
     return msg
 
 
@@ -223,4 +230,5 @@ def turn_outcome_from_proto(msg: pb.RunTurnResponse) -> TurnOutcome:
         output=msg.output,
         turn=int(_get_declared(msg, "turn", 0)),
         structured_output=get_json(msg, "structured_output"),
+        usage=usage_from_proto(msg),
     )

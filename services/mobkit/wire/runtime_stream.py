@@ -13,7 +13,7 @@ from typing import Any
 from mobkit.core import jsontext
 from mobkit.core.errors import InvalidArgument, MobKitError
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
-from mobkit.runtime.progress import TextDelta, ToolCallFinished, ToolCallStarted, TurnProgress
+from mobkit.runtime.sdk import TurnProgress
 from mobkit.wire.errors import error_from_info
 
 
@@ -125,18 +125,12 @@ def result_from_proto(msg: pb.CallbackResult, *specific: type[MobKitError]) -> A
 
 def progress_to_proto(event: TurnProgress) -> pb.RunTurnStreamResponse:
     msg = pb.TurnProgress()
-    if isinstance(event, TextDelta):
+    if event.kind == "delta":
         msg.text_delta.text = event.text
-    elif isinstance(event, ToolCallStarted):
-        msg.tool_call_started.call_id = event.call_id
-        msg.tool_call_started.name = event.name
-        msg.tool_call_started.arguments_json = _object_text(
-            event.arguments, "tool_call_started.arguments_json"
-        )
+    elif event.kind == "tool_call_started":
+        msg.tool_call_started.name = event.text
     else:
-        msg.tool_call_finished.call_id = event.call_id
-        msg.tool_call_finished.name = event.name
-        msg.tool_call_finished.error_reason = event.error_reason or ""
+        msg.tool_call_finished.name = event.text
     return pb.RunTurnStreamResponse(progress=msg)
 
 
@@ -144,15 +138,9 @@ def progress_from_proto(msg: pb.TurnProgress) -> TurnProgress | None:
     """The event, or None for a kind this reader does not know (a newer runtime's)."""
     kind = msg.WhichOneof("event")
     if kind == "text_delta":
-        return TextDelta(msg.text_delta.text)
+        return TurnProgress("delta", msg.text_delta.text)
     if kind == "tool_call_started":
-        started = msg.tool_call_started
-        return ToolCallStarted(
-            started.call_id,
-            started.name,
-            _object(started.arguments_json, "progress.tool_call_started.arguments_json"),
-        )
+        return TurnProgress("tool_call_started", msg.tool_call_started.name)
     if kind == "tool_call_finished":
-        finished = msg.tool_call_finished
-        return ToolCallFinished(finished.call_id, finished.name, finished.error_reason or None)
+        return TurnProgress("tool_call_finished", msg.tool_call_finished.name)
     return None

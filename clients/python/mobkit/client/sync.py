@@ -32,9 +32,11 @@ from mobkit.client.providers import (
 )
 from mobkit.client.types import EventPage, Page, ReconcileResult
 from mobkit.continuity.domain import LoadedSnapshot, ResolveEntry, SessionRecord
+from mobkit.core.identity import FencingToken
 from mobkit.core.types import (
     AgentBuildContext,
     AgentBuildDraft,
+    Checkpoint,
     ContinuityHealth,
     ContinuityRecord,
     DispatchInput,
@@ -138,25 +140,15 @@ class ContinuityClient(_Sync):
     def load_session_snapshot(self, session_id: str) -> LoadedSnapshot | None:
         return self._loop.run(self._a.load_session_snapshot(session_id))
 
-    def save_session_snapshot(
-        self,
-        identity: str,
-        session_id: str,
-        generation: int,
-        version: int,
-        fencing_token: int,
-        snapshot: SessionSnapshot,
-    ) -> str:
-        return self._loop.run(
-            self._a.save_session_snapshot(
-                identity, session_id, generation, version, fencing_token, snapshot
-            )
-        )
+    def save_session_snapshot(self, checkpoint: Checkpoint) -> str:
+        return self._loop.run(self._a.save_session_snapshot(checkpoint))
 
-    def upsert_continuity_record(self, record: ContinuityRecord, fencing_token: int) -> None:
+    def upsert_continuity_record(
+        self, record: ContinuityRecord, fencing_token: FencingToken
+    ) -> None:
         self._loop.run(self._a.upsert_continuity_record(record, fencing_token))
 
-    def delete_continuity_record(self, identity: str, fencing_token: int) -> None:
+    def delete_continuity_record(self, identity: str, fencing_token: FencingToken) -> None:
         self._loop.run(self._a.delete_continuity_record(identity, fencing_token))
 
     def delete_session_snapshot_if_current_revision(

@@ -36,7 +36,8 @@ from mobkit.compat.meerkat import convert
 from mobkit.compat.meerkat.errors import UnexpectedAnswer, reasons_in_messages
 from mobkit.continuity.client import GrpcContinuityStore
 from mobkit.core.errors import ContinuityRecordNotFound, StaleCheckpointVersion
-from mobkit.core.types import SessionSnapshot
+from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
+from mobkit.core.types import Checkpoint, SessionSnapshot
 
 UPSERT_ATTEMPTS = 5
 """Upserts repeated at the stored version before giving up: each repeat means a save
@@ -104,12 +105,14 @@ class ContinuityStoreAdapter:
     ) -> None:
         with reasons_in_messages():
             await self._client.save_session_snapshot(
-                identity,
-                session_id,
-                generation,
-                version,
-                fencing_token,
-                SessionSnapshot(snapshot.data),
+                Checkpoint(
+                    identity=AgentIdentity(identity),
+                    session_id=SessionId(session_id),
+                    generation=generation,
+                    checkpoint_version=version,
+                    fencing_token=FencingToken(fencing_token),
+                    snapshot=SessionSnapshot(snapshot.data),
+                )
             )
 
     async def upsert_continuity_record(
@@ -119,7 +122,7 @@ class ContinuityStoreAdapter:
             ours = convert.record_from_sdk(record)
             for attempt in range(UPSERT_ATTEMPTS):
                 try:
-                    await self._client.upsert_continuity_record(ours, fencing_token)
+                    await self._client.upsert_continuity_record(ours, FencingToken(fencing_token))
                     return
                 except StaleCheckpointVersion as exc:
                     stored = getattr(exc, "current", None)
@@ -134,7 +137,7 @@ class ContinuityStoreAdapter:
     async def delete_continuity_record(self, identity: str, fencing_token: int) -> None:
         with reasons_in_messages():
             try:
-                await self._client.delete_continuity_record(identity, fencing_token)
+                await self._client.delete_continuity_record(identity, FencingToken(fencing_token))
             except ContinuityRecordNotFound:
                 return  # already gone; the token passed the fence (checked first)
 

@@ -28,7 +28,7 @@ from meerkat_mobkit import identity_first_models as sdk_models
 from meerkat_mobkit import identity_first_providers as sdk
 
 from mobkit.core.errors import InvalidArgument
-from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
+from mobkit.core.identity import AgentIdentity, AgentRuntimeId, FencingToken, SessionId
 from mobkit.core.types import (
     Acquired,
     AgentAddressability,
@@ -106,7 +106,9 @@ def grant_from_sdk(grant: sdk.LeaseGrant) -> LeaseGrant:
     if isinstance(grant.ttl_ms, bool) or not isinstance(grant.ttl_ms, int) or grant.ttl_ms < 0:
         raise InvalidArgument("ttl", f"must be a non-negative integer of ms for {grant.identity!r}")
     return LeaseGrant(
-        AgentIdentity(grant.identity), grant.fencing_token, timedelta(milliseconds=grant.ttl_ms)
+        AgentIdentity(grant.identity),
+        FencingToken(grant.fencing_token),
+        timedelta(milliseconds=grant.ttl_ms),
     )
 
 

@@ -252,6 +252,7 @@ class DispatchReceipt(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     OUTPUT_TRUNCATED_FIELD_NUMBER: _builtins.int
     STRUCTURED_OUTPUT_JSON_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity that ran the turn."""
     session_id: _builtins.str
@@ -282,6 +283,12 @@ class DispatchReceipt(_message.Message):
         readers.
         """
 
+    @_builtins.property
+    def usage(self) -> Global___TokenUsage:
+        """Tokens the turn's model calls used (the `llm` agent kind); unset for
+        agents that call no model.
+        """
+
     def __init__(
         self,
         *,
@@ -294,16 +301,49 @@ class DispatchReceipt(_message.Message):
         correlation_id: _builtins.str | None = ...,
         output_truncated: _builtins.bool = ...,
         structured_output_json: _builtins.str = ...,
+        usage: Global___TokenUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "correlation_id", b"correlation_id", "structured_output", b"structured_output"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "correlation_id", b"correlation_id", "structured_output", b"structured_output", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "checkpoint_version", b"checkpoint_version", "correlation_id", b"correlation_id", "fencing_token", b"fencing_token", "identity", b"identity", "output", b"output", "output_truncated", b"output_truncated", "session_id", b"session_id", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id", "checkpoint_version", b"checkpoint_version", "correlation_id", b"correlation_id", "fencing_token", b"fencing_token", "identity", b"identity", "output", b"output", "output_truncated", b"output_truncated", "session_id", b"session_id", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__correlation_id: _TypeAlias = _typing.Literal["correlation_id"]  # noqa: Y015
     _WhichOneofArgType__correlation_id: _TypeAlias = _typing.Literal["_correlation_id", b"_correlation_id"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__correlation_id) -> _WhichOneofReturnType__correlation_id | None: ...
 
 Global___DispatchReceipt: _TypeAlias = DispatchReceipt  # noqa: Y015
+
+@_typing.final
+class TokenUsage(_message.Message):
+    """Tokens a turn's model calls used, summed over its calls, as the model's
+    endpoint counted them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
+    prompt_tokens: _builtins.int
+    """Tokens of the prompts sent (history, instructions, tool results)."""
+    completion_tokens: _builtins.int
+    """Tokens the model produced."""
+    total_tokens: _builtins.int
+    """prompt_tokens + completion_tokens."""
+    def __init__(
+        self,
+        *,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        total_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenUsage: _TypeAlias = TokenUsage  # noqa: Y015
 
 @_typing.final
 class IdentityStatus(_message.Message):

@@ -168,7 +168,11 @@ class OrchestratorServiceServicer:
         build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
         TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
         MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
-        died during the call).
+        died during the call). From an `llm` agent's model (the turn then leaves
+        no checkpoint): MODEL_UNAVAILABLE (UNAVAILABLE, unreachable, timed out, or
+        429/5xx after its retries; metadata model, detail), MODEL_FAILED
+        (FAILED_PRECONDITION, the endpoint refused the request, or tool calls past
+        the turn's bound; metadata model, detail).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -77,7 +77,11 @@ class OrchestratorServiceStub:
     build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
     TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
     MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
-    died during the call).
+    died during the call). From an `llm` agent's model (the turn then leaves
+    no checkpoint): MODEL_UNAVAILABLE (UNAVAILABLE, unreachable, timed out, or
+    429/5xx after its retries; metadata model, detail), MODEL_FAILED
+    (FAILED_PRECONDITION, the endpoint refused the request, or tool calls past
+    the turn's bound; metadata model, detail).
     """
     Dispatch: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.DispatchRequest, _orchestrator_service_pb2.DispatchResponse]
     """As Send, but also reaches internal_only identities (for connectors,
@@ -200,7 +204,11 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
     TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
     MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
-    died during the call).
+    died during the call). From an `llm` agent's model (the turn then leaves
+    no checkpoint): MODEL_UNAVAILABLE (UNAVAILABLE, unreachable, timed out, or
+    429/5xx after its retries; metadata model, detail), MODEL_FAILED
+    (FAILED_PRECONDITION, the endpoint refused the request, or tool calls past
+    the turn's bound; metadata model, detail).
     """
     Dispatch: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.DispatchRequest, _orchestrator_service_pb2.DispatchResponse]  # type: ignore[assignment]
     """As Send, but also reaches internal_only identities (for connectors,
@@ -344,7 +352,11 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         build draft does not list the tool), TOOL_NOT_FOUND (NOT_FOUND),
         TOOL_FAILED (FAILED_PRECONDITION, the tool reported an error),
         MODULE_UNAVAILABLE (UNAVAILABLE, the module is restarting, parked, or
-        died during the call).
+        died during the call). From an `llm` agent's model (the turn then leaves
+        no checkpoint): MODEL_UNAVAILABLE (UNAVAILABLE, unreachable, timed out, or
+        429/5xx after its retries; metadata model, detail), MODEL_FAILED
+        (FAILED_PRECONDITION, the endpoint refused the request, or tool calls past
+        the turn's bound; metadata model, detail).
         """
 
     @_abc_1.abstractmethod

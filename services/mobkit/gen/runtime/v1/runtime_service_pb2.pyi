@@ -255,6 +255,7 @@ class RunTurnResponse(_message.Message):
     PEER_MESSAGES_FIELD_NUMBER: _builtins.int
     TURN_FIELD_NUMBER: _builtins.int
     STRUCTURED_OUTPUT_JSON_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     output: _builtins.str
     """The agent's text output."""
     turn: _builtins.int
@@ -277,6 +278,10 @@ class RunTurnResponse(_message.Message):
         orchestrator.
         """
 
+    @_builtins.property
+    def usage(self) -> _orchestrator_pb2.TokenUsage:
+        """Tokens the turn's model calls used; unset for agents that call no model."""
+
     def __init__(
         self,
         *,
@@ -285,10 +290,11 @@ class RunTurnResponse(_message.Message):
         peer_messages: _abc.Iterable[_runtime_pb2.PeerMessage] | None = ...,
         turn: _builtins.int = ...,
         structured_output_json: _builtins.str = ...,
+        usage: _orchestrator_pb2.TokenUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_output", b"structured_output"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_output", b"structured_output", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json", "turn", b"turn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "peer_messages", b"peer_messages", "structured_output", b"structured_output", "structured_output_json", b"structured_output_json", "turn", b"turn", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -670,13 +676,14 @@ class ToolCallStarted(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
-    """Names the call within the turn: its ToolCallFinished repeats it (the
-    runtime's own id, not necessarily its CallbackRequest's call_id).
+    """Names the call within the turn, when the runtime names its calls: its
+    ToolCallFinished repeats it (the runtime's own id, not necessarily its
+    CallbackRequest's call_id). May be empty.
     """
     name: _builtins.str
-    """The qualified tool name."""
+    """The qualified tool name (or what the agent calls the step, e.g. a peer)."""
     arguments_json: _builtins.str
-    """The arguments as JSON text (a JSON object)."""
+    """The arguments as JSON text (a JSON object); may be empty."""
     def __init__(
         self,
         *,
@@ -702,11 +709,13 @@ class ToolCallFinished(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ERROR_REASON_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
-    """The call_id of its ToolCallStarted."""
+    """The call_id of its ToolCallStarted (may be empty)."""
     name: _builtins.str
     """The qualified tool name."""
     error_reason: _builtins.str
-    """Empty when it succeeded, else the reason of its error (TOOL_FAILED, ...)."""
+    """The reason of its error (TOOL_FAILED, ...) when the runtime reports it;
+    empty when it succeeded or the runtime does not say.
+    """
     def __init__(
         self,
         *,

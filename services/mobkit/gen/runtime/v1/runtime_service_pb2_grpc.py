@@ -111,7 +111,8 @@ class AgentRuntimeServiceServicer:
 
         Errors: SESSION_NOT_FOUND, INVALID_ARGUMENT, TOPOLOGY_VIOLATION
         (PERMISSION_DENIED, the agent messaged an identity outside peers;
-        metadata from / to), BACKEND_UNAVAILABLE.
+        metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
+        and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

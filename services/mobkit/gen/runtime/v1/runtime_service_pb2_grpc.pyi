@@ -65,7 +65,8 @@ class AgentRuntimeServiceStub:
 
     Errors: SESSION_NOT_FOUND, INVALID_ARGUMENT, TOPOLOGY_VIOLATION
     (PERMISSION_DENIED, the agent messaged an identity outside peers;
-    metadata from / to), BACKEND_UNAVAILABLE.
+    metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
+    and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
     """
     RunTurnStream: _grpc.StreamStreamMultiCallable[_runtime_service_pb2.RunTurnStreamRequest, _runtime_service_pb2.RunTurnStreamResponse]
     """Runs one agent turn as a conversation: the runtime may call back into the
@@ -151,7 +152,8 @@ class AgentRuntimeServiceAsyncStub(AgentRuntimeServiceStub):
 
     Errors: SESSION_NOT_FOUND, INVALID_ARGUMENT, TOPOLOGY_VIOLATION
     (PERMISSION_DENIED, the agent messaged an identity outside peers;
-    metadata from / to), BACKEND_UNAVAILABLE.
+    metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
+    and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
     """
     RunTurnStream: _aio.StreamStreamMultiCallable[_runtime_service_pb2.RunTurnStreamRequest, _runtime_service_pb2.RunTurnStreamResponse]  # type: ignore[assignment]
     """Runs one agent turn as a conversation: the runtime may call back into the
@@ -252,7 +254,8 @@ class AgentRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: SESSION_NOT_FOUND, INVALID_ARGUMENT, TOPOLOGY_VIOLATION
         (PERMISSION_DENIED, the agent messaged an identity outside peers;
-        metadata from / to), BACKEND_UNAVAILABLE.
+        metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
+        and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
         """
 
     @_abc_1.abstractmethod

@@ -58,6 +58,18 @@ class EchoServer:
 
         return one
 
+    def call_stream(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[object]]:
+        """One message each way on a bidirectional call."""
+        rpc = channel.stream_stream("/bench.Echo/EchoStream")
+        payload = b"x" * 64
+
+        async def one(_: int) -> object:
+            call = rpc(timeout=10)
+            await call.write(payload)
+            return await call.read()
+
+        return one
+
     def __exit__(self, *exc: object) -> None:
         self.proc.kill()
         self.proc.wait(5)

@@ -11,6 +11,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescr
 
 UNARY = (False, False)
 SERVER_STREAM = (False, True)
+BIDI = (True, True)
 
 # package -> service -> rpc -> (client_streaming, server_streaming); names from API.md.
 API: dict[str, dict[str, dict[str, tuple[bool, bool]]]] = {
@@ -46,10 +47,13 @@ API: dict[str, dict[str, dict[str, tuple[bool, bool]]]] = {
         "AgentCustomizerService": dict.fromkeys(["CustomizeBuild", "AfterCreate"], UNARY),
     },
     "runtime": {
-        "AgentRuntimeService": dict.fromkeys(
-            ["CreateSession", "ResumeSession", "RunTurn", "ExportSnapshot", "CloseSession"],
-            UNARY,
-        ),
+        "AgentRuntimeService": {
+            **dict.fromkeys(
+                ["CreateSession", "ResumeSession", "RunTurn", "ExportSnapshot", "CloseSession"],
+                UNARY,
+            ),
+            "RunTurnStream": BIDI,
+        },
     },
     "orchestrator": {
         "OrchestratorService": {

@@ -49,10 +49,6 @@ def _banner(settings: Settings, address: str, etcd_endpoint: str, providers: dic
         where = [f"  orchestrator             : {address}"] + [
             f"  {key + ' service':<25}: {addr}" for key, addr in providers.items()
         ]
-        where.append(
-            "  (a remote runtime: agents' peer messages and tool calls answer "
-            "CALLBACK_UNAVAILABLE; see README, 'A remote runtime')"
-        )
     lease = f" --lease-addr {providers['lease']}" if "lease" in providers else ""
     cli = _cli_name()
     return "\n".join(

@@ -1,5 +1,5 @@
-"""``mobkit up --split``: one process per provider, the runtime remote. What works through
-it, and the clean errors for what does not yet (peer messages and tool calls)."""
+"""``mobkit up --split``: one process per provider, the runtime remote. Turns, and the
+agents' peer messages and module tool calls, which come back over RunTurnStream."""
 
 from __future__ import annotations
 
@@ -71,7 +71,6 @@ def test_the_banner_shows_every_provider_address(split_suite: dict[str, str]) ->
         assert re.fullmatch(r"127\.0\.0\.1:\d+", split_suite[name]), name
     assert len({split_suite[name] for name in names}) == 7
     assert "orchestrator + providers" not in split_suite["banner"]
-    assert "CALLBACK_UNAVAILABLE" in split_suite["banner"]
     orchestrator, lease = split_suite["orchestrator"], split_suite["lease service"]
     assert f"mobkit leases --addr {orchestrator} --lease-addr {lease}" in split_suite["banner"]
 
@@ -82,22 +81,32 @@ def test_turns_run_in_the_remote_runtime(split_suite: dict[str, str]) -> None:
     assert "the milk" in run.stdout
 
 
-@pytest.mark.parametrize(
-    ("text", "callback"),
-    [("tool clock.now {}", "a tool call"), ("ask worker-1 hello", "a peer message")],
-)
-def test_tools_and_peers_through_a_remote_runtime_are_callback_unavailable(
-    split_suite: dict[str, str], text: str, callback: str
+def test_peer_messages_and_tools_work_through_a_remote_runtime(
+    split_suite: dict[str, str],
 ) -> None:
-    run = mobkit("send", "coordinator", text, "--addr", split_suite["orchestrator"])
-    assert run.returncode == 6, run.stdout + run.stderr  # unavailable, not INTERNAL (1)
-    [line] = run.stderr.splitlines()
-    assert line.startswith("mobkit send: CALLBACK_UNAVAILABLE: session 'sess-"), line
-    assert f"{callback} cannot reach the orchestrator from this runtime" in line
-    scripted = mobkit("send", "coordinator", text, "--addr", split_suite["orchestrator"], "--json")
-    assert '"reason": "CALLBACK_UNAVAILABLE"' in scripted.stderr and scripted.returncode == 6
+    orchestrator = split_suite["orchestrator"]
+    asked = mobkit("send", "coordinator", "ask worker-1 hello", "--addr", orchestrator)
+    assert asked.returncode == 0, asked.stderr
+    assert "worker-1 said: [worker-1 turn " in asked.stdout  # the peer's own turn answered
+    tool = mobkit("send", "coordinator", "tool clock.now {}", "--addr", orchestrator)
+    assert tool.returncode == 0, tool.stderr
+    assert "called clock.now: " in tool.stdout and '"label": "example"' in tool.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "code"),
+    [("ask worker-2 hello", "TOPOLOGY_VIOLATION", 5), ("tool clock.now {}", "TOOL_NOT_GRANTED", 7)],
+)
+def test_refused_callbacks_through_a_remote_runtime_keep_their_reasons(
+    split_suite: dict[str, str], text: str, reason: str, code: int
+) -> None:
+    """A worker may message only the coordinator, and no tool is granted to it."""
+    orchestrator = split_suite["orchestrator"]
+    run = mobkit("send", "worker-1", text, "--addr", orchestrator, "--json")
+    assert f'"reason": "{reason}"' in run.stderr, run.stdout + run.stderr
+    assert run.returncode == code, run.stderr  # refused or denied, not INTERNAL (1)
     # The failed turn left no trace: the next one runs on the checkpointed state.
-    after = mobkit("send", "coordinator", "recall", "--addr", split_suite["orchestrator"])
+    after = mobkit("send", "worker-1", "recall", "--addr", orchestrator)
     assert after.returncode == 0, after.stderr
 
 

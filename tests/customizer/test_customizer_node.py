@@ -7,10 +7,6 @@ ErrorInfo in grpc-status-details-bin), so the adapter raises CustomizerFailed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,52 +18,16 @@ from mobkit.core.errors import CustomizerFailed
 from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSpec, ExternalToolDef
 from mobkit.customizer.client import GrpcAgentCustomizer
 from mobkit.customizer.domain import after_create_best_effort
+from mobkit.testing.node import node_server
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "clients" / "customizer-node"
 INSTRUCTION = "Keep answers short: a Node.js customizer asked for it."
 
 
-def _npm_install() -> None:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node/npm not installed: the Node customizer cannot run here")
-    if (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        return  # cached
-    subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund"],
-        cwd=NODE_DIR,
-        check=True,
-        timeout=240,
-        stdout=subprocess.DEVNULL,
-    )
-
-
 @pytest.fixture
 async def node_customizer() -> AsyncIterator[str]:
-    await asyncio.to_thread(_npm_install)
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(NODE_DIR / "server.js"),
-        "--listen",
-        "127.0.0.1:0",
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stderr is not None
-        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode().strip()
-        assert line.startswith("listening on "), line
-        yield line.removeprefix("listening on ")
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                with contextlib.suppress(ProcessLookupError):
-                    await proc.wait()
+    async with node_server(NODE_DIR) as address:
+        yield address
 
 
 @pytest.mark.timeout(300)  # a first run installs the npm packages

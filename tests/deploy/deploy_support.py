@@ -42,7 +42,19 @@ def settings_for(command: Sequence[str], env: Mapping[str, str]) -> Settings:
     """The settings a container gets from its command and environment (validated)."""
     unknown = sorted(k for k in env if k.startswith("MOBKIT_") and k not in ENV_NAMES)
     assert not unknown, f"not MobKit settings: {unknown}"
-    return load_settings(parse_mobkit(command), env=dict(env))
+    return load_settings(parse_mobkit(command), env=read_mounted_config(env))
+
+
+CONFIG = ROOT / "deploy" / "mobkit.toml"
+"""The config file compose and k8s mount at :data:`MOUNTED_CONFIG` (customizer, orchestrator)."""
+MOUNTED_CONFIG = "/etc/mobkit/mobkit.toml"
+
+
+def read_mounted_config(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with a mounted config file read from the repository instead."""
+    if env.get("MOBKIT_CONFIG") != MOUNTED_CONFIG:
+        return dict(env)
+    return {**env, "MOBKIT_CONFIG": str(CONFIG)}
 
 
 def hostport(value: str) -> tuple[str, int]:

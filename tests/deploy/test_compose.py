@@ -12,10 +12,19 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from deploy_support import ENV_NAMES, ROOT, hostport, parse_mobkit, settings_for
+from deploy_support import (
+    CONFIG,
+    ENV_NAMES,
+    MOUNTED_CONFIG,
+    ROOT,
+    hostport,
+    parse_mobkit,
+    settings_for,
+)
 
 from mobkit.client.options import DEFAULT_ADDRESS
 from mobkit.etcd.process import DEFAULT_QUOTA_BYTES
+from mobkit.modules.config import parse_modules
 from mobkit.roster.document import parse_roster_toml
 from mobkit.server.catalog import CATALOG
 
@@ -108,6 +117,26 @@ def test_three_member_etcd_cluster(compose: dict[str, Any]) -> None:
     assert members == {name: f"http://{name}:2380" for name in etcd}
     endpoints = settings_for(["serve", "lease"], _env(compose["services"]["lease"])).etcd_endpoints
     assert endpoints == [f"http://{name}:2379" for name in sorted(etcd)]
+
+
+def test_the_customizer_and_the_orchestrator_read_the_mounted_config(
+    compose: dict[str, Any],
+) -> None:
+    """deploy/mobkit.toml: the example module runs beside the orchestrator (the runtime
+    container's agents reach it over RunTurnStream) and the customizer grants it."""
+    for key in ("customizer", "orchestrator"):
+        service = compose["services"][key]
+        assert _env(service)["MOBKIT_CONFIG"] == MOUNTED_CONFIG, key
+        source, target, mode = service["volumes"][0].split(":")
+        assert (ROOT / source, target, mode) == (CONFIG, MOUNTED_CONFIG, "ro"), key
+    orchestrator = compose["services"]["orchestrator"]
+    settings = settings_for(orchestrator["command"], _env(orchestrator))
+    modules = parse_modules(settings.sections["modules"])
+    assert [m.id for m in modules.modules] == ["clock"] and modules.required == {"clock"}
+    rules = settings.sections["customizer"]["rules"]
+    assert [t["name"] for r in rules for t in r["external_tools"]] == ["clock.now"]
+    runtime = compose["services"]["runtime"]
+    assert "MOBKIT_CONFIG" not in _env(runtime) and "volumes" not in runtime
 
 
 def test_mounted_roster_is_valid(compose: dict[str, Any]) -> None:

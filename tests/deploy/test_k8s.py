@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import ENV_NAMES, ROOT, hostport, settings_for
+from deploy_support import CONFIG, ENV_NAMES, MOUNTED_CONFIG, ROOT, hostport, settings_for
 
 from mobkit.client.options import DEFAULT_ADDRESS
 from mobkit.etcd.process import DEFAULT_QUOTA_BYTES
@@ -109,6 +109,27 @@ def test_roster_configmap_matches_the_compose_roster(docs: list[dict[str, Any]])
     assert parse_roster_toml(roster) == parse_roster_toml(
         (ROOT / "deploy" / "roster.toml").read_text()
     )
+
+
+def test_the_customizer_and_the_orchestrator_mount_the_shared_config(
+    docs: list[dict[str, Any]],
+) -> None:
+    settings = _by_kind(docs, "ConfigMap")["mobkit-settings"]["data"]["mobkit.toml"]
+    assert settings == CONFIG.read_text()  # the file compose mounts, word for word
+    config = _by_kind(docs, "ConfigMap")["mobkit-config"]["data"]
+    for key in CATALOG:
+        pod = _by_kind(docs, "Deployment")[f"mobkit-{key}"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = _container_env(container, config)
+        if key not in ("customizer", "orchestrator"):
+            assert "MOBKIT_CONFIG" not in env, key  # the runtime needs none of it
+            continue
+        assert env["MOBKIT_CONFIG"] == MOUNTED_CONFIG, key
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/etc/mobkit"]
+        assert mount["readOnly"] is True
+        assert volumes[mount["name"]]["configMap"]["name"] == "mobkit-settings", key
+        assert settings_for(container["args"], env).sections.get("modules") or key != "orchestrator"
 
 
 def test_etcd_runs_with_compaction_and_a_quota_at_the_configured_endpoints(

@@ -57,10 +57,6 @@ async def runtime(request: pytest.FixtureRequest, served: Any) -> AgentRuntime:
     return GrpcAgentRuntime(channel, timeout=10)
 
 
-def remote(runtime: AgentRuntime) -> bool:
-    return isinstance(runtime, GrpcAgentRuntime)
-
-
 async def say(runtime: AgentRuntime, session_id: str, text: str, **kw: Any) -> str:
     return (await runtime.run_turn(session_id, DispatchInput(text), **kw)).output
 
@@ -232,7 +228,10 @@ async def test_messaging_a_non_peer_is_a_topology_violation(runtime: AgentRuntim
     assert "turn 1" in await say(runtime, info.session_id, "recall")
 
 
-async def test_peer_messages_are_in_process_only(runtime: AgentRuntime) -> None:
+async def test_peer_messages_reach_the_orchestrator_from_either_runtime(
+    runtime: AgentRuntime,
+) -> None:
+    """In-process the callback is called directly; over gRPC through RunTurnStream."""
     info = await runtime.create_session("planner", "notebook", DRAFT)
     sent: list[tuple[str, str]] = []
 
@@ -241,14 +240,18 @@ async def test_peer_messages_are_in_process_only(runtime: AgentRuntime) -> None:
         return "done"
 
     turn = say(runtime, info.session_id, "ask worker hi", peers=("worker",), peer_sender=deliver)
-    if remote(runtime):
-        with pytest.raises(CallbackUnavailable):
-            await turn
-        assert sent == []
-        assert "turn 1" in await say(runtime, info.session_id, "recall")
-    else:
-        assert await turn == "[planner turn 1] asked worker. I remember: worker said: done"
-        assert sent == [("worker", "hi")]
+    assert await turn == "[planner turn 1] asked worker. I remember: worker said: done"
+    assert sent == [("worker", "hi")]
+
+
+async def test_without_callbacks_a_peer_message_is_callback_unavailable(
+    runtime: AgentRuntime,
+) -> None:
+    """A turn given no peer_sender (over gRPC: the unary RunTurn of v1 callers)."""
+    info = await runtime.create_session("planner", "notebook", DRAFT)
+    with pytest.raises(CallbackUnavailable):
+        await say(runtime, info.session_id, "ask worker hi", peers=("worker",))
+    assert "turn 1" in await say(runtime, info.session_id, "recall")
 
 
 # -- the wire: codes and reasons ---------------------------------------------------------------

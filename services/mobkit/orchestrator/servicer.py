@@ -52,7 +52,7 @@ ERRORS: ErrorTable = service_errors(
     e.SelfEdge,
     *e.CONTINUITY_ERRORS,
     SessionNotFound,
-    CallbackUnavailable,  # a remote runtime's agent messaged a peer, ...
+    CallbackUnavailable,  # an agent called back where its turn has no callback
     ModelUnavailable,  # an llm agent's model (its turn rolled back)
     ModelFailed,
     *MODULE_ERRORS,  # a turn's tool calls

@@ -36,6 +36,8 @@ from mobkit.orchestrator.ports import resolve_states
 from mobkit.orchestrator.replica import PEER_CALL_TIMEOUT, Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.upkeep import Upkeep
+from mobkit.runtime.domain import SessionNotFound, TurnOutcome
+from mobkit.runtime.sdk import ProgressSink
 
 log = logging.getLogger("mobkit.orchestrator")
 
@@ -56,11 +58,13 @@ class Turns:
         *,
         forwarded: bool = False,
         timeout: float | None = None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
-        """A turn from outside the mob (an internal-only identity refuses it)."""
+        """A turn from outside the mob (an internal-only identity refuses it).
+        ``progress`` sees the turn's progress when it runs on this replica."""
         if self.r.slot(identity).spec.addressability is AgentAddressability.INTERNAL_ONLY:
             raise NotAddressable(identity)
-        return await self._deliver(identity, message, False, forwarded, timeout)
+        return await self._deliver(identity, message, False, forwarded, timeout, progress)
 
     async def dispatch(
         self,
@@ -69,9 +73,10 @@ class Turns:
         *,
         forwarded: bool = False,
         timeout: float | None = None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
         """A turn from the mob itself (a flow, a peer), whatever the addressability."""
-        return await self._deliver(identity, message, True, forwarded, timeout)
+        return await self._deliver(identity, message, True, forwarded, timeout, progress)
 
     async def _deliver(
         self,
@@ -80,19 +85,22 @@ class Turns:
         dispatch: bool,
         forwarded: bool,
         timeout: float | None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
         slot = self.r.slot(identity)
         check_dispatch_input(message)
         return await self.forwarding.deliver(
             slot,
             message,
-            lambda: self._here(slot, message),
+            lambda: self._here(slot, message, progress),
             dispatch=dispatch,
             forwarded=forwarded,
             timeout=timeout,
         )
 
-    async def _here(self, slot: IdentitySlot, message: DispatchInput) -> DispatchReceipt | None:
+    async def _here(
+        self, slot: IdentitySlot, message: DispatchInput, progress: ProgressSink | None = None
+    ) -> DispatchReceipt | None:
         """The turn on this replica: a replay of its key, or a new turn; None when the
         identity is not (or no longer) Active here."""
         async with slot.lock:
@@ -102,7 +110,7 @@ class Turns:
                 if replay is not None:
                     return replay
             if slot.state is S.ACTIVE and slot.grant is not None:
-                return await self._turn(slot, message)
+                return await self._turn(slot, message, progress)
         return None
 
     async def _replay(self, slot: IdentitySlot, key: str) -> DispatchReceipt | None:
@@ -120,21 +128,25 @@ class Turns:
             return None  # from before a reset: the new generation runs it afresh
         return receipt
 
-    async def _turn(self, slot: IdentitySlot, message: DispatchInput) -> DispatchReceipt:
+    async def _turn(
+        self, slot: IdentitySlot, message: DispatchInput, progress: ProgressSink | None = None
+    ) -> DispatchReceipt:
         if slot.state is not S.ACTIVE or slot.gate is None or slot.grant is None:
             raise NotActive(slot.identity, slot.state.value)
         gate, grant = slot.gate, slot.grant
         session_id, identity = slot.session_id, slot.identity
         assert session_id is not None and slot.generation is not None
-        version = (slot.checkpoint_version or 0) + 1
-        outcome = await self.r.p.runtime.run_turn(
-            session_id,
-            message,
-            peers=self.r.peers_of(identity),
-            peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
-            tool_caller=self.r.modules.caller(identity, slot.draft) if self.r.modules else None,
-        )
+        try:
+            outcome = await self._run(slot, session_id, message, progress)
+        except SessionNotFound:
+            # The runtime lost the session (a remote runtime restarted): the turn did
+            # not run. Resume the session from its checkpoint and run it there.
+            await self._rewind(slot)
+            if slot.state is not S.ACTIVE:
+                raise NotActive(identity, slot.state.value) from None
+            outcome = await self._run(slot, session_id, message, progress)
         gate.ensure_open()
+        version = (slot.checkpoint_version or 0) + 1
         receipt = DispatchReceipt(
             identity=AgentIdentity(identity),
             session_id=SessionId(session_id),
@@ -190,6 +202,23 @@ class Turns:
             },
         )
         return receipt
+
+    async def _run(
+        self,
+        slot: IdentitySlot,
+        session_id: str,
+        message: DispatchInput,
+        progress: ProgressSink | None,
+    ) -> TurnOutcome:
+        identity = slot.identity
+        return await self.r.p.runtime.run_turn(
+            session_id,
+            message,
+            peers=self.r.peers_of(identity),
+            peer_sender=lambda peer, text: self._peer_message(identity, peer, text),
+            tool_caller=self.r.modules.caller(identity, slot.draft) if self.r.modules else None,
+            progress=progress,
+        )
 
     async def _rewind(self, slot: IdentitySlot) -> None:
         """A turn ran but its checkpoint was not confirmed. The write may still have

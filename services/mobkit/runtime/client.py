@@ -1,17 +1,12 @@
 """gRPC client adapter: an :class:`~mobkit.runtime.domain.AgentRuntime` over the
 AgentRuntimeService, raising the same domain exceptions as the in-process runtime.
 
-Limits of the remote seam (the protos carry data, not callbacks):
-
-* ``peer_sender`` and ``tool_caller`` stay in this process and are never called: an
-  agent that messages a peer (or calls a tool) during a remote turn fails the turn
-  with :class:`~mobkit.runtime.domain.CallbackUnavailable` (reason
-  CALLBACK_UNAVAILABLE), or ``TopologyViolation`` if the target is not a peer. Host
-  agents that talk to peers in the orchestrator's process.
-* until the protos carry them (see :mod:`mobkit.wire.runtime`), ``agent_runtime_id``
-  on create is not sent (the runtime mints one: use the returned ``SessionInfo``),
-  and :class:`~mobkit.runtime.domain.TurnOutcome` ``turn`` and ``SessionInfo.turns``
-  read 0.
+A turn with callbacks (``peer_sender``, ``tool_caller``) or a ``progress`` sink runs
+over ``RunTurnStream`` (:mod:`mobkit.runtime.stream_client`): the agent's peer
+messages and tool calls come back here and are answered with them, with the same
+results and errors as in-process. A turn with none of them uses the unary
+``RunTurn``, where an agent that calls back fails with CALLBACK_UNAVAILABLE, as it
+does in-process without callbacks.
 """
 
 from __future__ import annotations
@@ -30,20 +25,39 @@ from mobkit.runtime.domain import (
     SessionNotFound,
     TurnOutcome,
 )
-from mobkit.runtime.sdk import PeerSender, ToolCaller
+from mobkit.runtime.sdk import PeerSender, ProgressSink, ToolCaller
+from mobkit.runtime.stream_client import run_turn_stream
 from mobkit.wire import runtime as wire
 from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.modules import ERRORS as MODULE_ERRORS
 
-# Errors defined by the runtime itself, beyond the shared ones wire.errors knows.
-_SPECIFIC = (SessionNotFound, SessionClosed, CallbackUnavailable, ModelUnavailable, ModelFailed)
+# Errors defined by the runtime itself, beyond the shared ones wire.errors knows; and
+# the module errors a turn fails with when its tool call did.
+_SPECIFIC = (
+    SessionNotFound,
+    SessionClosed,
+    CallbackUnavailable,
+    ModelUnavailable,
+    ModelFailed,
+    *MODULE_ERRORS,
+)
 
 
 class GrpcAgentRuntime:
-    """Calls a remote AgentRuntimeService. ``timeout`` bounds each call (seconds)."""
+    """Calls a remote AgentRuntimeService. ``timeout`` bounds each call (seconds), but
+    a turn over RunTurnStream, which ``turn_timeout`` bounds: its peer messages and
+    tool calls (each bounded on its own) run inside it."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout: float | None = 30.0,
+        turn_timeout: float | None = 120.0,
+    ) -> None:
         self._stub = pb_grpc.AgentRuntimeServiceStub(channel)
         self._timeout = timeout
+        self._turn_timeout = turn_timeout
 
     async def create_session(
         self,
@@ -93,9 +107,20 @@ class GrpcAgentRuntime:
         peers: tuple[str, ...] = (),
         peer_sender: PeerSender | None = None,
         tool_caller: ToolCaller | None = None,
+        progress: ProgressSink | None = None,
     ) -> TurnOutcome:
-        # peer_sender / tool_caller cannot cross the wire: see the module docstring.
-        request = wire.run_turn_request_to_proto(wire.RunTurnCall(session_id, message, peers))
+        call = wire.RunTurnCall(session_id, message, peers)
+        if peer_sender is not None or tool_caller is not None or progress is not None:
+            return await run_turn_stream(
+                self._stub,
+                call,
+                peer_sender=peer_sender,
+                tool_caller=tool_caller,
+                progress=progress,
+                timeout=self._turn_timeout,
+                errors=_SPECIFIC,
+            )
+        request = wire.run_turn_request_to_proto(call)
         try:
             reply = await self._stub.RunTurn(request, timeout=self._timeout)
         except grpc.RpcError as err:

@@ -8,7 +8,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 from mobkit.core.error_registry import REGISTRY
 from mobkit.core.errors import Metadata, MobKitError
 from mobkit.core.types import AgentBuildDraft, DispatchInput, SessionSnapshot, TokenUsage
-from mobkit.runtime.sdk import PeerSender, ToolCaller
+from mobkit.runtime.sdk import PeerSender, ProgressSink, ToolCaller
 
 
 @REGISTRY.specific
@@ -45,10 +45,10 @@ class SessionClosed(MobKitError):
 class CallbackUnavailable(MobKitError):
     """An agent asked for a callback (peer message, tool call) its host cannot provide.
 
-    The callbacks are in-process only: a runtime behind the gRPC AgentRuntimeService
-    cannot call back into the orchestrator, so an agent that messages a peer or calls
-    a tool there fails its turn with this error (UNAVAILABLE) and its state is
-    unchanged.
+    A turn run without the callback (the unary RunTurn of v1 callers, which carries
+    no way back to the orchestrator) fails with this error (UNAVAILABLE) when its
+    agent messages a peer or calls a tool, and its state is unchanged. Turns over
+    RunTurnStream carry their callbacks.
     """
 
     reason = "CALLBACK_UNAVAILABLE"
@@ -56,8 +56,8 @@ class CallbackUnavailable(MobKitError):
 
     def __init__(self, session_id: str, callback: str) -> None:
         super().__init__(
-            f"session {session_id!r}: {callback} cannot reach the orchestrator from this "
-            "runtime (peer messages and tool calls need the in-process runtime)",
+            f"session {session_id!r}: {callback} cannot reach the orchestrator: this turn "
+            "has no way back to it (the unary RunTurn carries none; RunTurnStream does)",
             session_id=session_id,
             callback=callback,
         )
@@ -152,7 +152,12 @@ class AgentRuntime(Protocol):
         peers: tuple[str, ...] = (),
         peer_sender: PeerSender | None = None,
         tool_caller: ToolCaller | None = None,
-    ) -> TurnOutcome: ...
+        progress: ProgressSink | None = None,
+    ) -> TurnOutcome:
+        """Run one turn. The agent's peer messages go to ``peer_sender`` and its tool
+        calls to ``tool_caller`` (absent: CALLBACK_UNAVAILABLE); what it reports while
+        it runs goes to ``progress``. A failed turn leaves the state unchanged."""
+        ...
 
     async def export_snapshot(self, session_id: str) -> SessionSnapshot: ...
 

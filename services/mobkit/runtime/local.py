@@ -15,7 +15,14 @@ from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolati
 from mobkit.core.types import AgentBuildDraft, DispatchInput, JsonValue, SessionSnapshot
 from mobkit.runtime.agents import BUILTIN_AGENTS
 from mobkit.runtime.domain import CallbackUnavailable, SessionInfo, SessionNotFound, TurnOutcome
-from mobkit.runtime.sdk import Agent, AgentFactory, PeerSender, ToolCaller, TurnContext
+from mobkit.runtime.sdk import (
+    Agent,
+    AgentFactory,
+    PeerSender,
+    ProgressSink,
+    ToolCaller,
+    TurnContext,
+)
 
 SNAPSHOT_FORMAT = 1
 
@@ -160,6 +167,7 @@ class LocalAgentRuntime:
         peers: tuple[str, ...] = (),
         peer_sender: PeerSender | None = None,
         tool_caller: ToolCaller | None = None,
+        progress: ProgressSink | None = None,
     ) -> TurnOutcome:
         session = self._get(session_id)
 
@@ -187,6 +195,7 @@ class LocalAgentRuntime:
                 correlation_id=message.correlation_id,
                 _send_to_peer=send_to_peer,
                 _call_tool=call_tool,
+                _progress=progress,
             )
             exported, session.exported = session.exported, None
             before = exported or dump_json({"state": session.agent.state})

@@ -1,16 +1,20 @@
 """gRPC surface of an :class:`~mobkit.runtime.domain.AgentRuntime`: convert, call, convert.
 
-Turns run without callbacks: an agent hosted behind this service that messages a
-peer or calls a tool fails its turn with CALLBACK_UNAVAILABLE (UNAVAILABLE, as
-API.md documents; TOPOLOGY_VIOLATION first when the target is not one of the
-turn's peers) and its state is left as the last turn left it. Peer messages and
-tool calls need the in-process runtime.
+``RunTurnStream`` runs a turn whose peer messages and tool calls go back to the
+orchestrator over the same stream (:mod:`mobkit.runtime.stream_host`). The unary
+``RunTurn`` (v1 callers) runs without callbacks: an agent that messages a peer or
+calls a tool there fails its turn with CALLBACK_UNAVAILABLE (UNAVAILABLE;
+TOPOLOGY_VIOLATION first when the target is not one of the turn's peers) and its
+state is left as the last turn left it.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
+from mobkit.core import errors as e
 from mobkit.core.errors import InvalidArgument, StoreCorruption, TopologyViolation
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.gen.runtime.v1 import runtime_service_pb2_grpc as pb_grpc
@@ -22,6 +26,7 @@ from mobkit.runtime.domain import (
     SessionClosed,
     SessionNotFound,
 )
+from mobkit.runtime.stream_host import CALLBACK_ERRORS, serve_turn
 from mobkit.server.errors import service_errors
 from mobkit.wire import runtime as wire
 
@@ -35,6 +40,10 @@ ERRORS: dict[type[BaseException], grpc.StatusCode] = service_errors(
     CallbackUnavailable,
     ModelUnavailable,
     ModelFailed,
+    # What an agent's callback may fail with and the turn then fails with, unchanged.
+    *CALLBACK_ERRORS,
+    e.NotActive,
+    e.IdentityNotFound,
 )
 
 
@@ -75,6 +84,14 @@ class AgentRuntimeServicer(pb_grpc.AgentRuntimeServiceServicer):
         call = wire.run_turn_request_from_proto(request)
         outcome = await self._runtime.run_turn(call.session_id, call.message, peers=call.peers)
         return wire.turn_outcome_to_proto(outcome)
+
+    async def RunTurnStream(
+        self,
+        request_iterator: AsyncIterator[pb.RunTurnStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.RunTurnStreamResponse]:
+        async for msg in serve_turn(self._runtime, request_iterator):
+            yield msg
 
     async def ExportSnapshot(
         self, request: pb.ExportSnapshotRequest, context: grpc.aio.ServicerContext

@@ -52,6 +52,7 @@ REQUIRED_SCOPES: dict[str, dict[str, Scope]] = {
         "CreateSession": W,
         "ResumeSession": W,
         "RunTurn": W,
+        "RunTurnStream": W,
         "ExportSnapshot": W,
         "CloseSession": W,
     },

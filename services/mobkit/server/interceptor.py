@@ -106,6 +106,12 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
                 self._wrap_stream(handler.unary_stream, method, table, decode),
                 response_serializer=handler.response_serializer,
             )
+        elif handler.stream_stream:
+            # Each request of the stream is decoded and validated as it is read.
+            wrapped = grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream, method, table, decode, each=True),
+                response_serializer=handler.response_serializer,
+            )
         else:
             return handler
         self._wrapped[method] = wrapped
@@ -177,14 +183,28 @@ class ServiceCallInterceptor(grpc.aio.ServerInterceptor):
         method: str,
         table: ErrorTable,
         decode: Callable[[bytes], Any] | None,
+        *,
+        each: bool = False,
     ) -> Any:
+        """A server-streaming call; ``each``: a bidirectional one, whose ``request`` is
+        the stream of requests."""
+
+        async def requests(raw: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for item in raw:
+                request = _decoded(item, decode)
+                validate_request(request)
+                yield request
+
         async def call(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             code = "UNKNOWN"
             try:
                 self._begin(method, ctx)
-                request = _decoded(request, decode)
-                validate_request(request)
+                if each:
+                    request = requests(request)
+                else:
+                    request = _decoded(request, decode)
+                    validate_request(request)
                 async for item in inner(request, ctx):
                     yield item
                 code = _ctx_code_name(ctx, "OK")

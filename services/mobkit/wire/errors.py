@@ -91,10 +91,23 @@ def _error(
                 {"backend": "remote service", "detail": message},
             )
         return RemoteError(code.name, message)
-    cls = REGISTRY.decoder(*specific).get(info.reason)
+    return error_from_info(info.reason, message, info.metadata, *specific, code=code.name)
+
+
+def error_from_info(
+    reason: str,
+    message: str,
+    metadata: Mapping[str, str],
+    *specific: type[e.MobKitError],
+    code: str = "UNKNOWN",
+) -> e.MobKitError:
+    """The domain exception for an ErrorInfo's fields (a call's status, or an error
+    carried inside a message such as a RunTurnStream callback's); an unknown reason
+    is a :class:`RemoteError` with ``code``."""
+    cls = REGISTRY.decoder(*specific).get(reason)
     if cls is None:
-        return RemoteError(code.name, message, info.reason)
-    return _build(cls, message, dict(info.metadata))
+        return RemoteError(code, message, reason)
+    return _build(cls, message, dict(metadata))
 
 
 def _build(cls: type[e.MobKitError], message: str, metadata: Mapping[str, str]) -> e.MobKitError:

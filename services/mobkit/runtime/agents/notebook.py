@@ -54,7 +54,11 @@ class NotebookAgent(Agent):
                 raise InvalidArgument("message", f"tool arguments are not JSON: {exc}") from None
             if not isinstance(arguments, dict):
                 raise InvalidArgument("message", "tool arguments must be a JSON object")
-            result = json.dumps(await ctx.call_tool(name, arguments), sort_keys=True)
+            await ctx.emit_tool_call(name, finished=False)
+            try:
+                result = json.dumps(await ctx.call_tool(name, arguments), sort_keys=True)
+            finally:
+                await ctx.emit_tool_call(name, finished=True)
             notes.append(f"{name} -> {result}")
             said = f"called {name}: {result}"
         elif command == "tools":

@@ -301,6 +301,437 @@ class RunTurnResponse(_message.Message):
 Global___RunTurnResponse: _TypeAlias = RunTurnResponse  # noqa: Y015
 
 @_typing.final
+class RunTurnStreamRequest(_message.Message):
+    """Orchestrator -> runtime on AgentRuntimeService.RunTurnStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    CALLBACK_RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def start(self) -> Global___RunTurnRequest:
+        """The turn to run: the first message, sent once."""
+
+    @_builtins.property
+    def callback_result(self) -> Global___CallbackResult:
+        """The answer to one of the runtime's callbacks."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___RunTurnRequest | None = ...,
+        callback_result: Global___CallbackResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callback_result", b"callback_result", "message", b"message", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_result", b"callback_result", "message", b"message", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["start", "callback_result"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___RunTurnStreamRequest: _TypeAlias = RunTurnStreamRequest  # noqa: Y015
+
+@_typing.final
+class RunTurnStreamResponse(_message.Message):
+    """Runtime -> orchestrator on AgentRuntimeService.RunTurnStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLBACK_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def callback(self) -> Global___CallbackRequest:
+        """The agent asks the orchestrator for something; answered by a
+        `callback_result` with the same call_id.
+        """
+
+    @_builtins.property
+    def progress(self) -> Global___TurnProgress:
+        """What the turn is doing (advisory)."""
+
+    @_builtins.property
+    def output(self) -> Global___RunTurnResponse:
+        """The turn's result: the last message."""
+
+    def __init__(
+        self,
+        *,
+        callback: Global___CallbackRequest | None = ...,
+        progress: Global___TurnProgress | None = ...,
+        output: Global___RunTurnResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callback", b"callback", "message", b"message", "output", b"output", "progress", b"progress"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback", b"callback", "message", b"message", "output", b"output", "progress", b"progress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["callback", "progress", "output"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___RunTurnStreamResponse: _TypeAlias = RunTurnStreamResponse  # noqa: Y015
+
+@_typing.final
+class CallbackRequest(_message.Message):
+    """A call back into the orchestrator during a turn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    PEER_MESSAGE_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """Chosen by the runtime, unique within the stream; the answer repeats it."""
+    @_builtins.property
+    def peer_message(self) -> Global___PeerMessageCall:
+        """Message a managed peer and wait for its reply."""
+
+    @_builtins.property
+    def tool_call(self) -> Global___ToolCall:
+        """Call a module tool the agent's draft grants."""
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        peer_message: Global___PeerMessageCall | None = ...,
+        tool_call: Global___ToolCall | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "peer_message", b"peer_message", "tool_call", b"tool_call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "call_id", b"call_id", "peer_message", b"peer_message", "tool_call", b"tool_call"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_call: _TypeAlias = _typing.Literal["peer_message", "tool_call"]  # noqa: Y015
+    _WhichOneofArgType_call: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_call) -> _WhichOneofReturnType_call | None: ...
+
+Global___CallbackRequest: _TypeAlias = CallbackRequest  # noqa: Y015
+
+@_typing.final
+class PeerMessageCall(_message.Message):
+    """A message to a managed peer: the orchestrator dispatches it as a turn of
+    the peer (origin flow) and answers with the peer's reply.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TO_IDENTITY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    to_identity: _builtins.str
+    """The peer's identity; must have a managed edge to the turn's identity."""
+    text: _builtins.str
+    """The message's text."""
+    def __init__(
+        self,
+        *,
+        to_identity: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "to_identity", b"to_identity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeerMessageCall: _TypeAlias = PeerMessageCall  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    """A module tool call (`<module id>.<tool>`, e.g. `clock.now`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The qualified tool name."""
+    arguments_json: _builtins.str
+    """The arguments: a JSON object as JSON text (the rules of
+    `mobkit.roster.v1.DurableAgentSpec.context_json`); empty means {}.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
+
+@_typing.final
+class CallbackResult(_message.Message):
+    """The orchestrator's answer to one CallbackRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    PEER_REPLY_FIELD_NUMBER: _builtins.int
+    TOOL_RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The call_id of the request answered."""
+    @_builtins.property
+    def peer_reply(self) -> Global___PeerReply:
+        """A peer message's reply."""
+
+    @_builtins.property
+    def tool_result(self) -> Global___ToolResult:
+        """A tool call's result."""
+
+    @_builtins.property
+    def error(self) -> Global___CallbackError:
+        """The call failed."""
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        peer_reply: Global___PeerReply | None = ...,
+        tool_result: Global___ToolResult | None = ...,
+        error: Global___CallbackError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "peer_reply", b"peer_reply", "result", b"result", "tool_result", b"tool_result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "error", b"error", "peer_reply", b"peer_reply", "result", b"result", "tool_result", b"tool_result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["peer_reply", "tool_result", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___CallbackResult: _TypeAlias = CallbackResult  # noqa: Y015
+
+@_typing.final
+class PeerReply(_message.Message):
+    """A peer's reply to a PeerMessageCall."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The peer's text output."""
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeerReply: _TypeAlias = PeerReply  # noqa: Y015
+
+@_typing.final
+class ToolResult(_message.Message):
+    """A tool's result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    result_json: _builtins.str
+    """Any JSON value as JSON text (the tool's structured content, else its
+    text); never empty.
+    """
+    def __init__(
+        self,
+        *,
+        result_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result_json", b"result_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolResult: _TypeAlias = ToolResult  # noqa: Y015
+
+@_typing.final
+class CallbackError(_message.Message):
+    """A failed callback: the fields of the `google.rpc.ErrorInfo` (domain
+    mobkit.dev) the orchestrator would have answered a caller with.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """The reason (TOPOLOGY_VIOLATION, TOOL_NOT_GRANTED, ...; API.md)."""
+    message: _builtins.str
+    """A message for humans."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The reason's metadata (e.g. from / to for TOPOLOGY_VIOLATION)."""
+
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "metadata", b"metadata", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallbackError: _TypeAlias = CallbackError  # noqa: Y015
+
+@_typing.final
+class TurnProgress(_message.Message):
+    """Progress of a turn, in the order it happened."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_DELTA_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_STARTED_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FINISHED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def text_delta(self) -> Global___TextDelta:
+        """The agent produced text (a piece of its reply, as it is produced)."""
+
+    @_builtins.property
+    def tool_call_started(self) -> Global___ToolCallStarted:
+        """A tool call starts (before its callback is sent)."""
+
+    @_builtins.property
+    def tool_call_finished(self) -> Global___ToolCallFinished:
+        """A tool call ended (after its callback_result came)."""
+
+    def __init__(
+        self,
+        *,
+        text_delta: Global___TextDelta | None = ...,
+        tool_call_started: Global___ToolCallStarted | None = ...,
+        tool_call_finished: Global___ToolCallFinished | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "text_delta", b"text_delta", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "text_delta", b"text_delta", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["text_delta", "tool_call_started", "tool_call_finished"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___TurnProgress: _TypeAlias = TurnProgress  # noqa: Y015
+
+@_typing.final
+class TextDelta(_message.Message):
+    """A piece of the reply's text."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The text, to be appended to what came before."""
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
+
+@_typing.final
+class ToolCallStarted(_message.Message):
+    """A tool call starts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """Names the call within the turn, when the runtime names its calls: its
+    ToolCallFinished repeats it (the runtime's own id, not necessarily its
+    CallbackRequest's call_id). May be empty.
+    """
+    name: _builtins.str
+    """The qualified tool name (or what the agent calls the step, e.g. a peer)."""
+    arguments_json: _builtins.str
+    """The arguments as JSON text (a JSON object); may be empty."""
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "call_id", b"call_id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallStarted: _TypeAlias = ToolCallStarted  # noqa: Y015
+
+@_typing.final
+class ToolCallFinished(_message.Message):
+    """A tool call ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """The call_id of its ToolCallStarted (may be empty)."""
+    name: _builtins.str
+    """The qualified tool name."""
+    error_reason: _builtins.str
+    """The reason of its error (TOOL_FAILED, ...) when the runtime reports it;
+    empty when it succeeded or the runtime does not say.
+    """
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        error_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "error_reason", b"error_reason", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallFinished: _TypeAlias = ToolCallFinished  # noqa: Y015
+
+@_typing.final
 class ExportSnapshotRequest(_message.Message):
     """Request for AgentRuntimeService.ExportSnapshot."""
 

@@ -55,6 +55,11 @@ class AgentRuntimeServiceStub:
                 request_serializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnRequest.SerializeToString,
                 response_deserializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnResponse.FromString,
                 _registered_method=True)
+        self.RunTurnStream = channel.stream_stream(
+                '/mobkit.runtime.v1.AgentRuntimeService/RunTurnStream',
+                request_serializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnStreamRequest.SerializeToString,
+                response_deserializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnStreamResponse.FromString,
+                _registered_method=True)
         self.ExportSnapshot = channel.unary_unary(
                 '/mobkit.runtime.v1.AgentRuntimeService/ExportSnapshot',
                 request_serializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.ExportSnapshotRequest.SerializeToString,
@@ -113,6 +118,49 @@ class AgentRuntimeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunTurnStream(self, request_iterator, context):
+        """Runs one agent turn as a conversation: the runtime may call back into the
+        orchestrator during the turn, and reports progress as it goes. The
+        orchestrator uses it for every turn; RunTurn stays for callers without
+        callbacks (an agent that calls back there fails with
+        CALLBACK_UNAVAILABLE).
+
+        The protocol, on one stream:
+
+        1. The orchestrator sends `start` (a RunTurnRequest), exactly once and
+        first.
+        2. The runtime runs the turn. Meanwhile it may send:
+        * `callback`: a request to message a managed peer (`peer_message`) or
+        to call a module tool the agent's draft grants (`tool_call`), each
+        with a `call_id` unique within the stream. Several may be
+        outstanding at once. The orchestrator answers each one with a
+        `callback_result` of the same `call_id`, in any order: the peer's
+        reply, the tool's result, or an `error` (the ErrorInfo fields:
+        TOPOLOGY_VIOLATION for an identity without a managed edge,
+        TOOL_NOT_GRANTED, TOOL_NOT_FOUND, TOOL_FAILED, MODULE_UNAVAILABLE,
+        NOT_ACTIVE, ...). The runtime hands the error to the agent, which may
+        handle it or fail the turn with it.
+        * `progress`: text deltas and the start and end of its tool calls,
+        forwarded to whoever watches the turn. Progress is advisory: the
+        output alone is the turn's result.
+        3. The runtime sends `output` (exactly what RunTurn answers) and closes
+        the stream; the orchestrator then closes its side. A failed turn
+        instead ends the stream with the same status RunTurn would answer, and
+        leaves the session's state as the last turn left it.
+
+        A stream that breaks before `output` (either side gone, deadline) fails
+        the turn: the runtime rolls its state back, the orchestrator checkpoints
+        nothing. Callbacks the runtime asked for may have run (a peer's turn is
+        its own and is not undone).
+
+        Errors: those of RunTurn; INVALID_ARGUMENT when the first message is not
+        `start`, a `start` comes twice, or a `callback_result` names no
+        outstanding call (metadata field: the offending field).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportSnapshot(self, request, context):
         """Serializes an open session's state for the continuity store. Read-only.
 
@@ -149,6 +197,11 @@ def add_AgentRuntimeServiceServicer_to_server(servicer, server):
                     servicer.RunTurn,
                     request_deserializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnRequest.FromString,
                     response_serializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnResponse.SerializeToString,
+            ),
+            'RunTurnStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.RunTurnStream,
+                    request_deserializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnStreamRequest.FromString,
+                    response_serializer=mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnStreamResponse.SerializeToString,
             ),
             'ExportSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportSnapshot,
@@ -247,6 +300,33 @@ class AgentRuntimeService:
             '/mobkit.runtime.v1.AgentRuntimeService/RunTurn',
             mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnRequest.SerializeToString,
             mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTurnStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mobkit.runtime.v1.AgentRuntimeService/RunTurnStream',
+            mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnStreamRequest.SerializeToString,
+            mobkit_dot_runtime_dot_v1_dot_runtime__service__pb2.RunTurnStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,45 @@ class AgentRuntimeServiceStub:
     metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
     and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
     """
+    RunTurnStream: _grpc.StreamStreamMultiCallable[_runtime_service_pb2.RunTurnStreamRequest, _runtime_service_pb2.RunTurnStreamResponse]
+    """Runs one agent turn as a conversation: the runtime may call back into the
+    orchestrator during the turn, and reports progress as it goes. The
+    orchestrator uses it for every turn; RunTurn stays for callers without
+    callbacks (an agent that calls back there fails with
+    CALLBACK_UNAVAILABLE).
+
+    The protocol, on one stream:
+
+    1. The orchestrator sends `start` (a RunTurnRequest), exactly once and
+       first.
+    2. The runtime runs the turn. Meanwhile it may send:
+       * `callback`: a request to message a managed peer (`peer_message`) or
+         to call a module tool the agent's draft grants (`tool_call`), each
+         with a `call_id` unique within the stream. Several may be
+         outstanding at once. The orchestrator answers each one with a
+         `callback_result` of the same `call_id`, in any order: the peer's
+         reply, the tool's result, or an `error` (the ErrorInfo fields:
+         TOPOLOGY_VIOLATION for an identity without a managed edge,
+         TOOL_NOT_GRANTED, TOOL_NOT_FOUND, TOOL_FAILED, MODULE_UNAVAILABLE,
+         NOT_ACTIVE, ...). The runtime hands the error to the agent, which may
+         handle it or fail the turn with it.
+       * `progress`: text deltas and the start and end of its tool calls,
+         forwarded to whoever watches the turn. Progress is advisory: the
+         output alone is the turn's result.
+    3. The runtime sends `output` (exactly what RunTurn answers) and closes
+       the stream; the orchestrator then closes its side. A failed turn
+       instead ends the stream with the same status RunTurn would answer, and
+       leaves the session's state as the last turn left it.
+
+    A stream that breaks before `output` (either side gone, deadline) fails
+    the turn: the runtime rolls its state back, the orchestrator checkpoints
+    nothing. Callbacks the runtime asked for may have run (a peer's turn is
+    its own and is not undone).
+
+    Errors: those of RunTurn; INVALID_ARGUMENT when the first message is not
+    `start`, a `start` comes twice, or a `callback_result` names no
+    outstanding call (metadata field: the offending field).
+    """
     ExportSnapshot: _grpc.UnaryUnaryMultiCallable[_runtime_service_pb2.ExportSnapshotRequest, _runtime_service_pb2.ExportSnapshotResponse]
     """Serializes an open session's state for the continuity store. Read-only.
 
@@ -115,6 +154,45 @@ class AgentRuntimeServiceAsyncStub(AgentRuntimeServiceStub):
     (PERMISSION_DENIED, the agent messaged an identity outside peers;
     metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
     and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
+    """
+    RunTurnStream: _aio.StreamStreamMultiCallable[_runtime_service_pb2.RunTurnStreamRequest, _runtime_service_pb2.RunTurnStreamResponse]  # type: ignore[assignment]
+    """Runs one agent turn as a conversation: the runtime may call back into the
+    orchestrator during the turn, and reports progress as it goes. The
+    orchestrator uses it for every turn; RunTurn stays for callers without
+    callbacks (an agent that calls back there fails with
+    CALLBACK_UNAVAILABLE).
+
+    The protocol, on one stream:
+
+    1. The orchestrator sends `start` (a RunTurnRequest), exactly once and
+       first.
+    2. The runtime runs the turn. Meanwhile it may send:
+       * `callback`: a request to message a managed peer (`peer_message`) or
+         to call a module tool the agent's draft grants (`tool_call`), each
+         with a `call_id` unique within the stream. Several may be
+         outstanding at once. The orchestrator answers each one with a
+         `callback_result` of the same `call_id`, in any order: the peer's
+         reply, the tool's result, or an `error` (the ErrorInfo fields:
+         TOPOLOGY_VIOLATION for an identity without a managed edge,
+         TOOL_NOT_GRANTED, TOOL_NOT_FOUND, TOOL_FAILED, MODULE_UNAVAILABLE,
+         NOT_ACTIVE, ...). The runtime hands the error to the agent, which may
+         handle it or fail the turn with it.
+       * `progress`: text deltas and the start and end of its tool calls,
+         forwarded to whoever watches the turn. Progress is advisory: the
+         output alone is the turn's result.
+    3. The runtime sends `output` (exactly what RunTurn answers) and closes
+       the stream; the orchestrator then closes its side. A failed turn
+       instead ends the stream with the same status RunTurn would answer, and
+       leaves the session's state as the last turn left it.
+
+    A stream that breaks before `output` (either side gone, deadline) fails
+    the turn: the runtime rolls its state back, the orchestrator checkpoints
+    nothing. Callbacks the runtime asked for may have run (a peer's turn is
+    its own and is not undone).
+
+    Errors: those of RunTurn; INVALID_ARGUMENT when the first message is not
+    `start`, a `start` comes twice, or a `callback_result` names no
+    outstanding call (metadata field: the offending field).
     """
     ExportSnapshot: _aio.UnaryUnaryMultiCallable[_runtime_service_pb2.ExportSnapshotRequest, _runtime_service_pb2.ExportSnapshotResponse]  # type: ignore[assignment]
     """Serializes an open session's state for the continuity store. Read-only.
@@ -178,6 +256,51 @@ class AgentRuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         (PERMISSION_DENIED, the agent messaged an identity outside peers;
         metadata from / to), BACKEND_UNAVAILABLE, MODEL_UNAVAILABLE (UNAVAILABLE)
         and MODEL_FAILED (FAILED_PRECONDITION) from an `llm` agent's model.
+        """
+
+    @_abc_1.abstractmethod
+    def RunTurnStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_runtime_service_pb2.RunTurnStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runtime_service_pb2.RunTurnStreamResponse], _abc.AsyncIterator[_runtime_service_pb2.RunTurnStreamResponse]]:
+        """Runs one agent turn as a conversation: the runtime may call back into the
+        orchestrator during the turn, and reports progress as it goes. The
+        orchestrator uses it for every turn; RunTurn stays for callers without
+        callbacks (an agent that calls back there fails with
+        CALLBACK_UNAVAILABLE).
+
+        The protocol, on one stream:
+
+        1. The orchestrator sends `start` (a RunTurnRequest), exactly once and
+           first.
+        2. The runtime runs the turn. Meanwhile it may send:
+           * `callback`: a request to message a managed peer (`peer_message`) or
+             to call a module tool the agent's draft grants (`tool_call`), each
+             with a `call_id` unique within the stream. Several may be
+             outstanding at once. The orchestrator answers each one with a
+             `callback_result` of the same `call_id`, in any order: the peer's
+             reply, the tool's result, or an `error` (the ErrorInfo fields:
+             TOPOLOGY_VIOLATION for an identity without a managed edge,
+             TOOL_NOT_GRANTED, TOOL_NOT_FOUND, TOOL_FAILED, MODULE_UNAVAILABLE,
+             NOT_ACTIVE, ...). The runtime hands the error to the agent, which may
+             handle it or fail the turn with it.
+           * `progress`: text deltas and the start and end of its tool calls,
+             forwarded to whoever watches the turn. Progress is advisory: the
+             output alone is the turn's result.
+        3. The runtime sends `output` (exactly what RunTurn answers) and closes
+           the stream; the orchestrator then closes its side. A failed turn
+           instead ends the stream with the same status RunTurn would answer, and
+           leaves the session's state as the last turn left it.
+
+        A stream that breaks before `output` (either side gone, deadline) fails
+        the turn: the runtime rolls its state back, the orchestrator checkpoints
+        nothing. Callbacks the runtime asked for may have run (a peer's turn is
+        its own and is not undone).
+
+        Errors: those of RunTurn; INVALID_ARGUMENT when the first message is not
+        `start`, a `start` comes twice, or a `callback_result` names no
+        outstanding call (metadata field: the offending field).
         """
 
     @_abc_1.abstractmethod

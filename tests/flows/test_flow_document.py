@@ -166,7 +166,7 @@ identity = "coordinator"
         ),
         (
             'step_id = "a"\nidentity = "coordinator"\nretry = { max_attempts = 0 }',
-            "[flows[0]] [steps[0].retry.max_attempts]: must be an integer from 1 to 100",
+            "[flows[0]] [steps[0].retry.max_attempts]: must be an integer from 1 to 10000",
         ),
         (
             'step_id = "a"\nidentity = "coordinator"\nretri = 3',

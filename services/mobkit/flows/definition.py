@@ -63,6 +63,11 @@ class RetryPolicy:
     max_attempts: int = 1
     initial_backoff_seconds: float = 1.0
     max_backoff_seconds: float = 30.0
+    on: frozenset[str] | None = None
+    """The failure reasons retried (``NOT_ACTIVE``, ...); None: every failure."""
+
+    def retries(self, reason: str) -> bool:
+        return self.on is None or reason in self.on
 
     def backoff(self, attempt: int) -> float:
         """The wait before attempt ``attempt`` (2 is the first retry)."""

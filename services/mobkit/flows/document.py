@@ -62,10 +62,10 @@ STEP_KEYS = frozenset(
     }
 )
 TARGET_KEYS = ("identity", "selector", "fan_out", "flow")
-RETRY_KEYS = frozenset({"max_attempts", "initial_backoff_seconds", "max_backoff_seconds"})
+RETRY_KEYS = frozenset({"max_attempts", "initial_backoff_seconds", "max_backoff_seconds", "on"})
 MAX_STEPS = 256
 MAX_TIMEOUT_SECONDS = 86_400.0
-MAX_ATTEMPTS = 100
+MAX_ATTEMPTS = 10_000
 MAX_BACKOFF_SECONDS = 3_600.0
 MAX_MIN_TARGETS = 10_000
 
@@ -404,7 +404,14 @@ def _retry(value: Any, problem: Callable[[str, str], None]) -> RetryPolicy:
     )
     if cap < initial:
         problem("retry.max_backoff_seconds", "must be at least initial_backoff_seconds")
-    return RetryPolicy(attempts, initial, cap)
+    on = value.get("on")
+    reasons: frozenset[str] | None = None
+    if on is not None:
+        if not isinstance(on, list) or not all(isinstance(r, str) and r for r in on):
+            problem("retry.on", 'must be an array of failure reasons (e.g. ["NOT_ACTIVE"])')
+        else:
+            reasons = frozenset(on)
+    return RetryPolicy(attempts, initial, cap, reasons)
 
 
 def flow_to_entry(flow: FlowDefinition) -> dict[str, Any]:
@@ -445,4 +452,6 @@ def _step_to_entry(step: FlowStep) -> dict[str, Any]:
             "initial_backoff_seconds": step.retry.initial_backoff_seconds,
             "max_backoff_seconds": step.retry.max_backoff_seconds,
         }
+        if step.retry.on is not None:
+            out["retry"]["on"] = sorted(step.retry.on)
     return out

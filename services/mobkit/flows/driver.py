@@ -30,6 +30,7 @@ from mobkit.flows.run import (
     StepState,
     TurnDone,
     TurnError,
+    TurnProof,
     advance,
     cancel,
     record_child,
@@ -144,10 +145,11 @@ class RunDriver:
         await self._save(run)
 
     async def _turn(self, effect: StartTurn) -> tuple[Effect, Outcome]:
+        run = self.record.run
         message = DispatchInput(
             effect.message,
-            origin=DispatchOrigin.FLOW,
-            correlation_id=self.run_id,
+            origin=DispatchOrigin(run.origin),
+            correlation_id=run.correlation_id or self.run_id,
             idempotency_key=effect.idempotency_key,
         )
         try:
@@ -158,7 +160,13 @@ class RunDriver:
             return effect, TurnError(error)
         except MobKitError as exc:
             return effect, TurnError(exc)
-        return effect, TurnDone(receipt.output, receipt.structured_output)
+        proof = TurnProof(
+            receipt.session_id,
+            receipt.fencing_token,
+            receipt.checkpoint_version,
+            receipt.output_truncated,
+        )
+        return effect, TurnDone(receipt.output, receipt.structured_output, proof)
 
     async def _child(self, effect: StartChildRun) -> tuple[Effect, Outcome]:
         """Create the nested run (again, after a failover: the same id), then wait for it."""

@@ -141,12 +141,18 @@ class FlowEngine:
             request_id=request_id,
             labels=dict(labels or {}),
         )
-        stored, created = await self.store.create(record)
-        if not created and (stored.run.flow_id != flow_id or stored.run.input != input):
+        stored = await self.submit(record)
+        if stored is not record and (stored.run.flow_id != flow_id or stored.run.input != input):
             raise InvalidArgument(
                 "request_id",
                 f"already used by run {stored.run_id} of flow {stored.run.flow_id!r} with another input",
             )
+        return stored
+
+    async def submit(self, record: RunRecord) -> RunRecord:
+        """Store a new run and have a replica claim it; a run already stored under its
+        request id or run id is returned instead (and is not started again)."""
+        stored, created = await self.store.create(record)
         if created:
             emit_run(self._emit, "run_started", stored)
             self.kick()

@@ -175,3 +175,19 @@ class SpecRevisionConflict(FlowError):
     @classmethod
     def from_metadata(cls, message: str, metadata: Metadata) -> Self:
         return cls(metadata["flow_id"], int(metadata["expected"]), int(metadata["actual"]))
+
+
+@REGISTRY.specific
+class TurnNotFound(FlowError):
+    reason = "TURN_NOT_FOUND"
+    grpc_code = "NOT_FOUND"
+
+    def __init__(self, turn_id: str) -> None:
+        super().__init__(
+            f"no turn ticket {turn_id!r} (unknown, or past its retention)", turn_id=turn_id
+        )
+        self.turn_id = turn_id
+
+    @classmethod
+    def from_metadata(cls, message: str, metadata: Metadata) -> Self:
+        return cls(metadata["turn_id"])

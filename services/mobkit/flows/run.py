@@ -73,9 +73,20 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnProof:
+    """Which session ran a target's turn, under which token, at which checkpoint."""
+
+    session_id: str
+    fencing_token: int
+    checkpoint_version: int
+    output_truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TargetResult:
     output: str
     structured_output: Any = None
+    proof: TurnProof | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +112,13 @@ class Run:
     steps: Mapping[str, StepRecord] = field(default_factory=dict)
     failure: Failure | None = None
     depth: int = 0
+    origin: str = "flow"
+    """The ``DispatchOrigin`` of the run's turns (a turn ticket keeps its caller's)."""
+    correlation_id: str | None = None
+    """Echoed in the turns' receipts; None: the run id."""
+    idempotency_key: str | None = None
+    """The key of every turn instead of the derived ones: a turn ticket's own key, so
+    the idempotency rules of Send apply to it (one step, one target)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +232,8 @@ def _pending_effects(run: Run, step: FlowStep) -> list[Effect]:
             identity,
             record.message,
             record.attempts[identity],
-            turn_key(run.run_id, step.step_id, identity, record.attempts[identity]),
+            run.idempotency_key
+            or turn_key(run.run_id, step.step_id, identity, record.attempts[identity]),
             step.timeout_seconds,
         )
         for identity in record.targets
@@ -269,6 +288,7 @@ def step_view(record: StepRecord) -> dict[str, Any]:
 class TurnDone:
     output: str
     structured_output: Any = None
+    proof: TurnProof | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +313,7 @@ def record_turn(
         if problem is None:
             results = {
                 **record.results,
-                identity: TargetResult(outcome.output, outcome.structured_output),
+                identity: TargetResult(outcome.output, outcome.structured_output, outcome.proof),
             }
             done = len(results) == len(record.targets)
             state = StepState.SUCCEEDED if done else StepState.RUNNING
@@ -302,7 +322,7 @@ def record_turn(
     else:
         error = outcome.error
     attempt = record.attempts[identity]
-    if attempt < step.retry.max_attempts:
+    if attempt < step.retry.max_attempts and step.retry.retries(error.reason):
         attempts = {**record.attempts, identity: attempt + 1}
         return _with_step(run, step_id, replace(record, attempts=attempts)), step.retry.backoff(
             attempt + 1

@@ -9,7 +9,15 @@ from mobkit.core.errors import StoreCorruption
 from mobkit.flows.definition import FlowDefinition
 from mobkit.flows.document import flow_to_entry, parse_flows
 from mobkit.flows.records import Parent, RunRecord
-from mobkit.flows.run import Failure, Run, RunState, StepRecord, StepState, TargetResult
+from mobkit.flows.run import (
+    Failure,
+    Run,
+    RunState,
+    StepRecord,
+    StepState,
+    TargetResult,
+    TurnProof,
+)
 
 FORMAT = 1
 
@@ -76,6 +84,9 @@ def _run(run: Run) -> dict[str, Any]:
         "depth": run.depth,
         "failure": _failure(run.failure),
         "steps": {k: _step(r) for k, r in run.steps.items()},
+        "origin": run.origin,
+        "correlation_id": run.correlation_id,
+        "idempotency_key": run.idempotency_key,
     }
 
 
@@ -89,6 +100,9 @@ def _run_back(doc: dict[str, Any]) -> Run:
         depth=int(doc["depth"]),
         failure=_failure_back(doc["failure"]),
         steps={k: _step_back(v) for k, v in doc["steps"].items()},
+        origin=doc.get("origin", "flow"),
+        correlation_id=doc.get("correlation_id"),
+        idempotency_key=doc.get("idempotency_key"),
     )
 
 
@@ -108,10 +122,7 @@ def _step(record: StepRecord) -> dict[str, Any]:
         "message": record.message,
         "targets": list(record.targets),
         "attempts": dict(record.attempts),
-        "results": {
-            k: {"output": r.output, "structured_output": r.structured_output}
-            for k, r in record.results.items()
-        },
+        "results": {k: _result(r) for k, r in record.results.items()},
         "failure": _failure(record.failure),
     }
 
@@ -122,8 +133,24 @@ def _step_back(doc: dict[str, Any]) -> StepRecord:
         message=doc["message"],
         targets=tuple(doc["targets"]),
         attempts={k: int(v) for k, v in doc["attempts"].items()},
-        results={
-            k: TargetResult(v["output"], v["structured_output"]) for k, v in doc["results"].items()
-        },
+        results={k: _result_back(v) for k, v in doc["results"].items()},
         failure=_failure_back(doc["failure"]),
+    )
+
+
+def _result(result: TargetResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"output": result.output, "structured_output": result.structured_output}
+    if (p := result.proof) is not None:
+        out["proof"] = [p.session_id, p.fencing_token, p.checkpoint_version, p.output_truncated]
+    return out
+
+
+def _result_back(doc: dict[str, Any]) -> TargetResult:
+    proof = doc.get("proof")
+    return TargetResult(
+        doc["output"],
+        doc["structured_output"],
+        None
+        if proof is None
+        else TurnProof(proof[0], int(proof[1]), int(proof[2]), bool(proof[3])),
     )

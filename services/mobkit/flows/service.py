@@ -16,6 +16,7 @@ from mobkit.flows.engine import FlowEngine
 from mobkit.flows.etcd_store import EtcdRunStore
 from mobkit.flows.ports import Members
 from mobkit.flows.servicer import ERRORS, SERVICE_NAME, FlowServicer
+from mobkit.flows.tickets import TurnTickets
 from mobkit.gen.flows.v1 import flows_service_pb2_grpc as svc_grpc
 from mobkit.lease.domain import LeaseProvider
 from mobkit.orchestrator.orchestrator import Orchestrator
@@ -28,6 +29,7 @@ from mobkit.server.resources import Resources
 class Flows:
     engine: FlowEngine
     registration: ServiceRegistration
+    tickets: TurnTickets
 
 
 async def build_flows(
@@ -57,4 +59,4 @@ async def build_flows(
     def add(server: grpc.aio.Server) -> None:
         svc_grpc.add_FlowServiceServicer_to_server(servicer, server)
 
-    return Flows(engine, ServiceRegistration(SERVICE_NAME, add, ERRORS))
+    return Flows(engine, ServiceRegistration(SERVICE_NAME, add, ERRORS), TurnTickets(engine))

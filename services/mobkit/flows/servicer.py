@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from mobkit.core.bounds import MAX_NAME_BYTES
 from mobkit.core.errors import InvalidArgument, StaleEventCursor
-from mobkit.core.types import MobStructuralEventEnvelope
 from mobkit.events.domain import EventLog
 from mobkit.flows import errors as fe
 from mobkit.flows.engine import FlowEngine
+from mobkit.flows.watch import run_events
 from mobkit.gen.flows.v1 import flows_service_pb2 as svc
 from mobkit.gen.flows.v1 import flows_service_pb2_grpc as svc_grpc
 from mobkit.server.errors import ErrorTable, service_errors
@@ -28,10 +26,6 @@ from mobkit.wire.orchestrator import event_to_proto
 
 SERVICE_NAME = "mobkit.flows.v1.FlowService"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
-STATE_POLL_SECONDS = 2.0
-"""How often a watch re-reads its run, so that it ends even if the run's last event
-never reached the log (an owner that died between its checkpoint and the event)."""
-TERMINAL_KINDS = frozenset({"run_succeeded", "run_failed", "run_canceled"})
 ERRORS: ErrorTable = service_errors(
     fe.FlowNotFound,
     fe.RunNotFound,
@@ -108,63 +102,10 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
     ) -> AsyncIterator[svc.WatchRunResponse]:
         run_id = _run_id(request.run_id)
         record = await self.engine.get_run(run_id)
-        async for event in self._events_of(run_id, request.after_seq, record.run.state.terminal):
+        finished = record.run.state.terminal
+        async for event in run_events(
+            self.events, self.engine.store, run_id, request.after_seq, finished
+        ):
             yield svc.WatchRunResponse(event=event_to_proto(event))
         final = await self.engine.get_run(run_id)
         yield svc.WatchRunResponse(run=run_to_proto(final.view()))
-
-    async def _events_of(
-        self, run_id: str, after_seq: int, finished: bool
-    ) -> AsyncIterator[MobStructuralEventEnvelope]:
-        """The run's events (and its nested runs') after ``after_seq``, until the run's
-        last event, or for a finished run until the log's latest cursor now."""
-        latest = await self.events.latest_cursor()
-        if after_seq > latest:
-            raise StaleEventCursor(after_seq, latest)
-        if finished and after_seq >= latest:
-            return
-        queue: asyncio.Queue[MobStructuralEventEnvelope] = asyncio.Queue(maxsize=1024)
-
-        async def pump() -> None:
-            watch = self.events.watch(after_seq)
-            try:
-                async for event in watch:
-                    await queue.put(event)
-            finally:
-                await watch.aclose()
-
-        pumping = asyncio.create_task(pump(), name=f"watch-run-{run_id}")
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(STATE_POLL_SECONDS):
-                        event = await queue.get()
-                except TimeoutError:
-                    if pumping.done():
-                        pumping.result()  # a failed watch ends the stream with its error
-                        return
-                    if (await self.engine.get_run(run_id)).run.state.terminal and queue.empty():
-                        if await self.events.latest_cursor() <= latest:
-                            return
-                        finished = True
-                    continue
-                owner = _run_of(event)
-                if owner == run_id or (owner or "").startswith(run_id + "."):
-                    yield event
-                    if owner == run_id and event.kind in TERMINAL_KINDS:
-                        return
-                latest_seen = event.cursor
-                if finished and latest_seen >= latest:
-                    return
-        finally:
-            pumping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pumping
-
-
-def _run_of(event: MobStructuralEventEnvelope) -> str | None:
-    data = event.data
-    if isinstance(data, dict):
-        value = data.get("run_id")
-        return value if isinstance(value, str) else None
-    return None

@@ -62,7 +62,10 @@ async def build(settings: Settings, resources: Resources) -> list[ServiceRegistr
     orchestrator.modules = resources.providers["modules"] = modules
     runner = OrchestratorRunner(orchestrator, reconcile_interval=settings.reconcile_interval)
     resources.providers["orchestrator"] = orchestrator
-    servicer = OrchestratorServicer(orchestrator, providers.events, resources.conditions)
+    flows = await build_flows(settings, resources, orchestrator, registry.members)
+    servicer = OrchestratorServicer(
+        orchestrator, providers.events, resources.conditions, tickets=flows.tickets
+    )
     # Out of space (etcd NOSPACE...): events say so; every replica compacts etcd on a
     # schedule, coordinated so that one does it each interval.
     backend_events = BackendEvents(providers.events, instance)
@@ -85,7 +88,6 @@ async def build(settings: Settings, resources: Resources) -> list[ServiceRegistr
     )
 
     untrack_census = metrics.track_census(orchestrator.census)  # mobkit_leases_held, ...
-    flows = await build_flows(settings, resources, orchestrator, registry.members)
 
     async def stop() -> None:
         untrack_census()

@@ -9,6 +9,9 @@ from typing import Any
 import grpc
 
 from mobkit.core import errors as e
+from mobkit.flows.errors import TurnNotFound
+from mobkit.flows.ticket_rpcs import TicketRpcs
+from mobkit.flows.tickets import TurnTickets
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
@@ -56,6 +59,7 @@ ERRORS: ErrorTable = service_errors(
     ModelUnavailable,  # an llm agent's model (its turn rolled back)
     ModelFailed,
     *MODULE_ERRORS,  # a turn's tool calls
+    TurnNotFound,  # GetTurn, WatchTurn
     # The roster the orchestrator reconciles is its own state, not the request's
     # argument (the roster service answers INVALID_ARGUMENT).
     overrides={e.RosterInvalid: grpc.StatusCode.FAILED_PRECONDITION},
@@ -105,16 +109,19 @@ def report_to_proto(r: ReconcileReport) -> svc.ReconcileResponse:
     )
 
 
-class OrchestratorServicer(svc_grpc.OrchestratorServiceServicer):
+class OrchestratorServicer(TicketRpcs, svc_grpc.OrchestratorServiceServicer):
     def __init__(
         self,
         orchestrator: Orchestrator,
         events: Events,
         conditions: BackendConditions | None = None,
+        tickets: TurnTickets | None = None,
     ) -> None:
         self.o = orchestrator
         self.events = events
         self.conditions = conditions or BackendConditions()
+        self.tickets = tickets  # SubmitTurn, GetTurn, WatchTurn (TicketRpcs)
+        self.ticket_events = events
 
     async def Reconcile(
         self, request: svc.ReconcileRequest, context: grpc.aio.ServicerContext

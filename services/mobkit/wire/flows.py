@@ -19,7 +19,15 @@ from mobkit.flows.definition import (
 )
 from mobkit.flows.engine import RunFilter
 from mobkit.flows.records import Parent, RunView
-from mobkit.flows.run import Failure, Run, RunState, StepRecord, StepState, TargetResult
+from mobkit.flows.run import (
+    Failure,
+    Run,
+    RunState,
+    StepRecord,
+    StepState,
+    TargetResult,
+    TurnProof,
+)
 from mobkit.gen.flows.v1 import flows_pb2 as pb
 from mobkit.gen.flows.v1 import flows_service_pb2 as svc
 from mobkit.wire.json import get_json
@@ -123,11 +131,15 @@ def run_to_proto(record: RunView) -> pb.Run:
         ordered += [t for t in step.results if t not in ordered]
         for identity in ordered:
             result = step.results[identity]
-            out.results.add(
+            item = out.results.add(
                 identity=identity,
                 output=result.output,
                 structured_output_json=_text(result.structured_output),
             )
+            if (proof := result.proof) is not None:
+                item.session_id = proof.session_id
+                item.fencing_token = proof.fencing_token
+                item.checkpoint_version = proof.checkpoint_version
         if (step_failure := _failure(step.failure)) is not None:
             out.failure.CopyFrom(step_failure)
     return msg
@@ -217,7 +229,13 @@ def run_from_proto(msg: pb.Run) -> RunView:
             targets=tuple(s.targets),
             attempts=dict(s.attempts),
             results={
-                r.identity: TargetResult(r.output, _json(r.structured_output_json, "results"))
+                r.identity: TargetResult(
+                    r.output,
+                    _json(r.structured_output_json, "results"),
+                    TurnProof(r.session_id, r.fencing_token, r.checkpoint_version)
+                    if r.session_id
+                    else None,
+                )
                 for r in s.results
             },
             failure=_failure_from_proto(s.failure) if s.HasField("failure") else None,

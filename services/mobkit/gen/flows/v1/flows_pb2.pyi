@@ -318,21 +318,33 @@ class TargetResult(_message.Message):
     IDENTITY_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     STRUCTURED_OUTPUT_JSON_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    FENCING_TOKEN_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_VERSION_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity that ran the turn (for a nested flow step: the child run id)."""
     output: _builtins.str
     structured_output_json: _builtins.str
     """JSON text of the turn's structured output; empty: none."""
+    session_id: _builtins.str
+    """The turn's receipt: the session that ran it, the owner's fencing token and
+    the checkpoint version it committed (unset for a nested flow step).
+    """
+    fencing_token: _builtins.int
+    checkpoint_version: _builtins.int
     def __init__(
         self,
         *,
         identity: _builtins.str = ...,
         output: _builtins.str = ...,
         structured_output_json: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        fencing_token: _builtins.int = ...,
+        checkpoint_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "output", b"output", "structured_output_json", b"structured_output_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_version", b"checkpoint_version", "fencing_token", b"fencing_token", "identity", b"identity", "output", b"output", "session_id", b"session_id", "structured_output_json", b"structured_output_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as _orchestrator_pb2
 from mobkit.gen.roster.v1 import roster_pb2 as _roster_pb2
 from mobkit.gen.topology.v1 import topology_pb2 as _topology_pb2
@@ -23,6 +24,40 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TurnState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TurnStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TurnState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TURN_STATE_UNSPECIFIED: _TurnState.ValueType  # 0
+    TURN_STATE_PENDING: _TurnState.ValueType  # 1
+    """Accepted; its turn has not finished (it may be running, or waiting for
+    the identity to be Active).
+    """
+    TURN_STATE_SUCCEEDED: _TurnState.ValueType  # 2
+    """The turn ran; `receipt` proves it."""
+    TURN_STATE_FAILED: _TurnState.ValueType  # 3
+    """The turn failed (its state rolled back, as a failed Send's); `failure`
+    says why.
+    """
+
+class TurnState(_TurnState, metaclass=_TurnStateEnumTypeWrapper):
+    """The state of an asynchronous turn."""
+
+TURN_STATE_UNSPECIFIED: TurnState.ValueType  # 0
+TURN_STATE_PENDING: TurnState.ValueType  # 1
+"""Accepted; its turn has not finished (it may be running, or waiting for
+the identity to be Active).
+"""
+TURN_STATE_SUCCEEDED: TurnState.ValueType  # 2
+"""The turn ran; `receipt` proves it."""
+TURN_STATE_FAILED: TurnState.ValueType  # 3
+"""The turn failed (its state rolled back, as a failed Send's); `failure`
+says why.
+"""
+Global___TurnState: _TypeAlias = TurnState  # noqa: Y015
 
 @_typing.final
 class ReconcileRequest(_message.Message):
@@ -830,3 +865,209 @@ class ListModulesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModulesResponse: _TypeAlias = ListModulesResponse  # noqa: Y015
+
+@_typing.final
+class SubmitTurnRequest(_message.Message):
+    """Request for OrchestratorService.SubmitTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    DISPATCH_FIELD_NUMBER: _builtins.int
+    identity: _builtins.str
+    """Target identity; addressable unless `dispatch`."""
+    dispatch: _builtins.bool
+    """Reach internal_only identities too, as Dispatch does."""
+    @_builtins.property
+    def input(self) -> _orchestrator_pb2.DispatchInput:
+        """The input, with optional correlation id and idempotency key."""
+
+    def __init__(
+        self,
+        *,
+        identity: _builtins.str = ...,
+        input: _orchestrator_pb2.DispatchInput | None = ...,
+        dispatch: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dispatch", b"dispatch", "identity", b"identity", "input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitTurnRequest: _TypeAlias = SubmitTurnRequest  # noqa: Y015
+
+@_typing.final
+class SubmitTurnResponse(_message.Message):
+    """Response for OrchestratorService.SubmitTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def turn(self) -> Global___TurnTicket:
+        """The ticket: its `turn_id` is what GetTurn and WatchTurn take."""
+
+    def __init__(
+        self,
+        *,
+        turn: Global___TurnTicket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitTurnResponse: _TypeAlias = SubmitTurnResponse  # noqa: Y015
+
+@_typing.final
+class GetTurnRequest(_message.Message):
+    """Request for OrchestratorService.GetTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTurnRequest: _TypeAlias = GetTurnRequest  # noqa: Y015
+
+@_typing.final
+class GetTurnResponse(_message.Message):
+    """Response for OrchestratorService.GetTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def turn(self) -> Global___TurnTicket: ...
+    def __init__(
+        self,
+        *,
+        turn: Global___TurnTicket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTurnResponse: _TypeAlias = GetTurnResponse  # noqa: Y015
+
+@_typing.final
+class WatchTurnRequest(_message.Message):
+    """Request for OrchestratorService.WatchTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    after_seq: _builtins.int
+    """Events with cursor > after_seq; 0: from the oldest retained event."""
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "turn_id", b"turn_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTurnRequest: _TypeAlias = WatchTurnRequest  # noqa: Y015
+
+@_typing.final
+class WatchTurnResponse(_message.Message):
+    """One item of OrchestratorService.WatchTurn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    TURN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> _orchestrator_pb2.MobStructuralEventEnvelope:
+        """An event of the ticket's turn."""
+
+    @_builtins.property
+    def turn(self) -> Global___TurnTicket:
+        """The finished ticket: the last message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        event: _orchestrator_pb2.MobStructuralEventEnvelope | None = ...,
+        turn: Global___TurnTicket | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "item", b"item", "turn", b"turn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "item", b"item", "turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["event", "turn"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___WatchTurnResponse: _TypeAlias = WatchTurnResponse  # noqa: Y015
+
+@_typing.final
+class TurnTicket(_message.Message):
+    """An asynchronous turn (SubmitTurn)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TURN_ID_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_MS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    turn_id: _builtins.str
+    identity: _builtins.str
+    state: Global___TurnState.ValueType
+    failure_reason: _builtins.str
+    """Set once FAILED: a reason of API.md's table and its message."""
+    failure_message: _builtins.str
+    submitted_at_ms: _builtins.int
+    updated_at_ms: _builtins.int
+    attempts: _builtins.int
+    """Attempts so far (1 = first)."""
+    @_builtins.property
+    def receipt(self) -> _orchestrator_pb2.DispatchReceipt:
+        """Set once SUCCEEDED (the output as Send returns it, without token usage)."""
+
+    def __init__(
+        self,
+        *,
+        turn_id: _builtins.str = ...,
+        identity: _builtins.str = ...,
+        state: Global___TurnState.ValueType = ...,
+        receipt: _orchestrator_pb2.DispatchReceipt | None = ...,
+        failure_reason: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
+        submitted_at_ms: _builtins.int = ...,
+        updated_at_ms: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "failure_message", b"failure_message", "failure_reason", b"failure_reason", "identity", b"identity", "receipt", b"receipt", "state", b"state", "submitted_at_ms", b"submitted_at_ms", "turn_id", b"turn_id", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnTicket: _TypeAlias = TurnTicket  # noqa: Y015

@@ -100,6 +100,21 @@ class OrchestratorServiceStub:
                 request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.SubmitTurn = channel.unary_unary(
+                '/mobkit.orchestrator.v1.OrchestratorService/SubmitTurn',
+                request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SubmitTurnRequest.SerializeToString,
+                response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SubmitTurnResponse.FromString,
+                _registered_method=True)
+        self.GetTurn = channel.unary_unary(
+                '/mobkit.orchestrator.v1.OrchestratorService/GetTurn',
+                request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTurnRequest.SerializeToString,
+                response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTurnResponse.FromString,
+                _registered_method=True)
+        self.WatchTurn = channel.unary_stream(
+                '/mobkit.orchestrator.v1.OrchestratorService/WatchTurn',
+                request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchTurnRequest.SerializeToString,
+                response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchTurnResponse.FromString,
+                _registered_method=True)
         self.GetTopology = channel.unary_unary(
                 '/mobkit.orchestrator.v1.OrchestratorService/GetTopology',
                 request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTopologyRequest.SerializeToString,
@@ -268,6 +283,45 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitTurn(self, request, context):
+        """Accepts a turn and returns its ticket at once (state PENDING); the turn then
+        runs on the identity's owner exactly once, across failovers of the replica
+        that holds the ticket: a ticket is kept in etcd and owned through a fenced
+        lease like a flow run (docs/flows.md), and its turn carries one idempotency
+        key, so a new owner replays the receipt instead of running the turn again.
+        The idempotency rules of Send apply: with `input.idempotency_key`, the same
+        key (for the same identity) answers the same ticket, and its turn's receipt
+        is the one a Send with that key gets. Without a key, each call is a new
+        ticket. A turn that finds the identity not Active (between owners, being
+        activated, suspended) is retried with backoff for up to `--turn-ticket-wait`
+        (10 min); other failures end the ticket FAILED with their reason.
+
+        Errors, checked before any ticket exists: INVALID_IDENTITY,
+        IDENTITY_NOT_FOUND, NOT_ADDRESSABLE (internal_only, unless `dispatch`),
+        INVALID_ARGUMENT (the input, as Send checks it), BACKEND_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTurn(self, request, context):
+        """A ticket's state and, once it succeeded, its receipt.
+        Errors: TURN_NOT_FOUND (NOT_FOUND: unknown, or past `--run-retention`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTurn(self, request, context):
+        """A ticket's events from the event log (turn_started / step_turn_started,
+        step_turn_done or step_turn_failed, ...), resumable from a cursor, then the
+        finished ticket with its receipt, and the stream ends.
+        Errors: TURN_NOT_FOUND, STALE_EVENT_CURSOR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTopology(self, request, context):
         """Returns the managed peer edges currently in force, sorted by (a, b).
         Paginated: full mesh over 2000 identities is ~2M edges.
@@ -345,6 +399,21 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsRequest.FromString,
                     response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'SubmitTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTurn,
+                    request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SubmitTurnRequest.FromString,
+                    response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SubmitTurnResponse.SerializeToString,
+            ),
+            'GetTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTurn,
+                    request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTurnRequest.FromString,
+                    response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTurnResponse.SerializeToString,
+            ),
+            'WatchTurn': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTurn,
+                    request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchTurnRequest.FromString,
+                    response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchTurnResponse.SerializeToString,
             ),
             'GetTopology': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTopology,
@@ -664,6 +733,87 @@ class OrchestratorService:
             '/mobkit.orchestrator.v1.OrchestratorService/WatchEvents',
             mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsRequest.SerializeToString,
             mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobkit.orchestrator.v1.OrchestratorService/SubmitTurn',
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SubmitTurnRequest.SerializeToString,
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SubmitTurnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mobkit.orchestrator.v1.OrchestratorService/GetTurn',
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTurnRequest.SerializeToString,
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetTurnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mobkit.orchestrator.v1.OrchestratorService/WatchTurn',
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchTurnRequest.SerializeToString,
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchTurnResponse.FromString,
             options,
             channel_credentials,
             insecure,

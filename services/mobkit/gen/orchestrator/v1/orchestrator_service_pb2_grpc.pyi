@@ -145,6 +145,33 @@ class OrchestratorServiceStub:
 
     Errors: STALE_EVENT_CURSOR (OUT_OF_RANGE) before the first message.
     """
+    SubmitTurn: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SubmitTurnRequest, _orchestrator_service_pb2.SubmitTurnResponse]
+    """Accepts a turn and returns its ticket at once (state PENDING); the turn then
+    runs on the identity's owner exactly once, across failovers of the replica
+    that holds the ticket: a ticket is kept in etcd and owned through a fenced
+    lease like a flow run (docs/flows.md), and its turn carries one idempotency
+    key, so a new owner replays the receipt instead of running the turn again.
+    The idempotency rules of Send apply: with `input.idempotency_key`, the same
+    key (for the same identity) answers the same ticket, and its turn's receipt
+    is the one a Send with that key gets. Without a key, each call is a new
+    ticket. A turn that finds the identity not Active (between owners, being
+    activated, suspended) is retried with backoff for up to `--turn-ticket-wait`
+    (10 min); other failures end the ticket FAILED with their reason.
+
+    Errors, checked before any ticket exists: INVALID_IDENTITY,
+    IDENTITY_NOT_FOUND, NOT_ADDRESSABLE (internal_only, unless `dispatch`),
+    INVALID_ARGUMENT (the input, as Send checks it), BACKEND_UNAVAILABLE.
+    """
+    GetTurn: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetTurnRequest, _orchestrator_service_pb2.GetTurnResponse]
+    """A ticket's state and, once it succeeded, its receipt.
+    Errors: TURN_NOT_FOUND (NOT_FOUND: unknown, or past `--run-retention`).
+    """
+    WatchTurn: _grpc.UnaryStreamMultiCallable[_orchestrator_service_pb2.WatchTurnRequest, _orchestrator_service_pb2.WatchTurnResponse]
+    """A ticket's events from the event log (turn_started / step_turn_started,
+    step_turn_done or step_turn_failed, ...), resumable from a cursor, then the
+    finished ticket with its receipt, and the stream ends.
+    Errors: TURN_NOT_FOUND, STALE_EVENT_CURSOR.
+    """
     GetTopology: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetTopologyRequest, _orchestrator_service_pb2.GetTopologyResponse]
     """Returns the managed peer edges currently in force, sorted by (a, b).
     Paginated: full mesh over 2000 identities is ~2M edges.
@@ -271,6 +298,33 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     and are not replayed.
 
     Errors: STALE_EVENT_CURSOR (OUT_OF_RANGE) before the first message.
+    """
+    SubmitTurn: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SubmitTurnRequest, _orchestrator_service_pb2.SubmitTurnResponse]  # type: ignore[assignment]
+    """Accepts a turn and returns its ticket at once (state PENDING); the turn then
+    runs on the identity's owner exactly once, across failovers of the replica
+    that holds the ticket: a ticket is kept in etcd and owned through a fenced
+    lease like a flow run (docs/flows.md), and its turn carries one idempotency
+    key, so a new owner replays the receipt instead of running the turn again.
+    The idempotency rules of Send apply: with `input.idempotency_key`, the same
+    key (for the same identity) answers the same ticket, and its turn's receipt
+    is the one a Send with that key gets. Without a key, each call is a new
+    ticket. A turn that finds the identity not Active (between owners, being
+    activated, suspended) is retried with backoff for up to `--turn-ticket-wait`
+    (10 min); other failures end the ticket FAILED with their reason.
+
+    Errors, checked before any ticket exists: INVALID_IDENTITY,
+    IDENTITY_NOT_FOUND, NOT_ADDRESSABLE (internal_only, unless `dispatch`),
+    INVALID_ARGUMENT (the input, as Send checks it), BACKEND_UNAVAILABLE.
+    """
+    GetTurn: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetTurnRequest, _orchestrator_service_pb2.GetTurnResponse]  # type: ignore[assignment]
+    """A ticket's state and, once it succeeded, its receipt.
+    Errors: TURN_NOT_FOUND (NOT_FOUND: unknown, or past `--run-retention`).
+    """
+    WatchTurn: _aio.UnaryStreamMultiCallable[_orchestrator_service_pb2.WatchTurnRequest, _orchestrator_service_pb2.WatchTurnResponse]  # type: ignore[assignment]
+    """A ticket's events from the event log (turn_started / step_turn_started,
+    step_turn_done or step_turn_failed, ...), resumable from a cursor, then the
+    finished ticket with its receipt, and the stream ends.
+    Errors: TURN_NOT_FOUND, STALE_EVENT_CURSOR.
     """
     GetTopology: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.GetTopologyRequest, _orchestrator_service_pb2.GetTopologyResponse]  # type: ignore[assignment]
     """Returns the managed peer edges currently in force, sorted by (a, b).
@@ -461,6 +515,51 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         and are not replayed.
 
         Errors: STALE_EVENT_CURSOR (OUT_OF_RANGE) before the first message.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitTurn(
+        self,
+        request: _orchestrator_service_pb2.SubmitTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.SubmitTurnResponse, _abc.Awaitable[_orchestrator_service_pb2.SubmitTurnResponse]]:
+        """Accepts a turn and returns its ticket at once (state PENDING); the turn then
+        runs on the identity's owner exactly once, across failovers of the replica
+        that holds the ticket: a ticket is kept in etcd and owned through a fenced
+        lease like a flow run (docs/flows.md), and its turn carries one idempotency
+        key, so a new owner replays the receipt instead of running the turn again.
+        The idempotency rules of Send apply: with `input.idempotency_key`, the same
+        key (for the same identity) answers the same ticket, and its turn's receipt
+        is the one a Send with that key gets. Without a key, each call is a new
+        ticket. A turn that finds the identity not Active (between owners, being
+        activated, suspended) is retried with backoff for up to `--turn-ticket-wait`
+        (10 min); other failures end the ticket FAILED with their reason.
+
+        Errors, checked before any ticket exists: INVALID_IDENTITY,
+        IDENTITY_NOT_FOUND, NOT_ADDRESSABLE (internal_only, unless `dispatch`),
+        INVALID_ARGUMENT (the input, as Send checks it), BACKEND_UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTurn(
+        self,
+        request: _orchestrator_service_pb2.GetTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_service_pb2.GetTurnResponse, _abc.Awaitable[_orchestrator_service_pb2.GetTurnResponse]]:
+        """A ticket's state and, once it succeeded, its receipt.
+        Errors: TURN_NOT_FOUND (NOT_FOUND: unknown, or past `--run-retention`).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchTurn(
+        self,
+        request: _orchestrator_service_pb2.WatchTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orchestrator_service_pb2.WatchTurnResponse], _abc.AsyncIterator[_orchestrator_service_pb2.WatchTurnResponse]]:
+        """A ticket's events from the event log (turn_started / step_turn_started,
+        step_turn_done or step_turn_failed, ...), resumable from a cursor, then the
+        finished ticket with its receipt, and the stream ends.
+        Errors: TURN_NOT_FOUND, STALE_EVENT_CURSOR.
         """
 
     @_abc_1.abstractmethod

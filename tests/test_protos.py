@@ -71,10 +71,20 @@ API: dict[str, dict[str, dict[str, tuple[bool, bool]]]] = {
                     "ListEvents",
                     "GetTopology",
                     "ListModules",  # compatible extension beyond API.md (module health)
+                    "SubmitTurn",
+                    "GetTurn",
                 ],
                 UNARY,
             ),
-            "WatchEvents": SERVER_STREAM,
+            **dict.fromkeys(
+                ["WatchEvents", "SendStream", "DispatchStream", "WatchTurn"], SERVER_STREAM
+            ),
+        },
+    },
+    "flows": {
+        "FlowService": {
+            **dict.fromkeys(["ListFlows", "StartRun", "GetRun", "ListRuns", "CancelRun"], UNARY),
+            "WatchRun": SERVER_STREAM,
         },
     },
 }

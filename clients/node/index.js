@@ -142,6 +142,11 @@ function flowRun(run) {
   };
 }
 
+/** @param {any} turn a TurnTicket, its receipt decoded when it has one */
+function turnTicket(turn) {
+  return { ...turn, receipt: turn.receipt ? dispatchReceipt(turn.receipt) : null };
+}
+
 /** @param {any} receipt @returns {DispatchReceipt} */
 function dispatchReceipt(receipt) {
   return { ...receipt, structured_output: jsonField(receipt, "structured_output") };
@@ -353,10 +358,85 @@ class MobKitClient {
     } while (token);
   }
 
+  /**
+   * A turn streamed as it happens: yields `{ progress }` items (`progress.text_delta`,
+   * `tool_call_started`, `tool_call_finished`), then one `{ receipt }`. Leaving the
+   * loop early does not stop the turn.
+   * @param {string} identity
+   * @param {string} text
+   * @param {{dispatch?: boolean, idempotencyKey?: string, correlationId?: string}} [opts]
+   */
+  async *sendStream(identity, text, opts = {}) {
+    const request = { identity, input: this._input(text, "DISPATCH_ORIGIN_SYSTEM", opts) };
+    const call = opts.dispatch
+      ? this._orchestrator.DispatchStream(request, this._metadata())
+      : this._orchestrator.SendStream(request, this._metadata());
+    try {
+      for await (const reply of call) {
+        if (reply.item === "receipt") yield { receipt: dispatchReceipt(reply.receipt) };
+        else yield { progress: reply.progress };
+      }
+    } catch (err) {
+      throw decodeError(/** @type {any} */ (err));
+    } finally {
+      call.cancel();
+    }
+  }
+
+  /**
+   * Accept a turn and return its ticket at once (state "TURN_STATE_PENDING"); with an
+   * idempotencyKey the call is retried on UNAVAILABLE and answers the same ticket.
+   * @param {string} identity
+   * @param {string} text
+   * @param {{dispatch?: boolean, idempotencyKey?: string, correlationId?: string}} [opts]
+   */
+  async submitTurn(identity, text, opts = {}) {
+    const request = {
+      identity,
+      input: this._input(text, "DISPATCH_ORIGIN_SYSTEM", opts),
+      dispatch: Boolean(opts.dispatch),
+    };
+    const reply = await this._unary(this._orchestrator, "SubmitTurn", request, {
+      idempotent: Boolean(opts.idempotencyKey),
+    });
+    return turnTicket(reply.turn);
+  }
+
+  /** @param {string} turnId */
+  async getTurn(turnId) {
+    const reply = await this._unary(this._orchestrator, "GetTurn", { turn_id: turnId }, { idempotent: true });
+    return turnTicket(reply.turn);
+  }
+
+  /**
+   * A ticket's events, then the finished ticket: yields `{ event }` items, then `{ turn }`.
+   * @param {string} turnId
+   */
+  async *watchTurn(turnId) {
+    const call = this._orchestrator.WatchTurn({ turn_id: turnId, after_seq: "0" }, this._metadata());
+    try {
+      for await (const reply of call) {
+        if (reply.item === "event") yield { event: structuralEvent(reply.event) };
+        else yield { turn: turnTicket(reply.turn) };
+      }
+    } catch (err) {
+      throw decodeError(/** @type {any} */ (err));
+    } finally {
+      call.cancel();
+    }
+  }
+
   /** The roster's flows (FlowService.ListFlows). */
   async listFlows() {
-    const reply = await this._unary(this._flows, "ListFlows", {}, { idempotent: true });
-    return reply.flows;
+    const flows = [];
+    let token = "";
+    do {
+      const request = { page_size: 1000, page_token: token };
+      const reply = await this._unary(this._flows, "ListFlows", request, { idempotent: true });
+      flows.push(...reply.flows);
+      token = reply.next_page_token;
+    } while (token);
+    return flows;
   }
 
   /**

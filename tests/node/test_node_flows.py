@@ -3,6 +3,7 @@ end, read its outputs and failures, and decode the flow reasons."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -88,3 +89,32 @@ def test_failures_and_reasons_reach_node(installed: Path, suite: ServeProcess) -
     assert missing.stderr.startswith(
         "run-flow: FLOW_NOT_FOUND: flow 'no-such-flow' is not in the roster"
     )
+
+
+def test_streamed_turns_and_tickets_from_node(installed: Path, suite: ServeProcess) -> None:
+    assert NODE is not None
+    script = f"""
+    const {{ MobKitClient }} = require("./index.js");
+    (async () => {{
+      const client = new MobKitClient({json.dumps(str(suite.address))});
+      try {{
+        const items = [];
+        for await (const item of client.sendStream("lead", "remember node", {{ idempotencyKey: "n-1" }})) items.push(item);
+        const ticket = await client.submitTurn("w3", "hi", {{ dispatch: true, idempotencyKey: "n-2" }});
+        let done = null;
+        for await (const item of client.watchTurn(ticket.turn_id)) if (item.turn) done = item.turn;
+        const again = await client.getTurn(ticket.turn_id);
+        console.log(JSON.stringify({{
+          last: items[items.length - 1].receipt.output, count: items.length,
+          state: done.state, output: done.receipt.output, same: again.turn_id === done.turn_id,
+        }}));
+      }} finally {{ client.close(); }}
+    }})().catch((e) => {{ console.error(e.reason || e.message); process.exit(1); }});
+    """
+    run = subprocess.run(
+        [NODE, "-e", script], cwd=CLIENT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert "noted 'node'" in out["last"] and out["count"] == 1
+    assert out["state"] == "TURN_STATE_SUCCEEDED" and out["output"] == "hi" and out["same"]

@@ -168,14 +168,54 @@ def _receipt(run: Run, receipt: DispatchReceipt) -> int:
 
 async def send(run: Run) -> int:
     a = run.args
+    if a.stream:
+        return await _streamed(run, dispatch=False)
     receipt = await run.mk.send(
         a.identity, a.text, idempotency_key=a.key, correlation_id=a.correlation_id
     )
     return _receipt(run, receipt)
 
 
+async def _streamed(run: Run, *, dispatch: bool) -> int:
+    """Pieces of the reply on stdout as they arrive, tool calls on stderr, then the
+    receipt (its output too when the agent streamed none)."""
+    a = run.args
+    streamed = False
+    origin = DispatchOrigin(getattr(a, "origin", DispatchOrigin.SYSTEM.value))
+    async for item in run.mk.send_stream(
+        a.identity,
+        a.text,
+        dispatch=dispatch,
+        origin=origin,
+        idempotency_key=a.key,
+        correlation_id=a.correlation_id,
+    ):
+        if isinstance(item, DispatchReceipt):
+            if run.json:
+                print_json(item, run.out)
+                return exit_codes.OK
+            if streamed:
+                run.print()
+                run.note(
+                    f"{item.identity}: session {item.session_id}, fencing token "
+                    f"{item.fencing_token}, checkpoint {item.checkpoint_version}"
+                )
+                return exit_codes.OK
+            return _receipt(run, item)
+        if run.json:
+            print_json(item, run.out)
+        elif item.kind == "delta":
+            streamed = True
+            print(item.text, end="", file=run.out, flush=True)
+        else:
+            run.note(f"[{item.kind.replace('_', ' ')}: {item.text}]")
+    return exit_codes.ERROR  # the stream ended without a receipt
+
+
 async def dispatch(run: Run) -> int:
     a = run.args
+    if a.stream:
+        return await _streamed(run, dispatch=True)
     receipt = await run.mk.dispatch(
         a.identity,
         a.text,
@@ -199,6 +239,11 @@ def _turn_arguments(p: argparse.ArgumentParser) -> None:
         "--correlation-id",
         metavar="ID",
         help="echoed in the receipt, for tracing [default: none]",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the reply as the agent produces it (SendStream / DispatchStream)",
     )
 
 

@@ -16,6 +16,8 @@ from mobkit.gen.flows.v1 import flows_service_pb2_grpc as svc_grpc
 from mobkit.server.errors import ErrorTable, service_errors
 from mobkit.wire.flows import (
     flow_to_proto,
+    flows_page_after,
+    flows_page_token,
     run_filter,
     run_to_proto,
     runs_page_after,
@@ -40,6 +42,12 @@ ERRORS: ErrorTable = service_errors(
 )
 
 
+def _page_size(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return min(value or DEFAULT_PAGE, MAX_PAGE)
+
+
 def _run_id(value: str) -> str:
     if not value:
         raise InvalidArgument("run_id", "is required")
@@ -55,9 +63,14 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
 
     async def ListFlows(self, request: svc.ListFlowsRequest, context: Any) -> svc.ListFlowsResponse:
         snapshot = await self.engine.roster.snapshot(fresh=True)
+        size = _page_size(request.page_size)
+        start = flows_page_after(request.page_token)
+        page = snapshot.flows[start : start + size]
+        more = start + size < len(snapshot.flows)
         return svc.ListFlowsResponse(
-            flows=[flow_to_proto(f) for f in snapshot.flows],
+            flows=[flow_to_proto(f) for f in page],
             roster_revision=snapshot.revision,
+            next_page_token=flows_page_token(start + size) if more else "",
         )
 
     async def StartRun(self, request: svc.StartRunRequest, context: Any) -> svc.StartRunResponse:
@@ -85,9 +98,8 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
         )
 
     async def ListRuns(self, request: svc.ListRunsRequest, context: Any) -> svc.ListRunsResponse:
-        size = request.page_size or DEFAULT_PAGE
         records, after = await self.engine.list_runs(
-            run_filter(request), min(size, MAX_PAGE), runs_page_after(request.page_token)
+            run_filter(request), _page_size(request.page_size), runs_page_after(request.page_token)
         )
         return svc.ListRunsResponse(
             runs=[run_to_proto(r.view()) for r in records], next_page_token=runs_page_token(after)

@@ -19,6 +19,7 @@ from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
+from mobkit.orchestrator.streaming import StreamingRpcs
 from mobkit.runtime.domain import (
     CallbackUnavailable,
     ModelFailed,
@@ -109,7 +110,7 @@ def report_to_proto(r: ReconcileReport) -> svc.ReconcileResponse:
     )
 
 
-class OrchestratorServicer(TicketRpcs, svc_grpc.OrchestratorServiceServicer):
+class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServiceServicer):
     def __init__(
         self,
         orchestrator: Orchestrator,
@@ -122,6 +123,9 @@ class OrchestratorServicer(TicketRpcs, svc_grpc.OrchestratorServiceServicer):
         self.conditions = conditions or BackendConditions()
         self.tickets = tickets  # SubmitTurn, GetTurn, WatchTurn (TicketRpcs)
         self.ticket_events = events
+
+    def _routing_of(self, context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        return _routing(context)
 
     async def Reconcile(
         self, request: svc.ReconcileRequest, context: grpc.aio.ServicerContext

@@ -70,6 +70,11 @@ REQUIRED_SCOPES: dict[str, dict[str, Scope]] = {
         "WatchEvents": R,
         "GetTopology": R,
         "ListModules": R,
+        "SendStream": W,
+        "DispatchStream": W,
+        "SubmitTurn": W,
+        "GetTurn": R,
+        "WatchTurn": R,
     },
     "mobkit.flows.v1.FlowService": {
         "ListFlows": R,

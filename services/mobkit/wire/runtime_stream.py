@@ -123,7 +123,8 @@ def result_from_proto(msg: pb.CallbackResult, *specific: type[MobKitError]) -> A
 # -- runtime -> orchestrator: progress --------------------------------------------------------
 
 
-def progress_to_proto(event: TurnProgress) -> pb.RunTurnStreamResponse:
+def turn_progress_to_proto(event: TurnProgress) -> pb.TurnProgress:
+    """One progress event (also what SendStream and DispatchStream stream to clients)."""
     msg = pb.TurnProgress()
     if event.kind == "delta":
         msg.text_delta.text = event.text
@@ -131,7 +132,11 @@ def progress_to_proto(event: TurnProgress) -> pb.RunTurnStreamResponse:
         msg.tool_call_started.name = event.text
     else:
         msg.tool_call_finished.name = event.text
-    return pb.RunTurnStreamResponse(progress=msg)
+    return msg
+
+
+def progress_to_proto(event: TurnProgress) -> pb.RunTurnStreamResponse:
+    return pb.RunTurnStreamResponse(progress=turn_progress_to_proto(event))
 
 
 def progress_from_proto(msg: pb.TurnProgress) -> TurnProgress | None:

@@ -37,6 +37,7 @@ from mobkit.client.providers import (
     AsyncTopologyClient,
 )
 from mobkit.client.retry import RetryInterceptor
+from mobkit.client.turns import AsyncTurnClient
 from mobkit.client.types import EventPage, Page, ReconcileResult
 from mobkit.core.types import (
     DispatchOrigin,
@@ -173,6 +174,14 @@ class AsyncMobKit:
         channel, self._retry = self._channels.entry()
         self.orchestrator = AsyncOrchestratorClient(channel, retry=self.options.retry)
         self.flows = AsyncFlowClient(channel)
+        self.turns = AsyncTurnClient(channel)
+        """Streamed turns and turn tickets; also as ``send_stream``, ``submit_turn``,
+        ``get_turn``, ``watch_turn`` and ``wait_for_turn`` here."""
+        self.send_stream = self.turns.send_stream
+        self.submit_turn = self.turns.submit_turn
+        self.get_turn = self.turns.get_turn
+        self.watch_turn = self.turns.watch_turn
+        self.wait_for_turn = self.turns.wait_for_turn
         """Flow runs (FlowService, served beside the orchestrator)."""
         self.providers = AsyncProviders(self._channels, provider_addresses or {})
 

@@ -62,8 +62,15 @@ class AsyncFlowClient:
             raise error_from_rpc(err, *ERRORS) from None
 
     async def list_flows(self, *, timeout: float | None = None) -> list[FlowDefinition]:
-        reply = await self._call(self._stub.ListFlows, svc.ListFlowsRequest(), timeout)
-        return [flow_from_proto(f) for f in reply.flows]
+        """Every flow of the roster, in roster order (all pages)."""
+        flows: list[FlowDefinition] = []
+        token = ""
+        while True:
+            request = svc.ListFlowsRequest(page_size=1000, page_token=token)
+            reply = await self._call(self._stub.ListFlows, request, timeout)
+            flows.extend(flow_from_proto(f) for f in reply.flows)
+            if not (token := reply.next_page_token):
+                return flows
 
     async def start_run(
         self,

@@ -41,6 +41,7 @@ IDEMPOTENT: frozenset[str] = frozenset(
                 "ListEvents",
                 "GetTopology",
                 "ListModules",
+                "GetTurn",
                 "Reconcile",  # converges: a repeated cycle changes nothing more
                 "RetireIdentity",  # documented idempotent
                 "SuspendIdentity",
@@ -84,6 +85,7 @@ def _has_request_id(request: Any) -> bool:
 CONDITIONAL: dict[str, Callable[[Any], bool]] = {
     _ORCH + "Send": _has_idempotency_key,
     _ORCH + "Dispatch": _has_idempotency_key,
+    _ORCH + "SubmitTurn": _has_idempotency_key,
     _ORCH + "ResetIdentity": _has_request_id,
     _FLOWS + "StartRun": _has_request_id,
 }

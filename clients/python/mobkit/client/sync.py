@@ -31,6 +31,7 @@ from mobkit.client.providers import (
     AsyncRuntimeClient,
     AsyncTopologyClient,
 )
+from mobkit.client.turns import TurnClient
 from mobkit.client.types import EventPage, Page, ReconcileResult
 from mobkit.continuity.domain import LoadedSnapshot, ResolveEntry, SessionRecord
 from mobkit.core.identity import FencingToken
@@ -314,6 +315,8 @@ class MobKit:
             # Channels must be opened on the loop that uses them.
             self.providers = self._loop.run(_providers(self._loop, self._async))
             self.flows = FlowClient(self._loop, self._async.flows)
+            self.turns = TurnClient(self._loop, self._async.turns)
+            """Streamed turns and turn tickets: the blocking twin of ``AsyncMobKit.turns``."""
             """Flow runs (FlowService): the blocking twin of ``AsyncMobKit.flows``."""
         except BaseException:
             self._loop.close()

@@ -28,7 +28,7 @@ from mobkit.gen.flows.v1 import flows_pb2 as mobkit_dot_flows_dot_v1_dot_flows__
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as mobkit_dot_orchestrator_dot_v1_dot_orchestrator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#mobkit/flows/v1/flows_service.proto\x12\x0fmobkit.flows.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bmobkit/flows/v1/flows.proto\x1a)mobkit/orchestrator/v1/orchestrator.proto\"\x12\n\x10ListFlowsRequest\"R\n\x11ListFlowsResponse\x12$\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x15.mobkit.flows.v1.Flow\x12\x17\n\x0froster_revision\x18\x02 \x01(\x04\"\xa2\x02\n\x0fStartRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12%\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\ninput_json\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.mobkit.flows.v1.StartRunRequest.LabelsEntry\x12%\n\x18\x65xpected_roster_revision\x18\x06 \x01(\x04H\x00\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x1b\n\x19_expected_roster_revision\"5\n\x10StartRunResponse\x12!\n\x03run\x18\x01 \x01(\x0b\x32\x14.mobkit.flows.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"3\n\x0eGetRunResponse\x12!\n\x03run\x18\x01 \x01(\x0b\x32\x14.mobkit.flows.v1.Run\"\xe1\x01\n\x0fListRunsRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12)\n\x06states\x18\x02 \x03(\x0e\x32\x19.mobkit.flows.v1.RunState\x12<\n\x06labels\x18\x03 \x03(\x0b\x32,.mobkit.flows.v1.ListRunsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.mobkit.flows.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"6\n\x11\x43\x61ncelRunResponse\x12!\n\x03run\x18\x01 \x01(\x0b\x32\x14.mobkit.flows.v1.Run\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\x84\x01\n\x10WatchRunResponse\x12\x43\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x32.mobkit.orchestrator.v1.MobStructuralEventEnvelopeH\x00\x12#\n\x03run\x18\x02 \x01(\x0b\x32\x14.mobkit.flows.v1.RunH\x00\x42\x06\n\x04item2\xf5\x03\n\x0b\x46lowService\x12R\n\tListFlows\x12!.mobkit.flows.v1.ListFlowsRequest\x1a\".mobkit.flows.v1.ListFlowsResponse\x12O\n\x08StartRun\x12 .mobkit.flows.v1.StartRunRequest\x1a!.mobkit.flows.v1.StartRunResponse\x12I\n\x06GetRun\x12\x1e.mobkit.flows.v1.GetRunRequest\x1a\x1f.mobkit.flows.v1.GetRunResponse\x12O\n\x08ListRuns\x12 .mobkit.flows.v1.ListRunsRequest\x1a!.mobkit.flows.v1.ListRunsResponse\x12R\n\tCancelRun\x12!.mobkit.flows.v1.CancelRunRequest\x1a\".mobkit.flows.v1.CancelRunResponse\x12Q\n\x08WatchRun\x12 .mobkit.flows.v1.WatchRunRequest\x1a!.mobkit.flows.v1.WatchRunResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#mobkit/flows/v1/flows_service.proto\x12\x0fmobkit.flows.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bmobkit/flows/v1/flows.proto\x1a)mobkit/orchestrator/v1/orchestrator.proto\"9\n\x10ListFlowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"k\n\x11ListFlowsResponse\x12$\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x15.mobkit.flows.v1.Flow\x12\x17\n\x0froster_revision\x18\x02 \x01(\x04\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\xa2\x02\n\x0fStartRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12%\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x12\n\ninput_json\x18\x04 \x01(\t\x12<\n\x06labels\x18\x05 \x03(\x0b\x32,.mobkit.flows.v1.StartRunRequest.LabelsEntry\x12%\n\x18\x65xpected_roster_revision\x18\x06 \x01(\x04H\x00\x88\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x1b\n\x19_expected_roster_revision\"5\n\x10StartRunResponse\x12!\n\x03run\x18\x01 \x01(\x0b\x32\x14.mobkit.flows.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"3\n\x0eGetRunResponse\x12!\n\x03run\x18\x01 \x01(\x0b\x32\x14.mobkit.flows.v1.Run\"\xe1\x01\n\x0fListRunsRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12)\n\x06states\x18\x02 \x03(\x0e\x32\x19.mobkit.flows.v1.RunState\x12<\n\x06labels\x18\x03 \x03(\x0b\x32,.mobkit.flows.v1.ListRunsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.mobkit.flows.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"6\n\x11\x43\x61ncelRunResponse\x12!\n\x03run\x18\x01 \x01(\x0b\x32\x14.mobkit.flows.v1.Run\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"\x84\x01\n\x10WatchRunResponse\x12\x43\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x32.mobkit.orchestrator.v1.MobStructuralEventEnvelopeH\x00\x12#\n\x03run\x18\x02 \x01(\x0b\x32\x14.mobkit.flows.v1.RunH\x00\x42\x06\n\x04item2\xf5\x03\n\x0b\x46lowService\x12R\n\tListFlows\x12!.mobkit.flows.v1.ListFlowsRequest\x1a\".mobkit.flows.v1.ListFlowsResponse\x12O\n\x08StartRun\x12 .mobkit.flows.v1.StartRunRequest\x1a!.mobkit.flows.v1.StartRunResponse\x12I\n\x06GetRun\x12\x1e.mobkit.flows.v1.GetRunRequest\x1a\x1f.mobkit.flows.v1.GetRunResponse\x12O\n\x08ListRuns\x12 .mobkit.flows.v1.ListRunsRequest\x1a!.mobkit.flows.v1.ListRunsResponse\x12R\n\tCancelRun\x12!.mobkit.flows.v1.CancelRunRequest\x1a\".mobkit.flows.v1.CancelRunResponse\x12Q\n\x08WatchRun\x12 .mobkit.flows.v1.WatchRunRequest\x1a!.mobkit.flows.v1.WatchRunResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,33 +40,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LISTFLOWSREQUEST']._serialized_start=158
-  _globals['_LISTFLOWSREQUEST']._serialized_end=176
-  _globals['_LISTFLOWSRESPONSE']._serialized_start=178
-  _globals['_LISTFLOWSRESPONSE']._serialized_end=260
-  _globals['_STARTRUNREQUEST']._serialized_start=263
-  _globals['_STARTRUNREQUEST']._serialized_end=553
-  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_start=479
-  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_end=524
-  _globals['_STARTRUNRESPONSE']._serialized_start=555
-  _globals['_STARTRUNRESPONSE']._serialized_end=608
-  _globals['_GETRUNREQUEST']._serialized_start=610
-  _globals['_GETRUNREQUEST']._serialized_end=641
-  _globals['_GETRUNRESPONSE']._serialized_start=643
-  _globals['_GETRUNRESPONSE']._serialized_end=694
-  _globals['_LISTRUNSREQUEST']._serialized_start=697
-  _globals['_LISTRUNSREQUEST']._serialized_end=922
-  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=479
-  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=524
-  _globals['_LISTRUNSRESPONSE']._serialized_start=924
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1003
-  _globals['_CANCELRUNREQUEST']._serialized_start=1005
-  _globals['_CANCELRUNREQUEST']._serialized_end=1039
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1041
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1095
-  _globals['_WATCHRUNREQUEST']._serialized_start=1097
-  _globals['_WATCHRUNREQUEST']._serialized_end=1149
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1152
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1284
-  _globals['_FLOWSERVICE']._serialized_start=1287
-  _globals['_FLOWSERVICE']._serialized_end=1788
+  _globals['_LISTFLOWSREQUEST']._serialized_end=215
+  _globals['_LISTFLOWSRESPONSE']._serialized_start=217
+  _globals['_LISTFLOWSRESPONSE']._serialized_end=324
+  _globals['_STARTRUNREQUEST']._serialized_start=327
+  _globals['_STARTRUNREQUEST']._serialized_end=617
+  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_start=543
+  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_end=588
+  _globals['_STARTRUNRESPONSE']._serialized_start=619
+  _globals['_STARTRUNRESPONSE']._serialized_end=672
+  _globals['_GETRUNREQUEST']._serialized_start=674
+  _globals['_GETRUNREQUEST']._serialized_end=705
+  _globals['_GETRUNRESPONSE']._serialized_start=707
+  _globals['_GETRUNRESPONSE']._serialized_end=758
+  _globals['_LISTRUNSREQUEST']._serialized_start=761
+  _globals['_LISTRUNSREQUEST']._serialized_end=986
+  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=543
+  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=588
+  _globals['_LISTRUNSRESPONSE']._serialized_start=988
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1067
+  _globals['_CANCELRUNREQUEST']._serialized_start=1069
+  _globals['_CANCELRUNREQUEST']._serialized_end=1103
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1105
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1159
+  _globals['_WATCHRUNREQUEST']._serialized_start=1161
+  _globals['_WATCHRUNREQUEST']._serialized_end=1213
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1216
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1348
+  _globals['_FLOWSERVICE']._serialized_start=1351
+  _globals['_FLOWSERVICE']._serialized_end=1852
 # @@protoc_insertion_point(module_scope)

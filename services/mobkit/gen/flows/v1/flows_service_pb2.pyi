@@ -28,12 +28,20 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class ListFlowsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """0: 100; at most 1000."""
+    page_token: _builtins.str
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -45,8 +53,11 @@ class ListFlowsResponse(_message.Message):
 
     FLOWS_FIELD_NUMBER: _builtins.int
     ROSTER_REVISION_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     roster_revision: _builtins.int
     """The roster revision the flows are from."""
+    next_page_token: _builtins.str
+    """Empty at the end."""
     @_builtins.property
     def flows(self) -> _containers.RepeatedCompositeFieldContainer[_flows_pb2.Flow]: ...
     def __init__(
@@ -54,10 +65,11 @@ class ListFlowsResponse(_message.Message):
         *,
         flows: _abc.Iterable[_flows_pb2.Flow] | None = ...,
         roster_revision: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows", "roster_revision", b"roster_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flows", b"flows", "next_page_token", b"next_page_token", "roster_revision", b"roster_revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,6 +13,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as _orchestrator_pb2
 from mobkit.gen.roster.v1 import roster_pb2 as _roster_pb2
+from mobkit.gen.runtime.v1 import runtime_service_pb2 as _runtime_service_pb2
 from mobkit.gen.topology.v1 import topology_pb2 as _topology_pb2
 import builtins as _builtins
 import sys
@@ -1071,3 +1072,113 @@ class TurnTicket(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TurnTicket: _TypeAlias = TurnTicket  # noqa: Y015
+
+@_typing.final
+class SendStreamRequest(_message.Message):
+    """Request for OrchestratorService.SendStream: as SendRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    identity: _builtins.str
+    @_builtins.property
+    def input(self) -> _orchestrator_pb2.DispatchInput: ...
+    def __init__(
+        self,
+        *,
+        identity: _builtins.str = ...,
+        input: _orchestrator_pb2.DispatchInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendStreamRequest: _TypeAlias = SendStreamRequest  # noqa: Y015
+
+@_typing.final
+class SendStreamResponse(_message.Message):
+    """One item of OrchestratorService.SendStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> _runtime_service_pb2.TurnProgress:
+        """Something the turn did before it finished."""
+
+    @_builtins.property
+    def receipt(self) -> _orchestrator_pb2.DispatchReceipt:
+        """The turn's receipt: the last message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        progress: _runtime_service_pb2.TurnProgress | None = ...,
+        receipt: _orchestrator_pb2.DispatchReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "progress", b"progress", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "progress", b"progress", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["progress", "receipt"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___SendStreamResponse: _TypeAlias = SendStreamResponse  # noqa: Y015
+
+@_typing.final
+class DispatchStreamRequest(_message.Message):
+    """Request for OrchestratorService.DispatchStream: as DispatchRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    identity: _builtins.str
+    @_builtins.property
+    def input(self) -> _orchestrator_pb2.DispatchInput: ...
+    def __init__(
+        self,
+        *,
+        identity: _builtins.str = ...,
+        input: _orchestrator_pb2.DispatchInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DispatchStreamRequest: _TypeAlias = DispatchStreamRequest  # noqa: Y015
+
+@_typing.final
+class DispatchStreamResponse(_message.Message):
+    """One item of OrchestratorService.DispatchStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> _runtime_service_pb2.TurnProgress: ...
+    @_builtins.property
+    def receipt(self) -> _orchestrator_pb2.DispatchReceipt: ...
+    def __init__(
+        self,
+        *,
+        progress: _runtime_service_pb2.TurnProgress | None = ...,
+        receipt: _orchestrator_pb2.DispatchReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "progress", b"progress", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "progress", b"progress", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["progress", "receipt"]  # noqa: Y015
+    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+
+Global___DispatchStreamResponse: _TypeAlias = DispatchStreamResponse  # noqa: Y015

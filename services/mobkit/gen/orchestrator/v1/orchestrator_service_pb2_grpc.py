@@ -100,6 +100,16 @@ class OrchestratorServiceStub:
                 request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.SendStream = channel.unary_stream(
+                '/mobkit.orchestrator.v1.OrchestratorService/SendStream',
+                request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SendStreamRequest.SerializeToString,
+                response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SendStreamResponse.FromString,
+                _registered_method=True)
+        self.DispatchStream = channel.unary_stream(
+                '/mobkit.orchestrator.v1.OrchestratorService/DispatchStream',
+                request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DispatchStreamRequest.SerializeToString,
+                response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DispatchStreamResponse.FromString,
+                _registered_method=True)
         self.SubmitTurn = channel.unary_unary(
                 '/mobkit.orchestrator.v1.OrchestratorService/SubmitTurn',
                 request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SubmitTurnRequest.SerializeToString,
@@ -283,6 +293,27 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendStream(self, request, context):
+        """As Send, streaming the turn as it happens: its progress (pieces of the
+        reply as the agent produces them, tool calls starting and ending), then its
+        receipt, and the stream ends. Agents that report no progress (echo,
+        notebook's plain turns) give the receipt alone. A client that goes away
+        mid-stream does not stop the turn: it runs and is checkpointed as a Send's
+        would be (retry with the same idempotency key to get its receipt). A turn
+        forwarded to the replica that owns the identity streams no progress, only
+        its receipt. Errors: Send's, as the stream's status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DispatchStream(self, request, context):
+        """As SendStream, for Dispatch (internal_only identities too).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SubmitTurn(self, request, context):
         """Accepts a turn and returns its ticket at once (state PENDING); the turn then
         runs on the identity's owner exactly once, across failovers of the replica
@@ -399,6 +430,16 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsRequest.FromString,
                     response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'SendStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.SendStream,
+                    request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SendStreamRequest.FromString,
+                    response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SendStreamResponse.SerializeToString,
+            ),
+            'DispatchStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.DispatchStream,
+                    request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DispatchStreamRequest.FromString,
+                    response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DispatchStreamResponse.SerializeToString,
             ),
             'SubmitTurn': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitTurn,
@@ -733,6 +774,60 @@ class OrchestratorService:
             '/mobkit.orchestrator.v1.OrchestratorService/WatchEvents',
             mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsRequest.SerializeToString,
             mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mobkit.orchestrator.v1.OrchestratorService/SendStream',
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SendStreamRequest.SerializeToString,
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.SendStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DispatchStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mobkit.orchestrator.v1.OrchestratorService/DispatchStream',
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DispatchStreamRequest.SerializeToString,
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DispatchStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -145,6 +145,18 @@ class OrchestratorServiceStub:
 
     Errors: STALE_EVENT_CURSOR (OUT_OF_RANGE) before the first message.
     """
+    SendStream: _grpc.UnaryStreamMultiCallable[_orchestrator_service_pb2.SendStreamRequest, _orchestrator_service_pb2.SendStreamResponse]
+    """As Send, streaming the turn as it happens: its progress (pieces of the
+    reply as the agent produces them, tool calls starting and ending), then its
+    receipt, and the stream ends. Agents that report no progress (echo,
+    notebook's plain turns) give the receipt alone. A client that goes away
+    mid-stream does not stop the turn: it runs and is checkpointed as a Send's
+    would be (retry with the same idempotency key to get its receipt). A turn
+    forwarded to the replica that owns the identity streams no progress, only
+    its receipt. Errors: Send's, as the stream's status.
+    """
+    DispatchStream: _grpc.UnaryStreamMultiCallable[_orchestrator_service_pb2.DispatchStreamRequest, _orchestrator_service_pb2.DispatchStreamResponse]
+    """As SendStream, for Dispatch (internal_only identities too)."""
     SubmitTurn: _grpc.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SubmitTurnRequest, _orchestrator_service_pb2.SubmitTurnResponse]
     """Accepts a turn and returns its ticket at once (state PENDING); the turn then
     runs on the identity's owner exactly once, across failovers of the replica
@@ -299,6 +311,18 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
 
     Errors: STALE_EVENT_CURSOR (OUT_OF_RANGE) before the first message.
     """
+    SendStream: _aio.UnaryStreamMultiCallable[_orchestrator_service_pb2.SendStreamRequest, _orchestrator_service_pb2.SendStreamResponse]  # type: ignore[assignment]
+    """As Send, streaming the turn as it happens: its progress (pieces of the
+    reply as the agent produces them, tool calls starting and ending), then its
+    receipt, and the stream ends. Agents that report no progress (echo,
+    notebook's plain turns) give the receipt alone. A client that goes away
+    mid-stream does not stop the turn: it runs and is checkpointed as a Send's
+    would be (retry with the same idempotency key to get its receipt). A turn
+    forwarded to the replica that owns the identity streams no progress, only
+    its receipt. Errors: Send's, as the stream's status.
+    """
+    DispatchStream: _aio.UnaryStreamMultiCallable[_orchestrator_service_pb2.DispatchStreamRequest, _orchestrator_service_pb2.DispatchStreamResponse]  # type: ignore[assignment]
+    """As SendStream, for Dispatch (internal_only identities too)."""
     SubmitTurn: _aio.UnaryUnaryMultiCallable[_orchestrator_service_pb2.SubmitTurnRequest, _orchestrator_service_pb2.SubmitTurnResponse]  # type: ignore[assignment]
     """Accepts a turn and returns its ticket at once (state PENDING); the turn then
     runs on the identity's owner exactly once, across failovers of the replica
@@ -516,6 +540,30 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Errors: STALE_EVENT_CURSOR (OUT_OF_RANGE) before the first message.
         """
+
+    @_abc_1.abstractmethod
+    def SendStream(
+        self,
+        request: _orchestrator_service_pb2.SendStreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orchestrator_service_pb2.SendStreamResponse], _abc.AsyncIterator[_orchestrator_service_pb2.SendStreamResponse]]:
+        """As Send, streaming the turn as it happens: its progress (pieces of the
+        reply as the agent produces them, tool calls starting and ending), then its
+        receipt, and the stream ends. Agents that report no progress (echo,
+        notebook's plain turns) give the receipt alone. A client that goes away
+        mid-stream does not stop the turn: it runs and is checkpointed as a Send's
+        would be (retry with the same idempotency key to get its receipt). A turn
+        forwarded to the replica that owns the identity streams no progress, only
+        its receipt. Errors: Send's, as the stream's status.
+        """
+
+    @_abc_1.abstractmethod
+    def DispatchStream(
+        self,
+        request: _orchestrator_service_pb2.DispatchStreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orchestrator_service_pb2.DispatchStreamResponse], _abc.AsyncIterator[_orchestrator_service_pb2.DispatchStreamResponse]]:
+        """As SendStream, for Dispatch (internal_only identities too)."""
 
     @_abc_1.abstractmethod
     def SubmitTurn(

@@ -12,7 +12,10 @@ shared machine hits both alike):
   used); a notebook turn whose tool call is answered on the stream;
 - Send end to end (orchestrator, fenced SQLite checkpoint) with the remote runtime,
   the orchestrator's turns over RunTurnStream vs the same over unary RunTurn --
-  the issue's figure, goal <= 1.3x.
+  the issue's figure, goal <= 1.3x;
+- with the in-process runtime (``mobkit serve all`` in its own process): SendStream
+  to its receipt vs Send (goal <= 1.3x), and SubmitTurn then WatchTurn to the
+  finished ticket vs Send (goal <= 1.5x).
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ import grpc
 from benchmarks._common import EchoServer, latencies, pct, summary
 from mobkit.core.types import AgentBuildDraft, DispatchInput
 from mobkit.etcd.process import EtcdProcess
+from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.runtime.client import GrpcAgentRuntime
 from mobkit.server.config import load_settings
 from mobkit.server.host import start_services
 from mobkit.server.resources import Resources
 from mobkit.testing.fleet import wait_fleet
 from mobkit.testing.processes import ServeProcess
-from mobkit.testing.suite import send_request, stub, write_roster
+from mobkit.testing.suite import send_request, stub, text_input, write_roster
 
 ROUNDS = 10
 PROVIDERS = ["lease", "continuity", "roster", "topology", "customizer", "orchestrator"]
@@ -186,6 +190,53 @@ async def sends(tmp: Path, runtime_channel: grpc.aio.Channel, n: int) -> None:
         await etcd.stop_async()
 
 
+async def client_streams(tmp: Path, n: int) -> None:
+    etcd = EtcdProcess(tmp / "etcd-client")
+    await etcd.start_async()
+    ids = [f"c-{i:02d}" for i in range(20)]
+    args = [
+        "--etcd-endpoints", etcd.endpoint, "--etcd-prefix", "/bench-client-streams",
+        "--roster", str(write_roster(tmp / "client.toml", ids)), "--data-dir", str(tmp / "client"),
+        "--continuity-backend", "sqlite", "--log-level", "WARNING",
+    ]  # fmt: skip
+    try:
+        with ServeProcess("all", args, log_dir=tmp, name="client-streams") as proc:
+            async with grpc.aio.insecure_channel(proc.address or "") as ch:
+                await wait_fleet(ch, len(ids), owners=1, timeout=120)
+                o = stub(ch)
+
+                async def send(i: int) -> object:
+                    return await o.Send(send_request(ids[i % len(ids)], "ping"), timeout=30)
+
+                async def send_stream(i: int) -> object:
+                    request = svc.SendStreamRequest(
+                        identity=ids[i % len(ids)], input=text_input("ping")
+                    )
+                    return [item async for item in o.SendStream(request, timeout=30)]
+
+                async def ticket(i: int) -> object:
+                    request = svc.SubmitTurnRequest(
+                        identity=ids[i % len(ids)], input=text_input("ping")
+                    )
+                    turn = (await o.SubmitTurn(request, timeout=30)).turn
+                    watch = o.WatchTurn(svc.WatchTurnRequest(turn_id=turn.turn_id), timeout=30)
+                    return [item async for item in watch]
+
+                got = await interleaved({"send": send, "stream": send_stream, "ticket": ticket}, n)
+        print(f"Send, in-process runtime (baseline): {summary(got['send'])}")
+        print(ratio("SendStream to its receipt", got["stream"], got["send"], " (goal <= 1.3x)"))
+        print(
+            ratio(
+                "SubmitTurn, then WatchTurn to the finished ticket",
+                got["ticket"],
+                got["send"],
+                " (goal <= 1.5x)",
+            )
+        )
+    finally:
+        await etcd.stop_async()
+
+
 async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench stream")
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
@@ -197,3 +248,4 @@ async def main(argv: list[str]) -> None:
         async with grpc.aio.insecure_channel(proc.address or "") as channel:
             await runtime_turns(channel, n)
             await sends(tmp, channel, n // 3)
+    await client_streams(tmp, n // 10)

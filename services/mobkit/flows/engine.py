@@ -15,8 +15,8 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -88,6 +88,7 @@ class FlowEngine:
         instance: str,
         lease_ttl: timedelta,
         members: Members | None = None,
+        latest_cursor: Callable[[], Awaitable[int]] | None = None,
         max_runs: int = DEFAULT_MAX_RUNS,
         claim_interval: float = CLAIM_INTERVAL_SECONDS,
     ) -> None:
@@ -99,6 +100,7 @@ class FlowEngine:
         self.instance = instance
         self.lease_ttl = lease_ttl
         self._members = members
+        self._latest_cursor = latest_cursor
         self.max_runs = max_runs
         self.claim_interval = claim_interval
         self._driving: dict[str, tuple[LeaseGrant, asyncio.Task[None]]] = {}
@@ -149,13 +151,19 @@ class FlowEngine:
             )
         return stored
 
-    async def submit(self, record: RunRecord) -> RunRecord:
-        """Store a new run and have a replica claim it; a run already stored under its
-        request id or run id is returned instead (and is not started again)."""
+    async def submit(self, record: RunRecord, *, drive_here: bool = False) -> RunRecord:
+        """Store a new run and have a replica claim it (``drive_here``: this one, at once,
+        while it has room); a run already stored under its request id or run id is
+        returned instead (and is not started again)."""
+        if self._latest_cursor is not None:
+            record = replace(record, events_from=await self._latest_cursor())
         stored, created = await self.store.create(record)
         if created:
             emit_run(self._emit, "run_started", stored)
-            self.kick()
+            if drive_here and len(self._driving) < self.max_runs:
+                await self._take([stored.run_id], {stored.run_id: stored})
+            else:
+                self.kick()
         return stored
 
     async def get_run(self, run_id: str) -> RunRecord:
@@ -252,7 +260,9 @@ class FlowEngine:
             del self._vacant_since[gone]
         return await self._take(due[:room])
 
-    async def _take(self, run_ids: list[str]) -> list[str]:
+    async def _take(
+        self, run_ids: list[str], known: Mapping[str, RunRecord] | None = None
+    ) -> list[str]:
         if not run_ids:
             return []
         identities = [run_lease_identity(r) for r in run_ids]
@@ -261,7 +271,7 @@ class FlowEngine:
         for run_id, result in zip(run_ids, results, strict=True):
             if not isinstance(result, Acquired):
                 continue
-            record = await self.store.get(run_id)
+            record = (known or {}).get(run_id) or await self.store.get(run_id)
             if record is None or record.run.state.terminal:
                 await self._leases.release_leases([result.grant], self.instance)
                 continue

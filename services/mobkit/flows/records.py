@@ -28,6 +28,9 @@ class RunRecord:
     request_id: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     parent: Parent | None = None
+    events_from: int = 0
+    """The event log's latest cursor just before the run started: a watch from 0 starts
+    there instead of replaying the whole log."""
 
     @property
     def run_id(self) -> str:

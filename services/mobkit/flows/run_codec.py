@@ -34,6 +34,7 @@ def encode_record(record: RunRecord) -> bytes:
             "request_id": record.request_id,
             "labels": dict(record.labels),
             "parent": None if parent is None else [parent.run_id, parent.step_id],
+            "events_from": record.events_from,
         }
     ).encode()
 
@@ -53,6 +54,7 @@ def decode_record(data: bytes, where: str) -> RunRecord:
             request_id=doc["request_id"],
             labels=dict(doc["labels"]),
             parent=None if parent is None else Parent(parent[0], parent[1]),
+            events_from=int(doc.get("events_from", 0)),
         )
     except (jsontext.NotJson, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise StoreCorruption(f"{where}: not a flow run: {exc}") from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import grpc
 
@@ -17,6 +18,7 @@ from mobkit.flows.etcd_store import EtcdRunStore
 from mobkit.flows.ports import Members
 from mobkit.flows.servicer import ERRORS, SERVICE_NAME, FlowServicer
 from mobkit.flows.tickets import TurnTickets
+from mobkit.flows.watch import TERMINAL_KINDS
 from mobkit.gen.flows.v1 import flows_service_pb2_grpc as svc_grpc
 from mobkit.lease.domain import LeaseProvider
 from mobkit.orchestrator.orchestrator import Orchestrator
@@ -38,6 +40,13 @@ async def build_flows(
     async def dispatch(identity: str, message: DispatchInput, timeout: float) -> DispatchReceipt:
         return await orchestrator.dispatch(identity, message, timeout=timeout)
 
+    sink = orchestrator.events
+
+    def emit(kind: str, identity: str | None, data: dict[str, Any]) -> None:
+        sink.emit(kind, identity, data)
+        if kind in TERMINAL_KINDS:
+            sink.hurry()  # a watcher waits for it: no lingering
+
     leases = orchestrator.p.leases
     if not isinstance(leases, LeaseProvider):  # every lease backend and client is one
         raise TypeError(f"flow runs need a LeaseProvider, not {type(leases).__name__}")
@@ -48,10 +57,11 @@ async def build_flows(
         leases=leases,
         roster=orchestrator.p.roster,
         dispatch=dispatch,
-        emit=orchestrator.events.emit,
+        emit=emit,
         instance=orchestrator.instance,
         lease_ttl=timedelta(seconds=settings.lease_ttl),
         members=members,
+        latest_cursor=orchestrator.p.events.latest_cursor,
         max_runs=settings.flow_max_runs,
     )
     servicer = FlowServicer(engine, orchestrator.p.events)

@@ -116,7 +116,11 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
         record = await self.engine.get_run(run_id)
         finished = record.run.state.terminal
         async for event in run_events(
-            self.events, self.engine.store, run_id, request.after_seq, finished
+            self.events,
+            self.engine.store,
+            run_id,
+            request.after_seq or record.events_from,
+            finished,
         ):
             yield svc.WatchRunResponse(event=event_to_proto(event))
         final = await self.engine.get_run(run_id)

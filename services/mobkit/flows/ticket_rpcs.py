@@ -59,7 +59,11 @@ class TicketRpcs:
         assert self.ticket_events is not None
         finished = record.run.state.terminal
         async for event in run_events(
-            self.ticket_events, desk.engine.store, turn_id, request.after_seq, finished
+            self.ticket_events,
+            desk.engine.store,
+            turn_id,
+            request.after_seq or record.events_from,
+            finished,
         ):
             yield svc.WatchTurnResponse(event=event_to_proto(event))
         final = await desk.get(turn_id)

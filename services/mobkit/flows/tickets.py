@@ -120,7 +120,8 @@ class TurnTickets:
             idempotency_key=message.idempotency_key or f"{turn_id}:turn",
         )
         record = RunRecord(run, (_ticket_flow(identity, self.wait_seconds),), now, now)
-        stored = await self.engine.submit(record)
+        # Driven where it was submitted: no claim round between a ticket and its turn.
+        stored = await self.engine.submit(record, drive_here=True)
         return Ticket.of(stored)
 
     async def get(self, turn_id: str) -> RunRecord:

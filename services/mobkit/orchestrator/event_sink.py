@@ -66,6 +66,11 @@ class EventSink:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="event-sink")
 
+    def hurry(self) -> None:
+        """Append what is queued now, without lingering (an event a watcher waits for)."""
+        if self._queue:
+            self._hurry.set()
+
     def _note_dropped(self) -> None:
         if self.dropped:
             self._queue.append(NewEvent("events_dropped", None, {"count": self.dropped}))

@@ -41,11 +41,19 @@ def test_sync_lifecycle_and_context_manager(tmp_path: Path) -> None:
         os.kill(pid, 0)
 
 
+def thread_states(pid: int) -> set[str]:
+    """The state letters of the process's threads (``T``: stopped)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return {(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()}
+
+
 async def test_pause_and_resume(etcd: EtcdProcess) -> None:
     async with await EtcdClient.connect([etcd.endpoint], timeout=1.0) as client:
         await client.put("/p/k", "1")
         etcd.pause()
         assert etcd.paused
+        # kill(SIGSTOP) returns before the threads stop; pause() waits until they all have.
+        assert etcd.pid is not None and thread_states(etcd.pid) == {"T"}
         with pytest.raises(EtcdUnavailable):
             await client.range("/p/k")
         etcd.resume()

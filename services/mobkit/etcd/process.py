@@ -34,6 +34,7 @@ import grpc
 
 from mobkit.etcd.channel import EtcdTLS
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from mobkit.sigstop import pause_child
 
 __all__ = [
     "DEFAULT_QUOTA_BYTES",
@@ -483,11 +484,14 @@ class EtcdProcess:
         self._reap()
 
     def pause(self) -> None:
-        """SIGSTOP: the member hangs with its connections open (no RST to clients)."""
+        """SIGSTOP: the member hangs with its connections open (no RST to clients).
+
+        Returns once every etcd thread has stopped, so no request sent afterwards is
+        answered until :meth:`resume`."""
         if not self.running or self._popen is None:
             raise RuntimeError(f"etcd {self.name} is not running")
-        self._popen.send_signal(signal.SIGSTOP)
-        self._paused = True
+        self._paused = True  # set first: stop() must SIGCONT even if the wait fails
+        pause_child(self._popen)
 
     def resume(self) -> None:
         if not self.running or self._popen is None:

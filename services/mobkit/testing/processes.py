@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Self
 
+from mobkit.sigstop import pause_child
+
 _LISTENING = re.compile(rb"listening on (\S+)")
 
 
@@ -88,7 +90,9 @@ class ServeProcess:
             self.proc.wait(10)
 
     def pause(self) -> None:
-        self.signal(signal.SIGSTOP)
+        """SIGSTOP, returning once the process has stopped."""
+        if self.proc is not None and self.proc.poll() is None:
+            pause_child(self.proc)
 
     def resume(self) -> None:
         self.signal(signal.SIGCONT)

@@ -12,6 +12,7 @@ from typing import Any
 
 from mobkit.core import jsontext
 from mobkit.core.errors import InvalidArgument, MobKitError
+from mobkit.gen.orchestrator.v1 import orchestrator_pb2
 from mobkit.gen.runtime.v1 import runtime_service_pb2 as pb
 from mobkit.runtime.sdk import TurnProgress
 from mobkit.wire.errors import error_from_info
@@ -123,9 +124,9 @@ def result_from_proto(msg: pb.CallbackResult, *specific: type[MobKitError]) -> A
 # -- runtime -> orchestrator: progress --------------------------------------------------------
 
 
-def turn_progress_to_proto(event: TurnProgress) -> pb.TurnProgress:
+def turn_progress_to_proto(event: TurnProgress) -> orchestrator_pb2.TurnProgress:
     """One progress event (also what SendStream and DispatchStream stream to clients)."""
-    msg = pb.TurnProgress()
+    msg = orchestrator_pb2.TurnProgress()
     if event.kind == "delta":
         msg.text_delta.text = event.text
     elif event.kind == "tool_call_started":
@@ -139,7 +140,7 @@ def progress_to_proto(event: TurnProgress) -> pb.RunTurnStreamResponse:
     return pb.RunTurnStreamResponse(progress=turn_progress_to_proto(event))
 
 
-def progress_from_proto(msg: pb.TurnProgress) -> TurnProgress | None:
+def progress_from_proto(msg: orchestrator_pb2.TurnProgress) -> TurnProgress | None:
     """The event, or None for a kind this reader does not know (a newer runtime's)."""
     kind = msg.WhichOneof("event")
     if kind == "text_delta":

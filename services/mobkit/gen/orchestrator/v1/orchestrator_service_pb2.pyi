@@ -13,7 +13,6 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as _orchestrator_pb2
 from mobkit.gen.roster.v1 import roster_pb2 as _roster_pb2
-from mobkit.gen.runtime.v1 import runtime_service_pb2 as _runtime_service_pb2
 from mobkit.gen.topology.v1 import topology_pb2 as _topology_pb2
 import builtins as _builtins
 import sys
@@ -1107,7 +1106,7 @@ class SendStreamResponse(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def progress(self) -> _runtime_service_pb2.TurnProgress:
+    def progress(self) -> _orchestrator_pb2.TurnProgress:
         """Something the turn did before it finished."""
 
     @_builtins.property
@@ -1117,7 +1116,7 @@ class SendStreamResponse(_message.Message):
     def __init__(
         self,
         *,
-        progress: _runtime_service_pb2.TurnProgress | None = ...,
+        progress: _orchestrator_pb2.TurnProgress | None = ...,
         receipt: _orchestrator_pb2.DispatchReceipt | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "progress", b"progress", "receipt", b"receipt"]  # noqa: Y015
@@ -1164,13 +1163,13 @@ class DispatchStreamResponse(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def progress(self) -> _runtime_service_pb2.TurnProgress: ...
+    def progress(self) -> _orchestrator_pb2.TurnProgress: ...
     @_builtins.property
     def receipt(self) -> _orchestrator_pb2.DispatchReceipt: ...
     def __init__(
         self,
         *,
-        progress: _runtime_service_pb2.TurnProgress | None = ...,
+        progress: _orchestrator_pb2.TurnProgress | None = ...,
         receipt: _orchestrator_pb2.DispatchReceipt | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "progress", b"progress", "receipt", b"receipt"]  # noqa: Y015

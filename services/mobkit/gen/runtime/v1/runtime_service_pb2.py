@@ -31,7 +31,7 @@ from mobkit.gen.roster.v1 import roster_pb2 as mobkit_dot_roster_dot_v1_dot_rost
 from mobkit.gen.runtime.v1 import runtime_pb2 as mobkit_dot_runtime_dot_v1_dot_runtime__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mobkit/runtime/v1/runtime_service.proto\x12\x11mobkit.runtime.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/continuity/v1/continuity.proto\x1a%mobkit/customizer/v1/customizer.proto\x1a)mobkit/orchestrator/v1/orchestrator.proto\x1a\x1dmobkit/roster/v1/roster.proto\x1a\x1fmobkit/runtime/v1/runtime.proto\"\x96\x02\n\x14\x43reateSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x34\n\x05\x64raft\x18\x03 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x17\n\nsession_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x38\n\x0cruntime_mode\x18\x05 \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x01\x88\x01\x01\x12\x1d\n\x10\x61gent_runtime_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\r\n\x0b_session_idB\x0f\n\r_runtime_modeB\x13\n\x11_agent_runtime_id\"T\n\x15\x43reateSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xd6\x01\n\x14ResumeSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x37\n\x08snapshot\x18\x03 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x34\n\x05\x64raft\x18\x04 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x18\n\x10\x61gent_runtime_id\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"T\n\x15ResumeSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xcc\x01\n\x0eRunTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x36\n\x06origin\x18\x03 \x01(\x0e\x32&.mobkit.orchestrator.v1.DispatchOrigin\x12\x1b\n\x0e\x63orrelation_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05peers\x18\x05 \x03(\tB\x11\n\x0f_correlation_id\"\xf1\x01\n\x0fRunTurnResponse\x12\x0e\n\x06output\x18\x01 \x01(\t\x12\x36\n\x11structured_output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x35\n\rpeer_messages\x18\x03 \x03(\x0b\x32\x1e.mobkit.runtime.v1.PeerMessage\x12\x0c\n\x04turn\x18\x04 \x01(\x04\x12\x1e\n\x16structured_output_json\x18\x05 \x01(\t\x12\x31\n\x05usage\x18\x06 \x01(\x0b\x32\".mobkit.orchestrator.v1.TokenUsage\"\x93\x01\n\x14RunTurnStreamRequest\x12\x32\n\x05start\x18\x01 \x01(\x0b\x32!.mobkit.runtime.v1.RunTurnRequestH\x00\x12<\n\x0f\x63\x61llback_result\x18\x02 \x01(\x0b\x32!.mobkit.runtime.v1.CallbackResultH\x00\x42\t\n\x07message\"\xc5\x01\n\x15RunTurnStreamResponse\x12\x36\n\x08\x63\x61llback\x18\x01 \x01(\x0b\x32\".mobkit.runtime.v1.CallbackRequestH\x00\x12\x33\n\x08progress\x18\x02 \x01(\x0b\x32\x1f.mobkit.runtime.v1.TurnProgressH\x00\x12\x34\n\x06output\x18\x03 \x01(\x0b\x32\".mobkit.runtime.v1.RunTurnResponseH\x00\x42\t\n\x07message\"\x98\x01\n\x0f\x43\x61llbackRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12:\n\x0cpeer_message\x18\x02 \x01(\x0b\x32\".mobkit.runtime.v1.PeerMessageCallH\x00\x12\x30\n\ttool_call\x18\x03 \x01(\x0b\x32\x1b.mobkit.runtime.v1.ToolCallH\x00\x42\x06\n\x04\x63\x61ll\"4\n\x0fPeerMessageCall\x12\x13\n\x0bto_identity\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"0\n\x08ToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x02 \x01(\t\"\xc8\x01\n\x0e\x43\x61llbackResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x32\n\npeer_reply\x18\x02 \x01(\x0b\x32\x1c.mobkit.runtime.v1.PeerReplyH\x00\x12\x34\n\x0btool_result\x18\x03 \x01(\x0b\x32\x1d.mobkit.runtime.v1.ToolResultH\x00\x12\x31\n\x05\x65rror\x18\x04 \x01(\x0b\x32 .mobkit.runtime.v1.CallbackErrorH\x00\x42\x08\n\x06result\"\x19\n\tPeerReply\x12\x0c\n\x04text\x18\x01 \x01(\t\"!\n\nToolResult\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"\xa3\x01\n\rCallbackError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12@\n\x08metadata\x18\x03 \x03(\x0b\x32..mobkit.runtime.v1.CallbackError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcf\x01\n\x0cTurnProgress\x12\x32\n\ntext_delta\x18\x01 \x01(\x0b\x32\x1c.mobkit.runtime.v1.TextDeltaH\x00\x12?\n\x11tool_call_started\x18\x02 \x01(\x0b\x32\".mobkit.runtime.v1.ToolCallStartedH\x00\x12\x41\n\x12tool_call_finished\x18\x03 \x01(\x0b\x32#.mobkit.runtime.v1.ToolCallFinishedH\x00\x42\x07\n\x05\x65vent\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"H\n\x0fToolCallStarted\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"G\n\x10ToolCallFinished\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t\"+\n\x15\x45xportSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Q\n\x16\x45xportSnapshotResponse\x12\x37\n\x08snapshot\x18\x01 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse2\xdf\x04\n\x13\x41gentRuntimeService\x12\x62\n\rCreateSession\x12\'.mobkit.runtime.v1.CreateSessionRequest\x1a(.mobkit.runtime.v1.CreateSessionResponse\x12\x62\n\rResumeSession\x12\'.mobkit.runtime.v1.ResumeSessionRequest\x1a(.mobkit.runtime.v1.ResumeSessionResponse\x12P\n\x07RunTurn\x12!.mobkit.runtime.v1.RunTurnRequest\x1a\".mobkit.runtime.v1.RunTurnResponse\x12\x66\n\rRunTurnStream\x12\'.mobkit.runtime.v1.RunTurnStreamRequest\x1a(.mobkit.runtime.v1.RunTurnStreamResponse(\x01\x30\x01\x12\x65\n\x0e\x45xportSnapshot\x12(.mobkit.runtime.v1.ExportSnapshotRequest\x1a).mobkit.runtime.v1.ExportSnapshotResponse\x12_\n\x0c\x43loseSession\x12&.mobkit.runtime.v1.CloseSessionRequest\x1a\'.mobkit.runtime.v1.CloseSessionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'mobkit/runtime/v1/runtime_service.proto\x12\x11mobkit.runtime.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/continuity/v1/continuity.proto\x1a%mobkit/customizer/v1/customizer.proto\x1a)mobkit/orchestrator/v1/orchestrator.proto\x1a\x1dmobkit/roster/v1/roster.proto\x1a\x1fmobkit/runtime/v1/runtime.proto\"\x96\x02\n\x14\x43reateSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x34\n\x05\x64raft\x18\x03 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x17\n\nsession_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x38\n\x0cruntime_mode\x18\x05 \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x01\x88\x01\x01\x12\x1d\n\x10\x61gent_runtime_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\r\n\x0b_session_idB\x0f\n\r_runtime_modeB\x13\n\x11_agent_runtime_id\"T\n\x15\x43reateSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xd6\x01\n\x14ResumeSessionRequest\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x37\n\x08snapshot\x18\x03 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\x12\x34\n\x05\x64raft\x18\x04 \x01(\x0b\x32%.mobkit.customizer.v1.AgentBuildDraft\x12\x18\n\x10\x61gent_runtime_id\x18\x05 \x01(\t\x12\x0f\n\x07profile\x18\x06 \x01(\t\"T\n\x15ResumeSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10\x61gent_runtime_id\x18\x02 \x01(\t\x12\r\n\x05turns\x18\x03 \x01(\x04\"\xcc\x01\n\x0eRunTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07\x63ontent\x18\x02 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x36\n\x06origin\x18\x03 \x01(\x0e\x32&.mobkit.orchestrator.v1.DispatchOrigin\x12\x1b\n\x0e\x63orrelation_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05peers\x18\x05 \x03(\tB\x11\n\x0f_correlation_id\"\xf1\x01\n\x0fRunTurnResponse\x12\x0e\n\x06output\x18\x01 \x01(\t\x12\x36\n\x11structured_output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x35\n\rpeer_messages\x18\x03 \x03(\x0b\x32\x1e.mobkit.runtime.v1.PeerMessage\x12\x0c\n\x04turn\x18\x04 \x01(\x04\x12\x1e\n\x16structured_output_json\x18\x05 \x01(\t\x12\x31\n\x05usage\x18\x06 \x01(\x0b\x32\".mobkit.orchestrator.v1.TokenUsage\"\x93\x01\n\x14RunTurnStreamRequest\x12\x32\n\x05start\x18\x01 \x01(\x0b\x32!.mobkit.runtime.v1.RunTurnRequestH\x00\x12<\n\x0f\x63\x61llback_result\x18\x02 \x01(\x0b\x32!.mobkit.runtime.v1.CallbackResultH\x00\x42\t\n\x07message\"\xca\x01\n\x15RunTurnStreamResponse\x12\x36\n\x08\x63\x61llback\x18\x01 \x01(\x0b\x32\".mobkit.runtime.v1.CallbackRequestH\x00\x12\x38\n\x08progress\x18\x02 \x01(\x0b\x32$.mobkit.orchestrator.v1.TurnProgressH\x00\x12\x34\n\x06output\x18\x03 \x01(\x0b\x32\".mobkit.runtime.v1.RunTurnResponseH\x00\x42\t\n\x07message\"\x98\x01\n\x0f\x43\x61llbackRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12:\n\x0cpeer_message\x18\x02 \x01(\x0b\x32\".mobkit.runtime.v1.PeerMessageCallH\x00\x12\x30\n\ttool_call\x18\x03 \x01(\x0b\x32\x1b.mobkit.runtime.v1.ToolCallH\x00\x42\x06\n\x04\x63\x61ll\"4\n\x0fPeerMessageCall\x12\x13\n\x0bto_identity\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"0\n\x08ToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x02 \x01(\t\"\xc8\x01\n\x0e\x43\x61llbackResult\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x32\n\npeer_reply\x18\x02 \x01(\x0b\x32\x1c.mobkit.runtime.v1.PeerReplyH\x00\x12\x34\n\x0btool_result\x18\x03 \x01(\x0b\x32\x1d.mobkit.runtime.v1.ToolResultH\x00\x12\x31\n\x05\x65rror\x18\x04 \x01(\x0b\x32 .mobkit.runtime.v1.CallbackErrorH\x00\x42\x08\n\x06result\"\x19\n\tPeerReply\x12\x0c\n\x04text\x18\x01 \x01(\t\"!\n\nToolResult\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"\xa3\x01\n\rCallbackError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12@\n\x08metadata\x18\x03 \x03(\x0b\x32..mobkit.runtime.v1.CallbackError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x15\x45xportSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Q\n\x16\x45xportSnapshotResponse\x12\x37\n\x08snapshot\x18\x01 \x01(\x0b\x32%.mobkit.continuity.v1.SessionSnapshot\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x16\n\x14\x43loseSessionResponse2\xdf\x04\n\x13\x41gentRuntimeService\x12\x62\n\rCreateSession\x12\'.mobkit.runtime.v1.CreateSessionRequest\x1a(.mobkit.runtime.v1.CreateSessionResponse\x12\x62\n\rResumeSession\x12\'.mobkit.runtime.v1.ResumeSessionRequest\x1a(.mobkit.runtime.v1.ResumeSessionResponse\x12P\n\x07RunTurn\x12!.mobkit.runtime.v1.RunTurnRequest\x1a\".mobkit.runtime.v1.RunTurnResponse\x12\x66\n\rRunTurnStream\x12\'.mobkit.runtime.v1.RunTurnStreamRequest\x1a(.mobkit.runtime.v1.RunTurnStreamResponse(\x01\x30\x01\x12\x65\n\x0e\x45xportSnapshot\x12(.mobkit.runtime.v1.ExportSnapshotRequest\x1a).mobkit.runtime.v1.ExportSnapshotResponse\x12_\n\x0c\x43loseSession\x12&.mobkit.runtime.v1.CloseSessionRequest\x1a\'.mobkit.runtime.v1.CloseSessionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,39 +57,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNTURNSTREAMREQUEST']._serialized_start=1399
   _globals['_RUNTURNSTREAMREQUEST']._serialized_end=1546
   _globals['_RUNTURNSTREAMRESPONSE']._serialized_start=1549
-  _globals['_RUNTURNSTREAMRESPONSE']._serialized_end=1746
-  _globals['_CALLBACKREQUEST']._serialized_start=1749
-  _globals['_CALLBACKREQUEST']._serialized_end=1901
-  _globals['_PEERMESSAGECALL']._serialized_start=1903
-  _globals['_PEERMESSAGECALL']._serialized_end=1955
-  _globals['_TOOLCALL']._serialized_start=1957
-  _globals['_TOOLCALL']._serialized_end=2005
-  _globals['_CALLBACKRESULT']._serialized_start=2008
-  _globals['_CALLBACKRESULT']._serialized_end=2208
-  _globals['_PEERREPLY']._serialized_start=2210
-  _globals['_PEERREPLY']._serialized_end=2235
-  _globals['_TOOLRESULT']._serialized_start=2237
-  _globals['_TOOLRESULT']._serialized_end=2270
-  _globals['_CALLBACKERROR']._serialized_start=2273
-  _globals['_CALLBACKERROR']._serialized_end=2436
-  _globals['_CALLBACKERROR_METADATAENTRY']._serialized_start=2389
-  _globals['_CALLBACKERROR_METADATAENTRY']._serialized_end=2436
-  _globals['_TURNPROGRESS']._serialized_start=2439
-  _globals['_TURNPROGRESS']._serialized_end=2646
-  _globals['_TEXTDELTA']._serialized_start=2648
-  _globals['_TEXTDELTA']._serialized_end=2673
-  _globals['_TOOLCALLSTARTED']._serialized_start=2675
-  _globals['_TOOLCALLSTARTED']._serialized_end=2747
-  _globals['_TOOLCALLFINISHED']._serialized_start=2749
-  _globals['_TOOLCALLFINISHED']._serialized_end=2820
-  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_start=2822
-  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_end=2865
-  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_start=2867
-  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_end=2948
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=2950
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=2991
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=2993
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=3015
-  _globals['_AGENTRUNTIMESERVICE']._serialized_start=3018
-  _globals['_AGENTRUNTIMESERVICE']._serialized_end=3625
+  _globals['_RUNTURNSTREAMRESPONSE']._serialized_end=1751
+  _globals['_CALLBACKREQUEST']._serialized_start=1754
+  _globals['_CALLBACKREQUEST']._serialized_end=1906
+  _globals['_PEERMESSAGECALL']._serialized_start=1908
+  _globals['_PEERMESSAGECALL']._serialized_end=1960
+  _globals['_TOOLCALL']._serialized_start=1962
+  _globals['_TOOLCALL']._serialized_end=2010
+  _globals['_CALLBACKRESULT']._serialized_start=2013
+  _globals['_CALLBACKRESULT']._serialized_end=2213
+  _globals['_PEERREPLY']._serialized_start=2215
+  _globals['_PEERREPLY']._serialized_end=2240
+  _globals['_TOOLRESULT']._serialized_start=2242
+  _globals['_TOOLRESULT']._serialized_end=2275
+  _globals['_CALLBACKERROR']._serialized_start=2278
+  _globals['_CALLBACKERROR']._serialized_end=2441
+  _globals['_CALLBACKERROR_METADATAENTRY']._serialized_start=2394
+  _globals['_CALLBACKERROR_METADATAENTRY']._serialized_end=2441
+  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_start=2443
+  _globals['_EXPORTSNAPSHOTREQUEST']._serialized_end=2486
+  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_start=2488
+  _globals['_EXPORTSNAPSHOTRESPONSE']._serialized_end=2569
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=2571
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=2612
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=2614
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=2636
+  _globals['_AGENTRUNTIMESERVICE']._serialized_start=2639
+  _globals['_AGENTRUNTIMESERVICE']._serialized_end=3246
 # @@protoc_insertion_point(module_scope)

@@ -348,7 +348,7 @@ class RunTurnStreamResponse(_message.Message):
         """
 
     @_builtins.property
-    def progress(self) -> Global___TurnProgress:
+    def progress(self) -> _orchestrator_pb2.TurnProgress:
         """What the turn is doing (advisory)."""
 
     @_builtins.property
@@ -359,7 +359,7 @@ class RunTurnStreamResponse(_message.Message):
         self,
         *,
         callback: Global___CallbackRequest | None = ...,
-        progress: Global___TurnProgress | None = ...,
+        progress: _orchestrator_pb2.TurnProgress | None = ...,
         output: Global___RunTurnResponse | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["callback", b"callback", "message", b"message", "output", b"output", "progress", b"progress"]  # noqa: Y015
@@ -605,131 +605,6 @@ class CallbackError(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CallbackError: _TypeAlias = CallbackError  # noqa: Y015
-
-@_typing.final
-class TurnProgress(_message.Message):
-    """Progress of a turn, in the order it happened."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TEXT_DELTA_FIELD_NUMBER: _builtins.int
-    TOOL_CALL_STARTED_FIELD_NUMBER: _builtins.int
-    TOOL_CALL_FINISHED_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def text_delta(self) -> Global___TextDelta:
-        """The agent produced text (a piece of its reply, as it is produced)."""
-
-    @_builtins.property
-    def tool_call_started(self) -> Global___ToolCallStarted:
-        """A tool call starts (before its callback is sent)."""
-
-    @_builtins.property
-    def tool_call_finished(self) -> Global___ToolCallFinished:
-        """A tool call ended (after its callback_result came)."""
-
-    def __init__(
-        self,
-        *,
-        text_delta: Global___TextDelta | None = ...,
-        tool_call_started: Global___ToolCallStarted | None = ...,
-        tool_call_finished: Global___ToolCallFinished | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "text_delta", b"text_delta", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "text_delta", b"text_delta", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["text_delta", "tool_call_started", "tool_call_finished"]  # noqa: Y015
-    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
-
-Global___TurnProgress: _TypeAlias = TurnProgress  # noqa: Y015
-
-@_typing.final
-class TextDelta(_message.Message):
-    """A piece of the reply's text."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TEXT_FIELD_NUMBER: _builtins.int
-    text: _builtins.str
-    """The text, to be appended to what came before."""
-    def __init__(
-        self,
-        *,
-        text: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
-
-@_typing.final
-class ToolCallStarted(_message.Message):
-    """A tool call starts."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CALL_ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
-    call_id: _builtins.str
-    """Names the call within the turn, when the runtime names its calls: its
-    ToolCallFinished repeats it (the runtime's own id, not necessarily its
-    CallbackRequest's call_id). May be empty.
-    """
-    name: _builtins.str
-    """The qualified tool name (or what the agent calls the step, e.g. a peer)."""
-    arguments_json: _builtins.str
-    """The arguments as JSON text (a JSON object); may be empty."""
-    def __init__(
-        self,
-        *,
-        call_id: _builtins.str = ...,
-        name: _builtins.str = ...,
-        arguments_json: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "call_id", b"call_id", "name", b"name"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ToolCallStarted: _TypeAlias = ToolCallStarted  # noqa: Y015
-
-@_typing.final
-class ToolCallFinished(_message.Message):
-    """A tool call ended."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CALL_ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    ERROR_REASON_FIELD_NUMBER: _builtins.int
-    call_id: _builtins.str
-    """The call_id of its ToolCallStarted (may be empty)."""
-    name: _builtins.str
-    """The qualified tool name."""
-    error_reason: _builtins.str
-    """The reason of its error (TOOL_FAILED, ...) when the runtime reports it;
-    empty when it succeeded or the runtime does not say.
-    """
-    def __init__(
-        self,
-        *,
-        call_id: _builtins.str = ...,
-        name: _builtins.str = ...,
-        error_reason: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "error_reason", b"error_reason", "name", b"name"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ToolCallFinished: _TypeAlias = ToolCallFinished  # noqa: Y015
 
 @_typing.final
 class ExportSnapshotRequest(_message.Message):

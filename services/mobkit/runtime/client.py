@@ -32,18 +32,22 @@ from mobkit.runtime.domain import (
 )
 from mobkit.runtime.sdk import PeerSender, ToolCaller
 from mobkit.wire import runtime as wire
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 
 # Errors defined by the runtime itself, beyond the shared ones wire.errors knows.
 _SPECIFIC = (SessionNotFound, SessionClosed, CallbackUnavailable, ModelUnavailable, ModelFailed)
 
 
 class GrpcAgentRuntime:
-    """Calls a remote AgentRuntimeService. ``timeout`` bounds each call (seconds)."""
+    """Calls a remote AgentRuntimeService. ``timeout`` bounds each call (seconds);
+    ``retries`` repeats ExportSnapshot on UNAVAILABLE (:mod:`mobkit.wire.calls`): the
+    other calls change a session."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0, retries: int = 0
+    ) -> None:
         self._stub = pb_grpc.AgentRuntimeServiceStub(channel)
-        self._timeout = timeout
+        self._call = Calls(decoder(*_SPECIFIC), timeout=timeout, retries=retries)
 
     async def create_session(
         self,
@@ -59,10 +63,7 @@ class GrpcAgentRuntime:
                 identity, profile, draft, session_id=session_id, agent_runtime_id=agent_runtime_id
             )
         )
-        try:
-            reply = await self._stub.CreateSession(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.CreateSession, request)
         return wire.create_response_from_proto(reply)
 
     async def resume_session(
@@ -79,10 +80,7 @@ class GrpcAgentRuntime:
                 identity, session_id, agent_runtime_id, snapshot, draft, profile=profile
             )
         )
-        try:
-            reply = await self._stub.ResumeSession(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.ResumeSession, request)
         return wire.resume_response_from_proto(reply)
 
     async def run_turn(
@@ -96,24 +94,13 @@ class GrpcAgentRuntime:
     ) -> TurnOutcome:
         # peer_sender / tool_caller cannot cross the wire: see the module docstring.
         request = wire.run_turn_request_to_proto(wire.RunTurnCall(session_id, message, peers))
-        try:
-            reply = await self._stub.RunTurn(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.RunTurn, request)
         return wire.turn_outcome_from_proto(reply)
 
     async def export_snapshot(self, session_id: str) -> SessionSnapshot:
         request = pb.ExportSnapshotRequest(session_id=session_id)
-        try:
-            reply = await self._stub.ExportSnapshot(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.ExportSnapshot, request, idempotent=True)
         return wire.snapshot_from_proto(reply.snapshot)
 
     async def close_session(self, session_id: str) -> None:
-        try:
-            await self._stub.CloseSession(
-                pb.CloseSessionRequest(session_id=session_id), timeout=self._timeout
-            )
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        await self._call(self._stub.CloseSession, pb.CloseSessionRequest(session_id=session_id))

@@ -10,6 +10,7 @@ import pytest
 
 from mobkit.etcd import EtcdClient, EtcdUnavailable
 from mobkit.etcd.process import EtcdProcess, find_etcd_binary
+from mobkit.testing.etcd_member import EtcdMember
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["sigterm", "sigkill"])
@@ -41,7 +42,7 @@ def test_sync_lifecycle_and_context_manager(tmp_path: Path) -> None:
         os.kill(pid, 0)
 
 
-async def test_pause_and_resume(etcd: EtcdProcess) -> None:
+async def test_pause_and_resume(etcd: EtcdMember) -> None:
     async with await EtcdClient.connect([etcd.endpoint], timeout=1.0) as client:
         await client.put("/p/k", "1")
         etcd.pause()
@@ -52,6 +53,19 @@ async def test_pause_and_resume(etcd: EtcdProcess) -> None:
         async with asyncio.timeout(10):
             kv = await client.get("/p/k")
         assert kv is not None and kv.value == b"1"
+
+
+def test_a_paused_member_still_stops_and_restarts_unpaused(tmp_path: Path) -> None:
+    member = EtcdMember(tmp_path / "m", unsafe_no_fsync=True).start()
+    try:
+        member.pause()
+        member.restart()  # graceful: SIGTERM reaches it once it is resumed
+        assert member.running and not member.paused
+        member.pause()
+        member.stop()
+        assert not member.running and not member.paused
+    finally:
+        member.kill()
 
 
 def test_two_processes_get_distinct_ports(tmp_path: Path) -> None:

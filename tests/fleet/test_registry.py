@@ -173,3 +173,27 @@ async def test_an_owner_is_remembered_for_forwarding_until_its_lease_goes(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_the_claim_loops_read_of_every_holder_is_remembered_too(etcd_session: Any) -> None:
+    prefix = f"/reg-{uuid.uuid4().hex[:8]}"
+    owner = "b~2@127.0.0.1:2"
+    leases = CountedLeases()
+    async with await EtcdClient.connect([etcd_session.endpoint], timeout=5.0) as client:
+        registry = ReplicaRegistry(client, prefix, "a~1@127.0.0.1:1", 2, leases=leases)
+        results = await leases.acquire_leases(["x", "y"], owner, timedelta(seconds=10))
+        task = asyncio.create_task(registry.watch_vacancies(lambda: None))
+        try:
+            await eventually(lambda: bool(leases._watchers), "the release watch", 15.0)
+            assert await registry.held() == {"x": owner, "y": owner}
+            assert await registry.owner("x", recent=True) == owner
+            assert await registry.owner("y", recent=True) == owner
+            assert leases.lookups == 0
+            grants = [r.grant for r in results if isinstance(r, Acquired)]
+            await leases.release_leases(grants[:1], owner)  # x: reported, forgotten
+            assert await registry.owner("x", recent=True) is None
+            assert leases.lookups == 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

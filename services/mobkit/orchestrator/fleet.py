@@ -7,9 +7,9 @@
 * Who owns an identity (and which identities are held at all, and when one is
   released) is the lease provider's answer (:class:`~mobkit.lease.domain.LeaseOwnership`):
   a holder string, :class:`~mobkit.core.holder.Holder`. Every key here comes from
-  :class:`~mobkit.core.keyspace.Keyspace`. Owners looked up for forwarding are
-  remembered while the release watch runs, and forgotten when it reports their lease
-  gone (or the caller found them stale).
+  :class:`~mobkit.core.keyspace.Keyspace`. While the release watch runs, owners
+  (looked up, or read by the claim loop's ``held``) are remembered for forwarding,
+  and forgotten when it reports their lease gone (or the caller found them stale).
 * Operator intents ``<prefix>/intents/<identity>`` (``suspended`` or ``retired``)
   outlive the replica that carried them out: no replica claims such an identity
   until ResumeIdentity deletes the intent.
@@ -154,8 +154,14 @@ class ReplicaRegistry:
         self._owners.pop(identity, None)
 
     async def held(self) -> dict[str, str]:
-        """Every identity that has a lease key now, with its holder: one read."""
-        return await self._leases.holders()
+        """Every identity that has a lease key now, with its holder: one read. While the
+        release watch runs, it is also what is remembered for forwarding from then on
+        (the claim loop reads it every round), unless a release was reported meanwhile."""
+        releases = self._releases
+        holders = await self._leases.holders()
+        if self._watching and releases == self._releases and len(holders) <= REMEMBERED_OWNERS:
+            self._owners = dict(holders)
+        return holders
 
     async def intents(self) -> dict[str, str]:
         """Every identity with an operator intent, and the intent: one read."""

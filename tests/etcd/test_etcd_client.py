@@ -24,6 +24,7 @@ from mobkit.etcd.ops import (
 )
 from mobkit.etcd.process import EtcdProcess
 from mobkit.gen.etcd.api.mvccpb import kv_pb2
+from mobkit.testing.etcd_member import EtcdMember
 
 WAIT = 10.0  # upper bound for anything that waits on etcd
 
@@ -247,7 +248,7 @@ async def test_unreachable_etcd_raises_unavailable_within_deadline(etcd: EtcdPro
                 await client.keepalive_once(1)
 
 
-async def test_hung_etcd_raises_unavailable_at_deadline(etcd: EtcdProcess) -> None:
+async def test_hung_etcd_raises_unavailable_at_deadline(etcd: EtcdMember) -> None:
     async with await EtcdClient.connect([etcd.endpoint], timeout=1.0) as client:
         await client.put("/h/k", "v")
         etcd.pause()

@@ -10,6 +10,7 @@ import pytest
 
 from mobkit.etcd import EtcdClient, EtcdUnavailable
 from mobkit.etcd.process import EtcdProcess, find_etcd_binary
+from mobkit.testing.etcd_member import EtcdMember
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["sigterm", "sigkill"])
@@ -47,7 +48,7 @@ def thread_states(pid: int) -> set[str]:
     return {(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()}
 
 
-async def test_pause_and_resume(etcd: EtcdProcess) -> None:
+async def test_pause_and_resume(etcd: EtcdMember) -> None:
     async with await EtcdClient.connect([etcd.endpoint], timeout=1.0) as client:
         await client.put("/p/k", "1")
         etcd.pause()
@@ -60,6 +61,19 @@ async def test_pause_and_resume(etcd: EtcdProcess) -> None:
         async with asyncio.timeout(10):
             kv = await client.get("/p/k")
         assert kv is not None and kv.value == b"1"
+
+
+def test_a_paused_member_still_stops_and_restarts_unpaused(tmp_path: Path) -> None:
+    member = EtcdMember(tmp_path / "m", unsafe_no_fsync=True).start()
+    try:
+        member.pause()
+        member.restart()  # graceful: SIGTERM reaches it once it is resumed
+        assert member.running and not member.paused
+        member.pause()
+        member.stop()
+        assert not member.running and not member.paused
+    finally:
+        member.kill()
 
 
 def test_two_processes_get_distinct_ports(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mobkit.core.types import Acquired
 from mobkit.etcd.client import EtcdClient
 from mobkit.lease.memory import MemoryLeaseProvider
 from mobkit.orchestrator.fleet import ReplicaRegistry, registration_ttl
@@ -128,3 +129,71 @@ async def test_ownership_answers_come_from_the_lease_provider(etcd_session: Any)
         assert await registry.owner("x") == "a~1@127.0.0.1:1"
         assert await registry.held() == {"x": "a~1@127.0.0.1:1"}
         assert await registry.owner("stray") is None
+
+
+class CountedLeases(MemoryLeaseProvider):
+    """A lease provider that counts the ownership lookups it answers."""
+
+    lookups = 0
+
+    async def holder_of(self, identity: str) -> str | None:
+        self.lookups += 1
+        return await super().holder_of(identity)
+
+
+async def test_an_owner_is_remembered_for_forwarding_until_its_lease_goes(
+    etcd_session: Any,
+) -> None:
+    prefix = f"/reg-{uuid.uuid4().hex[:8]}"
+    owner = "b~2@127.0.0.1:2"
+    leases = CountedLeases()
+    async with await EtcdClient.connect([etcd_session.endpoint], timeout=5.0) as client:
+        registry = ReplicaRegistry(client, prefix, "a~1@127.0.0.1:1", 2, leases=leases)
+        (result,) = await leases.acquire_leases(["x"], owner, timedelta(seconds=10))
+        assert isinstance(result, Acquired)
+        # Without the release watch nothing is remembered: every lookup asks.
+        assert await registry.owner("x", recent=True) == owner
+        assert await registry.owner("x", recent=True) == owner
+        assert leases.lookups == 2
+        task = asyncio.create_task(registry.watch_vacancies(lambda: None))
+        try:
+            await eventually(lambda: bool(leases._watchers), "the release watch", 15.0)
+            assert await registry.owner("x", recent=True) == owner
+            assert await registry.owner("x", recent=True) == owner
+            assert leases.lookups == 3
+            assert await registry.owner("x") == owner  # a plain lookup always asks
+            assert leases.lookups == 4
+            registry.forget_owner("x")  # found stale by its caller
+            assert await registry.owner("x", recent=True) == owner
+            assert leases.lookups == 5
+            await leases.release_leases([result.grant], owner)  # reported: forgotten
+            assert await registry.owner("x", recent=True) is None
+            assert leases.lookups == 6
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_the_claim_loops_read_of_every_holder_is_remembered_too(etcd_session: Any) -> None:
+    prefix = f"/reg-{uuid.uuid4().hex[:8]}"
+    owner = "b~2@127.0.0.1:2"
+    leases = CountedLeases()
+    async with await EtcdClient.connect([etcd_session.endpoint], timeout=5.0) as client:
+        registry = ReplicaRegistry(client, prefix, "a~1@127.0.0.1:1", 2, leases=leases)
+        results = await leases.acquire_leases(["x", "y"], owner, timedelta(seconds=10))
+        task = asyncio.create_task(registry.watch_vacancies(lambda: None))
+        try:
+            await eventually(lambda: bool(leases._watchers), "the release watch", 15.0)
+            assert await registry.held() == {"x": owner, "y": owner}
+            assert await registry.owner("x", recent=True) == owner
+            assert await registry.owner("y", recent=True) == owner
+            assert leases.lookups == 0
+            grants = [r.grant for r in results if isinstance(r, Acquired)]
+            await leases.release_leases(grants[:1], owner)  # x: reported, forgotten
+            assert await registry.owner("x", recent=True) is None
+            assert leases.lookups == 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -42,4 +42,5 @@ async def backend(request: pytest.FixtureRequest, etcd_prefix: str) -> AsyncIter
     async with running_services(
         ["lease"], etcd_endpoints=[etcd.endpoint], etcd_prefix=etcd_prefix
     ) as (_, channel, _settings):
-        yield Backend("grpc", GrpcLeaseProvider(channel), asyncio.sleep)
+        # Releases polled often, so the release-watch tests do not wait long.
+        yield Backend("grpc", GrpcLeaseProvider(channel, release_poll=0.1), asyncio.sleep)

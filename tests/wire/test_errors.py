@@ -9,11 +9,11 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+from wire_support import serving_lease
 
 from mobkit.core import errors as e
 from mobkit.gen.lease.v1 import lease_service_pb2 as pb
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as pb_grpc
-from mobkit.server.app import ServerConfig, ServiceRegistration, build_server
 from mobkit.server.errors import common_errors
 from mobkit.wire.errors import RemoteError, error_from_rpc
 
@@ -33,19 +33,8 @@ class Raising(pb_grpc.LeaseServiceServicer):
 async def raising() -> AsyncIterator[tuple[Raising, pb_grpc.LeaseServiceStub]]:
     servicer = Raising()
     table = {**common_errors(), e.MobKitError: grpc.StatusCode.FAILED_PRECONDITION}
-    registration = ServiceRegistration(
-        "mobkit.lease.v1.LeaseService",
-        lambda server: pb_grpc.add_LeaseServiceServicer_to_server(servicer, server),
-        table,
-    )
-    server, port = build_server(ServerConfig([registration]))
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield servicer, pb_grpc.LeaseServiceStub(channel)
-    finally:
-        await channel.close()
-        await server.stop(0)
+    async with serving_lease(servicer, table) as stub:
+        yield servicer, stub
 
 
 async def round_trip(

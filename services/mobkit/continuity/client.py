@@ -15,10 +15,8 @@ resumed together) go as one ``SaveSessionSnapshots`` call (see
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import grpc
 from google.rpc import status_pb2
@@ -48,13 +46,10 @@ from mobkit.core.types import (
 from mobkit.gen.continuity.v1 import continuity_service_pb2 as svc
 from mobkit.gen.continuity.v1 import continuity_service_pb2_grpc as svc_grpc
 from mobkit.wire import continuity as wire
-from mobkit.wire.errors import error_from_rpc, error_from_status
+from mobkit.wire.calls import Calls, decoder
+from mobkit.wire.errors import error_from_status
 
 log = logging.getLogger(__name__)
-
-R = TypeVar("R")
-
-_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
 
 RESOLVE_BATCH = 4096
 """Identities per ResolveMany call (a Broken entry is a few hundred bytes at most)."""
@@ -72,25 +67,14 @@ class GrpcContinuityStore:
         retry_backoff: float = 0.1,
     ) -> None:
         self._stub = svc_grpc.ContinuityStoreServiceStub(channel)
-        self._timeout = timeout
-        self._retries = retries
-        self._backoff = retry_backoff
+        self._call = Calls(
+            decoder(StoreUnavailable, IncompleteResolve),
+            timeout=timeout,
+            retries=retries,
+            backoff=retry_backoff,
+        )
         self._policy: DurabilityPolicy | None = None
         self._saves = SaveBatcher(self._save_one, self._save_many)
-
-    async def _call(
-        self, method: Callable[..., Awaitable[R]], request: Any, *, idempotent: bool
-    ) -> R:
-        attempts = 1 + (self._retries if idempotent else 0)
-        for attempt in range(attempts):
-            try:
-                return await method(request, timeout=self._timeout)
-            except grpc.RpcError as err:
-                if attempt + 1 < attempts and err.code() in _RETRY_CODES:
-                    await asyncio.sleep(self._backoff * 2**attempt)
-                    continue
-                raise error_from_rpc(err, StoreUnavailable, IncompleteResolve) from None
-        raise AssertionError("unreachable")
 
     async def resolve_many(self, identities: Sequence[str]) -> list[ResolveEntry]:
         """Large batches go out as several calls of at most ``RESOLVE_BATCH`` identities,

@@ -11,16 +11,19 @@ from mobkit.core.types import AgentBuildContext, AgentBuildDraft, DurableAgentSp
 from mobkit.gen.customizer.v1 import customizer_service_pb2 as pb
 from mobkit.gen.customizer.v1 import customizer_service_pb2_grpc as pb_grpc
 from mobkit.wire import customizer as wire
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.roster import spec_to_proto
 
 
 class GrpcAgentCustomizer:
-    """Calls a remote AgentCustomizerService. ``timeout`` bounds each call (seconds)."""
+    """Calls a remote AgentCustomizerService. ``timeout`` bounds each call (seconds);
+    ``retries`` repeats CustomizeBuild on UNAVAILABLE (:mod:`mobkit.wire.calls`)."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0, retries: int = 0
+    ) -> None:
         self._stub = pb_grpc.AgentCustomizerServiceStub(channel)
-        self._timeout = timeout
+        self._call = Calls(decoder(CustomizerUnavailable), timeout=timeout, retries=retries)
 
     async def customize_build(
         self, context: AgentBuildContext, spec: DurableAgentSpec, draft: AgentBuildDraft
@@ -30,17 +33,11 @@ class GrpcAgentCustomizer:
             spec=spec_to_proto(spec),
             draft=wire.draft_to_proto(draft),
         )
-        try:
-            reply = await self._stub.CustomizeBuild(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, CustomizerUnavailable) from None
+        reply = await self._call(self._stub.CustomizeBuild, request, idempotent=True)
         return wire.draft_from_proto(reply.draft)
 
     async def after_create(
         self, identity: str, session_id: str, context: JsonValue | None = None
     ) -> None:
         request = wire.after_create_request(identity, session_id, context)
-        try:
-            await self._stub.AfterCreate(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, CustomizerUnavailable) from None
+        await self._call(self._stub.AfterCreate, request)

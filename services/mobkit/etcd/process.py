@@ -1,9 +1,10 @@
 """Local etcd processes for tests, benchmarks and the embedded default deployment.
 
 :class:`EtcdProcess` runs one ``etcd`` on free loopback ports (``mobkit up`` starts,
-health-checks, restarts and stops it); it can also kill, pause and restart on the same
-data directory and ports, which is what failure tests need. The n-member test cluster
-is :class:`mobkit.testing.etcd_cluster.EtcdCluster`. Processes never outlive the
+health-checks, restarts and stops it), and can kill it and start it again on the same
+data directory and ports. What only failure tests need lives in :mod:`mobkit.testing`:
+pausing a member (:class:`mobkit.testing.etcd_member.EtcdMember`) and the n-member
+cluster (:class:`mobkit.testing.etcd_cluster.EtcdCluster`). Processes never outlive the
 Python process that started them: they are killed on garbage collection and at exit,
 and on Linux the kernel kills them if that process dies (``PR_SET_PDEATHSIG``).
 """
@@ -34,7 +35,6 @@ import grpc
 
 from mobkit.etcd.channel import EtcdTLS
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from mobkit.sigstop import pause_child
 
 __all__ = [
     "DEFAULT_QUOTA_BYTES",
@@ -248,7 +248,6 @@ class EtcdProcess:
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._log_offset = 0
-        self._paused = False
         self.tls = tls
         self.health_tls = health_tls or (EtcdTLS(ca_file=tls.ca_file) if tls else None)
         self._finalizer: weakref.finalize[..., EtcdProcess] | None = None
@@ -298,10 +297,6 @@ class EtcdProcess:
     def running(self) -> bool:
         """The process exists (it may be paused)."""
         return self._popen is not None and self._popen.poll() is None
-
-    @property
-    def paused(self) -> bool:
-        return self._paused and self.running
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -357,7 +352,6 @@ class EtcdProcess:
             start_new_session=True,  # a terminal's Ctrl-C goes to the test runner only
             preexec_fn=preexec,
         )
-        self._paused = False
         with _LIVE_LOCK:
             _LIVE.add(self._popen)
         if self._finalizer is not None:
@@ -469,8 +463,6 @@ class EtcdProcess:
         if popen is not None and popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 popen.terminate()
-                if self._paused:
-                    popen.send_signal(signal.SIGCONT)
             try:
                 popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -482,22 +474,6 @@ class EtcdProcess:
         if self._popen is not None:
             _kill_popen(self._popen)
         self._reap()
-
-    def pause(self) -> None:
-        """SIGSTOP: the member hangs with its connections open (no RST to clients).
-
-        Returns once every etcd thread has stopped, so no request sent afterwards is
-        answered until :meth:`resume`."""
-        if not self.running or self._popen is None:
-            raise RuntimeError(f"etcd {self.name} is not running")
-        self._paused = True  # set first: stop() must SIGCONT even if the wait fails
-        pause_child(self._popen)
-
-    def resume(self) -> None:
-        if not self.running or self._popen is None:
-            raise RuntimeError(f"etcd {self.name} is not running")
-        self._popen.send_signal(signal.SIGCONT)
-        self._paused = False
 
     def restart(self, *, wait: bool = True, graceful: bool = True) -> Self:
         """Stop (SIGTERM, or SIGKILL when not ``graceful``) and start on the same data dir
@@ -571,7 +547,6 @@ class EtcdProcess:
         return popen.wait()  # it has exited: this only reaps it
 
     def _reap(self) -> None:
-        self._paused = False
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None

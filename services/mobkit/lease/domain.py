@@ -8,7 +8,7 @@ previous holder's writes. No gRPC here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, runtime_checkable
@@ -56,6 +56,14 @@ class LeaseOwnership(Protocol):
     async def holders(self) -> dict[str, str]:
         """Every identity held now, with its holder, as of one consistent read (an
         identity missing from it is vacant)."""
+        ...
+
+    async def watch_releases(self, notify: Callable[[str], None]) -> None:
+        """Until cancelled, call ``notify(identity)`` soon after an identity's lease
+        goes away (released, or expired with its holder): the moment it may be claimed,
+        and the moment a remembered owner stops being one. Best effort: a release may
+        go unreported (history lost to compaction, a backend that can only poll), so
+        callers still poll; an outage ends the watch with the provider's error."""
         ...
 
 

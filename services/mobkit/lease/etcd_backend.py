@@ -44,7 +44,13 @@ from mobkit.core.types import (
     Renewed,
 )
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.errors import EtcdError, EtcdLeaseNotFound, EtcdNoSpace, EtcdUnavailable
+from mobkit.etcd.errors import (
+    EtcdCompacted,
+    EtcdError,
+    EtcdLeaseNotFound,
+    EtcdNoSpace,
+    EtcdUnavailable,
+)
 from mobkit.etcd.ops import (
     compare_create_revision,
     compare_lease,
@@ -437,6 +443,18 @@ class EtcdLeaseProvider:
         with _etcd_unavailable():
             reply = await self._client.range(leases, range_end=prefix_end(leases))
         return {self._keys.lease_identity(kv.key): kv.value.decode() for kv in reply.kvs}
+
+    async def watch_releases(self, notify: Callable[[str], None]) -> None:
+        """Deletions of lease keys (a release, or the expiry of the holder's etcd
+        lease), as etcd reports them; history lost to compaction is skipped."""
+        leases = self._keys.leases
+        with _etcd_unavailable():
+            while True:
+                with contextlib.suppress(EtcdCompacted):
+                    async for event in self._client.watch(
+                        leases, prefix_end(leases), deletes_only=True
+                    ):
+                        notify(self._keys.lease_identity(event.kv.key))
 
     # -- list ------------------------------------------------------------------------
 

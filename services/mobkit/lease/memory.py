@@ -9,6 +9,7 @@ lazily against an injectable clock, so tests can move time by hand.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable, Sequence
@@ -55,11 +56,19 @@ class _Key:
 class MemoryLeaseProvider:
     """:class:`~mobkit.lease.domain.LeaseProvider` held in this process's memory."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, expiry_check: float = 0.1
+    ) -> None:
         self._clock = clock
         self._revision = itertools.count(1)
         self._keys: dict[str, _Key] = {}
         self._sessions: dict[tuple[str, timedelta], _Session] = {}
+        self._watchers: list[Callable[[str], None]] = []
+        self._expiry_check = expiry_check  # s between a watch's looks at the clock
+
+    def _released(self, identity: str) -> None:
+        for notify in list(self._watchers):
+            notify(identity)
 
     def _now(self) -> float:
         """The clock's time, after dropping every session that has expired by then."""
@@ -69,6 +78,7 @@ class MemoryLeaseProvider:
                 del self._sessions[key]
                 for identity in session.identities:
                     del self._keys[identity]
+                    self._released(identity)
         return now
 
     async def acquire_leases(
@@ -126,6 +136,7 @@ class MemoryLeaseProvider:
                 continue  # already lost, released, or someone else's
             del self._keys[grant.identity]
             key.session.identities.discard(grant.identity)
+            self._released(grant.identity)
             if not key.session.identities:  # holds nothing: end the session
                 self._sessions.pop((key.session.holder, key.session.ttl), None)
 
@@ -157,6 +168,17 @@ class MemoryLeaseProvider:
     async def holders(self) -> dict[str, str]:
         self._now()
         return {identity: key.holder for identity, key in self._keys.items()}
+
+    async def watch_releases(self, notify: Callable[[str], None]) -> None:
+        """Releases as they happen; expiries when a look at the clock (at least every
+        ``expiry_check`` seconds while watching) finds them."""
+        self._watchers.append(notify)
+        try:
+            while True:
+                self._now()
+                await asyncio.sleep(self._expiry_check)
+        finally:
+            self._watchers.remove(notify)
 
 
 def _current(key: _Key, grant: LeaseGrant, asker: str | None) -> bool:

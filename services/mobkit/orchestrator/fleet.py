@@ -4,10 +4,12 @@
   own, kept alive in the background: a replica that dies drops out of the list
   after about half a lease TTL (``registration_ttl``), before its identity
   leases expire.
-* Who owns an identity (and which identities are held at all) is the lease
-  provider's answer (:class:`~mobkit.lease.domain.LeaseOwnership`): a holder string,
-  :class:`~mobkit.core.holder.Holder`. Every key here comes from
-  :class:`~mobkit.core.keyspace.Keyspace`.
+* Who owns an identity (and which identities are held at all, and when one is
+  released) is the lease provider's answer (:class:`~mobkit.lease.domain.LeaseOwnership`):
+  a holder string, :class:`~mobkit.core.holder.Holder`. Every key here comes from
+  :class:`~mobkit.core.keyspace.Keyspace`. While the release watch runs, owners
+  (looked up, or read by the claim loop's ``held``) are remembered for forwarding,
+  and forgotten when it reports their lease gone (or the caller found them stale).
 * Operator intents ``<prefix>/intents/<identity>`` (``suspended`` or ``retired``)
   outlive the replica that carried them out: no replica claims such an identity
   until ResumeIdentity deletes the intent.
@@ -25,7 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 
-from mobkit.core.errors import BackendUnavailable
+from mobkit.core.errors import MobKitError
 from mobkit.core.holder import Holder
 from mobkit.core.identity import FencingToken
 from mobkit.core.keyspace import Keyspace
@@ -42,6 +44,9 @@ from mobkit.lease.etcd_backend import EtcdLeaseProvider
 from mobkit.lease.etcd_fence import fence_compare
 
 log = logging.getLogger("mobkit.fleet")
+
+REMEMBERED_OWNERS = 100_000
+"""Owners remembered at most (one short string each); past it, the memory starts over."""
 
 
 def holder_address(holder: str) -> str | None:
@@ -92,6 +97,11 @@ class ReplicaRegistry:
         self._ttl = max(1, ttl_s)
         self._lease_id = 0
         self._task: asyncio.Task[None] | None = None
+        # Owners remembered for forwarding, trusted only while the release watch runs;
+        # ``_releases`` counts reported releases, so a lookup that raced one is not kept.
+        self._owners: dict[str, str] = {}
+        self._watching = 0
+        self._releases = 0
 
     async def start(self) -> None:
         try:
@@ -122,12 +132,36 @@ class ReplicaRegistry:
             raise backend_error(exc) from exc
         return sorted(kv.key[len(self._replicas) :].decode() for kv in reply.kvs)
 
-    async def owner(self, identity: str) -> str | None:
-        return await self._leases.holder_of(identity)
+    async def owner(self, identity: str, *, recent: bool = False) -> str | None:
+        """The holder of ``identity``'s lease. With ``recent``, an owner remembered from
+        an earlier lookup will do while the release watch runs: for forwarding, where a
+        stale owner answers NOT_ACTIVE and the caller calls :meth:`forget_owner`."""
+        if recent and self._watching:
+            known = self._owners.get(identity)
+            if known is not None:
+                return known
+        releases = self._releases
+        holder = await self._leases.holder_of(identity)
+        if holder is None:
+            self._owners.pop(identity, None)
+        elif self._watching and releases == self._releases:
+            if len(self._owners) >= REMEMBERED_OWNERS:
+                self._owners.clear()
+            self._owners[identity] = holder
+        return holder
+
+    def forget_owner(self, identity: str) -> None:
+        self._owners.pop(identity, None)
 
     async def held(self) -> dict[str, str]:
-        """Every identity that has a lease key now, with its holder: one read."""
-        return await self._leases.holders()
+        """Every identity that has a lease key now, with its holder: one read. While the
+        release watch runs, it is also what is remembered for forwarding from then on
+        (the claim loop reads it every round), unless a release was reported meanwhile."""
+        releases = self._releases
+        holders = await self._leases.holders()
+        if self._watching and releases == self._releases and len(holders) <= REMEMBERED_OWNERS:
+            self._owners = dict(holders)
+        return holders
 
     async def intents(self) -> dict[str, str]:
         """Every identity with an operator intent, and the intent: one read."""
@@ -157,10 +191,15 @@ class ReplicaRegistry:
         return bool(reply.succeeded)
 
     async def watch_vacancies(self, notify: Callable[[], None]) -> None:
-        """Until cancelled, call ``notify`` whenever an identity's lease key, an intent
-        or a replica's registration goes away (released, resumed, or expired with a
-        dead replica): a moment to claim at once instead of at the next poll. History
-        lost to compaction only delays that to the poll."""
+        """Until cancelled, call ``notify`` whenever an identity's lease (as the lease
+        provider reports), an intent or a replica's registration goes away (released,
+        resumed, or expired with a dead replica): a moment to claim at once instead of
+        at the next poll. History lost to compaction only delays that to the poll."""
+
+        def released(identity: str) -> None:
+            self._releases += 1
+            self._owners.pop(identity, None)
+            notify()
 
         async def follow(prefix: bytes) -> None:
             while True:
@@ -170,18 +209,19 @@ class ReplicaRegistry:
                     ):
                         notify()
 
+        self._watching += 1
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(follow(self._keys.leases))
+                group.create_task(self._leases.watch_releases(released))
                 group.create_task(follow(self._replicas))
                 group.create_task(follow(self._intents))
-        except* EtcdError as failed:
-            first = failed.exceptions[0]
-            raise (
-                backend_error(first)
-                if isinstance(first, EtcdError)
-                else BackendUnavailable("etcd", str(first))
-            ) from None
+        except* (EtcdError, MobKitError) as failed:
+            first = failed.exceptions[0]  # the lease provider's error as it is
+            raise (backend_error(first) if isinstance(first, EtcdError) else first) from None
+        finally:
+            self._watching -= 1
+            if not self._watching:
+                self._owners.clear()  # releases go unseen from now on
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -97,7 +97,9 @@ class Forwarding:
                     raise NotActive(slot.identity, slot.state.value)
                 holder: str | None = None
                 try:
-                    holder = await self.r.fleet.owner(slot.identity)
+                    # A remembered owner saves a lookup per turn; one that turned out
+                    # stale (it answers NOT_ACTIVE, or not at all) is forgotten below.
+                    holder = await self.r.fleet.owner(slot.identity, recent=True)
                     if self._other(holder) is not None:
                         assert holder is not None
                         return await self.r.fleet.send(
@@ -107,8 +109,10 @@ class Forwarding:
                             dispatch=dispatch,
                             timeout=max(0.1, deadline - loop.time()),
                         )
+                    self.r.fleet.forget_owner(slot.identity)  # none, or this replica
                 except (NotActive, BackendUnavailable):
-                    pass  # the owner is gone or going: wait for the next one
+                    # The owner is gone or going: ask afresh, wait for the next one.
+                    self.r.fleet.forget_owner(slot.identity)
                 if holder is None and (slot.retired or slot.state in (S.BROKEN, S.SUSPENDED)):
                     raise NotActive(slot.identity, slot.state.value)
             if loop.time() + ROUTE_POLL >= deadline:

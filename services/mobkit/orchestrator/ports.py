@@ -102,7 +102,14 @@ def resolve_states(entries: Sequence[ResolveEntry]) -> dict[str, ContinuityResol
 class Fleet(Protocol):
     """The other replicas: who owns what, and a way to forward calls to them."""
 
-    async def owner(self, identity: str) -> str | None: ...
+    async def owner(self, identity: str, *, recent: bool = False) -> str | None:
+        """The identity's owner; with ``recent``, one remembered from an earlier lookup
+        may do (until its lease is seen to go, or :meth:`forget_owner`)."""
+        ...
+
+    def forget_owner(self, identity: str) -> None:
+        """A remembered owner turned out stale: the next lookup asks afresh."""
+        ...
 
     async def members(self) -> list[str]: ...
 
@@ -110,7 +117,7 @@ class Fleet(Protocol):
 
     async def watch_vacancies(self, notify: Callable[[], None]) -> None:
         """Until cancelled, call ``notify`` when an identity or a replica may have
-        become vacant (lease keys or registrations deleted or expired)."""
+        become vacant (leases or registrations released or expired)."""
         ...
 
     async def send(

@@ -22,7 +22,7 @@ from mobkit.core.types import DispatchInput, DispatchReceipt, IdentityStatus
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.fleet import ReplicaRegistry, holder_address
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
     receipt_from_proto,
@@ -36,6 +36,7 @@ restart on new addresses (pods, ephemeral ports) would otherwise add one per res
 CHANNEL_CLOSE_GRACE = 30.0  # s for an evicted channel's calls in flight to finish
 FORWARDED = "x-mobkit-forwarded"
 LOCAL_ONLY = "x-mobkit-local-only"
+Stub = svc_grpc.OrchestratorServiceStub
 _COMMANDS: dict[str, tuple[str, Any]] = {
     "suspend": ("SuspendIdentity", svc.SuspendIdentityRequest),
     "resume": ("ResumeIdentity", svc.ResumeIdentityRequest),
@@ -54,15 +55,19 @@ class Router:
     ) -> None:
         self.registry = registry
         self._open = open_channel
-        self._channels: OrderedDict[str, grpc.aio.Channel] = OrderedDict()
+        # One channel and stub per peer address, least recently used first.
+        self._channels: OrderedDict[str, tuple[grpc.aio.Channel, Stub]] = OrderedDict()
         self._evicted: dict[grpc.aio.Channel, asyncio.Task[None]] = {}
+        # No retries: a forwarded call's caller waits for the next owner itself.
+        self._calls = Calls(decoder(), timeout=None)
 
-    def _stub(self, address: str) -> svc_grpc.OrchestratorServiceStub:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = self._open(address)
+    def _stub(self, address: str) -> Stub:
+        peer = self._channels.get(address)
+        if peer is None:
+            channel = self._open(address)
+            peer = self._channels[address] = (channel, Stub(channel))
             while len(self._channels) > MAX_PEER_CHANNELS:
-                _, evicted = self._channels.popitem(last=False)
+                _, (evicted, _stub) = self._channels.popitem(last=False)
                 task = asyncio.get_running_loop().create_task(
                     evicted.close(grace=CHANNEL_CLOSE_GRACE)
                 )
@@ -70,13 +75,16 @@ class Router:
                 task.add_done_callback(functools.partial(self._closed, evicted))
         else:
             self._channels.move_to_end(address)
-        return svc_grpc.OrchestratorServiceStub(channel)
+        return peer[1]
 
     def _closed(self, channel: grpc.aio.Channel, _task: asyncio.Task[None]) -> None:
         self._evicted.pop(channel, None)
 
-    async def owner(self, identity: str) -> str | None:
-        return await self.registry.owner(identity)
+    async def owner(self, identity: str, *, recent: bool = False) -> str | None:
+        return await self.registry.owner(identity, recent=recent)
+
+    def forget_owner(self, identity: str) -> None:
+        self.registry.forget_owner(identity)
 
     async def members(self) -> list[str]:
         return await self.registry.members()
@@ -106,12 +114,8 @@ class Router:
         address = holder_address(holder)
         if address is None:
             raise ValueError(f"holder {holder!r} names no address")
-        try:
-            return await getattr(self._stub(address), method)(
-                request, timeout=timeout, metadata=metadata
-            )
-        except grpc.aio.AioRpcError as err:
-            raise error_from_rpc(err) from None
+        call = getattr(self._stub(address), method)
+        return await self._calls(call, request, timeout=timeout, metadata=metadata)
 
     async def send(
         self,
@@ -172,7 +176,7 @@ class Router:
         return [status_from_proto(s) for s in reply.statuses], bool(reply.next_page_token)
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        for channel, _stub in self._channels.values():
             await channel.close()
         self._channels.clear()
         for channel, task in list(self._evicted.items()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +32,8 @@ from mobkit.wire.modules import status_to_proto as module_status_to_proto
 from mobkit.wire.orchestrator import (
     dispatch_input_from_proto,
     event_to_proto,
+    position_page_after,
+    position_page_token,
     receipt_to_proto,
     state_from_proto,
     status_page_after,
@@ -71,19 +72,6 @@ def _page(page_size: int) -> int:
     if page_size < 0:
         raise e.InvalidArgument("page_size", "must not be negative")
     return min(page_size or DEFAULT_PAGE, MAX_PAGE)
-
-
-def _offset(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise e.InvalidArgument("page_token", "not a token this server issued") from None
-
-
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode()
 
 
 def _flag(context: grpc.aio.ServicerContext, key: str) -> bool:
@@ -212,13 +200,13 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
     ) -> svc.ListEventsResponse:
         after = request.after_seq
         if request.page_token:
-            after = _offset(request.page_token)
+            after = position_page_after(request.page_token)
         size = _page(request.page_size)
         events, latest = await self.events.list(after, size)
         more = len(events) == size and events[-1].cursor < latest
         return svc.ListEventsResponse(
             events=[event_to_proto(x) for x in events],
-            next_page_token=_token(events[-1].cursor) if more else "",
+            next_page_token=position_page_token(events[-1].cursor) if more else "",
             latest_cursor=latest,
         )
 
@@ -231,7 +219,7 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
     async def GetTopology(
         self, request: svc.GetTopologyRequest, context: grpc.aio.ServicerContext
     ) -> svc.GetTopologyResponse:
-        size, start = _page(request.page_size), _offset(request.page_token)
+        size, start = _page(request.page_size), position_page_after(request.page_token)
         edges = sorted(self.o.edges)
         if request.HasField("identity"):
             edges = [x for x in edges if request.identity in (x.a, x.b)]
@@ -239,18 +227,18 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
         more = start + size < len(edges)
         return svc.GetTopologyResponse(
             edges=[edge_to_proto(x) for x in chunk],
-            next_page_token=_token(start + size) if more else "",
+            next_page_token=position_page_token(start + size) if more else "",
             total_edges=len(edges),
         )
 
     async def ListModules(
         self, request: svc.ListModulesRequest, context: grpc.aio.ServicerContext
     ) -> svc.ListModulesResponse:
-        size, start = _page(request.page_size), _offset(request.page_token)
+        size, start = _page(request.page_size), position_page_after(request.page_token)
         modules = self.o.modules.statuses() if self.o.modules else []
         chunk = modules[start : start + size]
         more = start + size < len(modules)
         return svc.ListModulesResponse(
             modules=[module_status_to_proto(m) for m in chunk],
-            next_page_token=_token(start + size) if more else "",
+            next_page_token=position_page_token(start + size) if more else "",
         )

@@ -13,6 +13,7 @@ from mobkit.gen.roster.v1 import roster_service_pb2 as pb
 from mobkit.gen.roster.v1 import roster_service_pb2_grpc as pb_grpc
 from mobkit.roster.domain import RosterSnapshot, RosterUnreadable
 from mobkit.wire import roster as wire
+from mobkit.wire.calls import Calls
 from mobkit.wire.errors import error_from_rpc
 
 
@@ -24,19 +25,19 @@ def _error(err: grpc.RpcError) -> MobKitError:
 
 
 class GrpcRosterProvider:
-    """Calls a remote RosterService. ``timeout`` bounds each GetRoster (seconds);
-    watches are unbounded streams."""
+    """Calls a remote RosterService. ``timeout`` bounds each GetRoster (seconds) and
+    ``retries`` repeats it on UNAVAILABLE (:mod:`mobkit.wire.calls`); watches are
+    unbounded streams."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0, retries: int = 0
+    ) -> None:
         self._stub = pb_grpc.RosterServiceStub(channel)
-        self._timeout = timeout
+        self._call = Calls(_error, timeout=timeout, retries=retries)
 
     async def get_roster(self, context: RosterContext | None = None) -> RosterSnapshot:
         request = pb.GetRosterRequest(context=wire.roster_context_to_proto(context))
-        try:
-            reply = await self._stub.GetRoster(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise _error(err) from None
+        reply = await self._call(self._stub.GetRoster, request, idempotent=True)
         return wire.snapshot_from_proto(reply)
 
     async def roster(self, context: RosterContext | None = None) -> list[DurableAgentSpec]:

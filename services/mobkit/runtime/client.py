@@ -28,7 +28,7 @@ from mobkit.runtime.domain import (
 from mobkit.runtime.sdk import PeerSender, ProgressSink, ToolCaller
 from mobkit.runtime.stream_client import run_turn_stream
 from mobkit.wire import runtime as wire
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
 
 # Errors defined by the runtime itself, beyond the shared ones wire.errors knows; and
@@ -46,7 +46,9 @@ _SPECIFIC = (
 class GrpcAgentRuntime:
     """Calls a remote AgentRuntimeService. ``timeout`` bounds each call (seconds), but
     a turn over RunTurnStream, which ``turn_timeout`` bounds: its peer messages and
-    tool calls (each bounded on its own) run inside it."""
+    tool calls (each bounded on its own) run inside it. ``retries`` repeats
+    ExportSnapshot on UNAVAILABLE (:mod:`mobkit.wire.calls`): the other calls change a
+    session."""
 
     def __init__(
         self,
@@ -54,9 +56,10 @@ class GrpcAgentRuntime:
         *,
         timeout: float | None = 30.0,
         turn_timeout: float | None = 120.0,
+        retries: int = 0,
     ) -> None:
         self._stub = pb_grpc.AgentRuntimeServiceStub(channel)
-        self._timeout = timeout
+        self._call = Calls(decoder(*_SPECIFIC), timeout=timeout, retries=retries)
         self._turn_timeout = turn_timeout
 
     async def create_session(
@@ -73,10 +76,7 @@ class GrpcAgentRuntime:
                 identity, profile, draft, session_id=session_id, agent_runtime_id=agent_runtime_id
             )
         )
-        try:
-            reply = await self._stub.CreateSession(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.CreateSession, request)
         return wire.create_response_from_proto(reply)
 
     async def resume_session(
@@ -93,10 +93,7 @@ class GrpcAgentRuntime:
                 identity, session_id, agent_runtime_id, snapshot, draft, profile=profile
             )
         )
-        try:
-            reply = await self._stub.ResumeSession(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.ResumeSession, request)
         return wire.resume_response_from_proto(reply)
 
     async def run_turn(
@@ -120,25 +117,13 @@ class GrpcAgentRuntime:
                 timeout=self._turn_timeout,
                 errors=_SPECIFIC,
             )
-        request = wire.run_turn_request_to_proto(call)
-        try:
-            reply = await self._stub.RunTurn(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.RunTurn, wire.run_turn_request_to_proto(call))
         return wire.turn_outcome_from_proto(reply)
 
     async def export_snapshot(self, session_id: str) -> SessionSnapshot:
         request = pb.ExportSnapshotRequest(session_id=session_id)
-        try:
-            reply = await self._stub.ExportSnapshot(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        reply = await self._call(self._stub.ExportSnapshot, request, idempotent=True)
         return wire.snapshot_from_proto(reply.snapshot)
 
     async def close_session(self, session_id: str) -> None:
-        try:
-            await self._stub.CloseSession(
-                pb.CloseSessionRequest(session_id=session_id), timeout=self._timeout
-            )
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *_SPECIFIC) from None
+        await self._call(self._stub.CloseSession, pb.CloseSessionRequest(session_id=session_id))

@@ -22,11 +22,11 @@ from mobkit.etcd.process import (
     DEFAULT_QUOTA_BYTES,
     HOST,
     START_ATTEMPTS,
-    EtcdProcess,
     EtcdStartError,
     find_etcd_binary,
     free_ports,
 )
+from mobkit.testing.etcd_member import EtcdMember
 
 __all__ = ["EtcdCluster"]
 
@@ -64,7 +64,7 @@ class EtcdCluster:
             "auto_compaction_mode": auto_compaction_mode,
             "auto_compaction_retention": auto_compaction_retention,
         }
-        self.members: list[EtcdProcess] = []
+        self.members: list[EtcdMember] = []
 
     def _build(self) -> None:
         ports = free_ports(2 * self.n)
@@ -72,7 +72,7 @@ class EtcdCluster:
         peers = ",".join(f"{nm}=http://{HOST}:{ports[2 * i + 1]}" for i, nm in enumerate(names))
         token = f"mobkit-{uuid.uuid4().hex[:12]}"
         self.members = [
-            EtcdProcess(
+            EtcdMember(
                 self.base_dir / nm,
                 name=nm,
                 client_port=ports[2 * i],
@@ -88,7 +88,7 @@ class EtcdCluster:
     def endpoints(self) -> list[str]:
         return [m.endpoint for m in self.members]
 
-    def __getitem__(self, index: int) -> EtcdProcess:
+    def __getitem__(self, index: int) -> EtcdMember:
         return self.members[index]
 
     def __len__(self) -> int:
@@ -165,10 +165,10 @@ class EtcdCluster:
     def kill(self, index: int) -> None:
         self.members[index].kill()
 
-    def restart(self, index: int, *, graceful: bool = True) -> EtcdProcess:
+    def restart(self, index: int, *, graceful: bool = True) -> EtcdMember:
         return self.members[index].restart(graceful=graceful)
 
-    async def restart_async(self, index: int, *, graceful: bool = True) -> EtcdProcess:
+    async def restart_async(self, index: int, *, graceful: bool = True) -> EtcdMember:
         return await self.members[index].restart_async(graceful=graceful)
 
     def pause(self, index: int) -> None:

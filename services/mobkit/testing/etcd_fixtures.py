@@ -22,6 +22,7 @@ import pytest_asyncio
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.process import EtcdProcess
 from mobkit.testing.etcd_cluster import EtcdCluster
+from mobkit.testing.etcd_member import EtcdMember
 
 __all__ = ["etcd", "etcd_client", "etcd_cluster", "etcd_prefix", "etcd_session"]
 
@@ -29,9 +30,10 @@ CLIENT_TIMEOUT = 5.0
 
 
 @pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
-    """A fresh single-member etcd (fsync off: tests do not survive power loss anyway)."""
-    proc = EtcdProcess(tmp_path / "etcd", unsafe_no_fsync=True)
+def etcd(tmp_path: Path) -> Iterator[EtcdMember]:
+    """A fresh single-member etcd (fsync off: tests do not survive power loss anyway),
+    for failure tests: it may be killed, restarted, paused."""
+    proc = EtcdMember(tmp_path / "etcd", unsafe_no_fsync=True)
     proc.start()
     try:
         yield proc

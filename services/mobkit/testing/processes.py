@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Self
 
-from mobkit.sigstop import pause_child
+from mobkit.testing.sigstop import pause_child
 
 _LISTENING = re.compile(rb"listening on (\S+)")
 

@@ -13,15 +13,18 @@ from mobkit.gen.topology.v1 import topology_service_pb2 as pb
 from mobkit.gen.topology.v1 import topology_service_pb2_grpc as pb_grpc
 from mobkit.topology.domain import EdgePage, iter_edges
 from mobkit.wire import topology as wire
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 
 
 class GrpcTopologyProvider:
-    """Calls a remote TopologyService. ``timeout`` bounds each page (seconds)."""
+    """Calls a remote TopologyService. ``timeout`` bounds each page (seconds);
+    ``retries`` repeats a page on UNAVAILABLE (:mod:`mobkit.wire.calls`)."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout: float | None = 30.0, retries: int = 0
+    ) -> None:
         self._stub = pb_grpc.TopologyServiceStub(channel)
-        self._timeout = timeout
+        self._call = Calls(decoder(TopologyUnavailable), timeout=timeout, retries=retries)
 
     async def compute_edges_page(
         self,
@@ -36,10 +39,7 @@ class GrpcTopologyProvider:
             page_size=page_size,
             page_token=page_token,
         )
-        try:
-            reply = await self._stub.ComputeEdges(request, timeout=self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, TopologyUnavailable) from None
+        reply = await self._call(self._stub.ComputeEdges, request, idempotent=True)
         return wire.page_from_proto(reply, targets=set(target_identities))
 
     async def compute_edges(

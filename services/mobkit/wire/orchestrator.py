@@ -269,6 +269,24 @@ def status_page_token(last_identity: str) -> str:
     return page_token.encode(f"{_AFTER}{last_identity}")
 
 
+# ListEvents, GetTopology and ListModules page by position: the token names an event
+# cursor or an offset into a sorted listing.
+
+
+def position_page_token(position: int) -> str:
+    return page_token.encode(str(position))
+
+
+def position_page_after(token: str) -> int:
+    """The position a page token continues from (0 for the first page)."""
+    if not token:
+        return 0
+    text = page_token.decode(token, _NOT_OURS)
+    if not text.isascii() or not text.isdigit():
+        raise InvalidArgument("page_token", _NOT_OURS)
+    return int(text)
+
+
 def status_page_after(token: str) -> str:
     """The identity a page token continues after ("" for the first page)."""
     if not token:

@@ -243,7 +243,8 @@ def _turn_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stream",
         action="store_true",
-        help="print the reply as the agent produces it (SendStream / DispatchStream)",
+        help="print the reply as the agent produces it (SendStream / DispatchStream) "
+        "[default: off]",
     )
 
 

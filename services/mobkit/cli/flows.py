@@ -152,7 +152,7 @@ async def cancel(run: Run) -> int:
 def add_flows(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _command(sub, "flows", list_flows, "the roster's flows and their steps")
     p = _command(sub, "run", start, "start a run of a flow")
-    p.add_argument("flow", metavar="FLOW", help="the flow to run")
+    p.add_argument("flow", metavar="FLOW", help="the flow to run, by flow_id (required)")
     p.add_argument("--input", metavar="JSON", help="the run's input, JSON [default: none]")
     p.add_argument(
         "--request-id",
@@ -161,13 +161,17 @@ def add_flows(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "[default: none]",
     )
     p.add_argument(
-        "--label", action="append", type=_label, metavar="KEY=VALUE", help="a label of the run"
+        "--label",
+        action="append",
+        type=_label,
+        metavar="KEY=VALUE",
+        help="a label of the run (repeatable) [default: none]",
     )
     p.add_argument(
         "--follow",
         "-f",
         action="store_true",
-        help="print the run's events until it ends; exit 1 unless it succeeded",
+        help="print the run's events until it ends; exit 1 unless it succeeded [default: off]",
     )
     p = _command(sub, "runs", list_runs, "runs, oldest first")
     p.add_argument("--flow", metavar="FLOW", help="only runs of this flow [default: any]")
@@ -186,4 +190,4 @@ def add_flows(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="only runs with this label (repeatable: all must match) [default: any]",
     )
     p = _command(sub, "cancel", cancel, "cancel a run")
-    p.add_argument("run", metavar="RUN", help="the run id")
+    p.add_argument("run", metavar="RUN", help="the run to cancel, by run_id (required)")

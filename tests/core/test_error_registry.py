@@ -14,6 +14,7 @@ import mobkit.client.errors as client_errors
 from mobkit.continuity.domain import IncompleteResolve
 from mobkit.core import errors as e
 from mobkit.core.error_registry import REGISTRY, ErrorRegistry
+from mobkit.flows import errors as flows
 from mobkit.modules import domain as modules
 from mobkit.roster.domain import RosterUnreadable
 from mobkit.runtime import domain as runtime
@@ -54,6 +55,16 @@ SAMPLES: list[e.MobKitError] = [
     modules.ToolNotFound("clock.now", "no such tool"),
     modules.ToolNotGranted("planner", "clock.now"),
     modules.ToolFailed("clock.now", "boom"),
+    flows.FlowNotFound("ask"),
+    flows.RunNotFound("0190-ab"),
+    flows.FlowFailed("0190-ab", "step 'frame': template does not render"),
+    flows.RunCanceled("0190-ab"),
+    flows.FlowTurnTimedOut("answer", "worker-1", 1.5),
+    flows.SchemaValidation("answer", "'x' is not of type 'object'"),
+    flows.InsufficientTargets("answer", 4, 3),
+    flows.FrameDepthLimitExceeded("nested", 8, 8),
+    flows.SpecRevisionConflict("ask", 3, 4),
+    flows.TurnNotFound("turn-ab"),
     # variants: a parent's reason, their own constructor
     e.StoreUnavailable("disk gone", backend="sqlite"),
     e.LeaseProviderUnavailable("etcd down", backend="etcd"),

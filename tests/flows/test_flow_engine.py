@@ -26,7 +26,7 @@ from mobkit.roster.document import parse_roster_toml
 from mobkit.roster.domain import RosterSnapshot
 from mobkit.testing.suite import until
 
-DOC = parse_roster_toml(AGENTS + ASK_TEAM.replace("timeout_seconds = 60", "timeout_seconds = 1"))
+DOC = parse_roster_toml(AGENTS + ASK_TEAM.replace("timeout_seconds = 60", "timeout_seconds = 0.3"))
 TTL = timedelta(seconds=1)
 
 
@@ -185,7 +185,7 @@ async def test_a_turn_slower_than_its_timeout_fails_the_step() -> None:
     await e.start()
     try:
         started = await e.start_run("ask-team", {"question": "q"})
-        agents.slow = 3.0  # the fan-out step allows 1 s per turn, 3 attempts
+        agents.slow = 1.0  # the fan-out step allows 0.3 s per turn, 3 attempts
         record = await finished(e, started.run_id, timeout=30)
     finally:
         await e.stop()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
+
 from mobkit.core.bounds import MAX_NAME_BYTES
-from mobkit.core.errors import InvalidArgument, StaleEventCursor
+from mobkit.core.errors import InvalidArgument, RosterInvalid, StaleEventCursor
 from mobkit.events.domain import EventLog
 from mobkit.flows import errors as fe
 from mobkit.flows.engine import FlowEngine
@@ -39,6 +41,9 @@ ERRORS: ErrorTable = service_errors(
     fe.FrameDepthLimitExceeded,
     fe.SpecRevisionConflict,
     StaleEventCursor,
+    RosterInvalid,  # no valid roster to read flows from
+    # The roster is the service's state, not the request's argument.
+    overrides={RosterInvalid: grpc.StatusCode.FAILED_PRECONDITION},
 )
 
 
@@ -62,9 +67,9 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
         self.events = events
 
     async def ListFlows(self, request: svc.ListFlowsRequest, context: Any) -> svc.ListFlowsResponse:
-        snapshot = await self.engine.roster.snapshot(fresh=True)
-        size = _page_size(request.page_size)
+        size = _page_size(request.page_size)  # bad input first, before any read
         start = flows_page_after(request.page_token)
+        snapshot = await self.engine.roster.snapshot(fresh=True)
         page = snapshot.flows[start : start + size]
         more = start + size < len(snapshot.flows)
         return svc.ListFlowsResponse(

@@ -54,7 +54,7 @@ async def list_flows(run: Run) -> int:
         for flow in flows:
             for line in _flow_lines(flow):
                 run.print(line)
-        run.print(f"{len(flows)} flows")
+        run.print(f"{len(flows)} flow{'' if len(flows) == 1 else 's'}")
     return exit_codes.OK
 
 
@@ -134,7 +134,7 @@ async def list_runs(run: Run) -> int:
         print_json(views, run.out)
     else:
         run.print(table(RUN_HEADERS, [_run_row(v) for v in views]))
-        run.print(f"{len(views)} runs")
+        run.print(f"{len(views)} run{'' if len(views) == 1 else 's'}")
     return exit_codes.OK
 
 

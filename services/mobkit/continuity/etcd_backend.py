@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections import OrderedDict
@@ -79,6 +78,7 @@ from mobkit.etcd.ops import (
     range_op,
     txn_request,
 )
+from mobkit.etcd.retention_leases import RetentionLeases
 from mobkit.gen.etcd.api.etcdserverpb import rpc_pb2
 from mobkit.gen.etcd.api.mvccpb import kv_pb2
 from mobkit.lease.etcd_fence import fence_compare
@@ -221,8 +221,12 @@ class EtcdContinuityStore(PlanStore):
         self._read_slots = asyncio.Semaphore(read_concurrency)
         self._max_attempts = max_attempts
         self._cache = _SeenCache(cache_entries)
-        self._receipt_leases: dict[int, int] = {}
-        self._lease_lock = asyncio.Lock()
+        self._receipt_leases = RetentionLeases(
+            client,
+            lambda: self.receipt_retention,
+            buckets=RECEIPT_BUCKETS,
+            clock_ms=self._now_ms,
+        )
         self.max_inflight_txns = DEFAULT_INFLIGHT_TXNS
         self.grouped_txns = 0
         """Commit txns that carried more than one commit (benchmarks and tests read it)."""
@@ -267,7 +271,7 @@ class EtcdContinuityStore(PlanStore):
             except EtcdCompacted:
                 pass  # the pinned revision was compacted away: read again
             except EtcdLeaseNotFound:
-                self._receipt_leases.clear()  # a bucket's lease expired early: grant anew
+                self._receipt_leases.forget()  # a bucket's lease expired early: grant anew
             except EtcdNoSpace as exc:
                 self._cache.drop(reader.seen)
                 raise BackendFull(str(exc), backend="etcd") from exc
@@ -317,7 +321,8 @@ class EtcdContinuityStore(PlanStore):
         success += [delete_op(ns + k) for k in commit.deletes]
         success += [put_op(ns + k, v) for k, v in puts.items()]
         for key, (value, deadline) in commit.expiring.items():
-            success.append(put_op(ns + key, value, lease=await self._receipt_lease(deadline)))
+            lease = await self._receipt_leases.until(deadline)
+            success.append(put_op(ns + key, value, lease=lease))
         size = sum(len(k) + len(v) for k, v in puts.items())
         size += sum(len(k) + len(v) for k, (v, _) in commit.expiring.items())
         staged = list(commit.staged.items())
@@ -555,24 +560,6 @@ class EtcdContinuityStore(PlanStore):
             if guard is not None:
                 self._cache.drop([ns + guard])
             self.schedule_collection(identity)
-
-    async def _receipt_lease(self, deadline_ms: int) -> int:
-        """The etcd lease of the time bucket ``deadline_ms`` falls in, granted so that it
-        outlives every deadline of its bucket."""
-        width = max(1000, int(self.receipt_retention * 1000) // RECEIPT_BUCKETS)
-        bucket = deadline_ms // width
-        lease = self._receipt_leases.get(bucket)
-        if lease is not None:
-            return lease
-        async with self._lease_lock:
-            lease = self._receipt_leases.get(bucket)
-            if lease is None:
-                ttl = math.ceil(((bucket + 1) * width - self._now_ms()) / 1000) + 1
-                lease, _ = await self.client.grant_lease(max(ttl, 2))
-                self._receipt_leases[bucket] = lease
-                for old in [b for b in self._receipt_leases if b < bucket - RECEIPT_BUCKETS]:
-                    del self._receipt_leases[old]
-        return lease
 
     def _seen(self, key: bytes, kvs: Sequence[kv_pb2.KeyValue]) -> Seen:
         if not kvs:

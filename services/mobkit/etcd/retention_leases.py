@@ -22,13 +22,14 @@ class RetentionLeases:
     def __init__(
         self,
         client: EtcdClient,
-        retention_seconds: float,
+        retention_seconds: Callable[[], float],
         *,
         buckets: int = DEFAULT_BUCKETS,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
+        """``retention_seconds`` is read at each grant: its owner may change it."""
         self._client = client
-        self.retention_seconds = retention_seconds
+        self._retention = retention_seconds
         self._buckets = buckets
         self._clock_ms = clock_ms
         self._leases: dict[int, int] = {}
@@ -36,11 +37,11 @@ class RetentionLeases:
 
     async def for_key_written_now(self) -> int:
         """The lease for a key whose retention starts now."""
-        return await self.until(self._clock_ms() + int(self.retention_seconds * 1000))
+        return await self.until(self._clock_ms() + int(self._retention() * 1000))
 
     async def until(self, deadline_ms: int) -> int:
         """The lease of the bucket ``deadline_ms`` falls in, granted to outlive it."""
-        width = max(1000, int(self.retention_seconds * 1000) // self._buckets)
+        width = max(1000, int(self._retention() * 1000) // self._buckets)
         bucket = deadline_ms // width
         lease = self._leases.get(bucket)
         if lease is not None:

@@ -41,7 +41,7 @@ class EtcdRunStore:
     ) -> None:
         self._client = client
         self._keys = Keyspace(prefix)
-        self._retention = RetentionLeases(client, retention_seconds)
+        self._retention = RetentionLeases(client, lambda: retention_seconds)
 
     async def _txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         try:

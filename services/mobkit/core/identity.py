@@ -84,6 +84,19 @@ def parse_runtime_instance(value: str, field: str = "runtime_instance") -> str:
     return value
 
 
+def parse_name(value: str, field: str, *, required: bool = True) -> str:
+    """A key a caller names (a run id, a request id): the name bounds of
+    :func:`~mobkit.core.bounds.name_problem`; empty only when not ``required``."""
+    if not value:
+        if required:
+            raise InvalidArgument(field, "is required")
+        return value
+    problem = name_problem(value)
+    if problem is not None:
+        raise InvalidArgument(field, problem)
+    return value
+
+
 def parse_display_name(value: str) -> str:
     """Display names are free text but never empty."""
     if not value:

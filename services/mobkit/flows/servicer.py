@@ -7,8 +7,9 @@ from typing import Any
 
 import grpc
 
-from mobkit.core.bounds import MAX_NAME_BYTES
-from mobkit.core.errors import InvalidArgument, RosterInvalid, StaleEventCursor
+from mobkit.core import page_token
+from mobkit.core.errors import RosterInvalid, StaleEventCursor
+from mobkit.core.identity import parse_name
 from mobkit.events.domain import EventLog
 from mobkit.flows import errors as fe
 from mobkit.flows.engine import FlowEngine
@@ -18,15 +19,13 @@ from mobkit.gen.flows.v1 import flows_service_pb2_grpc as svc_grpc
 from mobkit.server.errors import ErrorTable, service_errors
 from mobkit.wire.flows import (
     flow_to_proto,
-    flows_page_after,
-    flows_page_token,
     run_filter,
     run_to_proto,
     runs_page_after,
     runs_page_token,
     start_input,
 )
-from mobkit.wire.orchestrator import event_to_proto
+from mobkit.wire.orchestrator import event_to_proto, position_page_after, position_page_token
 
 SERVICE_NAME = "mobkit.flows.v1.FlowService"
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
@@ -48,17 +47,7 @@ ERRORS: ErrorTable = service_errors(
 
 
 def _page_size(value: int) -> int:
-    if value < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    return min(value or DEFAULT_PAGE, MAX_PAGE)
-
-
-def _run_id(value: str) -> str:
-    if not value:
-        raise InvalidArgument("run_id", "is required")
-    if len(value.encode()) > MAX_NAME_BYTES:
-        raise InvalidArgument("run_id", f"longer than {MAX_NAME_BYTES} bytes")
-    return value
+    return page_token.page_size(value, DEFAULT_PAGE, MAX_PAGE)
 
 
 class FlowServicer(svc_grpc.FlowServiceServicer):
@@ -68,21 +57,19 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
 
     async def ListFlows(self, request: svc.ListFlowsRequest, context: Any) -> svc.ListFlowsResponse:
         size = _page_size(request.page_size)  # bad input first, before any read
-        start = flows_page_after(request.page_token)
+        start = position_page_after(request.page_token)
         snapshot = await self.engine.roster.snapshot(fresh=True)
         page = snapshot.flows[start : start + size]
         more = start + size < len(snapshot.flows)
         return svc.ListFlowsResponse(
             flows=[flow_to_proto(f) for f in page],
             roster_revision=snapshot.revision,
-            next_page_token=flows_page_token(start + size) if more else "",
+            next_page_token=position_page_token(start + size) if more else "",
         )
 
     async def StartRun(self, request: svc.StartRunRequest, context: Any) -> svc.StartRunResponse:
-        if not request.flow_id:
-            raise InvalidArgument("flow_id", "is required")
-        if len(request.request_id.encode()) > MAX_NAME_BYTES:
-            raise InvalidArgument("request_id", f"longer than {MAX_NAME_BYTES} bytes")
+        parse_name(request.flow_id, "flow_id")
+        parse_name(request.request_id, "request_id", required=False)
         expected = (
             int(request.expected_roster_revision)
             if request.HasField("expected_roster_revision")
@@ -99,7 +86,9 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
 
     async def GetRun(self, request: svc.GetRunRequest, context: Any) -> svc.GetRunResponse:
         return svc.GetRunResponse(
-            run=run_to_proto((await self.engine.get_run(_run_id(request.run_id))).view())
+            run=run_to_proto(
+                (await self.engine.get_run(parse_name(request.run_id, "run_id"))).view()
+            )
         )
 
     async def ListRuns(self, request: svc.ListRunsRequest, context: Any) -> svc.ListRunsResponse:
@@ -111,13 +100,13 @@ class FlowServicer(svc_grpc.FlowServiceServicer):
         )
 
     async def CancelRun(self, request: svc.CancelRunRequest, context: Any) -> svc.CancelRunResponse:
-        record = await self.engine.cancel_run(_run_id(request.run_id))
+        record = await self.engine.cancel_run(parse_name(request.run_id, "run_id"))
         return svc.CancelRunResponse(run=run_to_proto(record.view()))
 
     async def WatchRun(
         self, request: svc.WatchRunRequest, context: Any
     ) -> AsyncIterator[svc.WatchRunResponse]:
-        run_id = _run_id(request.run_id)
+        run_id = parse_name(request.run_id, "run_id")
         record = await self.engine.get_run(run_id)
         finished = record.run.state.terminal
         async for event in run_events(

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from mobkit.core.bounds import MAX_NAME_BYTES
-from mobkit.core.errors import BackendUnavailable, InvalidArgument
+from mobkit.core.errors import BackendUnavailable
+from mobkit.core.identity import parse_name
 from mobkit.events.domain import EventLog
 from mobkit.flows.tickets import Ticket, TurnTickets
 from mobkit.flows.watch import run_events
@@ -17,14 +17,6 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.orchestrator.inputs import check_dispatch_input
 from mobkit.wire.orchestrator import dispatch_input_from_proto, event_to_proto
 from mobkit.wire.tickets import ticket_to_proto
-
-
-def _turn_id(value: str) -> str:
-    if not value:
-        raise InvalidArgument("turn_id", "is required")
-    if len(value.encode()) > MAX_NAME_BYTES:
-        raise InvalidArgument("turn_id", f"longer than {MAX_NAME_BYTES} bytes")
-    return value
 
 
 class TicketRpcs:
@@ -47,14 +39,14 @@ class TicketRpcs:
     async def GetTurn(
         self, request: svc.GetTurnRequest, context: grpc.aio.ServicerContext
     ) -> svc.GetTurnResponse:
-        record = await self._desk().get(_turn_id(request.turn_id))
+        record = await self._desk().get(parse_name(request.turn_id, "turn_id"))
         return svc.GetTurnResponse(turn=ticket_to_proto(Ticket.of(record)))
 
     async def WatchTurn(
         self, request: svc.WatchTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[svc.WatchTurnResponse]:
         desk = self._desk()
-        turn_id = _turn_id(request.turn_id)
+        turn_id = parse_name(request.turn_id, "turn_id")
         record = await desk.get(turn_id)
         assert self.ticket_events is not None
         finished = record.run.state.terminal

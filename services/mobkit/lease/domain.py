@@ -151,9 +151,7 @@ def check_grants(grants: Sequence[LeaseGrant]) -> list[LeaseGrant]:
 
 def check_page_size(page_size: int) -> int:
     """0 means the default; values above the maximum are coerced to it (AIP-158)."""
-    if page_size < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return page_token.page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def encode_page_token(last_identity: str) -> str:

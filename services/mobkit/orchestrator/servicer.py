@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from mobkit.core import errors as e
+from mobkit.core import page_token
 from mobkit.flows.errors import TurnNotFound
 from mobkit.flows.ticket_rpcs import TicketRpcs
 from mobkit.flows.tickets import TurnTickets
@@ -68,10 +69,8 @@ ERRORS: ErrorTable = service_errors(
 )
 
 
-def _page(page_size: int) -> int:
-    if page_size < 0:
-        raise e.InvalidArgument("page_size", "must not be negative")
-    return min(page_size or DEFAULT_PAGE, MAX_PAGE)
+def _page(requested: int) -> int:
+    return page_token.page_size(requested, DEFAULT_PAGE, MAX_PAGE)
 
 
 def _flag(context: grpc.aio.ServicerContext, key: str) -> bool:

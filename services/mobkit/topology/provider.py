@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-from mobkit.core.errors import InvalidArgument
+from mobkit.core import page_token as core_page_token
 from mobkit.core.types import ManagedPeerEdge, TopologyContext
 from mobkit.topology import page_token as tokens
 from mobkit.topology.domain import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, EdgePage
@@ -15,9 +15,7 @@ from mobkit.topology.policy import TopologyPolicy
 
 
 def effective_page_size(page_size: int) -> int:
-    if page_size < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return core_page_token.page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 class PolicyTopology:

@@ -158,24 +158,6 @@ def run_filter(request: svc.ListRunsRequest) -> RunFilter:
     return RunFilter(request.flow_id or None, frozenset(states), dict(request.labels))
 
 
-_FLOWS_AT = "flows-at:"
-_NOT_FLOWS = "not a token returned by ListFlows"
-
-
-def flows_page_token(offset: int) -> str:
-    return page_token.encode(f"{_FLOWS_AT}{offset}")
-
-
-def flows_page_after(token: str) -> int:
-    if not token:
-        return 0
-    payload = page_token.decode(token, _NOT_FLOWS)
-    offset = payload.removeprefix(_FLOWS_AT)
-    if offset == payload or not offset.isdigit():
-        raise InvalidArgument("page_token", _NOT_FLOWS)
-    return int(offset)
-
-
 def runs_page_token(after: str) -> str:
     return page_token.encode(_RUNS_AFTER + after) if after else ""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ from mobkit.flows.records import RunRecord, closure, new_run_id, now_ms
 from mobkit.flows.run import Run, RunState
 from mobkit.flows.store import RunStore
 from mobkit.lease.domain import LeaseProvider
+from mobkit.orchestrator.fleet import rendezvous_score
 from mobkit.roster.domain import RosterSnapshot
 
 log = logging.getLogger("mobkit.flows")
@@ -328,7 +328,5 @@ def _rank(run_id: str, instance: str, members: list[str]) -> int:
     """This replica's place in the run's rendezvous order of ``members`` (0: first)."""
     if instance not in members:
         members = [*members, instance]
-    order = sorted(
-        members, key=lambda m: hashlib.blake2b(f"{run_id}|{m}".encode(), digest_size=8).digest()
-    )
+    order = sorted(members, key=lambda member: rendezvous_score(run_id, member))
     return order.index(instance)

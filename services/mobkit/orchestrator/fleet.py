@@ -66,14 +66,17 @@ def registration_ttl(lease_ttl: float) -> int:
     return max(2, math.ceil(lease_ttl / 2))
 
 
+def rendezvous_score(key: str, holder: str) -> bytes:
+    """Highest-random-weight hashing: ``key``'s weight for a replica (lower is more
+    wanted), scored on the replica process (``inst~inc``), whatever address it
+    advertises."""
+    instance = Holder(holder).replica
+    return hashlib.blake2b(f"{key}|{instance}".encode(), digest_size=8).digest()
+
+
 def preference(identities: Iterable[str], holder: str) -> list[str]:
     """Identities in this replica's rendezvous order (most wanted first)."""
-    instance = Holder(holder).replica
-
-    def score(identity: str) -> bytes:
-        return hashlib.blake2b(f"{identity}|{instance}".encode(), digest_size=8).digest()
-
-    return sorted(identities, key=score)
+    return sorted(identities, key=lambda identity: rendezvous_score(identity, holder))
 
 
 class ReplicaRegistry:

@@ -24,7 +24,7 @@ from mobkit.flows.records import RunView
 from mobkit.flows.run import RunState
 from mobkit.gen.flows.v1 import flows_service_pb2 as svc
 from mobkit.gen.flows.v1 import flows_service_pb2_grpc as svc_grpc
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.flows import RUN_STATES, flow_from_proto, run_from_proto
 from mobkit.wire.json import put_json
 from mobkit.wire.orchestrator import event_from_proto
@@ -52,14 +52,13 @@ class AsyncFlowClient:
     def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = None) -> None:
         self._stub = svc_grpc.FlowServiceStub(channel)
         self._timeout = timeout
+        self._calls = Calls(decoder(*ERRORS), timeout=None)
 
     async def _call(
         self, method: Callable[..., Awaitable[R]], request: Any, timeout: float | None
     ) -> R:
-        try:
-            return await method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, *ERRORS) from None
+        # Deadlines and UNAVAILABLE retries are the channel's (RetryInterceptor).
+        return await self._calls(method, request, timeout=timeout or self._timeout)
 
     async def list_flows(self, *, timeout: float | None = None) -> list[FlowDefinition]:
         """Every flow of the roster, in roster order (all pages)."""
@@ -151,7 +150,7 @@ class AsyncFlowClient:
                 else:
                     yield run_from_proto(item.run)
         except grpc.RpcError as err:
-            raise error_from_rpc(err, *ERRORS) from None
+            raise self._calls.decode(err) from None
         finally:
             call.cancel()
 

@@ -25,7 +25,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.modules.domain import ModuleStatus
 from mobkit.roster.domain import RosterProblem
 from mobkit.topology.domain import EdgePage
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.modules import status_from_proto as module_status_from_proto
 from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
@@ -56,15 +56,14 @@ class AsyncOrchestratorClient:
     ) -> None:
         self._stub = svc_grpc.OrchestratorServiceStub(channel)
         self._timeout = timeout
+        self._calls = Calls(decoder(), timeout=None)
         self._retry = retry or RetryPolicy()
 
     async def _call(
         self, method: Callable[..., Awaitable[R]], request: Any, timeout: float | None
     ) -> R:
-        try:
-            return await method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+        # Deadlines and UNAVAILABLE retries are the channel's (RetryInterceptor).
+        return await self._calls(method, request, timeout=timeout or self._timeout)
 
     # -- turns -------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from mobkit.flows.tickets import TurnState
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.runtime.sdk import TurnProgress
-from mobkit.wire.errors import error_from_rpc
+from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import dispatch_input_to_proto, event_from_proto, receipt_from_proto
 from mobkit.wire.runtime_stream import progress_from_proto
 from mobkit.wire.tickets import ticket_receipt_from_proto, ticket_state
@@ -71,14 +71,13 @@ class AsyncTurnClient:
     def __init__(self, channel: grpc.aio.Channel, *, timeout: float | None = None) -> None:
         self._stub = svc_grpc.OrchestratorServiceStub(channel)
         self._timeout = timeout
+        self._calls = Calls(decoder(TurnNotFound), timeout=None)
 
     async def _call(
         self, method: Callable[..., Awaitable[R]], request: Any, timeout: float | None
     ) -> R:
-        try:
-            return await method(request, timeout=timeout or self._timeout)
-        except grpc.RpcError as err:
-            raise error_from_rpc(err, TurnNotFound) from None
+        # Deadlines and UNAVAILABLE retries are the channel's (RetryInterceptor).
+        return await self._calls(method, request, timeout=timeout or self._timeout)
 
     async def send_stream(
         self,
@@ -110,7 +109,7 @@ class AsyncTurnClient:
                 elif (event := progress_from_proto(item.progress)) is not None:
                     yield event
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            raise self._calls.decode(err) from None
         finally:
             call.cancel()
 
@@ -151,7 +150,7 @@ class AsyncTurnClient:
                 else:
                     yield _ticket(item.turn)
         except grpc.RpcError as err:
-            raise error_from_rpc(err, TurnNotFound) from None
+            raise self._calls.decode(err) from None
         finally:
             call.cancel()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -23,6 +23,7 @@ from mobkit.wire.orchestrator import dispatch_input_from_proto, receipt_to_proto
 from mobkit.wire.runtime_stream import turn_progress_to_proto
 
 MAX_PENDING = 4096
+R = TypeVar("R")
 Deliver = Callable[[str, DispatchInput, ProgressSink], Coroutine[Any, Any, DispatchReceipt]]
 
 _turns: set[asyncio.Task[DispatchReceipt]] = set()
@@ -78,32 +79,31 @@ class StreamingRpcs:
         """``forwarded`` and ``timeout`` of the call (the servicer's rules)."""
         raise NotImplementedError
 
-    async def SendStream(
+    def SendStream(
         self, request: svc.SendStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[svc.SendStreamResponse]:
-        async def deliver(i: str, m: DispatchInput, sink: ProgressSink) -> DispatchReceipt:
-            receipt: DispatchReceipt = await self.o.send(i, m, progress=sink, **routing)
-            return receipt
+        return self._streamed(self.o.send, request, context, svc.SendStreamResponse)
 
-        routing = self._routing_of(context)
-        message = dispatch_input_from_proto(request.input)
-        async for item in streamed(deliver, request.identity, message):
-            if isinstance(item, TurnProgress):
-                yield svc.SendStreamResponse(progress=turn_progress_to_proto(item))
-            else:
-                yield svc.SendStreamResponse(receipt=receipt_to_proto(item))
-
-    async def DispatchStream(
+    def DispatchStream(
         self, request: svc.DispatchStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[svc.DispatchStreamResponse]:
-        async def deliver(i: str, m: DispatchInput, sink: ProgressSink) -> DispatchReceipt:
-            receipt: DispatchReceipt = await self.o.dispatch(i, m, progress=sink, **routing)
-            return receipt
+        return self._streamed(self.o.dispatch, request, context, svc.DispatchStreamResponse)
 
+    async def _streamed(
+        self,
+        turn: Callable[..., Coroutine[Any, Any, DispatchReceipt]],
+        request: svc.SendStreamRequest | svc.DispatchStreamRequest,
+        context: grpc.aio.ServicerContext,
+        response: Callable[..., R],
+    ) -> AsyncIterator[R]:
         routing = self._routing_of(context)
+
+        async def deliver(i: str, m: DispatchInput, sink: ProgressSink) -> DispatchReceipt:
+            return await turn(i, m, progress=sink, **routing)
+
         message = dispatch_input_from_proto(request.input)
         async for item in streamed(deliver, request.identity, message):
             if isinstance(item, TurnProgress):
-                yield svc.DispatchStreamResponse(progress=turn_progress_to_proto(item))
+                yield response(progress=turn_progress_to_proto(item))
             else:
-                yield svc.DispatchStreamResponse(receipt=receipt_to_proto(item))
+                yield response(receipt=receipt_to_proto(item))

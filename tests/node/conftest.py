@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-NPM = shutil.which("npm")
+from mobkit.testing.node import npm_install
+
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
 
 
 @pytest.fixture(scope="session")
 def installed() -> Path:
-    assert NPM is not None
-    run = subprocess.run(
-        [NPM, "install", "--no-audit", "--no-fund", "--prefer-offline"],
-        cwd=CLIENT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert run.returncode == 0, f"npm install failed:\n{run.stdout}\n{run.stderr}"
+    npm_install(CLIENT, refresh=True)  # the lock file may have changed: always install
     return CLIENT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -11,22 +12,28 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 
-def npm_install(package: Path) -> None:
-    """``npm install`` in ``package`` unless its packages are there (skips without node)."""
+def npm_install(package: Path, *, refresh: bool = False) -> None:
+    """``npm install`` in ``package`` unless its packages are there, or always with
+    ``refresh`` (skips without node). Test processes running in parallel take turns:
+    two installs into one ``node_modules`` would corrupt it."""
     import pytest
 
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip(f"node/npm not installed: {package.name} cannot run here")
-    if (package / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        return  # cached
-    subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--prefer-offline"],
-        cwd=package,
-        check=True,
-        timeout=240,
-        stdout=subprocess.DEVNULL,
-    )
+    with (package / ".npm-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not refresh and (package / "node_modules" / "@grpc" / "grpc-js").is_dir():
+            return  # cached
+        run = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefer-offline"],
+            cwd=package,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+    assert run.returncode == 0, f"npm install in {package} failed:\n{run.stdout}\n{run.stderr}"
 
 
 @asynccontextmanager

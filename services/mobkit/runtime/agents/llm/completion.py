@@ -14,14 +14,15 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from mobkit.core.types import TokenUsage
 from mobkit.runtime.agents.llm.settings import LlmSettings
 from mobkit.runtime.agents.llm.tools import ToolCall
 from mobkit.runtime.domain import ModelFailed, ModelUnavailable
+
+if TYPE_CHECKING:
+    import openai
 
 DeltaSink = Callable[[str], Awaitable[None]]
 
@@ -41,6 +42,9 @@ _clients = weakref.WeakKeyDictionary()
 def client_for(settings: LlmSettings) -> openai.AsyncOpenAI:
     """One client (one connection pool) per endpoint, key and retry policy, in each
     event loop (a pool's connections belong to the loop that opened them)."""
+    import openai  # here, not at import: the SDK takes a second to import, which every
+    # CLI call and every process that never runs an llm agent would pay
+
     key = (settings.endpoint, settings.api_key, settings.timeout, settings.max_retries)
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(key)
@@ -65,6 +69,8 @@ async def complete(
 ) -> Completion:
     """The model's reply to ``messages``, its text passed to ``on_delta`` as it arrives.
     ``answer_only`` still shows the tools (the history names them) but forbids calls."""
+    import openai
+
     options: dict[str, Any] = {}
     if tools:
         options["tools"] = tools

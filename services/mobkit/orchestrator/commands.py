@@ -5,12 +5,13 @@ from __future__ import annotations
 from mobkit.core.errors import MobKitError, NotActive
 from mobkit.core.identity import AgentIdentity, AgentRuntimeId, SessionId
 from mobkit.core.types import ContinuityRecord, IdentityStatus
-from mobkit.orchestrator import lifecycle
 from mobkit.orchestrator.activation import Activation
+from mobkit.orchestrator.effects import Runner
 from mobkit.orchestrator.forwarding import Forwarding
+from mobkit.orchestrator.life import Regenerated, Resume, Suspend
 from mobkit.orchestrator.ports import resolve_states
 from mobkit.orchestrator.reconcile import Reconciler
-from mobkit.orchestrator.replica import SUSPENDED, Replica, S
+from mobkit.orchestrator.replica import Replica, S
 from mobkit.orchestrator.statuses import Statuses
 from mobkit.orchestrator.upkeep import Upkeep
 
@@ -19,6 +20,7 @@ class Commands:
     def __init__(
         self,
         r: Replica,
+        runner: Runner,
         upkeep: Upkeep,
         activation: Activation,
         reconciler: Reconciler,
@@ -26,6 +28,7 @@ class Commands:
         statuses: Statuses,
     ) -> None:
         self.r = r
+        self.runner = runner
         self.upkeep = upkeep
         self.activation = activation
         self.reconciler = reconciler
@@ -47,7 +50,6 @@ class Commands:
                 return self.statuses.status(identity)
             if slot.state is not S.ACTIVE or slot.grant is None:
                 raise NotActive(identity, slot.state.value)
-            old_session = slot.session_id
             generation = (slot.generation or 0) + 1
             draft = slot.draft or await self.activation.build_draft(slot.spec)
             info = await self.r.p.runtime.create_session(identity, self.r.kind(slot.spec), draft)
@@ -63,10 +65,7 @@ class Commands:
             except BaseException:
                 await self.r.p.runtime.close_session(info.session_id)
                 raise
-            slot.new_generation(info.session_id, info.agent_runtime_id, generation, request_id)
-            if old_session:
-                await self.r.p.runtime.close_session(old_session)
-        self.r.event("reset", identity, {"generation": generation, "session_id": info.session_id})
+            await self.runner.run(slot, Regenerated(record, request_id))
         return self.statuses.status(identity)
 
     async def retire(self, identity: str, *, forwarded: bool = False) -> IdentityStatus:
@@ -83,10 +82,7 @@ class Commands:
             return routed
         slot = self.r.slot(identity)
         async with slot.lock:
-            lifecycle.SUSPEND.check(identity, slot.state)
-            await self.r.record_intent(slot, SUSPENDED)
-            await self.upkeep.teardown(slot.become_suspended())
-        self.r.event("suspended", identity, {})
+            await self.runner.run(slot, Suspend())
         return self.statuses.status(identity)
 
     async def resume(self, identity: str, *, forwarded: bool = False) -> IdentityStatus:
@@ -95,20 +91,18 @@ class Commands:
         if (routed := await self.forwarding.command(identity, "resume", forwarded)) is not None:
             return routed
         slot = self.r.slot(identity)
-        lifecycle.ACTIVATE.check(identity, slot.state)
-        await self.r.record_intent(slot, None)
-        slot.unretire()
-        if slot.state is S.SUSPENDED and slot.grant is not None:
-            states = resolve_states(await self.r.p.continuity.resolve_many([identity]))
+        suspended_here = slot.state is S.SUSPENDED and slot.grant is not None
+        await self.runner.run(slot, Resume())
+        if suspended_here:
             async with slot.lock:
-                slot.unsuspend()
                 try:
+                    states = resolve_states(await self.r.p.continuity.resolve_many([identity]))
                     await self.activation.materialise(slot, states[identity])
                 except MobKitError:
-                    await self.upkeep.give_up(slot)
+                    if slot.grant is not None:
+                        await self.upkeep.give_up(slot)
                     raise
         else:
-            slot.unsuspend()
             _, failed = await self.reconciler.take([slot])
             if slot.state is not S.ACTIVE:
                 if not failed and (elsewhere := await self.forwarding.claimed_elsewhere(identity)):

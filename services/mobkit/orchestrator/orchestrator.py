@@ -3,6 +3,7 @@ their leases, runs their turns under fencing, and reports what happens.
 
 A façade: the work is done by one part per responsibility over the slots they share
 (``replica.Replica``): ``reconcile`` (roster, claiming, fair share), ``activation``,
+``lifecycle`` (the pure transitions, run by ``effects.Runner``),
 ``turns`` (turns, replay, rewind), ``commands`` (operator commands), ``upkeep`` (lease
 renewal, teardown, shutdown), ``forwarding`` (find the owner, then forward or wait)
 and ``statuses``. Domain only: the servicer turns RPCs into these calls.
@@ -17,11 +18,13 @@ from mobkit.core.types import ManagedPeerEdge
 from mobkit.orchestrator import checkpoint
 from mobkit.orchestrator.activation import Activation
 from mobkit.orchestrator.commands import Commands
+from mobkit.orchestrator.effects import Runner
 from mobkit.orchestrator.event_sink import EventSink
 from mobkit.orchestrator.forwarding import Forwarding
 from mobkit.orchestrator.ports import Fleet
 from mobkit.orchestrator.reconcile import CLAIM_BATCH, Reconciler, ReconcileReport
 from mobkit.orchestrator.replica import Providers, Replica
+from mobkit.orchestrator.sessions import Sessions
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.statuses import Statuses
 from mobkit.orchestrator.turns import Turns
@@ -55,13 +58,14 @@ class Orchestrator:
             fleet=fleet,
             receipt_output_limit=receipt_output_limit,
         )
-        upkeep = Upkeep(r)
+        runner = Runner(r, Sessions(r))  # the one performer of lifecycle effects
+        upkeep = Upkeep(r, runner)
         forwarding = Forwarding(r)
-        activation = Activation(r, upkeep)
+        activation = Activation(r, upkeep, runner)
         reconciler = Reconciler(r, upkeep, activation)
         statuses = Statuses(r, forwarding)
         turns = Turns(r, upkeep, activation, forwarding)
-        commands = Commands(r, upkeep, activation, reconciler, forwarding, statuses)
+        commands = Commands(r, runner, upkeep, activation, reconciler, forwarding, statuses)
         # What callers ask of a replica, each answered by the part that owns it.
         self.reconcile = reconciler.reconcile
         self.claim = reconciler.claim

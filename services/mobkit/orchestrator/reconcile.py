@@ -18,7 +18,8 @@ from mobkit.core.types import (
 )
 from mobkit.orchestrator.activation import Activation
 from mobkit.orchestrator.fleet import fair_share, preference
-from mobkit.orchestrator.replica import RETIRED, SUSPENDED, Replica, S
+from mobkit.orchestrator.life import Deactivate, IntentSeen
+from mobkit.orchestrator.replica import Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.upkeep import Upkeep
 from mobkit.roster.domain import RosterProblem, RosterSnapshot
@@ -80,7 +81,8 @@ class Reconciler:
                     # never vacant, so it would stay down for good. Vacant, it is
                     # claimed again below (here, or by another replica) as the new
                     # profile.
-                    await self.upkeep.teardown(slot.deactivate(keep_grant=False))
+                    # Not behind the lock: a turn in flight meets the closed gate.
+                    await self.upkeep.runner.run(slot, Deactivate())
                     report.respawned.append(identity)
                 slot.spec = spec
             elif slot.spec != spec:
@@ -163,9 +165,7 @@ class Reconciler:
             return
         self.r.intents = await self.r.fleet.intents()
         for identity, slot in self.r.slots.items():
-            if slot.grant is not None:
-                continue  # hosted here: this replica's own view is the truth
-            slot.observe_intent(self.r.intents.get(identity), suspended=SUSPENDED, retired=RETIRED)
+            slot.apply(IntentSeen(self.r.intents.get(identity)))
 
     async def _share(self) -> int | None:
         """How many identities this replica may hold (None: no limit, single replica)."""
@@ -187,10 +187,8 @@ class Reconciler:
         for identity in reversed(order[share:]):  # least wanted first
             slot = self.r.slots[identity]
             async with slot.lock:
-                if slot.state is not S.ACTIVE:
-                    continue
-                await self.upkeep.teardown(slot.deactivate(keep_grant=False))
-            self.r.event("drained", identity, {"owner": self.r.instance})
+                if slot.state is S.ACTIVE:
+                    await self.upkeep.runner.run(slot, Deactivate(drained_by=self.r.instance))
 
     async def _within_share(self, slots: list[IdentitySlot]) -> list[IdentitySlot]:
         """The vacant ``slots`` this replica should try to acquire, most wanted first."""

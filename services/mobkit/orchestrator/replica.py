@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 S = IdentityLifecycleState
 PEER_CALL_TIMEOUT = 30.0
 ROUTE_POLL = 0.1
-# Operator intents kept in the fleet (see orchestrator/fleet.py).
-SUSPENDED, RETIRED = "suspended", "retired"
 
 
 @dataclass

@@ -22,6 +22,7 @@ from mobkit.core.types import DispatchInput, DispatchReceipt, IdentityStatus
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.fleet import ReplicaRegistry, holder_address
+from mobkit.orchestrator.forward_link import ForwardLink, StreamUnsupported
 from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
@@ -60,22 +61,45 @@ class Router:
         self._evicted: dict[grpc.aio.Channel, asyncio.Task[None]] = {}
         # No retries: a forwarded call's caller waits for the next owner itself.
         self._calls = Calls(decoder(), timeout=None)
+        # Turns go over one stream per peer; peers without it (older) take unary calls.
+        self._links: dict[str, ForwardLink] = {}
+        self._unary_only: set[str] = set()
 
     def _stub(self, address: str) -> Stub:
+        return self._open_peer(address)[1]
+
+    def _open_peer(self, address: str) -> tuple[grpc.aio.Channel, Stub]:
         peer = self._channels.get(address)
         if peer is None:
             channel = self._open(address)
             peer = self._channels[address] = (channel, Stub(channel))
             while len(self._channels) > MAX_PEER_CHANNELS:
-                _, (evicted, _stub) = self._channels.popitem(last=False)
-                task = asyncio.get_running_loop().create_task(
-                    evicted.close(grace=CHANNEL_CLOSE_GRACE)
-                )
+                gone, (evicted, _stub) = self._channels.popitem(last=False)
+                link = self._links.pop(gone, None)
+                task = asyncio.get_running_loop().create_task(self._close_evicted(evicted, link))
                 self._evicted[evicted] = task
                 task.add_done_callback(functools.partial(self._closed, evicted))
         else:
             self._channels.move_to_end(address)
-        return peer[1]
+        return peer
+
+    async def _close_evicted(self, channel: grpc.aio.Channel, link: ForwardLink | None) -> None:
+        if link is not None:
+            link.finish()  # the peer answers what is in flight, then ends the stream
+        await channel.close(grace=CHANNEL_CLOSE_GRACE)
+        if link is not None:
+            await link.close()
+
+    def _link(self, address: str) -> ForwardLink | None:
+        """The stream to ``address`` (on its current channel: an evicted channel takes
+        its link along), or None for a peer that offers none."""
+        if address in self._unary_only:
+            return None
+        channel = self._open_peer(address)[0]
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = ForwardLink(channel, self._calls.decode)
+        return link
 
     def _closed(self, channel: grpc.aio.Channel, _task: asyncio.Task[None]) -> None:
         self._evicted.pop(channel, None)
@@ -103,6 +127,13 @@ class Router:
     ) -> bool:
         return await self.registry.set_intent(identity, intent, fencing_token)
 
+    @staticmethod
+    def _address(holder: str) -> str:
+        address = holder_address(holder)
+        if address is None:
+            raise ValueError(f"holder {holder!r} names no address")
+        return address
+
     async def _call(
         self,
         holder: str,
@@ -111,10 +142,7 @@ class Router:
         timeout: float | None,
         metadata: tuple[tuple[str, str], ...] = ((FORWARDED, "1"),),
     ) -> Any:
-        address = holder_address(holder)
-        if address is None:
-            raise ValueError(f"holder {holder!r} names no address")
-        call = getattr(self._stub(address), method)
+        call = getattr(self._stub(self._address(holder)), method)
         return await self._calls(call, request, timeout=timeout, metadata=metadata)
 
     async def send(
@@ -127,6 +155,21 @@ class Router:
         timeout: float | None,
     ) -> DispatchReceipt:
         wire = dispatch_input_to_proto(message)
+        address = self._address(holder)
+        link = self._link(address)
+        if link is not None:
+            forward = (
+                svc.ForwardStreamRequest(
+                    dispatch=svc.DispatchRequest(identity=identity, input=wire)
+                )
+                if dispatch
+                else svc.ForwardStreamRequest(send=svc.SendRequest(identity=identity, input=wire))
+            )
+            try:
+                return receipt_from_proto(await link.call(forward, timeout))
+            except StreamUnsupported:  # it never ran there: ask it the unary way
+                self._unary_only.add(address)
+                self._links.pop(address, None)
         if dispatch:
             reply = await self._call(
                 holder, "Dispatch", svc.DispatchRequest(identity=identity, input=wire), timeout
@@ -176,6 +219,9 @@ class Router:
         return [status_from_proto(s) for s in reply.statuses], bool(reply.next_page_token)
 
     async def close(self) -> None:
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
         for channel, _stub in self._channels.values():
             await channel.close()
         self._channels.clear()

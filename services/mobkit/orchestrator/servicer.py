@@ -15,6 +15,7 @@ from mobkit.flows.tickets import TurnTickets
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.orchestrator.forward_link import serve_forwarded
 from mobkit.orchestrator.orchestrator import Orchestrator, ReconcileReport
 from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
@@ -167,6 +168,38 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
             request.identity, dispatch_input_from_proto(request.input), **_routing(context)
         )
         return svc.DispatchResponse(receipt=receipt_to_proto(receipt))
+
+    async def ForwardStream(
+        self,
+        request_iterator: AsyncIterator[svc.ForwardStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[svc.ForwardStreamResponse]:
+        async for answer in serve_forwarded(request_iterator, self._forwarded, ERRORS):
+            yield answer
+
+    async def _forwarded(
+        self, request: svc.ForwardStreamRequest, timeout: float | None
+    ) -> pb.DispatchReceipt:
+        """One call of ForwardStream: a Send or Dispatch, forwarded already."""
+        if request.HasField("send"):
+            send = request.send
+            receipt = await self.o.send(
+                send.identity,
+                dispatch_input_from_proto(send.input),
+                forwarded=True,
+                timeout=timeout,
+            )
+        elif request.HasField("dispatch"):
+            dispatch = request.dispatch
+            receipt = await self.o.dispatch(
+                dispatch.identity,
+                dispatch_input_from_proto(dispatch.input),
+                forwarded=True,
+                timeout=timeout,
+            )
+        else:
+            raise e.InvalidArgument("call", "a forwarded call is a send or a dispatch")
+        return receipt_to_proto(receipt)
 
     async def ResetIdentity(
         self, request: svc.ResetIdentityRequest, context: grpc.aio.ServicerContext

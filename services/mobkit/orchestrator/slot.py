@@ -1,23 +1,23 @@
 """What one replica knows about one identity of the roster.
 
-The lifecycle state changes only through this class's methods, one per transition of
-``lifecycle``; each also resets every field that depends on the state (as etcd raft's
-``become*`` do), and returns what the caller must still close or release outside the
-slot (``StoodDown``).
+Its lifecycle is one value (``life.Life``) that changes only through ``apply``, which
+asks ``lifecycle.decide`` and returns the effects for ``effects.Runner`` to perform.
+The slot adds what cannot be a plain value: the teardown gate shared by every handle
+to the running session (opened and closed with that session) and the lock that
+orders what happens to the identity on this replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mobkit.core.types import (
     ActivationFailure,
     AgentBuildDraft,
     ContinuityFailure,
-    ContinuityRecord,
     DispatchReceipt,
     DurableAgentSpec,
     IdentityLifecycleState,
@@ -25,180 +25,93 @@ from mobkit.core.types import (
 )
 from mobkit.orchestrator import lifecycle
 from mobkit.orchestrator.gate import TeardownGate
-
-S = IdentityLifecycleState
-
-
-@dataclass(frozen=True)
-class StoodDown:
-    """A runtime session to close and a lease grant to release, both now forgotten."""
-
-    session_id: str | None = None
-    grant: LeaseGrant | None = None
+from mobkit.orchestrator.life import Effect, Event, Life
 
 
 @dataclass
 class IdentitySlot:
     spec: DurableAgentSpec
-    state: IdentityLifecycleState = IdentityLifecycleState.DORMANT
-    grant: LeaseGrant | None = None
-    renewed_at: float = 0.0
-    lease_healthy: bool = True
-    agent_runtime_id: str | None = None
-    session_id: str | None = None
-    generation: int | None = None
-    checkpoint_version: int | None = None
-    draft: AgentBuildDraft | None = None
-    gate: TeardownGate | None = None
-    failure: ContinuityFailure | None = None
-    activation_failure: ActivationFailure | None = None
-    retired: bool = False
-    last_reset: tuple[str, int] | None = None  # (request id, generation it created)
-    receipts: OrderedDict[str, DispatchReceipt] = field(default_factory=OrderedDict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    life: Life = field(init=False)
+    gate: TeardownGate | None = field(default=None, init=False)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.life = Life(self.spec.identity)
+
+    def apply(self, event: Event) -> tuple[Effect, ...]:
+        """Decide ``event`` and take the new state; a session that goes closes its
+        gate at once (stale handles fail closed), a new one opens a fresh gate."""
+        life, effects = lifecycle.decide(self.life, event)
+        before = self.life.hosted.session_id if self.life.hosted else None
+        after = life.hosted.session_id if life.hosted else None
+        if after != before:
+            if self.gate is not None:
+                self.gate.close()
+            self.gate = TeardownGate(self.identity) if after is not None else None
+        self.life = life
+        return effects
+
+    # -- read-only views of the state ---------------------------------------------------
 
     @property
     def identity(self) -> str:
         return self.spec.identity
 
-    def _go(self, transition: lifecycle.Transition) -> None:
-        transition.check(self.identity, self.state)
-        self.state = transition.target
+    @property
+    def state(self) -> IdentityLifecycleState:
+        return self.life.state
 
-    # -- transitions --------------------------------------------------------------------
+    @property
+    def grant(self) -> LeaseGrant | None:
+        return self.life.held.grant if self.life.held else None
 
-    def become_active(
-        self,
-        record: ContinuityRecord,
-        draft: AgentBuildDraft,
-        receipts: OrderedDict[str, DispatchReceipt],
-    ) -> None:
-        """The session of ``record`` runs here now, behind a fresh gate."""
-        lifecycle.ACTIVATE.check(self.identity, self.state)
-        self.agent_runtime_id = record.agent_runtime_id
-        self.session_id = record.session_id
-        self.generation = record.generation
-        self.checkpoint_version = record.checkpoint_version
-        self.draft = draft
-        self.receipts = receipts
-        self.gate = TeardownGate(self.identity)
-        self.failure = self.activation_failure = None
-        self._go(lifecycle.ACTIVATE)
+    @property
+    def lease_healthy(self) -> bool:
+        return self.life.held.healthy if self.life.held else True
 
-    def become_broken(self, failure: ContinuityFailure) -> bool:
-        """Record why continuity failed; True when the identity just became Broken."""
-        self.failure = failure
-        if self.state is S.BROKEN:
-            return False
-        self._go(lifecycle.BREAK)
-        return True
+    @property
+    def session_id(self) -> str | None:
+        return self.life.hosted.session_id if self.life.hosted else None
 
-    def become_suspended(self) -> StoodDown:
-        """The operator's suspend: the session goes, the lease is kept."""
-        lifecycle.SUSPEND.check(self.identity, self.state)
-        gone = self.stand_down(keep_grant=True)
-        self._go(lifecycle.SUSPEND)
-        return gone
+    @property
+    def agent_runtime_id(self) -> str | None:
+        return self.life.hosted.agent_runtime_id if self.life.hosted else None
 
-    def deactivate(self, *, keep_grant: bool) -> StoodDown:
-        """Stop the session here on purpose (drain, profile change)."""
-        lifecycle.DEACTIVATE.check(self.identity, self.state)
-        gone = self.stand_down(keep_grant=keep_grant)
-        self._go(lifecycle.DEACTIVATE)
-        return gone
+    @property
+    def draft(self) -> AgentBuildDraft | None:
+        return self.life.hosted.draft if self.life.hosted else None
 
-    def become_retiring(self) -> StoodDown:
-        lifecycle.RETIRE.check(self.identity, self.state)
-        gone = self.stand_down(keep_grant=False)
-        self._go(lifecycle.RETIRE)
-        return gone
+    @property
+    def receipts(self) -> Mapping[str, DispatchReceipt]:
+        return self.life.hosted.receipts if self.life.hosted else {}
 
-    def become_retired(self) -> None:
-        self._go(lifecycle.RETIRED)
-        self.retired = True
+    @property
+    def generation(self) -> int | None:
+        return self.life.generation
 
-    def lose(self) -> StoodDown:
-        """The lease is gone: tear down whatever ran (always allowed)."""
-        gone = self.stand_down(keep_grant=False)
-        if self.state is not S.DORMANT:
-            self._go(lifecycle.LOSE)
-        return gone
+    @property
+    def checkpoint_version(self) -> int | None:
+        return self.life.checkpoint_version
 
-    def observe_intent(self, intent: str | None, *, suspended: str, retired: str) -> None:
-        """An operator intent recorded in the fleet, for an identity hosted elsewhere."""
-        self.retired = intent == retired
-        if intent == suspended and self.state in lifecycle.SEEN_SUSPENDED.sources:
-            self._go(lifecycle.SEEN_SUSPENDED)
-        elif intent != suspended and self.state is S.SUSPENDED:
-            self._go(lifecycle.UNSUSPEND)
+    @property
+    def failure(self) -> ContinuityFailure | None:
+        return self.life.failure
 
-    def unsuspend(self) -> None:
-        """A resume accepted: Suspended rests as Dormant until its session is built."""
-        if self.state is S.SUSPENDED:
-            self._go(lifecycle.UNSUSPEND)
+    @property
+    def activation_failure(self) -> ActivationFailure | None:
+        return self.life.activation_failure
 
-    # -- fields that follow the session, not the state ----------------------------------
+    @property
+    def retired(self) -> bool:
+        return self.life.retired
 
-    def unretire(self) -> None:
-        """A resume accepted: the identity may be claimed again."""
-        self.retired = False
-
-    def granted(self, grant: LeaseGrant, now: float) -> None:
-        self.grant, self.renewed_at, self.lease_healthy = grant, now, True
-
-    def lease_unproven(self) -> None:
-        """A renewal that could not reach the lease provider: the grant may still hold."""
-        self.lease_healthy = False
-
-    def checkpointed(self, version: int) -> None:
-        self.checkpoint_version = version
-
-    def stand_down(self, *, keep_grant: bool = False) -> StoodDown:
-        """Close the gate so stale handles fail closed, and forget the session (and the
-        grant unless ``keep_grant``). The state is left as it is."""
-        gone = StoodDown(self.session_id, None if keep_grant else self.grant)
-        if self.gate is not None:
-            self.gate.close()
-        self.gate = None
-        self.session_id = None
-        self.agent_runtime_id = None
-        self.receipts = OrderedDict()
-        if not keep_grant:
-            self.grant = None
-        return gone
-
-    def new_generation(
-        self, session_id: str, agent_runtime_id: str, generation: int, request_id: str
-    ) -> str | None:
-        """A reset's fresh session replaces the running one; returns the old session."""
-        old = self.session_id
-        if self.gate is not None:
-            self.gate.close()
-        self.gate = TeardownGate(self.identity)
-        self.session_id, self.agent_runtime_id = session_id, agent_runtime_id
-        self.generation, self.checkpoint_version = generation, 0
-        self.receipts = OrderedDict()
-        self.last_reset = (request_id, generation) if request_id else None
-        return old
-
-    def rewound(
-        self, record: ContinuityRecord, receipts: OrderedDict[str, DispatchReceipt]
-    ) -> None:
-        self.generation = record.generation
-        self.checkpoint_version = record.checkpoint_version
-        self.receipts = receipts
-
-    def activation_failed(self, reason: str, message: str) -> bool:
-        """Remember why activating failed; True when this failure is new (not the one
-        the previous attempt met), so it is logged and reported once, not every round."""
-        known = self.activation_failure
-        if known is not None and (known.reason, known.message) == (reason, message):
-            return False
-        self.activation_failure = ActivationFailure(reason, message, int(time.time() * 1000))
-        return True
+    @property
+    def last_reset(self) -> tuple[str, int] | None:
+        return self.life.last_reset
 
     def ttl_remaining(self) -> float:
-        if self.grant is None:
+        held = self.life.held
+        if held is None:
             return 0.0
-        left = self.grant.ttl.total_seconds() - (time.monotonic() - self.renewed_at)
+        left = held.grant.ttl.total_seconds() - (time.monotonic() - held.renewed_at)
         return max(0.0, left)

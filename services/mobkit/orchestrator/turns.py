@@ -32,6 +32,7 @@ from mobkit.orchestrator import checkpoint
 from mobkit.orchestrator.activation import Activation
 from mobkit.orchestrator.forwarding import Forwarding
 from mobkit.orchestrator.inputs import check_dispatch_input
+from mobkit.orchestrator.life import Checkpointed, Rewound
 from mobkit.orchestrator.ports import resolve_states
 from mobkit.orchestrator.replica import PEER_CALL_TIMEOUT, Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
@@ -190,7 +191,7 @@ class Turns:
             raise
         metrics.CHECKPOINT_SAVES.labels("ok").inc()
         self.r.store_reachable = True
-        slot.checkpointed(version)
+        slot.apply(Checkpointed(version))
         self.r.event(
             "turn_completed",
             identity,
@@ -241,7 +242,7 @@ class Turns:
             record, receipts = await self.activation.restore(
                 slot.spec, state.record, slot.draft or AgentBuildDraft()
             )
-            slot.rewound(record, receipts)
+            slot.apply(Rewound(record, receipts))
         except Exception:
             log.exception("%s: could not reload the last checkpoint", slot.identity)
             await self.upkeep.lose_locked(

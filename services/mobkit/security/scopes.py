@@ -72,6 +72,7 @@ REQUIRED_SCOPES: dict[str, dict[str, Scope]] = {
         "ListModules": R,
         "SendStream": W,
         "DispatchStream": W,
+        "ForwardStream": W,  # replica to replica: forwarded Send and Dispatch
         "SubmitTurn": W,
         "GetTurn": R,
         "WatchTurn": R,

@@ -1181,3 +1181,78 @@ class DispatchStreamResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
 Global___DispatchStreamResponse: _TypeAlias = DispatchStreamResponse  # noqa: Y015
+
+@_typing.final
+class ForwardStreamRequest(_message.Message):
+    """One forwarded call on OrchestratorService.ForwardStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    SEND_FIELD_NUMBER: _builtins.int
+    DISPATCH_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.int
+    """Chosen by the forwarding replica, unique on its stream."""
+    timeout_ms: _builtins.int
+    """The call's deadline, in milliseconds from its arrival; 0: none."""
+    cancel: _builtins.bool
+    """Withdraw the call `call_id` (its caller went away); no response follows."""
+    @_builtins.property
+    def send(self) -> Global___SendRequest: ...
+    @_builtins.property
+    def dispatch(self) -> Global___DispatchRequest: ...
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.int = ...,
+        send: Global___SendRequest | None = ...,
+        dispatch: Global___DispatchRequest | None = ...,
+        timeout_ms: _builtins.int = ...,
+        cancel: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "dispatch", b"dispatch", "send", b"send"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "call_id", b"call_id", "cancel", b"cancel", "dispatch", b"dispatch", "send", b"send", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_call: _TypeAlias = _typing.Literal["send", "dispatch"]  # noqa: Y015
+    _WhichOneofArgType_call: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_call) -> _WhichOneofReturnType_call | None: ...
+
+Global___ForwardStreamRequest: _TypeAlias = ForwardStreamRequest  # noqa: Y015
+
+@_typing.final
+class ForwardStreamResponse(_message.Message):
+    """The outcome of one forwarded call on OrchestratorService.ForwardStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.int
+    status: _builtins.bytes
+    """The call's error: a serialized google.rpc.Status with its ErrorInfo,
+    as Send would have ended with.
+    """
+    @_builtins.property
+    def receipt(self) -> _orchestrator_pb2.DispatchReceipt:
+        """The turn's receipt, as Send's or Dispatch's response carries it."""
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.int = ...,
+        receipt: _orchestrator_pb2.DispatchReceipt | None = ...,
+        status: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "result", b"result", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "receipt", b"receipt", "result", b"result", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["receipt", "status"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___ForwardStreamResponse: _TypeAlias = ForwardStreamResponse  # noqa: Y015

@@ -135,6 +135,11 @@ class OrchestratorServiceStub:
                 request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListModulesRequest.SerializeToString,
                 response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListModulesResponse.FromString,
                 _registered_method=True)
+        self.ForwardStream = channel.stream_stream(
+                '/mobkit.orchestrator.v1.OrchestratorService/ForwardStream',
+                request_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ForwardStreamRequest.SerializeToString,
+                response_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ForwardStreamResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -373,6 +378,20 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForwardStream(self, request_iterator, context):
+        """Between replicas: the Send and Dispatch calls a replica forwards to the
+        owner of their identity, multiplexed over one long-lived stream per peer
+        (a message on an open stream costs far less than a call of its own). Each
+        request carries a call id, answered by one response with the same id, in
+        any order; a request with `cancel` set withdraws a call still running. The
+        calls are forwarded ones (never forwarded again) and need Send's scope.
+        Clients use Send and Dispatch; a replica that does not offer this method
+        is reached with them too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -465,6 +484,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListModules,
                     request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListModulesRequest.FromString,
                     response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListModulesResponse.SerializeToString,
+            ),
+            'ForwardStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ForwardStream,
+                    request_deserializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ForwardStreamRequest.FromString,
+                    response_serializer=mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ForwardStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -963,6 +987,33 @@ class OrchestratorService:
             '/mobkit.orchestrator.v1.OrchestratorService/ListModules',
             mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListModulesRequest.SerializeToString,
             mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListModulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mobkit.orchestrator.v1.OrchestratorService/ForwardStream',
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ForwardStreamRequest.SerializeToString,
+            mobkit_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ForwardStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

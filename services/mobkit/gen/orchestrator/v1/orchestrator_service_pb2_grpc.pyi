@@ -196,6 +196,16 @@ class OrchestratorServiceStub:
 
     Errors: INVALID_ARGUMENT (bad page_size or page_token).
     """
+    ForwardStream: _grpc.StreamStreamMultiCallable[_orchestrator_service_pb2.ForwardStreamRequest, _orchestrator_service_pb2.ForwardStreamResponse]
+    """Between replicas: the Send and Dispatch calls a replica forwards to the
+    owner of their identity, multiplexed over one long-lived stream per peer
+    (a message on an open stream costs far less than a call of its own). Each
+    request carries a call id, answered by one response with the same id, in
+    any order; a request with `cancel` set withdraws a call still running. The
+    calls are forwarded ones (never forwarded again) and need Send's scope.
+    Clients use Send and Dispatch; a replica that does not offer this method
+    is reached with them too.
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -361,6 +371,16 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     configuration) with their health, ordered by module id.
 
     Errors: INVALID_ARGUMENT (bad page_size or page_token).
+    """
+    ForwardStream: _aio.StreamStreamMultiCallable[_orchestrator_service_pb2.ForwardStreamRequest, _orchestrator_service_pb2.ForwardStreamResponse]  # type: ignore[assignment]
+    """Between replicas: the Send and Dispatch calls a replica forwards to the
+    owner of their identity, multiplexed over one long-lived stream per peer
+    (a message on an open stream costs far less than a call of its own). Each
+    request carries a call id, answered by one response with the same id, in
+    any order; a request with `cancel` set withdraws a call still running. The
+    calls are forwarded ones (never forwarded again) and need Send's scope.
+    Clients use Send and Dispatch; a replica that does not offer this method
+    is reached with them too.
     """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -632,6 +652,22 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         configuration) with their health, ordered by module id.
 
         Errors: INVALID_ARGUMENT (bad page_size or page_token).
+        """
+
+    @_abc_1.abstractmethod
+    def ForwardStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orchestrator_service_pb2.ForwardStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orchestrator_service_pb2.ForwardStreamResponse], _abc.AsyncIterator[_orchestrator_service_pb2.ForwardStreamResponse]]:
+        """Between replicas: the Send and Dispatch calls a replica forwards to the
+        owner of their identity, multiplexed over one long-lived stream per peer
+        (a message on an open stream costs far less than a call of its own). Each
+        request carries a call id, answered by one response with the same id, in
+        any order; a request with `cancel` set withdraws a call still running. The
+        calls are forwarded ones (never forwarded again) and need Send's scope.
+        Clients use Send and Dispatch; a replica that does not offer this method
+        is reached with them too.
         """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -228,6 +228,8 @@ async def _run(
         lock.record(address)
         url = console.url if console else None
         print(_banner(settings, address, settings.etcd_endpoints[0], addrs, url), flush=True)
+        if url:
+            print(f"console at {url}", file=sys.stderr, flush=True)
         print(f"listening on {address}", file=sys.stderr, flush=True)
         try:
             await serve_until_signalled([server], settings.grace, stop)

@@ -37,8 +37,10 @@ def _install_chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API holds this thread's event loop while it
+    runs, which the asyncio tests of later modules need free."""
     from playwright.sync_api import sync_playwright
 
     executable = _install_chromium()

@@ -23,10 +23,11 @@ from mobkit.console.app import build_app
 from mobkit.console.auth import ConsoleAuth
 from mobkit.console.context import Console
 from mobkit.console.reader import ClientPool
+from mobkit.core.errors import InvalidArgument
 from mobkit.security.auth import TokenRegistry, read_token_file
 from mobkit.security.tls import client_tls_from
-from mobkit.server.addresses import host_port
-from mobkit.server.config import Settings
+from mobkit.server.addresses import OFF, host_port
+from mobkit.server.config import Settings, default_of
 
 log = logging.getLogger("mobkit.console")
 
@@ -96,7 +97,8 @@ async def start_console(settings: Settings, listen: str, orchestrator: str) -> R
 
 
 async def serve_console(settings: Settings) -> int:
-    """``mobkit serve console``: the console alone, on ``--listen``, until a signal."""
+    """``mobkit serve console``: the console alone, until a signal, on ``--listen`` (if
+    given, else ``--console-listen``)."""
     import sys
 
     from mobkit.client import DEFAULT_ADDRESS
@@ -104,7 +106,11 @@ async def serve_console(settings: Settings) -> int:
 
     stop = stop_on_signals()
     orchestrator = settings.orchestrator_addr or DEFAULT_ADDRESS
-    running = await start_console(settings, settings.listen, orchestrator)
+    # --listen when given; left at its default (the orchestrator's 7700), the console's.
+    listen = settings.console_listen if settings.listen == default_of("listen") else settings.listen
+    if listen == OFF:
+        raise InvalidArgument("console_listen", "mobkit serve console needs an address, not off")
+    running = await start_console(settings, listen, orchestrator)
     log.info("console serving", extra={"url": running.url, "orchestrator": orchestrator})
     print(f"console at {running.url}", file=sys.stderr, flush=True)
     print(f"listening on {running.address}", file=sys.stderr, flush=True)

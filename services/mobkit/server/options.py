@@ -142,7 +142,7 @@ OPTIONS: dict[str, OptionDoc] = {
     "console_listen": OptionDoc(
         "console",
         "HTTP address of the operator console `mobkit up` serves (port 0: a free port; "
-        "off: none; `mobkit serve console` serves on --listen)",
+        "off: none); `mobkit serve console` serves on --listen if given, else here",
         "HOST:PORT|off",
     ),
     "orchestrator_addr": OptionDoc(

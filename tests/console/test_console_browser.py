@@ -39,6 +39,7 @@ class Suite:
     console: ServeProcess
     admin: str
     viewer: str
+    writer: str
 
     @property
     def url(self) -> str:
@@ -54,6 +55,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, etcd_session: Any) -> Iterat
     tokens = tmp / "tokens.toml"
     admin = issue_token(tokens, "operator", ["admin"])
     viewer = issue_token(tokens, "dashboard", ["read"])
+    writer = issue_token(tokens, "app", ["write"])
     (tmp / "suite.token").write_text(issue_token(tokens, "suite", ["admin"]))
     auth = ["--auth-tokens-file", str(tokens), "--call-token-file", str(tmp / "suite.token")]
     fleet = Fleet(tmp, etcd_session.endpoint, example_path(ROSTER), TTL)
@@ -69,7 +71,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, etcd_session: Any) -> Iterat
             ["--orchestrator-addr", str(replicas[0].address), *auth, "--log-level", "WARNING"],
             log_dir=tmp,
         ).start()
-        yield Suite(fleet, replicas, console, admin, viewer)
+        yield Suite(fleet, replicas, console, admin, viewer, writer)
     finally:
         if console is not None:
             console.stop()
@@ -203,6 +205,10 @@ def test_a_read_token_sees_no_action_buttons_and_a_forged_action_is_refused(
     expect(page.locator('dd[data-field="state"]')).to_have_text("Active")
     status, _ = _post(suite.url + "api/login", "", {"token": "mbk_not-a-token"})
     assert status == 401
+    # write sends but may not suspend (admin's), as on the gRPC API.
+    status, body = _post(suite.url + "api/identities/worker-1/suspend", suite.writer)
+    assert (status, body["error"]["reason"]) == (403, "PERMISSION_DENIED")
+    assert body["error"]["metadata"]["required_scope"] == "admin"
 
 
 def test_topology_events_modules_and_flows_pages(page: Any, suite: Suite, artifacts: Path) -> None:

@@ -46,3 +46,19 @@ def test_up_serves_an_open_console_over_its_own_orchestrator(tmp_path: Path) -> 
         assert (status, body["error"]["reason"]) == (404, "IDENTITY_NOT_FOUND")
         with urllib.request.urlopen(url + "static/vendor/cytoscape.min.js", timeout=10) as js:
             assert js.status == 200  # the graph library ships in the package: no CDN
+        cursors = [e["cursor"] for e in _get(url + "api/events?after=0")["events"]]
+        assert len(cursors) >= 3
+        # A browser reconnecting with the last id it saw gets exactly the next event.
+        assert _first_live_id(url, last_event_id=cursors[1]) == cursors[2]
+        assert _first_live_id(url, after=cursors[0]) == cursors[1]
+
+
+def _first_live_id(url: str, *, last_event_id: int | None = None, after: int = 0) -> int:
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    request = urllib.request.Request(f"{url}api/live?after={after}", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as stream:  # each read is bounded
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("id: "):
+                return int(line.removeprefix("id: "))
+    raise AssertionError("the live stream ended without an event")

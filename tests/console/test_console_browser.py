@@ -125,6 +125,13 @@ def test_fleet_lists_the_example_team_with_states_and_owners(
     expect(page.locator('#counts span[data-state="active"]')).to_have_text("Active 4")
     expect(page.locator("#replicas span")).to_have_count(2)
     page.screenshot(path=artifacts / "fleet.png", full_page=True)
+    page.fill("#filter-label", "role=coordinator")
+    page.press("#filter-label", "Enter")
+    expect(page.locator("#fleet-rows tr")).to_have_count(1)
+    expect(page.locator("#fleet-rows tr").first).to_have_attribute("data-identity", "coordinator")
+    page.select_option("#filter-state", "suspended")
+    expect(page.locator("#fleet-rows tr")).to_have_count(0)
+    expect(page.locator('#counts span[data-state="active"]')).to_have_text("Active 4")
 
 
 def test_a_message_sent_from_an_identity_page_shows_the_reply(

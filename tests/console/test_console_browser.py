@@ -29,7 +29,7 @@ TTL = 2.0
 WAIT_MS = 20_000  # every wait for the page is bounded
 REPLICA = re.compile(r"^r[01]$")
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(900)  # a fresh machine installs chromium first (apt-get)
 
 
 @dataclass

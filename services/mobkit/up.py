@@ -25,6 +25,7 @@ from mobkit.server.logs import configure_logging
 from mobkit.server.startup import StartupError
 
 if TYPE_CHECKING:
+    from mobkit.console.server import RunningConsole
     from mobkit.etcd.process import EtcdProcess
     from mobkit.server.datadir_lock import DataDirLock
 
@@ -42,13 +43,21 @@ async def _local_etcd(data_dir: Path) -> EtcdProcess:
         raise StartupError(f"etcd did not start: {str(exc).splitlines()[0]}") from None
 
 
-def _banner(settings: Settings, address: str, etcd_endpoint: str, providers: dict[str, str]) -> str:
+def _banner(
+    settings: Settings,
+    address: str,
+    etcd_endpoint: str,
+    providers: dict[str, str],
+    console: str | None = None,
+) -> str:
     """Where everything listens; ``providers``: each provider's own address (``--split``)."""
     where = [f"  orchestrator + providers : {address}"]
     if providers:
         where = [f"  orchestrator             : {address}"] + [
             f"  {key + ' service':<25}: {addr}" for key, addr in providers.items()
         ]
+    if console:
+        where.append(f"  console                  : {console}")
     lease = f" --lease-addr {providers['lease']}" if "lease" in providers else ""
     cli = _cli_name()
     return "\n".join(
@@ -133,6 +142,28 @@ async def _spawn_split(
     return procs, relays, addrs
 
 
+async def _start_console(settings: Settings, port: int) -> RunningConsole | None:
+    """The console beside the suite, unless ``--console-listen off``. A port that
+    cannot be bound costs the console, not the suite: one warning line, and up goes on."""
+    from mobkit.console.server import dial_address, start_console
+    from mobkit.server.addresses import OFF
+
+    if settings.console_listen == OFF:
+        return None
+    try:
+        return await start_console(
+            settings, settings.console_listen, dial_address(settings.listen, port)
+        )
+    except OSError as exc:
+        print(
+            f"mobkit up: warning: no console on {settings.console_listen} "
+            f"(--console-listen): {exc.strerror or exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+
+
 def _prepare(settings: Settings) -> Path:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -191,14 +222,20 @@ async def _run(
         else:
             keys = ["all"]
         server, resources = await start_services(keys, settings, resources)
+        console = await _start_console(settings, server.port)
         freeze_startup_objects()
         address = with_port(settings.listen, server.port)
         lock.record(address)
-        print(_banner(settings, address, settings.etcd_endpoints[0], addrs), flush=True)
+        url = console.url if console else None
+        print(_banner(settings, address, settings.etcd_endpoints[0], addrs, url), flush=True)
+        if url:
+            print(f"console at {url}", file=sys.stderr, flush=True)
         print(f"listening on {address}", file=sys.stderr, flush=True)
         try:
             await serve_until_signalled([server], settings.grace, stop)
         finally:
+            if console is not None:
+                await console.stop()
             await resources.close()
     finally:
         for proc in procs:

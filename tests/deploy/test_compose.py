@@ -46,8 +46,14 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
+CONSOLE = "console"  # `mobkit serve console`: HTTP, not a catalog service
+
+
 def _mobkit_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in compose["services"].items() if not k.startswith("etcd")}
+    """The catalog's gRPC services (not etcd, not the console)."""
+    return {
+        k: v for k, v in compose["services"].items() if not k.startswith("etcd") and k != CONSOLE
+    }
 
 
 def test_every_catalog_service_has_a_container(compose: dict[str, Any]) -> None:
@@ -217,3 +223,28 @@ def test_the_cli_default_reaches_the_orchestrator_and_metrics_are_published(
         assert address == "127.0.0.1", key  # no auth by default: loopback only
         metrics_hosts.add(host_port)
     assert len(metrics_hosts) == len(services)
+
+
+def test_the_console_reads_the_orchestrator_and_is_published_on_loopback(
+    compose: dict[str, Any],
+) -> None:
+    console = compose["services"][CONSOLE]
+    args = parse_mobkit(console["command"])
+    assert (args.command, args.service) == ("serve", CONSOLE)
+    settings = settings_for(console["command"], _env(console))
+    host, port = hostport(settings.orchestrator_addr or "")
+    orchestrator = compose["services"]["orchestrator"]
+    assert host == "orchestrator"
+    assert port == hostport(settings_for(orchestrator["command"], _env(orchestrator)).listen)[1]
+    assert console["depends_on"]["orchestrator"]["condition"] == "service_healthy"
+    listen = hostport(settings.listen)
+    assert listen[0] == "0.0.0.0"
+    assert _published(console)[listen[1]] == ("127.0.0.1", listen[1])  # loopback only
+    assert console["healthcheck"]["test"] == [
+        "CMD",
+        "python",
+        "-m",
+        "mobkit.console.healthcheck",
+        f"127.0.0.1:{listen[1]}",
+    ]
+    assert console["restart"] == "unless-stopped"

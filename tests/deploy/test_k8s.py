@@ -49,9 +49,12 @@ def _mobkit_services(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in _by_kind(docs, "Service").items() if k != "etcd"}
 
 
+CONSOLE = "mobkit-console"  # `mobkit serve console`: HTTP, not a catalog service
+
+
 def test_a_deployment_and_service_per_catalog_service(docs: list[dict[str, Any]]) -> None:
     deployments, services = _by_kind(docs, "Deployment"), _mobkit_services(docs)
-    assert set(deployments) == {f"mobkit-{k}" for k in CATALOG}
+    assert set(deployments) == {f"mobkit-{k}" for k in CATALOG} | {CONSOLE}
     assert set(services) == set(deployments)
     for name, deployment in deployments.items():
         selector = deployment["spec"]["selector"]["matchLabels"]
@@ -298,6 +301,10 @@ def test_network_policies_admit_exactly_the_callers(docs: list[dict[str, Any]]) 
         ), f"{name} is not isolated"
         if workload is etcd:
             continue
+        if name == CONSOLE:  # browsers reach it; it calls only the orchestrator
+            assert _reachable(docs, workload, elsewhere, "http")
+            assert _reachable(docs, workloads["mobkit-orchestrator"], _pod_labels(workload), "grpc")
+            continue
         assert _reachable(docs, workload, elsewhere, "metrics"), name
         assert _reachable(docs, etcd, _pod_labels(workload), "client"), name
         assert not _reachable(docs, etcd, _pod_labels(workload), "peer"), name
@@ -310,3 +317,23 @@ def test_network_policies_admit_exactly_the_callers(docs: list[dict[str, Any]]) 
                 assert not _reachable(docs, workload, runtime, "grpc"), name
     assert _reachable(docs, etcd, _pod_labels(etcd), "peer")
     assert not _reachable(docs, etcd, elsewhere, "client")
+
+
+def test_the_console_reads_the_orchestrator_service_and_probes_its_own_port(
+    docs: list[dict[str, Any]],
+) -> None:
+    config = _by_kind(docs, "ConfigMap")["mobkit-config"]["data"]
+    pod = _by_kind(docs, "Deployment")[CONSOLE]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["serve", "console"]
+    settings = settings_for(container["args"], _container_env(container, config))
+    orchestrator = _by_kind(docs, "Service")["mobkit-orchestrator"]
+    host, port = hostport(settings.orchestrator_addr or "")
+    assert host == orchestrator["metadata"]["name"]
+    assert port in {p["port"] for p in orchestrator["spec"]["ports"] if p["name"] == "grpc"}
+    listen = hostport(settings.listen)[1]
+    assert _ports_of(_by_kind(docs, "Deployment")[CONSOLE]) == {"http": listen}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    (service,) = [s for s in _by_kind(docs, "Service").values() if s["metadata"]["name"] == CONSOLE]
+    assert service["spec"]["ports"][0]["port"] == listen

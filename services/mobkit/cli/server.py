@@ -19,7 +19,8 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument(
         "service",
         metavar="SERVICE",
-        help=f"{', '.join(CATALOG)}, or all (every one of them)",
+        help=f"{', '.join(CATALOG)}, all (every one of them), or console (the operator "
+        "console over --orchestrator-addr, HTTP on --listen) (required)",
     )
     add_arguments(serve)
     serve.set_defaults(kind="server", server_handler=_serve)
@@ -43,6 +44,10 @@ async def _serve(args: argparse.Namespace) -> int:
     keep_large_buffers()
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
+    if args.service == "console":
+        from mobkit.console.server import serve_console
+
+        return await serve_console(settings)
     keys = expand([args.service])
     stop = stop_on_signals()
     server, resources = await start_services(keys, settings)

@@ -19,10 +19,13 @@ from mobkit.core.errors import InvalidArgument
 if TYPE_CHECKING:
     from mobkit.server.config import Settings
 
-LISTEN_SETTINGS = ("listen", "metrics_listen")
+LISTEN_SETTINGS = ("listen", "metrics_listen", "console_listen")
 """Addresses this process binds: port 0 (any free port) is allowed."""
+OFF = "off"
+"""``--console-listen off``: no console."""
 DIAL_SETTINGS = (
     "advertise",
+    "orchestrator_addr",
     "lease_addr",
     "continuity_addr",
     "roster_addr",
@@ -69,7 +72,7 @@ def check_addresses(settings: Settings) -> None:
     """Every address setting well formed (called by ``Settings.validate``)."""
     for name in LISTEN_SETTINGS + DIAL_SETTINGS:
         value = getattr(settings, name)
-        if value:
+        if value and not (name == "console_listen" and value == OFF):
             host_port(name, value, allow_any_port=name in LISTEN_SETTINGS)
     for url in settings.etcd_endpoints:
         check_etcd_url(url)
@@ -111,8 +114,11 @@ def listen_problem(value: str) -> str:
 
 def check_listen_free(settings: Settings) -> None:
     """Each address this process is to listen on can be bound, or ``OSError`` with one
-    line naming the setting, the address and why."""
+    line naming the setting, the address and why. (The console is not checked: a busy
+    console port costs the console, not the suite.)"""
     for name in LISTEN_SETTINGS:
+        if name == "console_listen":
+            continue
         value = getattr(settings, name)
         if not value:
             continue

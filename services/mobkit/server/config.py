@@ -63,6 +63,10 @@ class Settings:
     topology_addr: str | None = None
     customizer_addr: str | None = None
     runtime_addr: str | None = None
+    # The operator console: where `mobkit up` serves it ("off": not at all), and the
+    # orchestrator `mobkit serve console` reads.
+    console_listen: str = "127.0.0.1:8780"
+    orchestrator_addr: str | None = None
     reconcile_interval: float = 30.0
     resume_concurrency: int = 16
     # The event log's window (see docs/architecture.md, "Events"): events older than

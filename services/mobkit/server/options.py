@@ -16,6 +16,7 @@ GROUPS = {
     "continuity": "continuity store",
     "orchestrator": "roster and orchestrator",
     "providers": "providers of the orchestrator (absent: in this process)",
+    "console": "operator console (docs/console.md)",
     "events": "event log retention",
     "flows": "flow runs",
     "logging": "logging",
@@ -138,6 +139,18 @@ OPTIONS: dict[str, OptionDoc] = {
     "topology_addr": _provider("topology"),
     "customizer_addr": _provider("customizer"),
     "runtime_addr": _provider("agent runtime"),
+    "console_listen": OptionDoc(
+        "console",
+        "HTTP address of the operator console `mobkit up` serves (port 0: a free port; "
+        "off: none); `mobkit serve console` serves on --listen if given, else here",
+        "HOST:PORT|off",
+    ),
+    "orchestrator_addr": OptionDoc(
+        "console",
+        "HOST:PORT of the orchestrator `mobkit serve console` reads",
+        "HOST:PORT",
+        unset="127.0.0.1:7700",
+    ),
     "reconcile_interval": OptionDoc(
         "orchestrator",
         "interval of full reconcile cycles (a roster change reconciles at once)",

@@ -142,4 +142,7 @@ class UpProcess(ServeProcess):
         super().__init__("all", args, log_dir=log_dir, env=env, name=name)
 
     def command(self, listen: str) -> list[str]:
-        return [sys.executable, "-m", "mobkit.cli", "up", "--listen", listen]
+        cmd = [sys.executable, "-m", "mobkit.cli", "up", "--listen", listen]
+        if "--console-listen" not in self.args:  # a free port: never another test's
+            cmd += ["--console-listen", "127.0.0.1:0"]
+        return cmd

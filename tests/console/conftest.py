@@ -5,9 +5,11 @@ downloaded."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,16 @@ def _install_chromium() -> str:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         pytest.fail("the console tests need Debian's chromium: apt-get install -y chromium")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        run = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
-        )
-        assert run.returncode == 0, f"{' '.join(cmd)} failed:\n{run.stdout[-2000:]}{run.stderr}"
+    # Test workers running in parallel take turns: apt-get holds dpkg's lock.
+    with (Path(tempfile.gettempdir()) / "mobkit-chromium-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            if shutil.which("chromium"):
+                break  # another worker installed it meanwhile
+            run = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
+            )
+            assert run.returncode == 0, f"{' '.join(cmd)} failed:\n{run.stdout[-2000:]}{run.stderr}"
     found = shutil.which("chromium")
     assert found, "apt-get installed chromium, but it is not on PATH"
     return found

@@ -320,10 +320,20 @@ class _UnaryStreamBearer(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(_with_token(details, self._token), request)
 
 
+class _StreamStreamBearer(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_token(details, self._token), request_iterator)
+
+
 def bearer_token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
-    """Client interceptors sending the token on plaintext channels (our API has no
-    client-streaming RPCs, so unary and server-streaming calls cover it)."""
-    return [_UnaryUnaryBearer(token), _UnaryStreamBearer(token)]
+    """Client interceptors sending the token on plaintext channels: unary, server- and
+    bidirectional-streaming calls (the API has no client-streaming RPC)."""
+    return [_UnaryUnaryBearer(token), _UnaryStreamBearer(token), _StreamStreamBearer(token)]
 
 
 def read_token_file(path: str | Path) -> str:

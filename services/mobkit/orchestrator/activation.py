@@ -158,6 +158,8 @@ class Activation:
         else:
             raise InvalidArgument("continuity", f"unexpected resolve state {state!r}")
         slot.become_active(record, draft, receipts)
+        for hook in self.r.on_active:
+            hook(slot)
         self.r.event(
             "activated",
             spec.identity,

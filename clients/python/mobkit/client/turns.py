@@ -26,9 +26,9 @@ from mobkit.core.types import (
     MobStructuralEventEnvelope,
 )
 from mobkit.flows.errors import TurnNotFound
-from mobkit.flows.tickets import TurnState
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.orchestrator.tickets import TurnState
 from mobkit.runtime.sdk import TurnProgress
 from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import dispatch_input_to_proto, event_from_proto, receipt_from_proto
@@ -139,14 +139,19 @@ class AsyncTurnClient:
         return _ticket(reply.turn)
 
     async def watch_turn(
-        self, turn_id: str, *, after_seq: int = 0
-    ) -> AsyncIterator[MobStructuralEventEnvelope | TurnTicket]:
-        """The ticket's events after ``after_seq``, then the finished ticket."""
-        call = self._stub.WatchTurn(svc.WatchTurnRequest(turn_id=turn_id, after_seq=after_seq))
+        self, turn_id: str, *, after_seq: int = 0, progress: bool = False
+    ) -> AsyncIterator[MobStructuralEventEnvelope | TurnProgress | TurnTicket]:
+        """The finished ticket (the last item); with ``progress``, the turn's
+        ``TurnProgress`` before it when the turn runs on the replica called."""
+        request = svc.WatchTurnRequest(turn_id=turn_id, after_seq=after_seq, progress=progress)
+        call = self._stub.WatchTurn(request)
         try:
             async for item in call:
                 if item.HasField("event"):
                     yield event_from_proto(item.event)
+                elif item.HasField("progress"):
+                    if (event := progress_from_proto(item.progress)) is not None:
+                        yield event
                 else:
                     yield _ticket(item.turn)
         except grpc.RpcError as err:

@@ -66,6 +66,7 @@ class _Running:
     record: TicketRecord
     token: int
     done: asyncio.Future[Ticket | None]
+    fresh: bool = False
     attempts: int = 0
     watchers: set[asyncio.Queue[TurnProgress]] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
@@ -131,7 +132,8 @@ class TicketDesk:
             grant = slot.grant
             if grant is not None:
                 with contextlib.suppress(StaleFencingToken):  # lost: find the new owner
-                    return await self._write(record, grant.fencing_token)
+                    fresh = message.idempotency_key is None
+                    return await self._write(record, grant.fencing_token, fresh=fresh)
             elif forwarded:
                 raise NotActive(identity, slot.state.value)
             else:
@@ -162,23 +164,36 @@ class TicketDesk:
             raise IdentityNotFound(identity)
         return slot
 
-    async def _write(self, record: TicketRecord, token: int) -> Ticket:
-        stored, created = await self.store.create(record, token)
+    async def _write(self, record: TicketRecord, token: int, *, fresh: bool = False) -> Ticket:
+        """Store the ticket; the owner (``token``) also runs its turn. A ticket without
+        a caller's key is ``fresh`` (a random id, stored nowhere): its turn starts beside the write,
+        not after it. Should the write fail, the turn is cancelled (rolled back unless
+        its checkpoint already landed -- then it ran once, as a Send whose reply was
+        lost); a retry finds the owner again and the ticket's key replays the turn."""
+        running = self._start(record, token, fresh=True) if token and fresh else None
+        try:
+            stored, created = await self.store.create(record, token)
+        except BaseException:
+            if running is not None and running.task is not None:
+                running.task.cancel()
+            raise
         if not created:  # the same key again: that ticket, as it stands
             return await self._view(stored)
-        if token:
+        if token and running is None:
             self._start(stored, token)
         return Ticket.of(stored, None)
 
     # -- running a ticket's turn ----------------------------------------------------------
 
-    def _start(self, record: TicketRecord, token: int) -> None:
+    def _start(self, record: TicketRecord, token: int, *, fresh: bool = False) -> _Running:
         known = self._running.get(record.turn_id)
         if known is not None and known.token == token:
-            return
-        running = _Running(record, token, asyncio.get_running_loop().create_future())
+            return known
+        future = asyncio.get_running_loop().create_future()
+        running = _Running(record, token, future, fresh=fresh)
         self._running[record.turn_id] = running
         running.task = self._spawn(self._drive(running), f"ticket-{record.turn_id}")
+        return running
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -199,7 +214,12 @@ class TicketDesk:
                     running.attempts += 1
                     try:
                         receipt = await self.o.dispatch(
-                            identity, record.message, forwarded=True, progress=running.relay
+                            identity,
+                            record.message,
+                            forwarded=True,
+                            progress=running.relay,
+                            # A first attempt of a ticket just created here: no receipt yet.
+                            fresh_key=running.fresh and running.attempts == 1,
                         )
                     except WAITING:
                         pass

@@ -6,7 +6,9 @@ retention."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ async def watch_turn(
     """The progress kinds the stream relayed, and the finished ticket it ended with."""
     kinds, final = [], None
     request = svc.WatchTurnRequest(turn_id=turn_id, progress=progress)
-    async for item in stub(channel).WatchTurn(request, timeout=60):
+    async for item in stub(channel).WatchTurn(request, timeout=90):
         assert final is None, "the finished ticket is the last item"
         if item.HasField("progress"):
             kinds.append(item.progress.WhichOneof("event") or "")
@@ -59,6 +61,23 @@ async def lease_holder(channel: grpc.aio.Channel, identity: str) -> str | None:
     return next((lease.holder for lease in reply.leases if lease.identity == identity), None)
 
 
+@contextlib.asynccontextmanager
+async def suite(
+    tmp_path: Path, etcd: Any, roster: Path, **settings: Any
+) -> AsyncIterator[grpc.aio.Channel]:
+    """``serve all`` in this process, with SQLite continuity and a prefix of its own."""
+    async with running_services(
+        ["all"],
+        etcd_endpoints=[etcd.endpoint],
+        etcd_prefix=f"/tickets-{uuid.uuid4().hex[:8]}",
+        roster=str(roster),
+        data_dir=str(tmp_path),
+        continuity_backend="sqlite",
+        **settings,
+    ) as (_server, channel, _):
+        yield channel
+
+
 async def notes(channel: grpc.aio.Channel, identity: str) -> str:
     return (await stub(channel).Send(send_request(identity, "recall"), timeout=15)).receipt.output
 
@@ -67,14 +86,7 @@ async def test_a_ticket_runs_its_turn_once_with_sends_idempotency(
     tmp_path: Path, etcd_session: Any
 ) -> None:
     roster = write_roster(tmp_path / "roster.toml", ["ann", "ivy"], internal=["ivy"])
-    async with running_services(
-        ["all"],
-        etcd_endpoints=[etcd_session.endpoint],
-        etcd_prefix=f"/tickets-{uuid.uuid4().hex[:8]}",
-        roster=str(roster),
-        data_dir=str(tmp_path),
-        continuity_backend="sqlite",
-    ) as (_server, channel, _):
+    async with suite(tmp_path, etcd_session, roster) as channel:
         await wait_fleet(channel, 2, owners=1, timeout=30)
         ticket = await submit(channel, "ann", "remember tea", key="k-1")
         assert ticket.state in (svc.TURN_STATE_PENDING, svc.TURN_STATE_SUCCEEDED)
@@ -156,16 +168,15 @@ async def test_a_ticket_survives_a_kill_of_the_replica_holding_it(
             holder = await lease_holder(survivor, "ann")
             return holder is None or not holder.startswith(f"{victim.name}~")
 
-        async def taken_over() -> bool:
-            holder = await lease_holder(survivor, "ann")
-            return holder is not None and holder.startswith(f"{survivor_name}~")
-
-        # The victim's lease on the suspended ann expires; resumed, the survivor takes it.
+        # The victim's lease on the suspended ann expires; resumed, the survivor takes it
+        # and runs the ticket the victim left open.
         await until(released, "the victim's lease on ann gone", 30)
         await stub(survivor).ResumeIdentity(svc.ResumeIdentityRequest(identity="ann"), timeout=30)
-        await until(taken_over, f"{survivor_name} owning ann", 30)
         _, done = await watch_turn(survivor, ticket.turn_id)
         assert done.state == svc.TURN_STATE_SUCCEEDED, done
+        assert done.receipt.fencing_token > 0
+        holder = await lease_holder(survivor, "ann")
+        assert holder is not None and holder.startswith(f"{survivor_name}~")
         assert (await notes(survivor, "ann")).count("once") == 1
     finally:
         for channel in channels:
@@ -234,15 +245,7 @@ async def test_get_turn_after_the_retention_is_turn_not_found(
     tmp_path: Path, etcd_session: Any
 ) -> None:
     roster = write_roster(tmp_path / "roster.toml", ["ann"])
-    async with running_services(
-        ["all"],
-        etcd_endpoints=[etcd_session.endpoint],
-        etcd_prefix=f"/tickets-{uuid.uuid4().hex[:8]}",
-        roster=str(roster),
-        data_dir=str(tmp_path),
-        continuity_backend="sqlite",
-        idempotency_retention=1.0,
-    ) as (_server, channel, _):
+    async with suite(tmp_path, etcd_session, roster, idempotency_retention=1.0) as channel:
         await wait_fleet(channel, 1, owners=1, timeout=30)
         first = await submit(channel, "ann", "remember fig")
         _, done = await watch_turn(channel, first.turn_id)

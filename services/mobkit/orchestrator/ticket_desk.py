@@ -297,8 +297,7 @@ class TicketDesk:
                     for record in await self.store.open_tickets(identity):
                         if record.turn_id in self._running:
                             continue
-                        stored = await self.o.p.continuity.load_receipt(identity, record.key)
-                        if stored is not None:
+                        if await self._ran(slot, record):
                             self.store.finished(record)  # it ran: the receipt says so
                         else:
                             self._start(record, token)
@@ -307,6 +306,16 @@ class TicketDesk:
                 except MobKitError as exc:
                     log.warning("%s: open tickets not read (%s); trying again", identity, exc)
                     await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
+
+    async def _ran(self, slot: IdentitySlot, record: TicketRecord) -> bool:
+        """Whether the ticket's turn has its receipt in the session running now (one
+        from before a reset is a caller key's earlier turn: the turn runs afresh, as
+        its replay would)."""
+        stored = await self.o.p.continuity.load_receipt(record.identity, record.key)
+        if stored is None:
+            return False
+        receipt = checkpoint.decode_receipt(record.identity, stored.data)
+        return receipt.session_id == slot.session_id
 
     # -- GetTurn / WatchTurn ----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from mobkit.gen.lease.v1 import lease_service_pb2 as lsvc
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as lgrpc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.orchestrator.ticket_store import EtcdTicketStore
-from mobkit.orchestrator.tickets import TicketRecord, turn_message
+from mobkit.orchestrator.tickets import TicketRecord, receipt_only, ticket_id, turn_message
 from mobkit.testing.fleet import Fleet, wait_fleet
 from mobkit.testing.servers import running_services
 from mobkit.testing.suite import reason, send_request, stub, text_input, until, write_roster
@@ -259,3 +259,16 @@ async def test_get_turn_after_the_retention_is_turn_not_found(
             return False
 
         await until(expired, "the ticket past its retention", 30)
+
+
+def test_a_keyless_ticket_id_names_its_identity_and_time_when_they_fit() -> None:
+    """What lets a keyless ticket's receipt answer for it without a record."""
+    turn_id = ticket_id("ann.b-c", None, 0x18F00000000)
+    assert receipt_only(turn_id) == ("ann.b-c", 0x18F00000000)
+    assert ticket_id("ann", None, 5) != ticket_id("ann", None, 5)  # random
+    keyed = ticket_id("ann", "k-1", 5)
+    assert keyed == ticket_id("ann", "k-1", 6) and receipt_only(keyed) is None
+    long = "x" * 250  # a valid identity, but the id would pass the name bound
+    assert receipt_only(ticket_id(long, None, 5)) is None
+    for other in ("turn-nope", "run-1", "turn-zz-0123456789abcdef.ann", "turn-1-short.ann"):
+        assert receipt_only(other) is None

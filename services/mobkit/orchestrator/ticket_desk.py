@@ -41,10 +41,13 @@ from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.replica import ROUTE_POLL, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.tickets import (
+    DERIVED_KEY_PREFIX,
     TICKET_PREFIX,
     Ticket,
     TicketRecord,
     TicketStore,
+    receipt_only,
+    succeeded,
     ticket_id,
     turn_message,
 )
@@ -57,6 +60,8 @@ WAITING = (NotActive, BackendUnavailable, BackendFull)
 RECENT = 4096
 """Finished tickets this replica answers from memory (WatchTurn right after its turn)."""
 MAX_PENDING_PROGRESS = 4096
+WRITE_GRACE = 0.05
+"""Seconds a keyless ticket's turn has to commit before its record is written."""
 RECOVERIES = 8
 """Identities whose open tickets are looked up at once after activations."""
 
@@ -111,11 +116,11 @@ class TicketDesk:
         slot = self._slot(identity)
         if not dispatch and slot.spec.addressability is AgentAddressability.INTERNAL_ONLY:
             raise NotAddressable(identity)
-        turn_id = ticket_id(identity, message.idempotency_key)
+        now = self._clock_ms()
+        turn_id = ticket_id(identity, message.idempotency_key, now)
         known = self._known(turn_id)
         if known is not None:
             return known
-        now = self._clock_ms()
         record = TicketRecord(
             turn_id,
             identity,
@@ -166,11 +171,18 @@ class TicketDesk:
 
     async def _write(self, record: TicketRecord, token: int, *, fresh: bool = False) -> Ticket:
         """Store the ticket; the owner (``token``) also runs its turn. A ticket without
-        a caller's key is ``fresh`` (a random id, stored nowhere): its turn starts beside the write,
-        not after it. Should the write fail, the turn is cancelled (rolled back unless
-        its checkpoint already landed -- then it ran once, as a Send whose reply was
-        lost); a retry finds the owner again and the ticket's key replays the turn."""
+        a caller's key is ``fresh`` (a random id, stored nowhere): its turn starts at
+        once, and when it commits within ``WRITE_GRACE`` its receipt is the durable
+        ticket, no record needed (one fsync, not two). Otherwise the record is written
+        beside the running turn. Should the write fail, the turn is cancelled (rolled
+        back unless its checkpoint already landed -- then it ran once, as a Send whose
+        reply was lost)."""
         running = self._start(record, token, fresh=True) if token and fresh else None
+        if running is not None and receipt_only(record.turn_id) is not None:
+            await asyncio.wait((running.done,), timeout=WRITE_GRACE)
+            final = running.done.result() if running.done.done() else None
+            if final is not None:  # committed (its receipt), or its failure written
+                return final
         try:
             stored, created = await self.store.create(record, token)
         except BaseException:
@@ -181,7 +193,8 @@ class TicketDesk:
             return await self._view(stored)
         if token and running is None:
             self._start(stored, token)
-        return Ticket.of(stored, None)
+        final = running.done.result() if running is not None and running.done.done() else None
+        return final if final is not None else Ticket.of(stored, None)
 
     # -- running a ticket's turn ----------------------------------------------------------
 
@@ -248,6 +261,8 @@ class TicketDesk:
     def _as_stored(self, receipt: DispatchReceipt) -> DispatchReceipt:
         """The receipt as the store keeps it (what GetTurn answers on any replica)."""
         limit = self.o.receipt_output_limit
+        if receipt.structured_output is None and len(receipt.output) * 4 <= limit:
+            return receipt  # short enough to be kept whole (at most 4 bytes a character)
         return checkpoint.decode_receipt(
             receipt.identity, checkpoint.encode_receipt(receipt, limit)
         )
@@ -328,8 +343,20 @@ class TicketDesk:
             return known
         record = await self.store.get(turn_id)
         if record is None:
-            raise TurnNotFound(turn_id)
+            return await self._receipt_only(turn_id)
         return await self._view(record)
+
+    async def _receipt_only(self, turn_id: str) -> Ticket:
+        """A keyless ticket without a record: its receipt, while its retention lasts."""
+        named = receipt_only(turn_id)
+        if named is None or named[1] + self.retention_ms <= self._clock_ms():
+            raise TurnNotFound(turn_id)
+        identity, submitted_ms = named
+        stored = await self.o.p.continuity.load_receipt(identity, DERIVED_KEY_PREFIX + turn_id)
+        if stored is None:
+            raise TurnNotFound(turn_id)
+        receipt = checkpoint.decode_receipt(identity, stored.data)
+        return succeeded(turn_id, identity, submitted_ms, receipt)
 
     async def _view(self, record: TicketRecord) -> Ticket:
         running = self._running.get(record.turn_id)

@@ -47,7 +47,12 @@ class TicketRpcs:
     async def WatchTurn(
         self, request: svc.WatchTurnRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[svc.WatchTurnResponse]:
-        async for item in self._desk().watch(request.turn_id, progress=request.progress):
+        desk = self._desk()
+        ticket = await desk.get(request.turn_id)
+        if ticket.finished:  # the usual case right after SubmitTurn: one message
+            yield svc.WatchTurnResponse(turn=ticket_to_proto(ticket))
+            return
+        async for item in desk.watch(request.turn_id, progress=request.progress):
             if isinstance(item, TurnProgress):
                 yield svc.WatchTurnResponse(progress=turn_progress_to_proto(item))
             else:

@@ -166,11 +166,9 @@ class EtcdTicketStore:
         keys, identity = self._keys, record.identity
 
         def build(lease: int) -> rpc_pb2.TxnRequest:
+            # No compare on the record: a keyless ticket's turn may fail before it has one.
             return txn_request(
-                [
-                    compare_version(keys.ticket(record.turn_id), ">", 0),
-                    fence_compare(keys, identity, fencing_token),
-                ],
+                [fence_compare(keys, identity, fencing_token)],
                 [
                     put_op(keys.ticket(record.turn_id), encode(record), lease=lease),
                     delete_op(keys.ticket_open(identity, record.turn_id)),
@@ -182,9 +180,7 @@ class EtcdTicketStore:
         if not reply.succeeded:
             kvs = reply.responses[0].response_range.kvs
             current = int(kvs[0].create_revision) if kvs else 0
-            if current != fencing_token:
-                raise StaleFencingToken(identity, fencing_token, current)
-            # else: the ticket went past its retention meanwhile; nothing to record
+            raise StaleFencingToken(identity, fencing_token, current)
 
     def finished(self, record: TicketRecord) -> None:
         self._finished.setdefault(record.identity, set()).add(record.turn_id)

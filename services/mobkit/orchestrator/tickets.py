@@ -5,6 +5,8 @@ fencing token (:mod:`mobkit.orchestrator.ticket_store`), and a turn with one
 idempotency key: the caller's, else one derived from the ticket. The turn's receipt,
 committed with its checkpoint, *is* the ticket's completion: nothing is written when
 it succeeds. Only a turn that fails for good writes the ticket again (its failure).
+A keyless ticket whose turn commits within ``WRITE_GRACE`` needs no record at all:
+its id names its identity and time, and its receipt answers for it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
+from mobkit.core.bounds import MAX_NAME_BYTES
 from mobkit.core.types import DispatchInput, DispatchReceipt
 
 TICKET_PREFIX = "turn-"
@@ -101,12 +104,36 @@ class Ticket:
         return self.state is not TurnState.PENDING
 
 
-def ticket_id(identity: str, idempotency_key: str | None) -> str:
-    """The same for the same key on the same identity; random without a key."""
+def ticket_id(identity: str, idempotency_key: str | None, now_ms: int) -> str:
+    """The same for the same key on the same identity. Without a key: random, and
+    naming its identity and submit time when they fit (``turn-<ms>-<random>.<identity>``),
+    so that its receipt alone can answer for it (:func:`receipt_only`)."""
     if idempotency_key is None:
-        return TICKET_PREFIX + os.urandom(12).hex()
+        named = f"{TICKET_PREFIX}{now_ms:x}-{os.urandom(8).hex()}.{identity}"
+        return (
+            named if len(named.encode()) <= MAX_NAME_BYTES else TICKET_PREFIX + os.urandom(12).hex()
+        )
     digest = hashlib.sha256(f"{identity}\0{idempotency_key}".encode()).hexdigest()[:32]
     return TICKET_PREFIX + digest
+
+
+def receipt_only(turn_id: str) -> tuple[str, int] | None:
+    """The identity and submit time a keyless ticket's id names, else None."""
+    head, dot, identity = turn_id.partition(".")
+    stamp, dash, tail = head.removeprefix(TICKET_PREFIX).partition("-")
+    if not (dot and dash and identity and len(tail) == 16 and head.startswith(TICKET_PREFIX)):
+        return None
+    try:
+        return identity, int(stamp, 16)
+    except ValueError:
+        return None
+
+
+def succeeded(turn_id: str, identity: str, submitted_ms: int, receipt: DispatchReceipt) -> Ticket:
+    """A keyless ticket whose turn committed before its record was needed."""
+    return Ticket(
+        turn_id, identity, TurnState.SUCCEEDED, receipt, None, None, submitted_ms, submitted_ms, 1
+    )
 
 
 def turn_message(turn_id: str, message: DispatchInput) -> DispatchInput:
@@ -131,7 +158,8 @@ class TicketStore(Protocol):
         ...
 
     async def fail(self, record: TicketRecord, fencing_token: int) -> None:
-        """Store a ticket's failure (``record.failure_*``) under the owner's token."""
+        """Store a ticket's failure (``record.failure_*``) under the owner's token,
+        whether or not its record was written yet."""
         ...
 
     def finished(self, record: TicketRecord) -> None:

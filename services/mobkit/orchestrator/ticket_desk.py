@@ -20,7 +20,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from mobkit.core.errors import (
@@ -33,13 +32,14 @@ from mobkit.core.errors import (
     StaleFencingToken,
 )
 from mobkit.core.identity import parse_identity, parse_name
-from mobkit.core.types import AgentAddressability, DispatchInput, DispatchReceipt
+from mobkit.core.types import AgentAddressability, DispatchInput
 from mobkit.flows.errors import TurnNotFound
 from mobkit.orchestrator import checkpoint
 from mobkit.orchestrator.inputs import check_dispatch_input
 from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.replica import ROUTE_POLL, S
 from mobkit.orchestrator.slot import IdentitySlot
+from mobkit.orchestrator.ticket_running import RunningTicket, follow
 from mobkit.orchestrator.tickets import (
     DERIVED_KEY_PREFIX,
     TICKET_PREFIX,
@@ -59,27 +59,10 @@ WAITING = (NotActive, BackendUnavailable, BackendFull)
 """A turn that failed with one of these did not run: the ticket waits, then tries again."""
 RECENT = 4096
 """Finished tickets this replica answers from memory (WatchTurn right after its turn)."""
-MAX_PENDING_PROGRESS = 4096
 WRITE_GRACE = 0.05
 """Seconds a keyless ticket's turn has to commit before its record is written."""
 RECOVERIES = 8
 """Identities whose open tickets are looked up at once after activations."""
-
-
-@dataclass(eq=False)
-class _Running:
-    record: TicketRecord
-    token: int
-    done: asyncio.Future[Ticket | None]
-    fresh: bool = False
-    attempts: int = 0
-    watchers: set[asyncio.Queue[TurnProgress]] = field(default_factory=set)
-    task: asyncio.Task[None] | None = None
-
-    async def relay(self, event: TurnProgress) -> None:
-        for queue in self.watchers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(event)
 
 
 class TicketDesk:
@@ -95,7 +78,7 @@ class TicketDesk:
         self.store = store
         self.retention_ms = int(retention_seconds * 1000)
         self._clock_ms = clock_ms
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, RunningTicket] = {}
         self._recent: OrderedDict[str, tuple[Ticket, int]] = OrderedDict()
         self._recoveries = asyncio.Semaphore(RECOVERIES)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -133,12 +116,14 @@ class TicketDesk:
         wait = timeout if timeout is not None else self.o.lease_ttl.total_seconds() + 2
         deadline = loop.time() + wait
         fleet = self.o.fleet
+        # Only a first attempt is fresh: one that failed may have run its turn.
+        fresh = message.idempotency_key is None
         while True:
             grant = slot.grant
             if grant is not None:
                 with contextlib.suppress(StaleFencingToken):  # lost: find the new owner
-                    fresh = message.idempotency_key is None
-                    return await self._write(record, grant.fencing_token, fresh=fresh)
+                    attempt_fresh, fresh = fresh, False
+                    return await self._write(record, grant.fencing_token, fresh=attempt_fresh)
             elif forwarded:
                 raise NotActive(identity, slot.state.value)
             else:
@@ -198,12 +183,12 @@ class TicketDesk:
 
     # -- running a ticket's turn ----------------------------------------------------------
 
-    def _start(self, record: TicketRecord, token: int, *, fresh: bool = False) -> _Running:
+    def _start(self, record: TicketRecord, token: int, *, fresh: bool = False) -> RunningTicket:
         known = self._running.get(record.turn_id)
         if known is not None and known.token == token:
             return known
         future = asyncio.get_running_loop().create_future()
-        running = _Running(record, token, future, fresh=fresh)
+        running = RunningTicket(record, token, future, fresh=fresh)
         self._running[record.turn_id] = running
         running.task = self._spawn(self._drive(running), f"ticket-{record.turn_id}")
         return running
@@ -214,7 +199,7 @@ class TicketDesk:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _drive(self, running: _Running) -> None:
+    async def _drive(self, running: RunningTicket) -> None:
         record, token = running.record, running.token
         identity = record.identity
         final: Ticket | None = None
@@ -245,7 +230,9 @@ class TicketDesk:
                         return
                     else:
                         final = Ticket.of(
-                            record, self._as_stored(receipt), attempts=running.attempts
+                            record,
+                            checkpoint.as_stored(receipt, self.o.receipt_output_limit),
+                            attempts=running.attempts,
                         )
                         self.store.finished(record)
                         return
@@ -258,16 +245,7 @@ class TicketDesk:
             if not running.done.done():
                 running.done.set_result(final)
 
-    def _as_stored(self, receipt: DispatchReceipt) -> DispatchReceipt:
-        """The receipt as the store keeps it (what GetTurn answers on any replica)."""
-        limit = self.o.receipt_output_limit
-        if receipt.structured_output is None and len(receipt.output) * 4 <= limit:
-            return receipt  # short enough to be kept whole (at most 4 bytes a character)
-        return checkpoint.decode_receipt(
-            receipt.identity, checkpoint.encode_receipt(receipt, limit)
-        )
-
-    async def _fail(self, running: _Running, reason: str, message: str) -> Ticket | None:
+    async def _fail(self, running: RunningTicket, reason: str, message: str) -> Ticket | None:
         failed = running.record.failed(reason, message, running.attempts, self._clock_ms())
         try:
             await self.store.fail(failed, running.token)
@@ -377,7 +355,7 @@ class TicketDesk:
         while not ticket.finished:
             running = self._running.get(turn_id)
             if running is not None:
-                async for event in self._follow(running, progress):
+                async for event in follow(running, progress):
                     yield event
                 final = running.done.result() if running.done.done() else None
                 if final is not None:
@@ -388,29 +366,6 @@ class TicketDesk:
                 delay = min(1.0, delay * 2)
             ticket = await self.get(turn_id)
         yield ticket
-
-    async def _follow(self, running: _Running, progress: bool) -> AsyncIterator[TurnProgress]:
-        if not progress:
-            await asyncio.shield(running.done)
-            return
-        queue: asyncio.Queue[TurnProgress] = asyncio.Queue(maxsize=MAX_PENDING_PROGRESS)
-        running.watchers.add(queue)
-        try:
-            while not running.done.done() or not queue.empty():
-                if not queue.empty():
-                    yield queue.get_nowait()
-                    continue
-                getting = asyncio.ensure_future(queue.get())
-                waits: set[asyncio.Future[Any]] = {getting, running.done}
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                if getting.done():
-                    yield getting.result()
-                else:
-                    getting.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getting
-        finally:
-            running.watchers.discard(queue)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -1,6 +1,6 @@
 """Issue 18: a turn on a remote runtime over RunTurnStream vs the unary RunTurn.
 
-    ./dev bench stream [--quick]
+    ./dev bench stream [--quick] [--clients-only]
 
 ``mobkit serve runtime`` runs in its own process. Every figure is printed next to
 its baseline from the same run, measured in interleaved rounds (so drift on a
@@ -240,9 +240,17 @@ async def client_streams(tmp: Path, n: int) -> None:
 async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench stream")
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    parser.add_argument(
+        "--clients-only",
+        action="store_true",
+        help="only the in-process figures: SendStream and SubmitTurn + WatchTurn vs Send",
+    )
     args = parser.parse_args(argv)
     n = 500 if args.quick else 3000
     tmp = Path(tempfile.mkdtemp(prefix="mobkit-bench-stream-"))
+    if args.clients_only:
+        await client_streams(tmp, n // 10)
+        return
     await floor(n)
     with ServeProcess("runtime", ["--log-level", "WARNING"], log_dir=tmp) as proc:
         async with grpc.aio.insecure_channel(proc.address or "") as channel:

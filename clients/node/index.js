@@ -409,14 +409,18 @@ class MobKitClient {
   }
 
   /**
-   * A ticket's events, then the finished ticket: yields `{ event }` items, then `{ turn }`.
+   * The finished ticket, as a last `{ turn }` item; with `{ progress: true }`, the turn's
+   * `{ progress }` items before it when the turn runs on the replica called.
    * @param {string} turnId
+   * @param {{progress?: boolean}} [opts]
    */
-  async *watchTurn(turnId) {
-    const call = this._orchestrator.WatchTurn({ turn_id: turnId, after_seq: "0" }, this._metadata());
+  async *watchTurn(turnId, opts = {}) {
+    const request = { turn_id: turnId, after_seq: "0", progress: Boolean(opts.progress) };
+    const call = this._orchestrator.WatchTurn(request, this._metadata());
     try {
       for await (const reply of call) {
         if (reply.item === "event") yield { event: structuralEvent(reply.event) };
+        else if (reply.item === "progress") yield { progress: reply.progress };
         else yield { turn: turnTicket(reply.turn) };
       }
     } catch (err) {

@@ -16,7 +16,7 @@ import pytest
 
 from mobkit.client import AsyncMobKit
 from mobkit.core.types import DispatchReceipt
-from mobkit.flows.tickets import TurnState
+from mobkit.orchestrator.tickets import TurnState
 from mobkit.runtime.sdk import TurnProgress
 from mobkit.testing.fake_openai import FakeOpenAI, Say, Slow
 from mobkit.testing.fleet import wait_fleet

@@ -89,6 +89,8 @@ class Keyspace:
         "run_requests",
         "runs",
         "runs_active",
+        "tickets",
+        "tickets_open",
     )
 
     def __init__(self, prefix: str = "/mobkit") -> None:
@@ -121,6 +123,12 @@ class Keyspace:
         """``<sha256(request_id)>`` -> the run id StartRun created for that request."""
         self.run_cancels = f"{base}/run-cancels/".encode()
         """``<run_id>`` -> empty once CancelRun asked; the owner cancels the run."""
+        self.tickets = f"{base}/tickets/".encode()
+        """``<turn_id>`` -> a turn ticket (SubmitTurn), written under its identity's lease
+        token, on a retention lease; its receipt (continuity) is its completion."""
+        self.tickets_open = f"{base}/tickets-open/".encode()
+        """``<identity>/<turn_id>`` -> empty: a ticket its identity's next owner looks at
+        (deleted once the ticket is known finished)."""
 
     def __repr__(self) -> str:
         return f"Keyspace({self.base or '/'!r})"
@@ -189,6 +197,18 @@ class Keyspace:
 
     def run_cancel(self, run_id: str) -> bytes:
         return self.run_cancels + run_id.encode()
+
+    # -- turn tickets --------------------------------------------------------------
+
+    def ticket(self, turn_id: str) -> bytes:
+        return self.tickets + turn_id.encode()
+
+    def tickets_open_of(self, identity: str) -> bytes:
+        # Identities contain no '/': this prefix selects exactly this identity's tickets.
+        return self.tickets_open + identity.encode() + b"/"
+
+    def ticket_open(self, identity: str, turn_id: str) -> bytes:
+        return self.tickets_open_of(identity) + turn_id.encode()
 
 
 def run_lease_identity(run_id: str) -> str:

@@ -113,12 +113,12 @@ class Run:
     failure: Failure | None = None
     depth: int = 0
     origin: str = "flow"
-    """The ``DispatchOrigin`` of the run's turns (a turn ticket keeps its caller's)."""
+    """The ``DispatchOrigin`` of the run's turns (a run made by a caller may keep its own)."""
     correlation_id: str | None = None
     """Echoed in the turns' receipts; None: the run id."""
     idempotency_key: str | None = None
-    """The key of every turn instead of the derived ones: a turn ticket's own key, so
-    the idempotency rules of Send apply to it (one step, one target)."""
+    """The key of every turn instead of the derived ones: a caller's own key, so the
+    idempotency rules of Send apply to a run of one step on one target."""
 
 
 @dataclass(frozen=True, slots=True)

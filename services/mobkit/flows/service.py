@@ -17,7 +17,6 @@ from mobkit.flows.engine import FlowEngine
 from mobkit.flows.etcd_store import EtcdRunStore
 from mobkit.flows.ports import Members
 from mobkit.flows.servicer import ERRORS, SERVICE_NAME, FlowServicer
-from mobkit.flows.tickets import TurnTickets
 from mobkit.flows.watch import TERMINAL_KINDS
 from mobkit.gen.flows.v1 import flows_service_pb2_grpc as svc_grpc
 from mobkit.lease.domain import LeaseProvider
@@ -31,7 +30,6 @@ from mobkit.server.resources import Resources
 class Flows:
     engine: FlowEngine
     registration: ServiceRegistration
-    tickets: TurnTickets
 
 
 async def build_flows(
@@ -69,4 +67,4 @@ async def build_flows(
     def add(server: grpc.aio.Server) -> None:
         svc_grpc.add_FlowServiceServicer_to_server(servicer, server)
 
-    return Flows(engine, ServiceRegistration(SERVICE_NAME, add, ERRORS), TurnTickets(engine))
+    return Flows(engine, ServiceRegistration(SERVICE_NAME, add, ERRORS))

@@ -117,6 +117,8 @@ class Activation:
             checkpoint_version=0,
         )
         await self.runner.run(slot, Resolved(state, draft, fresh))
+        for hook in self.r.on_active:  # the identity's open turn tickets run here now
+            hook(slot)
 
 
 def _failure(reason: str, message: str) -> ActivationFailure:

@@ -74,6 +74,13 @@ def encode_receipt(receipt: DispatchReceipt, output_limit: int) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def as_stored(receipt: DispatchReceipt, output_limit: int) -> DispatchReceipt:
+    """``receipt`` as a replay answers it (what :func:`encode_receipt` keeps)."""
+    if receipt.structured_output is None and len(receipt.output) * 4 <= output_limit:
+        return receipt  # kept whole: at most 4 UTF-8 bytes a character
+    return decode_receipt(receipt.identity, encode_receipt(receipt, output_limit))
+
+
 def decode_receipt(identity: str, data: bytes) -> DispatchReceipt:
     try:
         return _from_json(json.loads(data))

@@ -11,6 +11,7 @@ and ``statuses``. Domain only: the servicer turns RPCs into these calls.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -143,3 +144,7 @@ class Orchestrator:
 
     def peers_of(self, identity: str) -> tuple[str, ...]:
         return self._r.peers_of(identity)
+
+    def when_active(self, hook: Callable[[IdentitySlot], None]) -> None:
+        """Call ``hook`` (it must not block) whenever an identity becomes Active here."""
+        self._r.on_active.append(hook)

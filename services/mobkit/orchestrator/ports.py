@@ -33,6 +33,7 @@ from mobkit.core.types import (
     TopologyContext,
 )
 from mobkit.events.domain import EventLog
+from mobkit.orchestrator.tickets import Ticket
 from mobkit.roster.domain import RosterSnapshot
 
 
@@ -129,6 +130,18 @@ class Fleet(Protocol):
         dispatch: bool,
         timeout: float | None,
     ) -> DispatchReceipt: ...
+
+    async def submit_turn(
+        self,
+        holder: str,
+        identity: str,
+        message: DispatchInput,
+        *,
+        dispatch: bool,
+        timeout: float | None,
+    ) -> Ticket:
+        """A turn ticket submitted to the owner (SubmitTurn, forwarded)."""
+        ...
 
     async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus: ...
 

@@ -9,6 +9,7 @@ string). The parts (``reconcile``, ``activation``, ``turns``, ``commands``, ``up
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,8 @@ class Replica:
         self.intents: dict[str, str] = {}  # operator intents seen in the fleet
         # The module supervisor whose tools turns may call (set by the service).
         self.modules: ModuleSupervisor | None = None
+        # Told of each identity that became Active here (turn tickets left open).
+        self.on_active: list[Callable[[IdentitySlot], None]] = []
 
     def peers_of(self, identity: str) -> tuple[str, ...]:
         return tuple(p for e in self.edges_of.get(identity, ()) if (p := e.other(identity)))

@@ -23,6 +23,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.fleet import ReplicaRegistry, holder_address
 from mobkit.orchestrator.forward_link import ForwardLink, StreamUnsupported
+from mobkit.orchestrator.tickets import Ticket
 from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
@@ -30,6 +31,7 @@ from mobkit.wire.orchestrator import (
     status_from_proto,
     status_page_token,
 )
+from mobkit.wire.tickets import ticket_from_proto
 
 MAX_PEER_CHANNELS = 64
 """Peer channels kept open; the least recently used beyond it is closed. Replicas that
@@ -179,6 +181,21 @@ class Router:
                 holder, "Send", svc.SendRequest(identity=identity, input=wire), timeout
             )
         return receipt_from_proto(reply.receipt)
+
+    async def submit_turn(
+        self,
+        holder: str,
+        identity: str,
+        message: DispatchInput,
+        *,
+        dispatch: bool,
+        timeout: float | None,
+    ) -> Ticket:
+        request = svc.SubmitTurnRequest(
+            identity=identity, input=dispatch_input_to_proto(message), dispatch=dispatch
+        )
+        reply = await self._call(holder, "SubmitTurn", request, timeout)
+        return ticket_from_proto(reply.turn)
 
     async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus:
         reply = await self._call(

@@ -20,6 +20,8 @@ from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.routing import Router
 from mobkit.orchestrator.runner import OrchestratorRunner
 from mobkit.orchestrator.servicer import ERRORS, SERVICE_NAME, OrchestratorServicer
+from mobkit.orchestrator.ticket_desk import TicketDesk
+from mobkit.orchestrator.ticket_store import EtcdTicketStore
 from mobkit.security.tls import channel_for
 from mobkit.server.app import ServiceRegistration
 from mobkit.server.config import Settings
@@ -63,8 +65,13 @@ async def build(settings: Settings, resources: Resources) -> list[ServiceRegistr
     runner = OrchestratorRunner(orchestrator, reconcile_interval=settings.reconcile_interval)
     resources.providers["orchestrator"] = orchestrator
     flows = await build_flows(settings, resources, orchestrator, registry.members)
+    # Turn tickets are kept as long as the receipts that complete them.
+    store = EtcdTicketStore(
+        await resources.etcd(), settings.etcd_prefix, settings.idempotency_retention
+    )
+    tickets = TicketDesk(orchestrator, store, settings.idempotency_retention)
     servicer = OrchestratorServicer(
-        orchestrator, providers.events, resources.conditions, tickets=flows.tickets
+        orchestrator, providers.events, resources.conditions, tickets=tickets
     )
     # Out of space (etcd NOSPACE...): events say so; every replica compacts etcd on a
     # schedule, coordinated so that one does it each interval.
@@ -92,6 +99,7 @@ async def build(settings: Settings, resources: Resources) -> list[ServiceRegistr
     async def stop() -> None:
         untrack_census()
         await flows.engine.stop(release=True)  # before the turns its drives dispatch
+        await tickets.stop()  # their tickets stay open for the identities' next owners
         if trimmer is not None:
             await trimmer.stop()
         await modules.stop()  # first: its last events go out with the sink's flush

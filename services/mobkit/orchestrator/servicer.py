@@ -10,8 +10,6 @@ import grpc
 from mobkit.core import errors as e
 from mobkit.core import page_token
 from mobkit.flows.errors import TurnNotFound
-from mobkit.flows.ticket_rpcs import TicketRpcs
-from mobkit.flows.tickets import TurnTickets
 from mobkit.gen.orchestrator.v1 import orchestrator_pb2 as pb
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
@@ -21,6 +19,8 @@ from mobkit.orchestrator.ports import Events
 from mobkit.orchestrator.routing import FORWARDED, LOCAL_ONLY
 from mobkit.orchestrator.status_pages import StatusFilter
 from mobkit.orchestrator.streaming import StreamingRpcs
+from mobkit.orchestrator.ticket_desk import TicketDesk
+from mobkit.orchestrator.ticket_rpcs import TicketRpcs
 from mobkit.runtime.domain import (
     CallbackUnavailable,
     ModelFailed,
@@ -104,13 +104,12 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
         orchestrator: Orchestrator,
         events: Events,
         conditions: BackendConditions | None = None,
-        tickets: TurnTickets | None = None,
+        tickets: TicketDesk | None = None,
     ) -> None:
         self.o = orchestrator
         self.events = events
         self.conditions = conditions or BackendConditions()
         self.tickets = tickets  # SubmitTurn, GetTurn, WatchTurn (TicketRpcs)
-        self.ticket_events = events
 
     def _routing_of(self, context: grpc.aio.ServicerContext) -> dict[str, Any]:
         return _routing(context)

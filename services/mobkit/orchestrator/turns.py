@@ -75,9 +75,14 @@ class Turns:
         forwarded: bool = False,
         timeout: float | None = None,
         progress: ProgressSink | None = None,
+        fresh_key: bool = False,
     ) -> DispatchReceipt:
-        """A turn from the mob itself (a flow, a peer), whatever the addressability."""
-        return await self._deliver(identity, message, True, forwarded, timeout, progress)
+        """A turn from the mob itself (a flow, a peer), whatever the addressability.
+        ``fresh_key``: the caller knows no turn has used the key yet (a new ticket's
+        first attempt), so the store is not asked for its receipt."""
+        return await self._deliver(
+            identity, message, True, forwarded, timeout, progress, fresh_key=fresh_key
+        )
 
     async def _deliver(
         self,
@@ -87,26 +92,33 @@ class Turns:
         forwarded: bool,
         timeout: float | None,
         progress: ProgressSink | None = None,
+        *,
+        fresh_key: bool = False,
     ) -> DispatchReceipt:
         slot = self.r.slot(identity)
         check_dispatch_input(message)
         return await self.forwarding.deliver(
             slot,
             message,
-            lambda: self._here(slot, message, progress),
+            lambda: self._here(slot, message, progress, check_replay=not fresh_key),
             dispatch=dispatch,
             forwarded=forwarded,
             timeout=timeout,
         )
 
     async def _here(
-        self, slot: IdentitySlot, message: DispatchInput, progress: ProgressSink | None = None
+        self,
+        slot: IdentitySlot,
+        message: DispatchInput,
+        progress: ProgressSink | None = None,
+        *,
+        check_replay: bool = True,
     ) -> DispatchReceipt | None:
         """The turn on this replica: a replay of its key, or a new turn; None when the
         identity is not (or no longer) Active here."""
         async with slot.lock:
             key = message.idempotency_key
-            if key and slot.state is S.ACTIVE:
+            if key and check_replay and slot.state is S.ACTIVE:
                 replay = await self._replay(slot, key)
                 if replay is not None:
                     return replay

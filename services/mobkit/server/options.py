@@ -99,7 +99,7 @@ OPTIONS: dict[str, OptionDoc] = {
     ),
     "idempotency_retention": OptionDoc(
         "continuity",
-        "how long a turn's receipt answers a repeated idempotency key",
+        "how long a turn's receipt answers a repeated idempotency key (and a turn ticket lives)",
         "SECONDS",
         unit="s",
     ),

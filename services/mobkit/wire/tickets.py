@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from mobkit.core.identity import AgentIdentity, FencingToken, SessionId
 from mobkit.core.types import DispatchReceipt
-from mobkit.flows.tickets import Ticket, TurnState
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
+from mobkit.orchestrator.tickets import Ticket, TurnState
 from mobkit.wire.orchestrator import receipt_from_proto, receipt_to_proto
 
 _STATES = {
@@ -14,23 +13,6 @@ _STATES = {
     TurnState.FAILED: svc.TURN_STATE_FAILED,
 }
 _STATES_BACK = {int(v): k for k, v in _STATES.items()}
-
-
-def ticket_receipt(ticket: Ticket) -> DispatchReceipt | None:
-    result = ticket.result
-    if result is None or result.proof is None:
-        return None
-    proof = result.proof
-    return DispatchReceipt(
-        identity=AgentIdentity(ticket.identity),
-        session_id=SessionId(proof.session_id),
-        fencing_token=FencingToken(proof.fencing_token),
-        checkpoint_version=proof.checkpoint_version,
-        output=result.output,
-        structured_output=result.structured_output,
-        correlation_id=ticket.correlation_id,
-        output_truncated=proof.output_truncated,
-    )
 
 
 def ticket_to_proto(ticket: Ticket) -> svc.TurnTicket:
@@ -44,9 +26,8 @@ def ticket_to_proto(ticket: Ticket) -> svc.TurnTicket:
         updated_at_ms=ticket.updated_ms,
         attempts=ticket.attempts,
     )
-    receipt = ticket_receipt(ticket)
-    if receipt is not None:
-        msg.receipt.CopyFrom(receipt_to_proto(receipt))
+    if ticket.receipt is not None:
+        msg.receipt.CopyFrom(receipt_to_proto(ticket.receipt))
     return msg
 
 
@@ -56,3 +37,17 @@ def ticket_state(msg: svc.TurnTicket) -> TurnState:
 
 def ticket_receipt_from_proto(msg: svc.TurnTicket) -> DispatchReceipt | None:
     return receipt_from_proto(msg.receipt) if msg.HasField("receipt") else None
+
+
+def ticket_from_proto(msg: svc.TurnTicket) -> Ticket:
+    return Ticket(
+        turn_id=msg.turn_id,
+        identity=msg.identity,
+        state=ticket_state(msg),
+        receipt=ticket_receipt_from_proto(msg),
+        failure_reason=msg.failure_reason or None,
+        failure_message=msg.failure_message or None,
+        submitted_ms=msg.submitted_at_ms,
+        updated_ms=msg.updated_at_ms,
+        attempts=msg.attempts,
+    )

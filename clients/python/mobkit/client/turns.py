@@ -13,7 +13,6 @@ tickets (``SubmitTurn``, ``GetTurn``, ``WatchTurn``), as an asyncio client.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -26,45 +25,21 @@ from mobkit.core.types import (
     MobStructuralEventEnvelope,
 )
 from mobkit.flows.errors import TurnNotFound
-from mobkit.flows.tickets import TurnState
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from mobkit.orchestrator.tickets import Ticket
 from mobkit.runtime.sdk import TurnProgress
 from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import dispatch_input_to_proto, event_from_proto, receipt_from_proto
 from mobkit.wire.runtime_stream import progress_from_proto
-from mobkit.wire.tickets import ticket_receipt_from_proto, ticket_state
+from mobkit.wire.tickets import ticket_from_proto
 
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
-class TurnTicket:
-    """An asynchronous turn: ``receipt`` once SUCCEEDED, ``failure_*`` once FAILED."""
-
-    turn_id: str
-    identity: str
-    state: TurnState
-    receipt: DispatchReceipt | None
-    failure_reason: str | None
-    failure_message: str | None
-    attempts: int
-    submitted_ms: int
-    updated_ms: int
-
-
-def _ticket(msg: svc.TurnTicket) -> TurnTicket:
-    return TurnTicket(
-        turn_id=msg.turn_id,
-        identity=msg.identity,
-        state=ticket_state(msg),
-        receipt=ticket_receipt_from_proto(msg),
-        failure_reason=msg.failure_reason or None,
-        failure_message=msg.failure_message or None,
-        attempts=msg.attempts,
-        submitted_ms=msg.submitted_at_ms,
-        updated_ms=msg.updated_at_ms,
-    )
+TurnTicket = Ticket
+"""An asynchronous turn: ``receipt`` once SUCCEEDED, ``failure_*`` once FAILED."""
+_ticket = ticket_from_proto
 
 
 class AsyncTurnClient:
@@ -139,14 +114,19 @@ class AsyncTurnClient:
         return _ticket(reply.turn)
 
     async def watch_turn(
-        self, turn_id: str, *, after_seq: int = 0
-    ) -> AsyncIterator[MobStructuralEventEnvelope | TurnTicket]:
-        """The ticket's events after ``after_seq``, then the finished ticket."""
-        call = self._stub.WatchTurn(svc.WatchTurnRequest(turn_id=turn_id, after_seq=after_seq))
+        self, turn_id: str, *, after_seq: int = 0, progress: bool = False
+    ) -> AsyncIterator[MobStructuralEventEnvelope | TurnProgress | TurnTicket]:
+        """The finished ticket (the last item); with ``progress``, the turn's
+        ``TurnProgress`` before it when the turn runs on the replica called."""
+        request = svc.WatchTurnRequest(turn_id=turn_id, after_seq=after_seq, progress=progress)
+        call = self._stub.WatchTurn(request)
         try:
             async for item in call:
                 if item.HasField("event"):
                     yield event_from_proto(item.event)
+                elif item.HasField("progress"):
+                    if (event := progress_from_proto(item.progress)) is not None:
+                        yield event
                 else:
                     yield _ticket(item.turn)
         except grpc.RpcError as err:

@@ -973,18 +973,24 @@ class WatchTurnRequest(_message.Message):
 
     TURN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     after_seq: _builtins.int
-    """Events with cursor > after_seq; 0: from the oldest retained event."""
+    """Unused since tickets are no longer flow runs (their events were the run's)."""
+    progress: _builtins.bool
+    """Also stream the turn's progress (`progress` items) when it runs on the
+    replica called; a ticket running elsewhere streams its final state alone.
+    """
     def __init__(
         self,
         *,
         turn_id: _builtins.str = ...,
         after_seq: _builtins.int = ...,
+        progress: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "progress", b"progress", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -998,25 +1004,31 @@ class WatchTurnResponse(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     TURN_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> _orchestrator_pb2.MobStructuralEventEnvelope:
-        """An event of the ticket's turn."""
+        """Not sent since tickets are no longer flow runs (kept for compatibility)."""
 
     @_builtins.property
     def turn(self) -> Global___TurnTicket:
         """The finished ticket: the last message of the stream."""
+
+    @_builtins.property
+    def progress(self) -> _orchestrator_pb2.TurnProgress:
+        """Something the turn did before it finished (only when the request asks)."""
 
     def __init__(
         self,
         *,
         event: _orchestrator_pb2.MobStructuralEventEnvelope | None = ...,
         turn: Global___TurnTicket | None = ...,
+        progress: _orchestrator_pb2.TurnProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "item", b"item", "turn", b"turn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "item", b"item", "progress", b"progress", "turn", b"turn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "item", b"item", "turn", b"turn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "item", b"item", "progress", b"progress", "turn", b"turn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["event", "turn"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["event", "turn", "progress"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 

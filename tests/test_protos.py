@@ -79,6 +79,7 @@ API: dict[str, dict[str, dict[str, tuple[bool, bool]]]] = {
             **dict.fromkeys(
                 ["WatchEvents", "SendStream", "DispatchStream", "WatchTurn"], SERVER_STREAM
             ),
+            "ForwardStream": BIDI,  # between replicas: forwarded turns on one stream
         },
     },
     "flows": {

@@ -149,3 +149,26 @@ async def test_a_peer_without_the_stream_is_reported_for_unary_calls() -> None:
     async with owner(None) as (link, _):
         with pytest.raises(StreamUnsupported):
             await link.call(send("a"), 10)
+
+
+@pytest.mark.parametrize("call_id", [0, 1, 2**64 - 1])
+@pytest.mark.parametrize("timeout_ms", [0, 60_000, 2**32 - 1])
+async def test_every_call_id_and_deadline_is_answered_as_sent(
+    call_id: int, timeout_ms: int
+) -> None:
+    """The numeric fields' whole ranges: the id comes back as sent, 0 ms is no deadline."""
+    seen: list[float | None] = []
+
+    async def run(request: svc.ForwardStreamRequest, timeout: float | None) -> pb.DispatchReceipt:
+        seen.append(timeout)
+        return pb.DispatchReceipt(identity=request.send.identity)
+
+    async with owner(run) as (link, _):
+        channel = link._method  # the raw stream, so the test chooses the numbers
+        request = send("a1")
+        request.call_id, request.timeout_ms = call_id, timeout_ms
+        call = channel(iter([request]))
+        answers = [answer async for answer in call]
+    assert [(a.call_id, a.receipt.identity) for a in answers] == [(call_id, "a1")]
+    assert len(seen) == 1
+    assert (seen[0] is None) == (timeout_ms == 0)

@@ -88,9 +88,12 @@ def dispatch_request(identity: str, text: str, *, key: str | None = None) -> svc
 def reason(err: grpc.aio.AioRpcError) -> str:
     """The ErrorInfo reason of a failed call (exactly one ErrorInfo is attached)."""
     status = rpc_status.from_call(err)  # type: ignore[arg-type]  # as in mobkit.wire.errors
-    assert status is not None
+    what = f"{err.code().name}: {err.details()}"  # the failure says what came back instead
+    assert status is not None, f"no google.rpc.Status on {what}"
     info = error_details_pb2.ErrorInfo()
-    assert len(status.details) == 1 and status.details[0].Unpack(info)
+    assert len(status.details) == 1 and status.details[0].Unpack(info), (
+        f"{status.details} on {what}"
+    )
     return info.reason
 
 

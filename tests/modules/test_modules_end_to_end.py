@@ -128,6 +128,10 @@ async def test_agent_turn_calls_a_module_tool(orch: Any) -> None:
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert reason(refused.value) == "TOOL_NOT_GRANTED"
     assert await version(o, "bob") == 0
+    # Status says what each build grants (the console's identity page shows it).
+    for identity, granted in (("alice", sorted(ALICE_TOOLS)), ("bob", [])):
+        reply = await o.GetIdentityStatus(svc.GetIdentityStatusRequest(identity=identity))
+        assert list(reply.status.granted_tools) == granted
 
     # alice's draft names the tool, but a tool error fails the turn cleanly too.
     with pytest.raises(grpc.aio.AioRpcError) as failed:

@@ -119,14 +119,13 @@ async def recent_events(mk: AsyncMobKit, limit: int = RECENT_EVENTS) -> dict[str
 async def identity(mk: AsyncMobKit, name: str) -> dict[str, Any]:
     status = await mk.status(name)
     peers = sorted([str(edge.other(name)) async for edge in mk.topology(name)])
-    modules = await mk.modules()
     recent = await recent_events(mk)
     own = [e for e in recent["events"] if e.get("agent_identity") == name]
     turns = [e for e in own if e["kind"] == "turn_completed"][-RECENT_TURNS:]
     return {
         "status": status_json(status),
         "peers": peers,
-        "tools": sorted(tool for m in modules for tool in m.tools),
+        "tools": list(status.granted_tools),
         "turns": list(reversed(turns)),
         "events": list(reversed(own))[:RECENT_TURNS],
     }

@@ -364,6 +364,7 @@ class IdentityStatus:
     owner: str | None = None
     failure: ContinuityFailure | None = None
     activation_failure: ActivationFailure | None = None
+    granted_tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,9 @@ class Statuses:
             owner=self.r.instance if slot.grant is not None else None,
             failure=slot.failure,
             activation_failure=slot.activation_failure,
+            granted_tools=tuple(sorted(t.name for t in slot.draft.external_tools))
+            if slot.draft is not None and slot.grant is not None
+            else (),
         )
 
     def census(self) -> metrics.Census:

@@ -189,6 +189,7 @@ def status_to_proto(s: IdentityStatus) -> orchestrator_pb2.IdentityStatus:
         state=state_to_proto(s.state),
         addressability=addressability_to_proto(s.addressability),
         labels=s.labels,
+        granted_tools=s.granted_tools,
     )
     for name in (
         "agent_runtime_id",
@@ -253,6 +254,7 @@ def status_from_proto(msg: orchestrator_pb2.IdentityStatus) -> IdentityStatus:
         )
         if msg.HasField("activation_failure")
         else None,
+        granted_tools=tuple(msg.granted_tools),
     )
 
 

@@ -29,7 +29,7 @@ from mobkit.gen.lease.v1 import lease_pb2 as mobkit_dot_lease_dot_v1_dot_lease__
 from mobkit.gen.roster.v1 import roster_pb2 as mobkit_dot_roster_dot_v1_dot_roster__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)mobkit/orchestrator/v1/orchestrator.proto\x12\x16mobkit.orchestrator.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/continuity/v1/continuity.proto\x1a\x1bmobkit/lease/v1/lease.proto\x1a\x1dmobkit/roster/v1/roster.proto\"\xda\x01\n\rDispatchInput\x12/\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x36\n\x06origin\x18\x02 \x01(\x0e\x32&.mobkit.orchestrator.v1.DispatchOrigin\x12\x1b\n\x0e\x63orrelation_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0fidempotency_key\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x11\n\x0f_correlation_idB\x12\n\x10_idempotency_key\"\xcf\x02\n\x0f\x44ispatchReceipt\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12\x1a\n\x12\x63heckpoint_version\x18\x04 \x01(\x04\x12\x0e\n\x06output\x18\x05 \x01(\t\x12\x36\n\x11structured_output\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x1b\n\x0e\x63orrelation_id\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x10output_truncated\x18\x08 \x01(\x08\x12\x1e\n\x16structured_output_json\x18\t \x01(\t\x12\x31\n\x05usage\x18\n \x01(\x0b\x32\".mobkit.orchestrator.v1.TokenUsageB\x11\n\x0f_correlation_id\"T\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\"\x80\x07\n\x0eIdentityStatus\x12\x10\n\x08identity\x18\x01 \x01(\t\x12=\n\x05state\x18\x02 \x01(\x0e\x32..mobkit.orchestrator.v1.IdentityLifecycleState\x12\x1d\n\x10\x61gent_runtime_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nsession_id\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07profile\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x38\n\x0cruntime_mode\x18\x06 \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x03\x88\x01\x01\x12=\n\x0e\x61\x64\x64ressability\x18\x07 \x01(\x0e\x32%.mobkit.roster.v1.AgentAddressability\x12\x19\n\x0c\x64isplay_name\x18\x08 \x01(\tH\x04\x88\x01\x01\x12\x42\n\x06labels\x18\t \x03(\x0b\x32\x32.mobkit.orchestrator.v1.IdentityStatus.LabelsEntry\x12\x17\n\ngeneration\x18\n \x01(\x04H\x05\x88\x01\x01\x12\x1f\n\x12\x63heckpoint_version\x18\x0b \x01(\x04H\x06\x88\x01\x01\x12)\n\x05lease\x18\x0c \x01(\x0b\x32\x1a.mobkit.lease.v1.LeaseInfo\x12\x41\n\x11\x63ontinuity_health\x18\r \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityHealth\x12\x12\n\x05owner\x18\x0e \x01(\tH\x07\x88\x01\x01\x12\x43\n\x12\x63ontinuity_failure\x18\x0f \x01(\x0b\x32\'.mobkit.continuity.v1.ContinuityFailure\x12\x45\n\x12\x61\x63tivation_failure\x18\x10 \x01(\x0b\x32).mobkit.orchestrator.v1.ActivationFailure\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_agent_runtime_idB\r\n\x0b_session_idB\n\n\x08_profileB\x0f\n\r_runtime_modeB\x0f\n\r_display_nameB\r\n\x0b_generationB\x15\n\x13_checkpoint_versionB\x08\n\x06_owner\"J\n\x11\x41\x63tivationFailure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x61iled_at_ms\x18\x03 \x01(\x04\"E\n\x10ReconcileFailure\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xb4\x04\n\x1aMobStructuralEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x0e\n\x06mob_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x13\n\x06run_id\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07step_id\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x1b\n\x0e\x61gent_identity\x18\x08 \x01(\tH\x02\x88\x01\x01\x12U\n\nmob_labels\x18\t \x03(\x0b\x32\x41.mobkit.orchestrator.v1.MobStructuralEventEnvelope.MobLabelsEntry\x12U\n\nrun_labels\x18\n \x03(\x0b\x32\x41.mobkit.orchestrator.v1.MobStructuralEventEnvelope.RunLabelsEntry\x12)\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x11\n\tdata_json\x18\x0c \x01(\t\x1a\x30\n\x0eMobLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eRunLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_run_idB\n\n\x08_step_idB\x11\n\x0f_agent_identity\"u\n\nAgentEvent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12+\n\x07payload\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x02\x18\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\t\"t\n\x0bModuleEvent\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12+\n\x07payload\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x02\x18\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\t\"\x83\x01\n\x0cUnifiedEvent\x12\x33\n\x05\x61gent\x18\x01 \x01(\x0b\x32\".mobkit.orchestrator.v1.AgentEventH\x00\x12\x35\n\x06module\x18\x02 \x01(\x0b\x32#.mobkit.orchestrator.v1.ModuleEventH\x00\x42\x07\n\x05\x65vent\"\x83\x01\n\x14UnifiedEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\x33\n\x05\x65vent\x18\x04 \x01(\x0b\x32$.mobkit.orchestrator.v1.UnifiedEvent\"x\n\x0cModuleConfig\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\x12=\n\x0erestart_policy\x18\x04 \x01(\x0e\x32%.mobkit.orchestrator.v1.RestartPolicy\"3\n\rDiscoverySpec\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07modules\x18\x02 \x03(\t\"%\n\x06\x45nvVar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"N\n\x0cPreSpawnData\x12\x11\n\tmodule_id\x18\x01 \x01(\t\x12+\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x1e.mobkit.orchestrator.v1.EnvVar\"\xcd\x01\n\x0cModuleStatus\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32$.mobkit.orchestrator.v1.ModuleConfig\x12\x32\n\x05state\x18\x02 \x01(\x0e\x32#.mobkit.orchestrator.v1.ModuleState\x12\x15\n\rrestart_count\x18\x03 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x10\n\x08required\x18\x06 \x01(\x08\x12\x0b\n\x03pid\x18\x07 \x01(\r\"\xde\x01\n\x0cTurnProgress\x12\x37\n\ntext_delta\x18\x01 \x01(\x0b\x32!.mobkit.orchestrator.v1.TextDeltaH\x00\x12\x44\n\x11tool_call_started\x18\x02 \x01(\x0b\x32\'.mobkit.orchestrator.v1.ToolCallStartedH\x00\x12\x46\n\x12tool_call_finished\x18\x03 \x01(\x0b\x32(.mobkit.orchestrator.v1.ToolCallFinishedH\x00\x42\x07\n\x05\x65vent\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"H\n\x0fToolCallStarted\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"G\n\x10ToolCallFinished\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t*\xad\x02\n\x16IdentityLifecycleState\x12(\n$IDENTITY_LIFECYCLE_STATE_UNSPECIFIED\x10\x00\x12$\n IDENTITY_LIFECYCLE_STATE_DORMANT\x10\x01\x12#\n\x1fIDENTITY_LIFECYCLE_STATE_ACTIVE\x10\x02\x12%\n!IDENTITY_LIFECYCLE_STATE_RETIRING\x10\x03\x12&\n\"IDENTITY_LIFECYCLE_STATE_SUSPENDED\x10\x04\x12#\n\x1fIDENTITY_LIFECYCLE_STATE_BROKEN\x10\x05\x12*\n&IDENTITY_LIFECYCLE_STATE_UNINITIALIZED\x10\x06*\xc1\x01\n\x0e\x44ispatchOrigin\x12\x1f\n\x1b\x44ISPATCH_ORIGIN_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44ISPATCH_ORIGIN_CONNECTOR\x10\x01\x12\x1d\n\x19\x44ISPATCH_ORIGIN_SCHEDULER\x10\x02\x12\x1a\n\x16\x44ISPATCH_ORIGIN_POLICY\x10\x03\x12\x18\n\x14\x44ISPATCH_ORIGIN_FLOW\x10\x04\x12\x1a\n\x16\x44ISPATCH_ORIGIN_SYSTEM\x10\x05*\x83\x01\n\rRestartPolicy\x12\x1e\n\x1aRESTART_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14RESTART_POLICY_NEVER\x10\x01\x12\x1d\n\x19RESTART_POLICY_ON_FAILURE\x10\x02\x12\x19\n\x15RESTART_POLICY_ALWAYS\x10\x03*\xb3\x01\n\x0bModuleState\x12\x1c\n\x18MODULE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MODULE_STATE_RUNNING\x10\x01\x12\x1b\n\x17MODULE_STATE_RESTARTING\x10\x02\x12\x18\n\x14MODULE_STATE_STOPPED\x10\x03\x12\x19\n\x15MODULE_STATE_STARTING\x10\x04\x12\x1a\n\x16MODULE_STATE_UNHEALTHY\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)mobkit/orchestrator/v1/orchestrator.proto\x12\x16mobkit.orchestrator.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a%mobkit/continuity/v1/continuity.proto\x1a\x1bmobkit/lease/v1/lease.proto\x1a\x1dmobkit/roster/v1/roster.proto\"\xda\x01\n\rDispatchInput\x12/\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x1e.mobkit.roster.v1.ContentInput\x12\x36\n\x06origin\x18\x02 \x01(\x0e\x32&.mobkit.orchestrator.v1.DispatchOrigin\x12\x1b\n\x0e\x63orrelation_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0fidempotency_key\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x11\n\x0f_correlation_idB\x12\n\x10_idempotency_key\"\xcf\x02\n\x0f\x44ispatchReceipt\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\rfencing_token\x18\x03 \x01(\x04\x12\x1a\n\x12\x63heckpoint_version\x18\x04 \x01(\x04\x12\x0e\n\x06output\x18\x05 \x01(\t\x12\x36\n\x11structured_output\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x1b\n\x0e\x63orrelation_id\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x10output_truncated\x18\x08 \x01(\x08\x12\x1e\n\x16structured_output_json\x18\t \x01(\t\x12\x31\n\x05usage\x18\n \x01(\x0b\x32\".mobkit.orchestrator.v1.TokenUsageB\x11\n\x0f_correlation_id\"T\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x04\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x04\"\x97\x07\n\x0eIdentityStatus\x12\x10\n\x08identity\x18\x01 \x01(\t\x12=\n\x05state\x18\x02 \x01(\x0e\x32..mobkit.orchestrator.v1.IdentityLifecycleState\x12\x1d\n\x10\x61gent_runtime_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nsession_id\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07profile\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x38\n\x0cruntime_mode\x18\x06 \x01(\x0e\x32\x1d.mobkit.roster.v1.RuntimeModeH\x03\x88\x01\x01\x12=\n\x0e\x61\x64\x64ressability\x18\x07 \x01(\x0e\x32%.mobkit.roster.v1.AgentAddressability\x12\x19\n\x0c\x64isplay_name\x18\x08 \x01(\tH\x04\x88\x01\x01\x12\x42\n\x06labels\x18\t \x03(\x0b\x32\x32.mobkit.orchestrator.v1.IdentityStatus.LabelsEntry\x12\x17\n\ngeneration\x18\n \x01(\x04H\x05\x88\x01\x01\x12\x1f\n\x12\x63heckpoint_version\x18\x0b \x01(\x04H\x06\x88\x01\x01\x12)\n\x05lease\x18\x0c \x01(\x0b\x32\x1a.mobkit.lease.v1.LeaseInfo\x12\x41\n\x11\x63ontinuity_health\x18\r \x01(\x0b\x32&.mobkit.continuity.v1.ContinuityHealth\x12\x12\n\x05owner\x18\x0e \x01(\tH\x07\x88\x01\x01\x12\x43\n\x12\x63ontinuity_failure\x18\x0f \x01(\x0b\x32\'.mobkit.continuity.v1.ContinuityFailure\x12\x45\n\x12\x61\x63tivation_failure\x18\x10 \x01(\x0b\x32).mobkit.orchestrator.v1.ActivationFailure\x12\x15\n\rgranted_tools\x18\x11 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_agent_runtime_idB\r\n\x0b_session_idB\n\n\x08_profileB\x0f\n\r_runtime_modeB\x0f\n\r_display_nameB\r\n\x0b_generationB\x15\n\x13_checkpoint_versionB\x08\n\x06_owner\"J\n\x11\x41\x63tivationFailure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x61iled_at_ms\x18\x03 \x01(\x04\"E\n\x10ReconcileFailure\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xb4\x04\n\x1aMobStructuralEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x0e\n\x06mob_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x13\n\x06run_id\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07step_id\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x1b\n\x0e\x61gent_identity\x18\x08 \x01(\tH\x02\x88\x01\x01\x12U\n\nmob_labels\x18\t \x03(\x0b\x32\x41.mobkit.orchestrator.v1.MobStructuralEventEnvelope.MobLabelsEntry\x12U\n\nrun_labels\x18\n \x03(\x0b\x32\x41.mobkit.orchestrator.v1.MobStructuralEventEnvelope.RunLabelsEntry\x12)\n\x04\x64\x61ta\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructB\x02\x18\x01\x12\x11\n\tdata_json\x18\x0c \x01(\t\x1a\x30\n\x0eMobLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eRunLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_run_idB\n\n\x08_step_idB\x11\n\x0f_agent_identity\"u\n\nAgentEvent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12+\n\x07payload\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x02\x18\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\t\"t\n\x0bModuleEvent\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12+\n\x07payload\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x02\x18\x01\x12\x14\n\x0cpayload_json\x18\x04 \x01(\t\"\x83\x01\n\x0cUnifiedEvent\x12\x33\n\x05\x61gent\x18\x01 \x01(\x0b\x32\".mobkit.orchestrator.v1.AgentEventH\x00\x12\x35\n\x06module\x18\x02 \x01(\x0b\x32#.mobkit.orchestrator.v1.ModuleEventH\x00\x42\x07\n\x05\x65vent\"\x83\x01\n\x14UnifiedEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\x33\n\x05\x65vent\x18\x04 \x01(\x0b\x32$.mobkit.orchestrator.v1.UnifiedEvent\"x\n\x0cModuleConfig\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\x12=\n\x0erestart_policy\x18\x04 \x01(\x0e\x32%.mobkit.orchestrator.v1.RestartPolicy\"3\n\rDiscoverySpec\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07modules\x18\x02 \x03(\t\"%\n\x06\x45nvVar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"N\n\x0cPreSpawnData\x12\x11\n\tmodule_id\x18\x01 \x01(\t\x12+\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x1e.mobkit.orchestrator.v1.EnvVar\"\xcd\x01\n\x0cModuleStatus\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32$.mobkit.orchestrator.v1.ModuleConfig\x12\x32\n\x05state\x18\x02 \x01(\x0e\x32#.mobkit.orchestrator.v1.ModuleState\x12\x15\n\rrestart_count\x18\x03 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t\x12\x10\n\x08required\x18\x06 \x01(\x08\x12\x0b\n\x03pid\x18\x07 \x01(\r\"\xde\x01\n\x0cTurnProgress\x12\x37\n\ntext_delta\x18\x01 \x01(\x0b\x32!.mobkit.orchestrator.v1.TextDeltaH\x00\x12\x44\n\x11tool_call_started\x18\x02 \x01(\x0b\x32\'.mobkit.orchestrator.v1.ToolCallStartedH\x00\x12\x46\n\x12tool_call_finished\x18\x03 \x01(\x0b\x32(.mobkit.orchestrator.v1.ToolCallFinishedH\x00\x42\x07\n\x05\x65vent\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"H\n\x0fToolCallStarted\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"G\n\x10ToolCallFinished\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x65rror_reason\x18\x03 \x01(\t*\xad\x02\n\x16IdentityLifecycleState\x12(\n$IDENTITY_LIFECYCLE_STATE_UNSPECIFIED\x10\x00\x12$\n IDENTITY_LIFECYCLE_STATE_DORMANT\x10\x01\x12#\n\x1fIDENTITY_LIFECYCLE_STATE_ACTIVE\x10\x02\x12%\n!IDENTITY_LIFECYCLE_STATE_RETIRING\x10\x03\x12&\n\"IDENTITY_LIFECYCLE_STATE_SUSPENDED\x10\x04\x12#\n\x1fIDENTITY_LIFECYCLE_STATE_BROKEN\x10\x05\x12*\n&IDENTITY_LIFECYCLE_STATE_UNINITIALIZED\x10\x06*\xc1\x01\n\x0e\x44ispatchOrigin\x12\x1f\n\x1b\x44ISPATCH_ORIGIN_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44ISPATCH_ORIGIN_CONNECTOR\x10\x01\x12\x1d\n\x19\x44ISPATCH_ORIGIN_SCHEDULER\x10\x02\x12\x1a\n\x16\x44ISPATCH_ORIGIN_POLICY\x10\x03\x12\x18\n\x14\x44ISPATCH_ORIGIN_FLOW\x10\x04\x12\x1a\n\x16\x44ISPATCH_ORIGIN_SYSTEM\x10\x05*\x83\x01\n\rRestartPolicy\x12\x1e\n\x1aRESTART_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14RESTART_POLICY_NEVER\x10\x01\x12\x1d\n\x19RESTART_POLICY_ON_FAILURE\x10\x02\x12\x19\n\x15RESTART_POLICY_ALWAYS\x10\x03*\xb3\x01\n\x0bModuleState\x12\x1c\n\x18MODULE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MODULE_STATE_RUNNING\x10\x01\x12\x1b\n\x17MODULE_STATE_RESTARTING\x10\x02\x12\x18\n\x14MODULE_STATE_STOPPED\x10\x03\x12\x19\n\x15MODULE_STATE_STARTING\x10\x04\x12\x1a\n\x16MODULE_STATE_UNHEALTHY\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,14 +50,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTEVENT'].fields_by_name['payload']._serialized_options = b'\030\001'
   _globals['_MODULEEVENT'].fields_by_name['payload']._loaded_options = None
   _globals['_MODULEEVENT'].fields_by_name['payload']._serialized_options = b'\030\001'
-  _globals['_IDENTITYLIFECYCLESTATE']._serialized_start=3863
-  _globals['_IDENTITYLIFECYCLESTATE']._serialized_end=4164
-  _globals['_DISPATCHORIGIN']._serialized_start=4167
-  _globals['_DISPATCHORIGIN']._serialized_end=4360
-  _globals['_RESTARTPOLICY']._serialized_start=4363
-  _globals['_RESTARTPOLICY']._serialized_end=4494
-  _globals['_MODULESTATE']._serialized_start=4497
-  _globals['_MODULESTATE']._serialized_end=4676
+  _globals['_IDENTITYLIFECYCLESTATE']._serialized_start=3886
+  _globals['_IDENTITYLIFECYCLESTATE']._serialized_end=4187
+  _globals['_DISPATCHORIGIN']._serialized_start=4190
+  _globals['_DISPATCHORIGIN']._serialized_end=4383
+  _globals['_RESTARTPOLICY']._serialized_start=4386
+  _globals['_RESTARTPOLICY']._serialized_end=4517
+  _globals['_MODULESTATE']._serialized_start=4520
+  _globals['_MODULESTATE']._serialized_end=4699
   _globals['_DISPATCHINPUT']._serialized_start=199
   _globals['_DISPATCHINPUT']._serialized_end=417
   _globals['_DISPATCHRECEIPT']._serialized_start=420
@@ -65,43 +65,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENUSAGE']._serialized_start=757
   _globals['_TOKENUSAGE']._serialized_end=841
   _globals['_IDENTITYSTATUS']._serialized_start=844
-  _globals['_IDENTITYSTATUS']._serialized_end=1740
-  _globals['_IDENTITYSTATUS_LABELSENTRY']._serialized_start=1565
-  _globals['_IDENTITYSTATUS_LABELSENTRY']._serialized_end=1610
-  _globals['_ACTIVATIONFAILURE']._serialized_start=1742
-  _globals['_ACTIVATIONFAILURE']._serialized_end=1816
-  _globals['_RECONCILEFAILURE']._serialized_start=1818
-  _globals['_RECONCILEFAILURE']._serialized_end=1887
-  _globals['_MOBSTRUCTURALEVENTENVELOPE']._serialized_start=1890
-  _globals['_MOBSTRUCTURALEVENTENVELOPE']._serialized_end=2454
-  _globals['_MOBSTRUCTURALEVENTENVELOPE_MOBLABELSENTRY']._serialized_start=2314
-  _globals['_MOBSTRUCTURALEVENTENVELOPE_MOBLABELSENTRY']._serialized_end=2362
-  _globals['_MOBSTRUCTURALEVENTENVELOPE_RUNLABELSENTRY']._serialized_start=2364
-  _globals['_MOBSTRUCTURALEVENTENVELOPE_RUNLABELSENTRY']._serialized_end=2412
-  _globals['_AGENTEVENT']._serialized_start=2456
-  _globals['_AGENTEVENT']._serialized_end=2573
-  _globals['_MODULEEVENT']._serialized_start=2575
-  _globals['_MODULEEVENT']._serialized_end=2691
-  _globals['_UNIFIEDEVENT']._serialized_start=2694
-  _globals['_UNIFIEDEVENT']._serialized_end=2825
-  _globals['_UNIFIEDEVENTENVELOPE']._serialized_start=2828
-  _globals['_UNIFIEDEVENTENVELOPE']._serialized_end=2959
-  _globals['_MODULECONFIG']._serialized_start=2961
-  _globals['_MODULECONFIG']._serialized_end=3081
-  _globals['_DISCOVERYSPEC']._serialized_start=3083
-  _globals['_DISCOVERYSPEC']._serialized_end=3134
-  _globals['_ENVVAR']._serialized_start=3136
-  _globals['_ENVVAR']._serialized_end=3173
-  _globals['_PRESPAWNDATA']._serialized_start=3175
-  _globals['_PRESPAWNDATA']._serialized_end=3253
-  _globals['_MODULESTATUS']._serialized_start=3256
-  _globals['_MODULESTATUS']._serialized_end=3461
-  _globals['_TURNPROGRESS']._serialized_start=3464
-  _globals['_TURNPROGRESS']._serialized_end=3686
-  _globals['_TEXTDELTA']._serialized_start=3688
-  _globals['_TEXTDELTA']._serialized_end=3713
-  _globals['_TOOLCALLSTARTED']._serialized_start=3715
-  _globals['_TOOLCALLSTARTED']._serialized_end=3787
-  _globals['_TOOLCALLFINISHED']._serialized_start=3789
-  _globals['_TOOLCALLFINISHED']._serialized_end=3860
+  _globals['_IDENTITYSTATUS']._serialized_end=1763
+  _globals['_IDENTITYSTATUS_LABELSENTRY']._serialized_start=1588
+  _globals['_IDENTITYSTATUS_LABELSENTRY']._serialized_end=1633
+  _globals['_ACTIVATIONFAILURE']._serialized_start=1765
+  _globals['_ACTIVATIONFAILURE']._serialized_end=1839
+  _globals['_RECONCILEFAILURE']._serialized_start=1841
+  _globals['_RECONCILEFAILURE']._serialized_end=1910
+  _globals['_MOBSTRUCTURALEVENTENVELOPE']._serialized_start=1913
+  _globals['_MOBSTRUCTURALEVENTENVELOPE']._serialized_end=2477
+  _globals['_MOBSTRUCTURALEVENTENVELOPE_MOBLABELSENTRY']._serialized_start=2337
+  _globals['_MOBSTRUCTURALEVENTENVELOPE_MOBLABELSENTRY']._serialized_end=2385
+  _globals['_MOBSTRUCTURALEVENTENVELOPE_RUNLABELSENTRY']._serialized_start=2387
+  _globals['_MOBSTRUCTURALEVENTENVELOPE_RUNLABELSENTRY']._serialized_end=2435
+  _globals['_AGENTEVENT']._serialized_start=2479
+  _globals['_AGENTEVENT']._serialized_end=2596
+  _globals['_MODULEEVENT']._serialized_start=2598
+  _globals['_MODULEEVENT']._serialized_end=2714
+  _globals['_UNIFIEDEVENT']._serialized_start=2717
+  _globals['_UNIFIEDEVENT']._serialized_end=2848
+  _globals['_UNIFIEDEVENTENVELOPE']._serialized_start=2851
+  _globals['_UNIFIEDEVENTENVELOPE']._serialized_end=2982
+  _globals['_MODULECONFIG']._serialized_start=2984
+  _globals['_MODULECONFIG']._serialized_end=3104
+  _globals['_DISCOVERYSPEC']._serialized_start=3106
+  _globals['_DISCOVERYSPEC']._serialized_end=3157
+  _globals['_ENVVAR']._serialized_start=3159
+  _globals['_ENVVAR']._serialized_end=3196
+  _globals['_PRESPAWNDATA']._serialized_start=3198
+  _globals['_PRESPAWNDATA']._serialized_end=3276
+  _globals['_MODULESTATUS']._serialized_start=3279
+  _globals['_MODULESTATUS']._serialized_end=3484
+  _globals['_TURNPROGRESS']._serialized_start=3487
+  _globals['_TURNPROGRESS']._serialized_end=3709
+  _globals['_TEXTDELTA']._serialized_start=3711
+  _globals['_TEXTDELTA']._serialized_end=3736
+  _globals['_TOOLCALLSTARTED']._serialized_start=3738
+  _globals['_TOOLCALLSTARTED']._serialized_end=3810
+  _globals['_TOOLCALLFINISHED']._serialized_start=3812
+  _globals['_TOOLCALLFINISHED']._serialized_end=3883
 # @@protoc_insertion_point(module_scope)

@@ -387,6 +387,7 @@ class IdentityStatus(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     CONTINUITY_FAILURE_FIELD_NUMBER: _builtins.int
     ACTIVATION_FAILURE_FIELD_NUMBER: _builtins.int
+    GRANTED_TOOLS_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     """The identity."""
     state: Global___IdentityLifecycleState.ValueType
@@ -434,6 +435,12 @@ class IdentityStatus(_message.Message):
         activated, and while no attempt has failed.
         """
 
+    @_builtins.property
+    def granted_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The module tools its build grants it (the draft's external tools), sorted;
+        known to the replica hosting it, so empty while it is hosted nowhere.
+        """
+
     def __init__(
         self,
         *,
@@ -453,10 +460,11 @@ class IdentityStatus(_message.Message):
         owner: _builtins.str | None = ...,
         continuity_failure: _continuity_pb2.ContinuityFailure | None = ...,
         activation_failure: Global___ActivationFailure | None = ...,
+        granted_tools: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_checkpoint_version", b"_checkpoint_version", "_display_name", b"_display_name", "_generation", b"_generation", "_owner", b"_owner", "_profile", b"_profile", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "activation_failure", b"activation_failure", "agent_runtime_id", b"agent_runtime_id", "checkpoint_version", b"checkpoint_version", "continuity_failure", b"continuity_failure", "continuity_health", b"continuity_health", "display_name", b"display_name", "generation", b"generation", "lease", b"lease", "owner", b"owner", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_checkpoint_version", b"_checkpoint_version", "_display_name", b"_display_name", "_generation", b"_generation", "_owner", b"_owner", "_profile", b"_profile", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "activation_failure", b"activation_failure", "addressability", b"addressability", "agent_runtime_id", b"agent_runtime_id", "checkpoint_version", b"checkpoint_version", "continuity_failure", b"continuity_failure", "continuity_health", b"continuity_health", "display_name", b"display_name", "generation", b"generation", "identity", b"identity", "labels", b"labels", "lease", b"lease", "owner", b"owner", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id", "_checkpoint_version", b"_checkpoint_version", "_display_name", b"_display_name", "_generation", b"_generation", "_owner", b"_owner", "_profile", b"_profile", "_runtime_mode", b"_runtime_mode", "_session_id", b"_session_id", "activation_failure", b"activation_failure", "addressability", b"addressability", "agent_runtime_id", b"agent_runtime_id", "checkpoint_version", b"checkpoint_version", "continuity_failure", b"continuity_failure", "continuity_health", b"continuity_health", "display_name", b"display_name", "generation", b"generation", "granted_tools", b"granted_tools", "identity", b"identity", "labels", b"labels", "lease", b"lease", "owner", b"owner", "profile", b"profile", "runtime_mode", b"runtime_mode", "session_id", b"session_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__agent_runtime_id: _TypeAlias = _typing.Literal["agent_runtime_id"]  # noqa: Y015
     _WhichOneofArgType__agent_runtime_id: _TypeAlias = _typing.Literal["_agent_runtime_id", b"_agent_runtime_id"]  # noqa: Y015

@@ -74,6 +74,7 @@ class Orchestrator:
         self.shutdown = upkeep.shutdown
         self.send = turns.send
         self.dispatch = turns.dispatch
+        self.replay = turns.replay
         self.reset = commands.reset
         self.retire = commands.retire
         self.suspend = commands.suspend

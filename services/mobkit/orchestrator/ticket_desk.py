@@ -304,11 +304,7 @@ class TicketDesk:
         """Whether the ticket's turn has its receipt in the session running now (one
         from before a reset is a caller key's earlier turn: the turn runs afresh, as
         its replay would)."""
-        stored = await self.o.p.continuity.load_receipt(record.identity, record.key)
-        if stored is None:
-            return False
-        receipt = checkpoint.decode_receipt(record.identity, stored.data)
-        return receipt.session_id == slot.session_id
+        return await self.o.replay(slot, record.key) is not None
 
     # -- GetTurn / WatchTurn ----------------------------------------------------------------
 

@@ -119,14 +119,14 @@ class Turns:
         async with slot.lock:
             key = message.idempotency_key
             if key and check_replay and slot.state is S.ACTIVE:
-                replay = await self._replay(slot, key)
+                replay = await self.replay(slot, key)
                 if replay is not None:
                     return replay
             if slot.state is S.ACTIVE and slot.grant is not None:
                 return await self._turn(slot, message, progress)
         return None
 
-    async def _replay(self, slot: IdentitySlot, key: str) -> DispatchReceipt | None:
+    async def replay(self, slot: IdentitySlot, key: str) -> DispatchReceipt | None:
         """The receipt of the turn that ran with ``key`` in this session, if the store
         still keeps it. Always asked of the store: it alone knows the retention, and a
         replay answers what it kept (the output cut to the receipt limit)."""

@@ -30,6 +30,25 @@ async def latencies(
     return out
 
 
+async def side_by_side(
+    calls: list[Callable[[int], Awaitable[object]]], n: int, warmup: int = 50
+) -> list[list[float]]:
+    """Latencies of each call, taken in turn (one of each, ``n`` times, the order
+    reversed every other round), so that every list sees the same load: on a shared
+    machine a baseline timed minutes apart from its subject moves the ratio either way."""
+    for i in range(warmup):
+        for call in calls:
+            await call(i)
+    out: list[list[float]] = [[] for _ in calls]
+    for i in range(n):
+        order = list(zip(calls, out, strict=True))
+        for call, samples in order if i % 2 else order[::-1]:
+            t = time.perf_counter()
+            await call(warmup + i)
+            samples.append(time.perf_counter() - t)
+    return out
+
+
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.3f} ms"
 

@@ -7,6 +7,7 @@ retention."""
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from mobkit.etcd.client import EtcdClient
 from mobkit.gen.lease.v1 import lease_service_pb2 as lsvc
 from mobkit.gen.lease.v1 import lease_service_pb2_grpc as lgrpc
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
+from mobkit.orchestrator import ticket_store
 from mobkit.orchestrator.ticket_store import EtcdTicketStore
 from mobkit.orchestrator.tickets import TicketRecord, receipt_only, ticket_id, turn_message
 from mobkit.testing.fleet import Fleet, wait_fleet
@@ -66,10 +68,10 @@ async def suite(
     tmp_path: Path, etcd: Any, roster: Path, **settings: Any
 ) -> AsyncIterator[grpc.aio.Channel]:
     """``serve all`` in this process, with SQLite continuity and a prefix of its own."""
+    settings.setdefault("etcd_prefix", f"/tickets-{uuid.uuid4().hex[:8]}")
     async with running_services(
         ["all"],
         etcd_endpoints=[etcd.endpoint],
-        etcd_prefix=f"/tickets-{uuid.uuid4().hex[:8]}",
         roster=str(roster),
         data_dir=str(tmp_path),
         continuity_backend="sqlite",
@@ -272,3 +274,73 @@ def test_a_keyless_ticket_id_names_its_identity_and_time_when_they_fit() -> None
     assert receipt_only(ticket_id(long, None, 5)) is None
     for other in ("turn-nope", "run-1", "turn-zz-0123456789abcdef.ann", "turn-1-short.ann"):
         assert receipt_only(other) is None
+
+
+async def test_open_tickets_of_many_identities_are_read_in_one_look(
+    etcd_client: EtcdClient, etcd_prefix: str
+) -> None:
+    """What a burst of activations asks: every identity's open tickets at once, whether
+    read by each identity's markers (a few) or by one range over all of them (many).
+    A name that another extends (``ann``, ``ann2``) gets only its own."""
+    now = 1_000_000_000_000
+    store = EtcdTicketStore(etcd_client, etcd_prefix, 60.0, clock_ms=lambda: now)
+    written = {"ann": ["turn-a1", "turn-a2"], "ann2": ["turn-b1"], "cy": ["turn-c1"]}
+    for identity, turn_ids in written.items():
+        for turn_id in turn_ids:
+            assert (await store.create(ticket(identity, turn_id, now), 0))[1]
+    failed = ticket("cy", "turn-c2", now).failed("TOOL_FAILED", "x", 1, now)
+    await store.fail(failed, 0)  # written, but finished: not open
+    for asked in (["ann", "ann2", "cy"], ["ann", "ann2", "cy", "d", "e", "f", "g"]):
+        found = await store.open_tickets_of(asked)
+        assert set(found) == set(asked)
+        got = {i: sorted(r.turn_id for r in records) for i, records in found.items()}
+        assert got == {i: written.get(i, []) for i in asked}
+
+
+async def test_finished_tickets_are_forgotten_once_past_their_retention(
+    etcd_client: EtcdClient, etcd_prefix: str
+) -> None:
+    """A finished ticket's marker waits for that identity's next ticket write to drop
+    it; an identity that takes no more tickets must not keep it in memory for ever.
+    Its marker expires with its retention lease, so past that nothing is kept."""
+    clock = [1_000_000_000_000]
+    store = EtcdTicketStore(etcd_client, etcd_prefix, 60.0, clock_ms=lambda: clock[0])
+    idle = [f"idle-{i}" for i in range(ticket_store.SWEEP_EVERY)]
+    for identity in idle:
+        store.finished(ticket(identity, f"turn-{identity}", clock[0], retention_ms=1_000))
+    assert len(store._finished) == len(idle)  # the bound under test
+    clock[0] += 1_001
+    for i in range(ticket_store.SWEEP_EVERY):  # the sweep runs once per so many notes
+        store.finished(ticket("busy", f"turn-busy-{i}", clock[0]))
+    assert set(store._finished) == {"busy"}
+
+
+async def test_tickets_left_for_the_next_owner_all_run_when_a_fleet_starts(
+    tmp_path: Path, etcd_session: Any
+) -> None:
+    """Tickets written while no replica held their identities: the replica that then
+    claims them all at once (one burst of activations, read in one look) runs each
+    ticket's turn exactly once."""
+    prefix = f"/tickets-{uuid.uuid4().hex[:8]}"
+    ids = [f"p{i}" for i in range(7)]
+    client = await EtcdClient.connect([etcd_session.endpoint], timeout=10)
+    try:
+        store = EtcdTicketStore(client, prefix, 3600.0)
+        now = int(time.time() * 1000)
+        for identity in ids:
+            message = DispatchInput(f"remember left-{identity}", idempotency_key=f"k-{identity}")
+            turn_id = ticket_id(identity, message.idempotency_key, now)
+            record = TicketRecord(
+                turn_id, identity, turn_message(turn_id, message), True, now, now + 3_600_000
+            )
+            assert (await store.create(record, 0))[1]
+    finally:
+        await client.close()
+    roster = write_roster(tmp_path / "roster.toml", ids)
+    async with suite(tmp_path, etcd_session, roster, etcd_prefix=prefix) as channel:
+        await wait_fleet(channel, len(ids), owners=1, timeout=60)
+        for identity in ids:
+            turn_id = ticket_id(identity, f"k-{identity}", 0)  # a keyed id ignores the time
+            _, done = await watch_turn(channel, turn_id)
+            assert done.state == svc.TURN_STATE_SUCCEEDED, done
+            assert (await notes(channel, identity)).count(f"left-{identity}") == 1

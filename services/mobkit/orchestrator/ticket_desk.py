@@ -8,7 +8,7 @@ the owner's ordinary turn path, and find the ones a previous owner left.
   with its checkpoint, is the ticket's completion, and a repeated key replays it,
   so however many owners a ticket has its turn runs once.
 - On every activation the new owner looks at the identity's open tickets and runs
-  those without a receipt (``activated``).
+  those without a receipt (:mod:`mobkit.orchestrator.ticket_recovery`).
 - ``watch`` ends on the turn's own signal when it runs here; elsewhere it polls.
 """
 
@@ -39,6 +39,7 @@ from mobkit.orchestrator.inputs import check_dispatch_input
 from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.replica import ROUTE_POLL, S
 from mobkit.orchestrator.slot import IdentitySlot
+from mobkit.orchestrator.ticket_recovery import TicketRecovery
 from mobkit.orchestrator.ticket_running import RunningTicket, follow
 from mobkit.orchestrator.tickets import (
     DERIVED_KEY_PREFIX,
@@ -61,8 +62,6 @@ RECENT = 4096
 """Finished tickets this replica answers from memory (WatchTurn right after its turn)."""
 WRITE_GRACE = 0.05
 """Seconds a keyless ticket's turn has to commit before its record is written."""
-RECOVERIES = 8
-"""Identities whose open tickets are looked up at once after activations."""
 
 
 class TicketDesk:
@@ -80,9 +79,11 @@ class TicketDesk:
         self._clock_ms = clock_ms
         self._running: dict[str, RunningTicket] = {}
         self._recent: OrderedDict[str, tuple[Ticket, int]] = OrderedDict()
-        self._recoveries = asyncio.Semaphore(RECOVERIES)
         self._tasks: set[asyncio.Task[None]] = set()
-        orchestrator.when_active(self.activated)
+        recovery = TicketRecovery(
+            orchestrator, store, start=self._start, running=self._running, spawn=self._spawn
+        )
+        orchestrator.when_active(recovery.activated)
 
     # -- SubmitTurn ---------------------------------------------------------------------
 
@@ -271,40 +272,6 @@ class TicketDesk:
         if running is not None:
             return Ticket.of(running.record, None, attempts=running.attempts)
         return None
-
-    # -- a new owner ----------------------------------------------------------------------
-
-    def activated(self, slot: IdentitySlot) -> None:
-        """``slot`` became Active here: run the tickets earlier owners left open."""
-        if slot.grant is not None:
-            token = slot.grant.fencing_token
-            self._spawn(self._recover(slot.identity, token), f"tickets-{slot.identity}")
-
-    async def _recover(self, identity: str, token: int) -> None:
-        async with self._recoveries:
-            for attempt in range(5):
-                slot = self.o.slots.get(identity)
-                if slot is None or slot.grant is None or slot.grant.fencing_token != token:
-                    return
-                try:
-                    for record in await self.store.open_tickets(identity):
-                        if record.turn_id in self._running:
-                            continue
-                        if await self._ran(slot, record):
-                            self.store.finished(record)  # it ran: the receipt says so
-                        else:
-                            self._start(record, token)
-                    await self.store.close_finished(identity, token)
-                    return
-                except MobKitError as exc:
-                    log.warning("%s: open tickets not read (%s); trying again", identity, exc)
-                    await asyncio.sleep(min(5.0, 0.5 * 2**attempt))
-
-    async def _ran(self, slot: IdentitySlot, record: TicketRecord) -> bool:
-        """Whether the ticket's turn has its receipt in the session running now (one
-        from before a reset is a caller key's earlier turn: the turn runs afresh, as
-        its replay would)."""
-        return await self.o.replay(slot, record.key) is not None
 
     # -- GetTurn / WatchTurn ----------------------------------------------------------------
 

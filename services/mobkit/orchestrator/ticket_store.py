@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from mobkit.core.errors import SnapshotTooLarge, StaleFencingToken, StoreCorruption
@@ -27,7 +27,6 @@ from mobkit.etcd.ops import (
     compare_mod_revision,
     compare_version,
     delete_op,
-    prefix_end,
     put_op,
     range_op,
     txn_request,
@@ -41,6 +40,10 @@ MAX_TICKET_BYTES = 1024 * 1024
 """A ticket's record (mostly its input) fits one etcd request with room to spare."""
 MAX_CLOSED_PER_WRITE = 32
 """Open markers of finished tickets a ticket write drops beside its own puts."""
+SWEEP_EVERY = 1024
+"""Finished tickets noted between sweeps of every identity's expired ones."""
+FEW_IDENTITIES = 4
+"""Up to this many identities, open tickets are read by each one's own markers."""
 FORMAT = 1
 
 
@@ -57,7 +60,10 @@ class EtcdTicketStore:
         self._keys = Keyspace(prefix)
         self._leases = RetentionLeases(client, lambda: retention_seconds, clock_ms=clock_ms)
         self._clock_ms = clock_ms
-        self._finished: dict[str, set[str]] = {}  # identity -> turn ids to close
+        # identity -> {turn id: expires_ms}: finished tickets whose open markers a later
+        # write of that identity drops; kept until then or until their retention ends.
+        self._finished: dict[str, dict[str, int]] = {}
+        self._noted = 0
 
     async def _txn(self, build: Callable[[int], rpc_pb2.TxnRequest], expires_ms: int) -> Any:
         for attempt in range(2):
@@ -72,14 +78,34 @@ class EtcdTicketStore:
                 raise backend_error(exc) from exc
         raise AssertionError("unreachable")
 
+    def _finish(self, identity: str, turn_id: str, expires_ms: int) -> None:
+        self._finished.setdefault(identity, {})[turn_id] = expires_ms
+        self._noted += 1
+        if self._noted % SWEEP_EVERY == 0:  # identities that take no more tickets
+            for other in list(self._finished):
+                self._forget_expired(other)
+
+    def _forget_expired(self, identity: str) -> None:
+        """Drop what is past its retention: its marker expires with its lease."""
+        done = self._finished.get(identity)
+        if done is None:
+            return
+        now = self._clock_ms()
+        for turn_id in [t for t, expires in done.items() if expires <= now]:
+            del done[turn_id]
+        if not done:
+            del self._finished[identity]
+
     def _closing(self, identity: str) -> list[str]:
+        self._forget_expired(identity)
         done = self._finished.get(identity)
         return sorted(done)[:MAX_CLOSED_PER_WRITE] if done else []
 
     def _closed(self, identity: str, turn_ids: list[str]) -> None:
         done = self._finished.get(identity)
         if done is not None:
-            done.difference_update(turn_ids)
+            for turn_id in turn_ids:
+                done.pop(turn_id, None)
             if not done:
                 del self._finished[identity]
 
@@ -137,27 +163,43 @@ class EtcdTicketStore:
         return record if record.expires_ms > self._clock_ms() else None
 
     async def open_tickets(self, identity: str) -> list[TicketRecord]:
+        return (await self.open_tickets_of([identity]))[identity]
+
+    async def open_tickets_of(self, identities: Collection[str]) -> dict[str, list[TicketRecord]]:
         keys = self._keys
-        prefix = keys.tickets_open_of(identity)
+        wanted = set(identities)
+        # A few identities: their own markers; a burst of activations: one paged range
+        # over every identity's markers (few in steady state, since writes close them).
+        prefixes = (
+            [keys.tickets_open_of(i) for i in sorted(wanted)]
+            if len(wanted) <= FEW_IDENTITIES
+            else [keys.tickets_open]
+        )
+        root = len(keys.tickets_open)
+        open_: list[tuple[str, str]] = []
+        found: dict[str, list[TicketRecord]] = {i: [] for i in wanted}
         try:
-            markers = await self._client.range(prefix, prefix_end(prefix), keys_only=True)
-            turn_ids = [bytes(kv.key[len(prefix) :]).decode() for kv in markers.kvs]
-            found: list[TicketRecord] = []
-            for start in range(0, len(turn_ids), 64):  # under etcd's --max-txn-ops
-                chunk = turn_ids[start : start + 64]
+            for prefix in prefixes:
+                async for kv in self._client.range_prefix(prefix, keys_only=True):
+                    identity, _, turn_id = bytes(kv.key[root:]).decode().partition("/")
+                    if identity in wanted and turn_id:
+                        open_.append((identity, turn_id))
+            for start in range(0, len(open_), 64):  # under etcd's --max-txn-ops
+                chunk = open_[start : start + 64]
                 reply = await self._client.txn(
-                    txn_request(success=[range_op(keys.ticket(t)) for t in chunk])
+                    txn_request(success=[range_op(keys.ticket(t)) for _, t in chunk])
                 )
-                for turn_id, response in zip(chunk, reply.responses, strict=True):
+                for (identity, turn_id), response in zip(chunk, reply.responses, strict=True):
                     kvs = response.response_range.kvs
-                    if not kvs:  # its record went past its retention first
-                        self._finished.setdefault(identity, set()).add(turn_id)
-                        continue
-                    record = decode(bytes(kvs[0].value), turn_id)
-                    if record.expires_ms > self._clock_ms() and record.failure_reason is None:
-                        found.append(record)
-                    else:
-                        self._finished.setdefault(identity, set()).add(turn_id)
+                    record = decode(bytes(kvs[0].value), turn_id) if kvs else None
+                    if (
+                        record is not None
+                        and record.expires_ms > self._clock_ms()
+                        and record.failure_reason is None
+                    ):
+                        found[identity].append(record)
+                    else:  # failed, past its retention, or its record already gone
+                        self._finish(identity, turn_id, record.expires_ms if record else 0)
         except EtcdError as exc:
             raise backend_error(exc) from exc
         return found
@@ -183,7 +225,7 @@ class EtcdTicketStore:
             raise StaleFencingToken(identity, fencing_token, current)
 
     def finished(self, record: TicketRecord) -> None:
-        self._finished.setdefault(record.identity, set()).add(record.turn_id)
+        self._finish(record.identity, record.turn_id, record.expires_ms)
 
     async def close_finished(self, identity: str, fencing_token: int) -> None:
         closing = self._closing(identity)

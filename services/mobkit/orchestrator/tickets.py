@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
@@ -153,8 +154,8 @@ class TicketStore(Protocol):
 
     async def get(self, turn_id: str) -> TicketRecord | None: ...
 
-    async def open_tickets(self, identity: str) -> list[TicketRecord]:
-        """The tickets of ``identity`` not yet known finished."""
+    async def open_tickets_of(self, identities: Collection[str]) -> dict[str, list[TicketRecord]]:
+        """Each identity's tickets not yet known finished (every identity asked is a key)."""
         ...
 
     async def fail(self, record: TicketRecord, fencing_token: int) -> None:

@@ -7,7 +7,8 @@
   lease keys and continuity records in batched transactions (raw client);
 - failover of 1,000 identities after a SIGKILL of their owner, as a multiple of the
   lease TTL (goal <= TTL + 2 s), next to published peers' failure detection;
-- a forwarded Send (through a replica that does not own the identity) vs a direct one.
+- a forwarded Send (through a replica that does not own the identity) vs a direct one,
+  one of each in turn.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from benchmarks._common import latencies, pct, summary
+from benchmarks._common import pct, side_by_side, summary
 from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
 from mobkit.etcd.ops import prefix_end, put_op, txn_op, txn_request
@@ -119,17 +120,17 @@ async def main(argv: list[str]) -> None:
                 mine = [i for i, o in owned.items() if o.startswith("f0~")]
                 theirs = [i for i, o in owned.items() if o.startswith("f1~")]
                 async with grpc.aio.insecure_channel(a.address) as cha:
-                    direct = await latencies(
-                        lambda k: stub(ch).Send(
-                            send_request(theirs[k % len(theirs)], "x"), timeout=10
-                        ),
-                        300,
-                    )
-                    forwarded = await latencies(
-                        lambda k: stub(cha).Send(
-                            send_request(theirs[k % len(theirs)], "x"), timeout=10
-                        ),
-                        300,
+                    # One of each in turn, so both see the same load.
+                    direct, forwarded = await side_by_side(
+                        [
+                            lambda k: stub(ch).Send(
+                                send_request(theirs[k % len(theirs)], "x"), timeout=10
+                            ),
+                            lambda k: stub(cha).Send(
+                                send_request(theirs[k % len(theirs)], "x"), timeout=10
+                            ),
+                        ],
+                        600,
                     )
                 print(f"Send direct to the owner: {summary(direct)}")
                 print(

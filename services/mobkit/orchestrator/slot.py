@@ -65,6 +65,12 @@ class IdentitySlot:
     def grant(self) -> LeaseGrant | None:
         return self.life.held.grant if self.life.held else None
 
+    def held_with(self, fencing_token: int) -> bool:
+        """Whether this replica still holds the identity under ``fencing_token`` (work
+        begun under an earlier grant belongs to whoever holds it now)."""
+        grant = self.grant
+        return grant is not None and grant.fencing_token == fencing_token
+
     @property
     def lease_healthy(self) -> bool:
         return self.life.held.healthy if self.life.held else True

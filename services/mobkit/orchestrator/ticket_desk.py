@@ -207,7 +207,7 @@ class TicketDesk:
         try:
             while True:
                 slot = self.o.slots.get(identity)
-                if slot is None or slot.grant is None or slot.grant.fencing_token != token:
+                if slot is None or not slot.held_with(token):
                     return  # handed over: the next owner's activation runs it
                 if slot.state is S.ACTIVE:
                     running.attempts += 1

@@ -50,15 +50,16 @@ class TicketRecovery:
         if self._task is None or self._task.done():
             self._task = self._spawn(self._drain(), "ticket-recovery")
 
-    def _holds(self, identity: str, token: int) -> bool:
+    def _held(self, identity: str, token: int) -> IdentitySlot | None:
+        """The identity's slot while it is still held under ``token``."""
         slot = self.o.slots.get(identity)
-        return slot is not None and slot.grant is not None and slot.grant.fencing_token == token
+        return slot if slot is not None and slot.held_with(token) else None
 
     async def _drain(self) -> None:
         failures = 0
         while self._queued:
             await asyncio.sleep(0)  # the rest of an activation burst joins this batch
-            batch = {i: t for i, t in self._queued.items() if self._holds(i, t)}
+            batch = {i: t for i, t in self._queued.items() if self._held(i, t)}
             self._queued.clear()
             if not batch:
                 continue
@@ -77,8 +78,8 @@ class TicketRecovery:
     async def _recover(self, batch: dict[str, int]) -> None:
         found = await self.store.open_tickets_of(batch)
         for identity, token in batch.items():
-            slot = self.o.slots.get(identity)
-            if slot is None or not self._holds(identity, token):
+            slot = self._held(identity, token)
+            if slot is None:
                 continue  # handed over meanwhile: its next owner looks again
             for record in found.get(identity, ()):
                 if record.turn_id in self._running:

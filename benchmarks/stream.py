@@ -3,8 +3,8 @@
     ./dev bench stream [--quick] [--clients-only]
 
 ``mobkit serve runtime`` runs in its own process. Every figure is printed next to
-its baseline from the same run, measured in interleaved rounds (so drift on a
-shared machine hits both alike):
+its baseline from the same run, the cases timed one of each in turn (so drift on
+a shared machine hits all alike):
 - the floor: a bare grpc.aio bidirectional call (one message each way) vs a bare
   unary call, to the same echo process;
 - the runtime's turn as the orchestrator drives it (``GrpcAgentRuntime``): an echo
@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from benchmarks._common import EchoServer, latencies, pct, summary
+from benchmarks._common import EchoServer, pct, side_by_side, summary
 from mobkit.core.types import AgentBuildDraft, DispatchInput
 from mobkit.etcd.process import EtcdProcess
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
@@ -68,10 +68,13 @@ class UnaryTurns:
 
 
 async def interleaved(cases: dict[str, Call], n: int, between: Call | None = None) -> Any:
+    """Every case timed in turn with the others (one of each, then again), in
+    ``ROUNDS`` rounds with ``between`` run after each."""
     out: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(ROUNDS):
-        for name, call in cases.items():
-            out[name] += await latencies(call, n // ROUNDS, warmup=50 if r == 0 else 5)
+        got = await side_by_side(list(cases.values()), n // ROUNDS, warmup=50 if r == 0 else 5)
+        for name, samples in zip(cases, got, strict=True):
+            out[name] += samples
         if between is not None:
             await between(r)
     return out

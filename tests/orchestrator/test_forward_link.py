@@ -20,10 +20,11 @@ from mobkit.orchestrator.forward_link import (
     serve_forwarded,
 )
 from mobkit.orchestrator.servicer import ERRORS
+from mobkit.runtime.sdk import TurnProgress
 from mobkit.wire.calls import decoder
 from mobkit.wire.errors import RemoteError
 
-Run = Callable[[svc.ForwardStreamRequest, float | None], Any]
+Run = Callable[[svc.ForwardStreamRequest, float | None, Any], Any]
 
 
 @asynccontextmanager
@@ -62,7 +63,9 @@ def send(identity: str) -> svc.ForwardStreamRequest:
 
 
 async def test_concurrent_calls_share_one_stream_and_are_matched_by_id() -> None:
-    async def run(request: svc.ForwardStreamRequest, _t: float | None) -> pb.DispatchReceipt:
+    async def run(
+        request: svc.ForwardStreamRequest, _t: float | None, _p: Any = None
+    ) -> pb.DispatchReceipt:
         n = int(request.send.identity[1:])
         await asyncio.sleep(0.001 * (20 - n))  # later calls answer first
         return pb.DispatchReceipt(identity=request.send.identity, output=f"out {n}")
@@ -74,8 +77,50 @@ async def test_concurrent_calls_share_one_stream_and_are_matched_by_id() -> None
         assert link._pending == {}
 
 
+async def test_progress_comes_before_the_answer_and_only_to_calls_that_asked() -> None:
+    asked: dict[str, bool] = {}
+
+    async def run(
+        request: svc.ForwardStreamRequest, _t: float | None, progress: Any
+    ) -> pb.DispatchReceipt:
+        name = request.send.identity
+        asked[name] = progress is not None
+        for piece in ("one ", "two ", name):
+            if progress is not None:
+                await progress(TurnProgress("delta", piece))
+            await asyncio.sleep(0.005)
+        return pb.DispatchReceipt(identity=name, output=f"one two {name}")
+
+    heard: dict[str, list[str]] = {"x": [], "y": []}
+
+    def sink(name: str) -> Any:
+        async def hear(event: TurnProgress) -> None:
+            assert name not in answered  # progress never after the answer
+            heard[name].append(event.text)
+
+        return hear
+
+    answered: set[str] = set()
+
+    async def streamed(name: str) -> str:
+        receipt = await link.call(send(name), 10, sink(name))
+        answered.add(name)
+        return receipt.output
+
+    async with owner(run) as (link, _):
+        plain, *outputs = await asyncio.gather(
+            link.call(send("z"), 10), streamed("x"), streamed("y")
+        )
+        assert outputs == ["one two x", "one two y"] and plain.output == "one two z"
+        assert heard == {"x": ["one ", "two ", "x"], "y": ["one ", "two ", "y"]}
+        assert asked == {"x": True, "y": True, "z": False}  # z's owner made no progress answers
+        assert link._progress == {} and link._pending == {}
+
+
 async def test_an_owners_error_comes_back_as_the_domain_error() -> None:
-    async def run(request: svc.ForwardStreamRequest, _t: float | None) -> pb.DispatchReceipt:
+    async def run(
+        request: svc.ForwardStreamRequest, _t: float | None, _p: Any = None
+    ) -> pb.DispatchReceipt:
         raise NotActive(request.send.identity, "between_owners", retry_after_ms=300)
 
     async with owner(run) as (link, _):
@@ -86,7 +131,9 @@ async def test_an_owners_error_comes_back_as_the_domain_error() -> None:
 
 
 async def test_a_crash_on_the_owner_is_internal_without_its_text() -> None:
-    async def run(_r: svc.ForwardStreamRequest, _t: float | None) -> pb.DispatchReceipt:
+    async def run(
+        _r: svc.ForwardStreamRequest, _t: float | None, _p: Any = None
+    ) -> pb.DispatchReceipt:
         raise RuntimeError("secret detail")
 
     async with owner(run) as (link, _):
@@ -100,7 +147,9 @@ async def test_a_timed_out_or_abandoned_call_is_withdrawn_on_the_owner() -> None
     started: list[str] = []
     stopped: list[str] = []
 
-    async def run(request: svc.ForwardStreamRequest, timeout: float | None) -> pb.DispatchReceipt:
+    async def run(
+        request: svc.ForwardStreamRequest, timeout: float | None, _p: Any = None
+    ) -> pb.DispatchReceipt:
         started.append(request.send.identity)
         try:
             await asyncio.sleep(60)
@@ -130,7 +179,9 @@ async def test_a_timed_out_or_abandoned_call_is_withdrawn_on_the_owner() -> None
 async def test_a_broken_stream_fails_what_was_in_flight_and_is_reopened() -> None:
     gate = asyncio.Event()
 
-    async def run(request: svc.ForwardStreamRequest, _t: float | None) -> pb.DispatchReceipt:
+    async def run(
+        request: svc.ForwardStreamRequest, _t: float | None, _p: Any = None
+    ) -> pb.DispatchReceipt:
         if request.send.identity == "hang":
             await gate.wait()
         return pb.DispatchReceipt(output="ok")
@@ -159,7 +210,9 @@ async def test_every_call_id_and_deadline_is_answered_as_sent(
     """The numeric fields' whole ranges: the id comes back as sent, 0 ms is no deadline."""
     seen: list[float | None] = []
 
-    async def run(request: svc.ForwardStreamRequest, timeout: float | None) -> pb.DispatchReceipt:
+    async def run(
+        request: svc.ForwardStreamRequest, timeout: float | None, _p: Any = None
+    ) -> pb.DispatchReceipt:
         seen.append(timeout)
         return pb.DispatchReceipt(identity=request.send.identity)
 

@@ -23,7 +23,7 @@ from mobkit.server.host import start_services
 from mobkit.testing.fake_openai import CallTools, Fail, FakeOpenAI, Say
 from mobkit.testing.fleet import ACTIVE, Fleet, all_statuses, between_owners, wait_fleet
 from mobkit.testing.servers import running_services
-from mobkit.testing.suite import send_request, stub, until
+from mobkit.testing.suite import send_request, stub, text_input, until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -213,6 +213,44 @@ async def test_the_history_survives_a_sigkill_failover(
                 {"role": "user", "content": "what is my name?"},
             ]
             assert len(model.requests) == 2  # each turn asked the model once
+        finally:
+            for channel in channels:
+                await channel.close()
+    finally:
+        fleet.close()
+
+
+async def test_a_turn_streamed_through_a_replica_that_does_not_own_it(
+    tmp_path: Path, etcd_session: Any, model: FakeOpenAI
+) -> None:
+    """SendStream and DispatchStream on the other replica: the owner's deltas come over
+    the forward stream, before the receipt, as they would on the owner itself."""
+    roster = tmp_path / "roster.toml"
+    roster.write_text(
+        '[profiles]\nllm = "llm"\n\n[[agents]]\nidentity = "alice"\nprofile = "llm"\n'
+    )
+    fleet = Fleet(tmp_path, etcd_session.endpoint, roster, ttl=2.0)
+    extra = ["--config", str(_llm_config(tmp_path, model))]
+    try:
+        a, b = fleet.add("a", extra=extra), fleet.add("b", extra=extra)
+        channels = [grpc.aio.insecure_channel(r.address) for r in (a, b)]
+        try:
+            await wait_fleet(channels[0], 1, owners=1, timeout=60)
+            [status] = await all_statuses(channels[0])
+            other = channels[1] if Holder(status.owner).instance == "a" else channels[0]
+            model.script(Say("told from afar", chunks=4), Say("and again", chunks=3))
+            for request, rpc in (
+                (svc.SendStreamRequest(identity="alice", input=text_input("a story")), "Send"),
+                (svc.DispatchStreamRequest(identity="alice", input=text_input("more")), "Dispatch"),
+            ):
+                call = getattr(stub(other), f"{rpc}Stream")(request, timeout=20)
+                items = [item async for item in call]
+                *progress, last = items
+                assert last.HasField("receipt"), rpc
+                deltas = [i.progress.text_delta.text for i in progress]
+                assert all(i.HasField("progress") for i in progress)
+                assert len(deltas) >= 2 and "".join(deltas) == last.receipt.output, rpc
+            assert len(model.requests) == 2  # each turn asked the model once, on its owner
         finally:
             for channel in channels:
                 await channel.close()

@@ -13,6 +13,7 @@ from mobkit.core.errors import BackendUnavailable, MobKitError, NotActive
 from mobkit.core.types import DispatchInput, DispatchReceipt, IdentityStatus
 from mobkit.orchestrator.replica import PEER_CALL_TIMEOUT, ROUTE_POLL, Replica, S
 from mobkit.orchestrator.slot import IdentitySlot
+from mobkit.runtime.sdk import ProgressSink
 
 STATUS_TIMEOUT = 5.0  # s for an owner to answer a status question
 
@@ -73,9 +74,11 @@ class Forwarding:
         dispatch: bool,
         forwarded: bool,
         timeout: float | None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
         """Run the turn ``here`` if this replica hosts the identity (None: not Active
-        here); otherwise forward it to the owner. Between owners (a failover, a drain,
+        here); otherwise forward it to the owner (``progress`` then hears the owner's
+        reports). Between owners (a failover, a drain,
         or an activation in progress here) the call waits, bounded by its deadline
         (default: one lease TTL plus 2 s), then fails NOT_ACTIVE with
         ``retry_after_ms``."""
@@ -108,6 +111,7 @@ class Forwarding:
                             message,
                             dispatch=dispatch,
                             timeout=max(0.1, deadline - loop.time()),
+                            progress=progress,
                         )
                     self.r.fleet.forget_owner(slot.identity)  # none, or this replica
                 except (NotActive, BackendUnavailable):

@@ -35,6 +35,7 @@ from mobkit.core.types import (
 from mobkit.events.domain import EventLog
 from mobkit.orchestrator.tickets import Ticket
 from mobkit.roster.domain import RosterSnapshot
+from mobkit.runtime.sdk import ProgressSink
 
 
 class Leases(Protocol):
@@ -129,7 +130,11 @@ class Fleet(Protocol):
         *,
         dispatch: bool,
         timeout: float | None,
-    ) -> DispatchReceipt: ...
+        progress: ProgressSink | None = None,
+    ) -> DispatchReceipt:
+        """The turn, run by ``holder``; with ``progress``, its progress as the owner
+        reports it (over ForwardStream; a peer without it reports none)."""
+        ...
 
     async def submit_turn(
         self,

@@ -24,6 +24,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.fleet import ReplicaRegistry, holder_address
 from mobkit.orchestrator.forward_link import ForwardLink, StreamUnsupported
 from mobkit.orchestrator.tickets import Ticket
+from mobkit.runtime.sdk import ProgressSink
 from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
@@ -155,6 +156,7 @@ class Router:
         *,
         dispatch: bool,
         timeout: float | None,
+        progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
         wire = dispatch_input_to_proto(message)
         address = self._address(holder)
@@ -168,7 +170,7 @@ class Router:
                 else svc.ForwardStreamRequest(send=svc.SendRequest(identity=identity, input=wire))
             )
             try:
-                return receipt_from_proto(await link.call(forward, timeout))
+                return receipt_from_proto(await link.call(forward, timeout, progress))
             except StreamUnsupported:  # it never ran there: ask it the unary way
                 self._unary_only.add(address)
                 self._links.pop(address, None)

@@ -27,6 +27,7 @@ from mobkit.runtime.domain import (
     ModelUnavailable,
     SessionNotFound,
 )
+from mobkit.runtime.sdk import ProgressSink
 from mobkit.server.conditions import BACKEND_UNAVAILABLE, BackendConditions
 from mobkit.server.errors import ErrorTable, service_errors
 from mobkit.wire.modules import ERRORS as MODULE_ERRORS
@@ -177,7 +178,10 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
             yield answer
 
     async def _forwarded(
-        self, request: svc.ForwardStreamRequest, timeout: float | None
+        self,
+        request: svc.ForwardStreamRequest,
+        timeout: float | None,
+        progress: ProgressSink | None,
     ) -> pb.DispatchReceipt:
         """One call of ForwardStream: a Send or Dispatch, forwarded already."""
         if request.HasField("send"):
@@ -187,6 +191,7 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
                 dispatch_input_from_proto(send.input),
                 forwarded=True,
                 timeout=timeout,
+                progress=progress,
             )
         elif request.HasField("dispatch"):
             dispatch = request.dispatch
@@ -195,6 +200,7 @@ class OrchestratorServicer(TicketRpcs, StreamingRpcs, svc_grpc.OrchestratorServi
                 dispatch_input_from_proto(dispatch.input),
                 forwarded=True,
                 timeout=timeout,
+                progress=progress,
             )
         else:
             raise e.InvalidArgument("call", "a forwarded call is a send or a dispatch")

@@ -62,7 +62,7 @@ class Turns:
         progress: ProgressSink | None = None,
     ) -> DispatchReceipt:
         """A turn from outside the mob (an internal-only identity refuses it).
-        ``progress`` sees the turn's progress when it runs on this replica."""
+        ``progress`` sees the turn's progress, here or forwarded from its owner."""
         if self.r.slot(identity).spec.addressability is AgentAddressability.INTERNAL_ONLY:
             raise NotAddressable(identity)
         return await self._deliver(identity, message, False, forwarded, timeout, progress)
@@ -104,6 +104,7 @@ class Turns:
             dispatch=dispatch,
             forwarded=forwarded,
             timeout=timeout,
+            progress=progress,
         )
 
     async def _here(

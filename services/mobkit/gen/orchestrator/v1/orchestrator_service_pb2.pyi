@@ -1205,12 +1205,17 @@ class ForwardStreamRequest(_message.Message):
     DISPATCH_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     call_id: _builtins.int
     """Chosen by the forwarding replica, unique on its stream."""
     timeout_ms: _builtins.int
     """The call's deadline, in milliseconds from its arrival; 0: none."""
     cancel: _builtins.bool
     """Withdraw the call `call_id` (its caller went away); no response follows."""
+    progress: _builtins.bool
+    """The caller streams the turn (SendStream, DispatchStream, a ticket's watch):
+    answer its progress as it happens, before the outcome.
+    """
     @_builtins.property
     def send(self) -> Global___SendRequest: ...
     @_builtins.property
@@ -1223,10 +1228,11 @@ class ForwardStreamRequest(_message.Message):
         dispatch: Global___DispatchRequest | None = ...,
         timeout_ms: _builtins.int = ...,
         cancel: _builtins.bool = ...,
+        progress: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "dispatch", b"dispatch", "send", b"send"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "call_id", b"call_id", "cancel", b"cancel", "dispatch", b"dispatch", "send", b"send", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "call_id", b"call_id", "cancel", b"cancel", "dispatch", b"dispatch", "progress", b"progress", "send", b"send", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_call: _TypeAlias = _typing.Literal["send", "dispatch"]  # noqa: Y015
     _WhichOneofArgType_call: _TypeAlias = _typing.Literal["call", b"call"]  # noqa: Y015
@@ -1243,6 +1249,7 @@ class ForwardStreamResponse(_message.Message):
     CALL_ID_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     call_id: _builtins.int
     status: _builtins.bytes
     """The call's error: a serialized google.rpc.Status with its ErrorInfo,
@@ -1252,18 +1259,26 @@ class ForwardStreamResponse(_message.Message):
     def receipt(self) -> _orchestrator_pb2.DispatchReceipt:
         """The turn's receipt, as Send's or Dispatch's response carries it."""
 
+    @_builtins.property
+    def progress(self) -> _orchestrator_pb2.TurnProgress:
+        """Something the turn did before it finished (only when the call asked for
+        `progress`); the call's receipt or status still follows. Lossy: an owner
+        whose answers back up drops progress, never the outcome.
+        """
+
     def __init__(
         self,
         *,
         call_id: _builtins.int = ...,
         receipt: _orchestrator_pb2.DispatchReceipt | None = ...,
         status: _builtins.bytes = ...,
+        progress: _orchestrator_pb2.TurnProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "result", b"result", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "receipt", b"receipt", "result", b"result", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "receipt", b"receipt", "result", b"result", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "progress", b"progress", "receipt", b"receipt", "result", b"result", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["receipt", "status"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["receipt", "status", "progress"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 

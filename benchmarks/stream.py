@@ -15,7 +15,9 @@ a shared machine hits all alike):
   the issue's figure, goal <= 1.3x;
 - with the in-process runtime (``mobkit serve all`` in its own process): SendStream
   to its receipt vs Send (goal <= 1.3x), and SubmitTurn then WatchTurn to the
-  finished ticket vs Send (goal <= 1.5x).
+  finished ticket vs Send (goal <= 1.5x), with what a ticket is made of beside it:
+  a keyed Send (a ticket's turn stores its receipt), a WatchTurn alone, and one
+  bare RPC to the same server (the floor of a second call).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks._common import EchoServer, pct, side_by_side, summary
 from mobkit.core.types import AgentBuildDraft, DispatchInput
@@ -225,7 +228,26 @@ async def client_streams(tmp: Path, n: int) -> None:
                     watch = o.WatchTurn(svc.WatchTurnRequest(turn_id=turn.turn_id), timeout=30)
                     return [item async for item in watch]
 
-                got = await interleaved({"send": send, "stream": send_stream, "ticket": ticket}, n)
+                # The floor of a ticket's second call: one RPC to the same server.
+                health = health_pb2_grpc.HealthStub(ch)
+                done = (await o.SubmitTurn(svc.SubmitTurnRequest(
+                    identity=ids[0], input=text_input("ping")), timeout=30)).turn.turn_id  # fmt: skip
+
+                async def check(i: int) -> object:
+                    return await health.Check(health_pb2.HealthCheckRequest(), timeout=30)
+
+                async def watch_done(i: int) -> object:
+                    watch = o.WatchTurn(svc.WatchTurnRequest(turn_id=done), timeout=30)
+                    return [item async for item in watch]
+
+                async def keyed(i: int) -> object:
+                    request = send_request(ids[i % len(ids)], "ping", key=uuid.uuid4().hex)
+                    return await o.Send(request, timeout=30)
+
+                got = await interleaved(
+                    {"send": send, "stream": send_stream, "ticket": ticket, "keyed": keyed,
+                     "watch": watch_done, "check": check}, n,
+                )  # fmt: skip
         print(f"Send, in-process runtime (baseline): {summary(got['send'])}")
         print(ratio("SendStream to its receipt", got["stream"], got["send"], " (goal <= 1.3x)"))
         print(
@@ -236,6 +258,11 @@ async def client_streams(tmp: Path, n: int) -> None:
                 " (goal <= 1.5x)",
             )
         )
+        print("  what a ticket is made of, against the same Send:")
+        print(ratio("  Send with an idempotency key (a ticket's turn keeps its receipt)",
+                    got["keyed"], got["send"]))  # fmt: skip
+        print(ratio("  WatchTurn of a ticket finished already", got["watch"], got["send"]))
+        print(ratio("  one bare RPC to the same server (Health.Check)", got["check"], got["send"]))
     finally:
         await etcd.stop_async()
 
@@ -252,11 +279,11 @@ async def main(argv: list[str]) -> None:
     n = 500 if args.quick else 3000
     tmp = Path(tempfile.mkdtemp(prefix="mobkit-bench-stream-"))
     if args.clients_only:
-        await client_streams(tmp, n // 10)
+        await client_streams(tmp, n // 5)
         return
     await floor(n)
     with ServeProcess("runtime", ["--log-level", "WARNING"], log_dir=tmp) as proc:
         async with grpc.aio.insecure_channel(proc.address or "") as channel:
             await runtime_turns(channel, n)
             await sends(tmp, channel, n // 3)
-    await client_streams(tmp, n // 10)
+    await client_streams(tmp, n // 5)

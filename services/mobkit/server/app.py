@@ -130,7 +130,9 @@ class MobKitServer:
         if grace > 0 and self.config.drain_delay > 0:
             await asyncio.sleep(self.config.drain_delay)
         await self.grpc.stop(grace)
-        for svc in self.config.services:
+        # Last started, first stopped: a service stops before those it uses (the
+        # orchestrator's last checkpoints and releases before the stores close).
+        for svc in reversed(self.config.services):
             for close in svc.on_stop:
                 try:
                     await close()

@@ -410,7 +410,7 @@ class MobKitClient {
 
   /**
    * The finished ticket, as a last `{ turn }` item; with `{ progress: true }`, the turn's
-   * `{ progress }` items before it when the turn runs on the replica called.
+   * `{ progress }` items before it (relayed from the turn's owner by any replica).
    * @param {string} turnId
    * @param {{progress?: boolean}} [opts]
    */

@@ -20,7 +20,7 @@ from mobkit.runtime.client import GrpcAgentRuntime
 from mobkit.runtime.domain import ModelUnavailable
 from mobkit.server.config import Settings
 from mobkit.server.host import start_services
-from mobkit.testing.fake_openai import CallTools, Fail, FakeOpenAI, Say
+from mobkit.testing.fake_openai import CallTools, Fail, FakeOpenAI, Say, Slow
 from mobkit.testing.fleet import ACTIVE, Fleet, all_statuses, between_owners, wait_fleet
 from mobkit.testing.servers import running_services
 from mobkit.testing.suite import send_request, stub, text_input, until
@@ -224,7 +224,8 @@ async def test_a_turn_streamed_through_a_replica_that_does_not_own_it(
     tmp_path: Path, etcd_session: Any, model: FakeOpenAI
 ) -> None:
     """SendStream and DispatchStream on the other replica: the owner's deltas come over
-    the forward stream, before the receipt, as they would on the owner itself."""
+    the forward stream, before the receipt, as they would on the owner itself; and a
+    ticket's WatchTurn there relays the owner's, progress included."""
     roster = tmp_path / "roster.toml"
     roster.write_text(
         '[profiles]\nllm = "llm"\n\n[[agents]]\nidentity = "alice"\nprofile = "llm"\n'
@@ -251,6 +252,17 @@ async def test_a_turn_streamed_through_a_replica_that_does_not_own_it(
                 assert all(i.HasField("progress") for i in progress)
                 assert len(deltas) >= 2 and "".join(deltas) == last.receipt.output, rpc
             assert len(model.requests) == 2  # each turn asked the model once, on its owner
+
+            # A ticket watched through the other replica: the owner's watch, relayed.
+            model.script(Slow(1.0, Say("worth the wait", chunks=4)))
+            submit = svc.SubmitTurnRequest(identity="alice", input=text_input("slowly"))
+            turn = (await stub(other).SubmitTurn(submit, timeout=20)).turn
+            assert turn.state == svc.TURN_STATE_PENDING, turn
+            watch = svc.WatchTurnRequest(turn_id=turn.turn_id, progress=True)
+            *progress, last = [item async for item in stub(other).WatchTurn(watch, timeout=20)]
+            assert last.turn.state == svc.TURN_STATE_SUCCEEDED, last
+            deltas = [i.progress.text_delta.text for i in progress]
+            assert len(deltas) >= 2 and "".join(deltas) == last.turn.receipt.output
         finally:
             for channel in channels:
                 await channel.close()

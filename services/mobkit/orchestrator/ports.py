@@ -35,7 +35,7 @@ from mobkit.core.types import (
 from mobkit.events.domain import EventLog
 from mobkit.orchestrator.tickets import Ticket
 from mobkit.roster.domain import RosterSnapshot
-from mobkit.runtime.sdk import ProgressSink
+from mobkit.runtime.sdk import ProgressSink, TurnProgress
 
 
 class Leases(Protocol):
@@ -146,6 +146,13 @@ class Fleet(Protocol):
         timeout: float | None,
     ) -> Ticket:
         """A turn ticket submitted to the owner (SubmitTurn, forwarded)."""
+        ...
+
+    def watch_turn(
+        self, holder: str, turn_id: str, *, progress: bool
+    ) -> AsyncIterator[TurnProgress | Ticket]:
+        """The owner's WatchTurn of a ticket (forwarded): its progress when
+        ``progress``, then the ticket as the owner last saw it."""
         ...
 
     async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -24,7 +24,7 @@ from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from mobkit.orchestrator.fleet import ReplicaRegistry, holder_address
 from mobkit.orchestrator.forward_link import ForwardLink, StreamUnsupported
 from mobkit.orchestrator.tickets import Ticket
-from mobkit.runtime.sdk import ProgressSink
+from mobkit.runtime.sdk import ProgressSink, TurnProgress
 from mobkit.wire.calls import Calls, decoder
 from mobkit.wire.orchestrator import (
     dispatch_input_to_proto,
@@ -32,6 +32,7 @@ from mobkit.wire.orchestrator import (
     status_from_proto,
     status_page_token,
 )
+from mobkit.wire.runtime_stream import progress_from_proto
 from mobkit.wire.tickets import ticket_from_proto
 
 MAX_PEER_CHANNELS = 64
@@ -198,6 +199,25 @@ class Router:
         )
         reply = await self._call(holder, "SubmitTurn", request, timeout)
         return ticket_from_proto(reply.turn)
+
+    async def watch_turn(
+        self, holder: str, turn_id: str, *, progress: bool
+    ) -> AsyncIterator[TurnProgress | Ticket]:
+        request = svc.WatchTurnRequest(turn_id=turn_id, progress=progress)
+        stub = self._stub(self._address(holder))
+        call: Any = stub.WatchTurn(request, metadata=((FORWARDED, "1"),))  # an aio call
+        try:
+            async for item in call:
+                if item.HasField("turn"):
+                    yield ticket_from_proto(item.turn)
+                elif item.HasField("progress"):
+                    event = progress_from_proto(item.progress)
+                    if event is not None:
+                        yield event
+        except grpc.RpcError as err:
+            raise self._calls.decode(err) from None
+        finally:
+            call.cancel()
 
     async def status(self, holder: str, identity: str, timeout: float | None) -> IdentityStatus:
         reply = await self._call(

@@ -9,7 +9,7 @@ the owner's ordinary turn path, and find the ones a previous owner left.
   so however many owners a ticket has its turn runs once.
 - On every activation the new owner looks at the identity's open tickets and runs
   those without a receipt (:mod:`mobkit.orchestrator.ticket_recovery`).
-- ``watch`` ends on the turn's own signal when it runs here; elsewhere it polls.
+- ``WatchTurn`` is :mod:`mobkit.orchestrator.ticket_watch`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from mobkit.core.errors import (
@@ -40,7 +40,7 @@ from mobkit.orchestrator.orchestrator import Orchestrator
 from mobkit.orchestrator.replica import ROUTE_POLL, S
 from mobkit.orchestrator.slot import IdentitySlot
 from mobkit.orchestrator.ticket_recovery import TicketRecovery
-from mobkit.orchestrator.ticket_running import RunningTicket, follow
+from mobkit.orchestrator.ticket_running import RunningTicket
 from mobkit.orchestrator.tickets import (
     DERIVED_KEY_PREFIX,
     TICKET_PREFIX,
@@ -52,7 +52,6 @@ from mobkit.orchestrator.tickets import (
     ticket_id,
     turn_message,
 )
-from mobkit.runtime.sdk import TurnProgress
 
 log = logging.getLogger("mobkit.orchestrator.tickets")
 
@@ -310,25 +309,9 @@ class TicketDesk:
                 receipt = checkpoint.decode_receipt(record.identity, stored.data)
         return Ticket.of(record, receipt)
 
-    async def watch(self, turn_id: str, *, progress: bool) -> AsyncIterator[TurnProgress | Ticket]:
-        """The turn's progress (when it runs here and ``progress``), then the finished
-        ticket."""
-        ticket = await self.get(turn_id)
-        delay = ROUTE_POLL / 2
-        while not ticket.finished:
-            running = self._running.get(turn_id)
-            if running is not None:
-                async for event in follow(running, progress):
-                    yield event
-                final = running.done.result() if running.done.done() else None
-                if final is not None:
-                    ticket = final
-                    break
-            else:
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
-            ticket = await self.get(turn_id)
-        yield ticket
+    def running(self, turn_id: str) -> RunningTicket | None:
+        """The ticket's turn when it runs on this replica."""
+        return self._running.get(turn_id)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -12,6 +12,7 @@ import grpc
 from mobkit.core.errors import BackendUnavailable
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.orchestrator.ticket_desk import TicketDesk
+from mobkit.orchestrator.ticket_watch import watch
 from mobkit.runtime.sdk import TurnProgress
 from mobkit.wire.orchestrator import dispatch_input_from_proto
 from mobkit.wire.runtime_stream import turn_progress_to_proto
@@ -52,7 +53,10 @@ class TicketRpcs:
         if ticket.finished:  # the usual case right after SubmitTurn: one message
             yield svc.WatchTurnResponse(turn=ticket_to_proto(ticket))
             return
-        async for item in desk.watch(request.turn_id, progress=request.progress):
+        forwarded = self._routing_of(context)["forwarded"]
+        async for item in watch(
+            desk, request.turn_id, progress=request.progress, forwarded=forwarded
+        ):
             if isinstance(item, TurnProgress):
                 yield svc.WatchTurnResponse(progress=turn_progress_to_proto(item))
             else:

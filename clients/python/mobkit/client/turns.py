@@ -117,7 +117,7 @@ class AsyncTurnClient:
         self, turn_id: str, *, after_seq: int = 0, progress: bool = False
     ) -> AsyncIterator[MobStructuralEventEnvelope | TurnProgress | TurnTicket]:
         """The finished ticket (the last item); with ``progress``, the turn's
-        ``TurnProgress`` before it when the turn runs on the replica called."""
+        ``TurnProgress`` before it (any replica relays its owner's)."""
         request = svc.WatchTurnRequest(turn_id=turn_id, after_seq=after_seq, progress=progress)
         call = self._stub.WatchTurn(request)
         try:

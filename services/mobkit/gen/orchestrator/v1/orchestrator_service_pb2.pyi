@@ -978,8 +978,8 @@ class WatchTurnRequest(_message.Message):
     after_seq: _builtins.int
     """Unused since tickets are no longer flow runs (their events were the run's)."""
     progress: _builtins.bool
-    """Also stream the turn's progress (`progress` items) when it runs on the
-    replica called; a ticket running elsewhere streams its final state alone.
+    """Also stream the turn's progress (`progress` items). A replica that does not
+    run the turn relays its owner's watch; between owners, the final state alone.
     """
     def __init__(
         self,

@@ -57,15 +57,20 @@ def summary(samples: list[float]) -> str:
     return f"p50 {fmt_ms(pct(samples, 0.5))}  p99 {fmt_ms(pct(samples, 0.99))}  mean {fmt_ms(statistics.fmean(samples))}"
 
 
+def child_server(script: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``benchmarks/<script>``, a server that names where it listens as the last
+    word of its first line on stderr: (the process, that word)."""
+    path = Path(__file__).with_name(script)
+    proc = subprocess.Popen([sys.executable, str(path)], stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    return proc, proc.stderr.readline().decode().strip().rsplit(" ", 1)[-1]
+
+
 class EchoServer:
     """The bare gRPC round-trip baseline, in its own process like the services."""
 
     def __enter__(self) -> EchoServer:
-        script = Path(__file__).with_name("_echo_server.py")
-        self.proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline().decode()
-        self.address = line.strip().rsplit(" ", 1)[-1]
+        self.proc, self.address = child_server("_echo_server.py")
         return self
 
     def call(self, channel: grpc.aio.Channel) -> Callable[[int], Awaitable[object]]:
@@ -88,6 +93,18 @@ class EchoServer:
             return await call.read()
 
         return one
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+class ModelProcess:
+    """A loopback OpenAI-compatible model in its own process (``_model_server.py``)."""
+
+    def __enter__(self) -> ModelProcess:
+        self.proc, self.base_url = child_server("_model_server.py")
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.proc.kill()

@@ -1,6 +1,6 @@
 """Issue 18: a turn on a remote runtime over RunTurnStream vs the unary RunTurn.
 
-    ./dev bench stream [--quick] [--clients-only]
+    ./dev bench stream [--quick] [--clients-only] [--agent notebook|llm|both]
 
 ``mobkit serve runtime`` runs in its own process. Every figure is printed next to
 its baseline from the same run, the cases timed one of each in turn (so drift on
@@ -17,12 +17,17 @@ a shared machine hits all alike):
   to its receipt vs Send (goal <= 1.3x), and SubmitTurn then WatchTurn to the
   finished ticket vs Send (goal <= 1.5x), with what a ticket is made of beside it:
   a keyed Send (a ticket's turn stores its receipt), a WatchTurn alone, and one
-  bare RPC to the same server (the floor of a second call).
+  bare RPC to the same server (the floor of a second call). These figures come
+  twice (``--agent`` picks one): with notebook turns (next to no work, so every
+  fixed cost shows in full) and with ``llm`` turns against an OpenAI-compatible
+  server on loopback (its own process, answering at once: the cheapest turn a
+  model-backed agent has, its HTTP call to the model included).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,7 +37,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchmarks._common import EchoServer, pct, side_by_side, summary
+from benchmarks._common import EchoServer, ModelProcess, pct, side_by_side, summary
 from mobkit.core.types import AgentBuildDraft, DispatchInput
 from mobkit.etcd.process import EtcdProcess
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
@@ -196,17 +201,27 @@ async def sends(tmp: Path, runtime_channel: grpc.aio.Channel, n: int) -> None:
         await etcd.stop_async()
 
 
-async def client_streams(tmp: Path, n: int) -> None:
-    etcd = EtcdProcess(tmp / "etcd-client")
+async def client_streams(tmp: Path, n: int, agent: str) -> None:
+    etcd = EtcdProcess(tmp / f"etcd-client-{agent}")
     await etcd.start_async()
     ids = [f"c-{i:02d}" for i in range(20)]
+    roster = write_roster(tmp / f"client-{agent}.toml", ids, profile=agent)
     args = [
         "--etcd-endpoints", etcd.endpoint, "--etcd-prefix", "/bench-client-streams",
-        "--roster", str(write_roster(tmp / "client.toml", ids)), "--data-dir", str(tmp / "client"),
+        "--roster", str(roster), "--data-dir", str(tmp / f"client-{agent}"),
         "--continuity-backend", "sqlite", "--log-level", "WARNING",
     ]  # fmt: skip
+    print(f"in-process runtime, {agent} agents:")
     try:
-        with ServeProcess("all", args, log_dir=tmp, name="client-streams") as proc:
+        with contextlib.ExitStack() as stack:
+            if agent == "llm":
+                model = stack.enter_context(ModelProcess())
+                config = tmp / "llm.toml"
+                config.write_text(f'[llm]\nbase_url = "{model.base_url}"\nmodel = "tiny"\n')
+                args += ["--config", str(config)]
+            proc = stack.enter_context(
+                ServeProcess("all", args, log_dir=tmp, name=f"client-streams-{agent}")
+            )
             async with grpc.aio.insecure_channel(proc.address or "") as ch:
                 await wait_fleet(ch, len(ids), owners=1, timeout=120)
                 o = stub(ch)
@@ -275,15 +290,24 @@ async def main(argv: list[str]) -> None:
         action="store_true",
         help="only the in-process figures: SendStream and SubmitTurn + WatchTurn vs Send",
     )
+    parser.add_argument(
+        "--agent",
+        choices=("notebook", "llm", "both"),
+        default="both",
+        help="the agents of the in-process figures (llm: against a loopback model)",
+    )
     args = parser.parse_args(argv)
     n = 500 if args.quick else 3000
     tmp = Path(tempfile.mkdtemp(prefix="mobkit-bench-stream-"))
+    agents = ("notebook", "llm") if args.agent == "both" else (args.agent,)
     if args.clients_only:
-        await client_streams(tmp, n // 5)
+        for agent in agents:
+            await client_streams(tmp, n // 5, agent)
         return
     await floor(n)
     with ServeProcess("runtime", ["--log-level", "WARNING"], log_dir=tmp) as proc:
         async with grpc.aio.insecure_channel(proc.address or "") as channel:
             await runtime_turns(channel, n)
             await sends(tmp, channel, n // 3)
-    await client_streams(tmp, n // 5)
+    for agent in agents:
+        await client_streams(tmp, n // 5, agent)

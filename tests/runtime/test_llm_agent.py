@@ -69,6 +69,18 @@ async def test_a_turn_streams_the_model_reply_with_the_drafts_prompt(model: Fake
         {"role": "user", "content": "hi"},
     ]
     assert request["tools"][0]["function"]["name"] == "clock_now"
+    assert request["stream_options"] == {"include_usage": True}
+
+
+async def test_the_api_key_goes_as_a_bearer_token(
+    model: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOBKIT_TEST_MODEL_KEY", "sk-test-123")
+    model.script(Say("authorised"))
+    runtime = runtime_for(model, api_key_env="MOBKIT_TEST_MODEL_KEY")
+    outcome = await runtime.run_turn(await open_session(runtime), DispatchInput("hi"))
+    assert outcome.output == "authorised"
+    assert model.authorizations == ["Bearer sk-test-123"]
 
 
 async def test_deltas_reach_the_progress_sink_in_order(model: FakeOpenAI) -> None:

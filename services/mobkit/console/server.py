@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from mobkit.security.auth import TokenRegistry, read_token_file
 from mobkit.security.tls import client_tls_from
 from mobkit.server.addresses import OFF, host_port
 from mobkit.server.config import Settings, default_of
+from mobkit.server.http_listener import http_listener
 
 log = logging.getLogger("mobkit.console")
 
@@ -69,11 +69,7 @@ class RunningConsole:
 async def start_console(settings: Settings, listen: str, orchestrator: str) -> RunningConsole:
     """Bind ``listen`` (port 0: a free one) and serve the console on this event loop."""
     host, port = host_port("console_listen", listen, allow_any_port=True)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.setblocking(False)
+    sock = http_listener(host, port)
     config = uvicorn.Config(
         build_app(console_for(settings, orchestrator)),
         log_config=None,  # MobKit's logging (JSON lines) stays in charge

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 import uuid
@@ -34,6 +33,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from mobkit.server.http_listener import http_listener
 
 
 @dataclass
@@ -90,12 +91,12 @@ class FakeOpenAI:
     def __init__(self, default: Responder = heard) -> None:
         self.default = default
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []
+        """Each request's ``Authorization`` header ("" when it had none)."""
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
+        self._socket = http_listener("127.0.0.1", 0)
         self.port: int = self._socket.getsockname()[1]
         app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
@@ -152,6 +153,8 @@ class FakeOpenAI:
 
     async def _complete(self, request: Request) -> Response:
         body = await request.json()
+        with self._lock:
+            self.authorizations.append(request.headers.get("authorization", ""))
         reply = self._next(body)
         if isinstance(reply, Slow):
             waited = 0.0

@@ -79,16 +79,28 @@ async def complete(
         options["temperature"] = settings.temperature
     if settings.max_tokens is not None:
         options["max_tokens"] = settings.max_tokens
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    body = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **options,
+    }
     try:
-        # Untyped on purpose: the SDK types messages and tools as TypedDicts, ours are
-        # plain dicts of the same wire format (kept as such in the agent's state).
-        create: Any = client_for(settings).chat.completions.create
-        stream = await create(
-            model=model,
-            messages=messages,
+        # ``chat.completions.create`` would first copy every message through the SDK's
+        # TypedDict transform, in Python: with a long history, most of a turn's CPU
+        # (the event loop's, every identity's). Ours are plain JSON already, so the
+        # body goes as it is; the SDK still makes the request, with its auth, retries,
+        # timeouts and errors, and parses the stream.
+        stream = await client_for(settings).post(
+            "/chat/completions",
+            body=body,
+            cast_to=ChatCompletion,
+            options={"security": {"bearer_auth": True}},
             stream=True,
-            stream_options={"include_usage": True},
-            **options,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
         return await _collect(stream, on_delta)
     except openai.APIStatusError as exc:

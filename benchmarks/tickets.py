@@ -45,14 +45,14 @@ import grpc
 
 from benchmarks._common import pct, summary
 from benchmarks.soak import goal, rss_mib
-from mobkit.core.keyspace import RECEIPTS, Keyspace
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.ops import prefix_end
 from mobkit.etcd.process import EtcdProcess
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.fleet import wait_fleet
 from mobkit.testing.processes import ServeProcess
 from mobkit.testing.suite import stub, text_input, write_roster
+from mobkit.testing.tickets import ticket_keys
 
 PREFIX = "/soak-tickets"
 GOAL_RSS = 1.2
@@ -89,12 +89,7 @@ def suite(tmp: Path, etcd: str, roster: Path, retention: float) -> ServeProcess:
 
 
 async def counts(client: EtcdClient) -> tuple[int, int, int]:
-    keys = Keyspace(PREFIX)
-    out = []
-    for prefix in (keys.tickets, keys.tickets_open, keys.continuity + RECEIPTS):
-        reply = await client.range(prefix, prefix_end(prefix), count_only=True, timeout=30)
-        out.append(reply.count)
-    return out[0], out[1], out[2]
+    return await ticket_keys(client, Keyspace(PREFIX))
 
 
 async def tickets(run: Run, address: str, ids: list[str], total: int, concurrency: int) -> None:

@@ -5,6 +5,7 @@ a SIGKILL failover between two replicas on real etcd."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from mobkit.server.config import Settings
 from mobkit.server.host import start_services
 from mobkit.testing.fake_openai import CallTools, Fail, FakeOpenAI, Say, Slow
 from mobkit.testing.fleet import ACTIVE, Fleet, all_statuses, between_owners, wait_fleet
+from mobkit.testing.processes import ServeProcess
 from mobkit.testing.servers import running_services
 from mobkit.testing.suite import send_request, stub, text_input, until
 
@@ -183,9 +185,12 @@ async def _send(channels: list[grpc.aio.Channel], text: str) -> Any:
     return reply
 
 
-async def test_the_history_survives_a_sigkill_failover(
+@contextlib.asynccontextmanager
+async def two_replicas(
     tmp_path: Path, etcd_session: Any, model: FakeOpenAI
-) -> None:
+) -> AsyncIterator[tuple[list[ServeProcess], list[grpc.aio.Channel]]]:
+    """Replicas ``a`` and ``b`` (``serve all``, 2 s leases) of one ``llm`` identity,
+    alice, Active on one of them, and a channel to each."""
     roster = tmp_path / "roster.toml"
     roster.write_text(
         '[profiles]\nllm = "llm"\n\n[[agents]]\nidentity = "alice"\nprofile = "llm"\n'
@@ -193,31 +198,38 @@ async def test_the_history_survives_a_sigkill_failover(
     fleet = Fleet(tmp_path, etcd_session.endpoint, roster, ttl=2.0)
     extra = ["--config", str(_llm_config(tmp_path, model))]
     try:
-        a, b = fleet.add("a", extra=extra), fleet.add("b", extra=extra)
-        channels = [grpc.aio.insecure_channel(r.address) for r in (a, b)]
+        replicas = [fleet.add("a", extra=extra), fleet.add("b", extra=extra)]
+        channels = [grpc.aio.insecure_channel(r.address) for r in replicas]
         try:
             await wait_fleet(channels[0], 1, owners=1, timeout=60)
-            first = await _send(channels, "my name is Ada")
-            assert first.receipt.output == "heard 1: my name is Ada"
-            [status] = await all_statuses(channels[0])
-            owner = Holder(status.owner).instance
-            victim, survivor = (a, channels[1]) if owner == "a" else (b, channels[0])
-            victim.kill()  # SIGKILL: nothing is released or flushed
-
-            second = await _send([survivor], "what is my name?")
-            assert second.receipt.output == "heard 2: what is my name?"
-            assert second.receipt.fencing_token > first.receipt.fencing_token
-            assert model.requests[-1]["messages"] == [
-                {"role": "user", "content": "my name is Ada"},
-                {"role": "assistant", "content": "heard 1: my name is Ada"},
-                {"role": "user", "content": "what is my name?"},
-            ]
-            assert len(model.requests) == 2  # each turn asked the model once
+            yield replicas, channels
         finally:
             for channel in channels:
                 await channel.close()
     finally:
         fleet.close()
+
+
+async def test_the_history_survives_a_sigkill_failover(
+    tmp_path: Path, etcd_session: Any, model: FakeOpenAI
+) -> None:
+    async with two_replicas(tmp_path, etcd_session, model) as ((a, b), channels):
+        first = await _send(channels, "my name is Ada")
+        assert first.receipt.output == "heard 1: my name is Ada"
+        [status] = await all_statuses(channels[0])
+        owner = Holder(status.owner).instance
+        victim, survivor = (a, channels[1]) if owner == "a" else (b, channels[0])
+        victim.kill()  # SIGKILL: nothing is released or flushed
+
+        second = await _send([survivor], "what is my name?")
+        assert second.receipt.output == "heard 2: what is my name?"
+        assert second.receipt.fencing_token > first.receipt.fencing_token
+        assert model.requests[-1]["messages"] == [
+            {"role": "user", "content": "my name is Ada"},
+            {"role": "assistant", "content": "heard 1: my name is Ada"},
+            {"role": "user", "content": "what is my name?"},
+        ]
+        assert len(model.requests) == 2  # each turn asked the model once
 
 
 async def test_a_turn_streamed_through_a_replica_that_does_not_own_it(
@@ -226,45 +238,30 @@ async def test_a_turn_streamed_through_a_replica_that_does_not_own_it(
     """SendStream and DispatchStream on the other replica: the owner's deltas come over
     the forward stream, before the receipt, as they would on the owner itself; and a
     ticket's WatchTurn there relays the owner's, progress included."""
-    roster = tmp_path / "roster.toml"
-    roster.write_text(
-        '[profiles]\nllm = "llm"\n\n[[agents]]\nidentity = "alice"\nprofile = "llm"\n'
-    )
-    fleet = Fleet(tmp_path, etcd_session.endpoint, roster, ttl=2.0)
-    extra = ["--config", str(_llm_config(tmp_path, model))]
-    try:
-        a, b = fleet.add("a", extra=extra), fleet.add("b", extra=extra)
-        channels = [grpc.aio.insecure_channel(r.address) for r in (a, b)]
-        try:
-            await wait_fleet(channels[0], 1, owners=1, timeout=60)
-            [status] = await all_statuses(channels[0])
-            other = channels[1] if Holder(status.owner).instance == "a" else channels[0]
-            model.script(Say("told from afar", chunks=4), Say("and again", chunks=3))
-            for request, rpc in (
-                (svc.SendStreamRequest(identity="alice", input=text_input("a story")), "Send"),
-                (svc.DispatchStreamRequest(identity="alice", input=text_input("more")), "Dispatch"),
-            ):
-                call = getattr(stub(other), f"{rpc}Stream")(request, timeout=20)
-                items = [item async for item in call]
-                *progress, last = items
-                assert last.HasField("receipt"), rpc
-                deltas = [i.progress.text_delta.text for i in progress]
-                assert all(i.HasField("progress") for i in progress)
-                assert len(deltas) >= 2 and "".join(deltas) == last.receipt.output, rpc
-            assert len(model.requests) == 2  # each turn asked the model once, on its owner
-
-            # A ticket watched through the other replica: the owner's watch, relayed.
-            model.script(Slow(1.0, Say("worth the wait", chunks=4)))
-            submit = svc.SubmitTurnRequest(identity="alice", input=text_input("slowly"))
-            turn = (await stub(other).SubmitTurn(submit, timeout=20)).turn
-            assert turn.state == svc.TURN_STATE_PENDING, turn
-            watch = svc.WatchTurnRequest(turn_id=turn.turn_id, progress=True)
-            *progress, last = [item async for item in stub(other).WatchTurn(watch, timeout=20)]
-            assert last.turn.state == svc.TURN_STATE_SUCCEEDED, last
+    async with two_replicas(tmp_path, etcd_session, model) as (_, channels):
+        [status] = await all_statuses(channels[0])
+        other = channels[1] if Holder(status.owner).instance == "a" else channels[0]
+        model.script(Say("told from afar", chunks=4), Say("and again", chunks=3))
+        for request, rpc in (
+            (svc.SendStreamRequest(identity="alice", input=text_input("a story")), "Send"),
+            (svc.DispatchStreamRequest(identity="alice", input=text_input("more")), "Dispatch"),
+        ):
+            call = getattr(stub(other), f"{rpc}Stream")(request, timeout=20)
+            items = [item async for item in call]
+            *progress, last = items
+            assert last.HasField("receipt"), rpc
             deltas = [i.progress.text_delta.text for i in progress]
-            assert len(deltas) >= 2 and "".join(deltas) == last.turn.receipt.output
-        finally:
-            for channel in channels:
-                await channel.close()
-    finally:
-        fleet.close()
+            assert all(i.HasField("progress") for i in progress)
+            assert len(deltas) >= 2 and "".join(deltas) == last.receipt.output, rpc
+        assert len(model.requests) == 2  # each turn asked the model once, on its owner
+
+        # A ticket watched through the other replica: the owner's watch, relayed.
+        model.script(Slow(1.0, Say("worth the wait", chunks=4)))
+        submit = svc.SubmitTurnRequest(identity="alice", input=text_input("slowly"))
+        turn = (await stub(other).SubmitTurn(submit, timeout=20)).turn
+        assert turn.state == svc.TURN_STATE_PENDING, turn
+        watch = svc.WatchTurnRequest(turn_id=turn.turn_id, progress=True)
+        *progress, last = [item async for item in stub(other).WatchTurn(watch, timeout=20)]
+        assert last.turn.state == svc.TURN_STATE_SUCCEEDED, last
+        deltas = [i.progress.text_delta.text for i in progress]
+        assert len(deltas) >= 2 and "".join(deltas) == last.turn.receipt.output

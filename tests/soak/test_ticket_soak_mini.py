@@ -26,13 +26,13 @@ from typing import Any
 import grpc
 import pytest
 
-from mobkit.core.keyspace import RECEIPTS, Keyspace
+from mobkit.core.keyspace import Keyspace
 from mobkit.etcd.client import EtcdClient
-from mobkit.etcd.ops import prefix_end
 from mobkit.gen.orchestrator.v1 import orchestrator_service_pb2 as svc
 from mobkit.testing.fleet import wait_fleet
 from mobkit.testing.processes import ServeProcess
 from mobkit.testing.suite import reason, stub, text_input, until, write_roster
+from mobkit.testing.tickets import ticket_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -40,15 +40,6 @@ IDS = ["ta", "tb", "tc", "td"]
 TICKETS = 600
 RETENTION = 3.0
 FINISHED = (svc.TURN_STATE_SUCCEEDED, svc.TURN_STATE_FAILED)
-
-
-async def left(client: EtcdClient, keys: Keyspace) -> tuple[int, int, int]:
-    """(ticket records, open markers, receipts) under the suite's prefix."""
-    out = []
-    for prefix in (keys.tickets, keys.tickets_open, keys.continuity + RECEIPTS):
-        reply = await client.range(prefix, prefix_end(prefix), count_only=True, timeout=10)
-        out.append(reply.count)
-    return out[0], out[1], out[2]
 
 
 async def test_tickets_leave_nothing_past_their_retention_and_run_once(
@@ -113,11 +104,11 @@ async def test_tickets_leave_nothing_past_their_retention_and_run_once(
 
             client = await EtcdClient.connect([etcd_session.endpoint], timeout=10)
             try:
-                during = await left(client, keys)
+                during = await ticket_keys(client, keys)
                 assert during[0] > 0 and during[2] > 0  # the run did leave keys behind
 
                 async def gone() -> bool:
-                    return await left(client, keys) == (0, 0, 0)
+                    return await ticket_keys(client, keys) == (0, 0, 0)
 
                 await until(gone, "every ticket key expired", timeout=4 * RETENTION + 30)
             finally:

@@ -50,13 +50,8 @@ class TicketRpcs:
     ) -> AsyncIterator[svc.WatchTurnResponse]:
         desk = self._desk()
         ticket = await desk.get(request.turn_id)
-        if ticket.finished:  # the usual case right after SubmitTurn: one message
-            yield svc.WatchTurnResponse(turn=ticket_to_proto(ticket))
-            return
         forwarded = self._routing_of(context)["forwarded"]
-        async for item in watch(
-            desk, request.turn_id, progress=request.progress, forwarded=forwarded
-        ):
+        async for item in watch(desk, ticket, progress=request.progress, forwarded=forwarded):
             if isinstance(item, TurnProgress):
                 yield svc.WatchTurnResponse(progress=turn_progress_to_proto(item))
             else:

@@ -25,12 +25,13 @@ log = logging.getLogger("mobkit.orchestrator.tickets")
 
 
 async def watch(
-    desk: TicketDesk, turn_id: str, *, progress: bool, forwarded: bool = False
+    desk: TicketDesk, ticket: Ticket, *, progress: bool, forwarded: bool = False
 ) -> AsyncIterator[TurnProgress | Ticket]:
-    """The turn's progress (when ``progress``), then the finished ticket. A
-    ``forwarded`` watch (a peer relaying for its client) never goes on to a third
-    replica: it follows the turn here or reads the ticket."""
-    ticket = await desk.get(turn_id)
+    """From ``ticket`` as just read: the turn's progress (when ``progress``), then the
+    finished ticket (at once when it is finished already, the usual case right after
+    SubmitTurn). A ``forwarded`` watch (a peer relaying for its client) never goes on
+    to a third replica: it follows the turn here or reads the ticket."""
+    turn_id = ticket.turn_id
     delay = ROUTE_POLL / 2
     while not ticket.finished:
         running = desk.running(turn_id)

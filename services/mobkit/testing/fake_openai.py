@@ -140,9 +140,10 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _next(self, body: dict[str, Any]) -> Reply:
+    def _next(self, body: dict[str, Any], authorization: str) -> Reply:
         with self._lock:
             self.requests.append(body)
+            self.authorizations.append(authorization)
             if self._script:
                 reply = self._script[0]
                 reply.times -= 1
@@ -153,9 +154,7 @@ class FakeOpenAI:
 
     async def _complete(self, request: Request) -> Response:
         body = await request.json()
-        with self._lock:
-            self.authorizations.append(request.headers.get("authorization", ""))
-        reply = self._next(body)
+        reply = self._next(body, request.headers.get("authorization", ""))
         if isinstance(reply, Slow):
             waited = 0.0
             while waited < reply.seconds and not self._stopping.is_set():

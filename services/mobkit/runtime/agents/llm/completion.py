@@ -70,6 +70,7 @@ async def complete(
     """The model's reply to ``messages``, its text passed to ``on_delta`` as it arrives.
     ``answer_only`` still shows the tools (the history names them) but forbids calls."""
     import openai
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     options: dict[str, Any] = {}
     if tools:
@@ -79,8 +80,6 @@ async def complete(
         options["temperature"] = settings.temperature
     if settings.max_tokens is not None:
         options["max_tokens"] = settings.max_tokens
-    from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
     body = {
         "model": model,
         "messages": messages,
